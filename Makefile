@@ -1,0 +1,44 @@
+# make test: venv + SuiteSparse (if missing) + editable install with test extras + pytest.
+# make demo: fit the example models and print their summaries.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.skmixed-installed
+
+.PHONY: test demo bench suitesparse clean
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m skmixed.demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# CHOLMOD headers are needed to build scikit-sparse (it has no wheels).
+suitesparse:
+	@if [ -f /usr/include/suitesparse/cholmod.h ] || [ -f /usr/local/include/suitesparse/cholmod.h ] \
+	    || [ -f "$${CONDA_PREFIX:-/nonexistent}/include/cholmod.h" ] \
+	    || [ -f "$${CONDA_PREFIX:-/nonexistent}/include/suitesparse/cholmod.h" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    echo "installing libsuitesparse-dev (CHOLMOD) with apt-get"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libsuitesparse-dev; \
+	else \
+	    echo "SuiteSparse (CHOLMOD) headers not found. Install them first:"; \
+	    echo "  macOS:  brew install suite-sparse   (then: export SUITESPARSE_INCLUDE_DIR=\$$(brew --prefix)/include/suitesparse)"; \
+	    echo "  conda:  conda install -c conda-forge suitesparse"; \
+	    exit 1; \
+	fi
+
+$(STAMP): pyproject.toml | $(PY) suitesparse
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,293 @@
+"""Model frame: from a parsed formula and a DataFrame to y, X, offset, weights and grouping factors.
+
+Rows with a missing value in any variable the model uses are dropped once, for
+y, X and Z together.  The fixed part goes through formulaic and its
+``ModelSpec`` is kept so new data are encoded identically for prediction.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula
+from formulaic.errors import FormulaicError
+from formulaic.transforms import C
+
+from .exceptions import DataError, FormulaError, RankDeficiencyWarning
+from .formula import ParsedFormula
+
+#: R functions an lme4 formula may call, as formulaic evaluates them.
+FORMULA_CONTEXT = {
+    "factor": C,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "log10": np.log10,
+    "log2": np.log2,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "np": np,
+}
+
+
+@dataclass
+class GroupingFactor:
+    """A grouping factor: integer codes per row into ``levels`` (R's level order)."""
+
+    name: str
+    codes: np.ndarray
+    levels: pd.Index
+
+    def encode(self, data: pd.DataFrame) -> np.ndarray:
+        """Codes of new data into the fitted levels; -1 for a level not seen in the fit (or missing)."""
+        labels = group_labels(self.name, data)
+        return pd.Index(self.levels).get_indexer(labels)
+
+
+@dataclass
+class ModelFrame:
+    """Everything the fit needs from the data, after dropping incomplete rows."""
+
+    y: np.ndarray
+    X: np.ndarray
+    x_names: list[str]
+    x_spec: object  # formulaic ModelSpec of the fixed part
+    offset: np.ndarray
+    weights: np.ndarray
+    keep: np.ndarray  # boolean mask of the rows of the data that were used
+    data: pd.DataFrame  # the rows used
+    n_dropped: int
+    dropped_columns: list[str] = field(default_factory=list)
+    offset_source: object = None  # the offset= argument: a column name, an array, or None
+
+
+def r_name(name: str) -> str:
+    """formulaic's column names in R's style: ``Intercept`` is ``(Intercept)``, ``f[T.b]`` is ``fb``."""
+    if name == "Intercept":
+        return "(Intercept)"
+    return re.sub(r"\[T\.([^\]]*)\]", r"\1", name)
+
+
+def column_error(name: str, data: pd.DataFrame, role: str) -> DataError:
+    close = difflib.get_close_matches(str(name), [str(c) for c in data.columns], n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; the columns are {list(data.columns)[:20]}"
+    return DataError(f"the {role} {name!r} is not a column of the data{hint}")
+
+
+def _factor(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Codes and levels of one variable as R's ``factor()`` makes them (unused levels dropped)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.cat.remove_unused_categories()
+        return np.asarray(cat.cat.codes, dtype=np.int64), pd.Index(cat.cat.categories.astype(str))
+    levels = np.sort(pd.unique(values.dropna()))
+    codes = pd.Index(levels).get_indexer(values)
+    return codes.astype(np.int64), pd.Index([str(v) for v in levels])
+
+
+def group_labels(name: str, data: pd.DataFrame) -> pd.Index:
+    """String labels of grouping factor ``name`` (``a`` or ``a:b``) per row; missing stays missing."""
+    parts = name.split(":")
+    cols = []
+    for p in parts:
+        if p not in data.columns:
+            raise column_error(p, data, "grouping factor")
+        s = data[p]
+        cols.append(s.astype(str).where(s.notna(), None))
+    if len(cols) == 1:
+        return pd.Index(cols[0])
+    joined = cols[0]
+    for c in cols[1:]:
+        joined = joined + ":" + c
+    return pd.Index(joined)
+
+
+def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
+    """Build the factor ``name``; an interaction ``a:b`` has the observed combinations, ``a`` varying slowest."""
+    parts = name.split(":")
+    for p in parts:
+        if p not in data.columns:
+            raise column_error(p, data, "grouping factor")
+    if len(parts) == 1:
+        codes, levels = _factor(data[parts[0]])
+        return GroupingFactor(name, codes, levels)
+    coded = [_factor(data[p]) for p in parts]
+    combined = np.zeros(len(data), dtype=np.int64)
+    for codes, levels in coded:
+        combined = combined * len(levels) + codes
+    used, codes = np.unique(combined, return_inverse=True)
+    labels = []
+    for u in used:
+        idx = []
+        for _, levels in reversed(coded):
+            idx.append(levels[u % len(levels)])
+            u //= len(levels)
+        labels.append(":".join(reversed(idx)))
+    return GroupingFactor(name, codes.astype(np.int64), pd.Index(labels))
+
+
+def _variables(expr: str, data: pd.DataFrame) -> set[str]:
+    try:
+        names = Formula(f"~ {expr}").required_variables
+    except FormulaicError as e:
+        raise FormulaError(f"cannot read {expr!r}: {e}") from None
+    return {str(v) for v in names} - set(FORMULA_CONTEXT) - {"C", "I", "poly", "scale", "center", "log", "exp"}
+
+
+def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
+    for v in sorted(names):
+        if v not in data.columns:
+            raise column_error(v, data, role)
+
+
+def model_matrix(expr: str, data: pd.DataFrame, role: str):
+    """formulaic's model matrix of a right-hand side; errors name the term and the fix."""
+    try:
+        return Formula(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
+    except FormulaicError as e:
+        raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
+
+
+def _numeric_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
+    mm = model_matrix(f"0 + {expr}", data, role)
+    if mm.shape[1] != 1:
+        raise DataError(f"the {role} {expr!r} must be one numeric column, not {mm.shape[1]} columns (is it a factor?)")
+    return np.asarray(mm.iloc[:, 0], dtype=float)
+
+
+def _column_or_array(value, data: pd.DataFrame, role: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise column_error(value, data, role)
+        value = data[value]
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.shape[0] != len(data):
+        raise DataError(f"{role} has {arr.shape[0]} values but the data have {len(data)} rows")
+    return arr
+
+
+def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
+    """The response as float; a non-numeric response is an error that names it."""
+    if expr in data.columns:
+        s = data[expr]
+        if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_string_dtype(s):
+            raise DataError(f"the response {expr!r} is not numeric (dtype {s.dtype}); lmer needs a numeric response")
+        return np.asarray(s, dtype=float)
+    return _numeric_vector(expr, data, "response")
+
+
+def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
+    """Drop columns of X that are (numerically) linear in earlier columns, as R's ``qr(X, tol = 1e-7)`` does."""
+    keep = []
+    for j in range(X.shape[1]):
+        col = X[:, j]
+        norm = np.linalg.norm(col)
+        if norm == 0:
+            continue
+        if keep:
+            Q, _ = np.linalg.qr(X[:, keep])
+            resid = col - Q @ (Q.T @ col)
+            if np.linalg.norm(resid) <= tol * norm:
+                continue
+        keep.append(j)
+    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
+    return X[:, keep], [names[j] for j in keep], dropped
+
+
+def _full_rank(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    if X.shape[1] == 0:
+        return X, names, []
+    R = np.linalg.qr(X, mode="r")
+    scale = np.linalg.norm(X, axis=0)
+    if np.all(np.abs(np.diag(R)) > 1e-7 * np.where(scale > 0, scale, 1.0)) and np.all(scale > 0):
+        return X, names, []
+    return drop_aliased(X, names)
+
+
+def model_frame(
+    parsed: ParsedFormula, data, weights=None, offset=None, bar_variables: set[str] | None = None
+) -> ModelFrame:
+    """Select complete rows, then build y, X (full column rank), offset and weights."""
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if len(data) == 0:
+        raise DataError("the data have no rows")
+    offset_arg = offset
+    weights = _column_or_array(weights, data, "weights")
+    offset = _column_or_array(offset, data, "offset")
+
+    if parsed.response not in data.columns:
+        _check_columns(_variables(parsed.response, data), data, "response")
+    needed = {parsed.response} if parsed.response in data.columns else _variables(parsed.response, data)
+    fixed_vars = _variables(parsed.fixed, data)
+    _check_columns(fixed_vars, data, "fixed-effect variable")
+    needed |= fixed_vars
+    for expr in parsed.offsets:
+        v = _variables(expr, data)
+        _check_columns(v, data, "offset variable")
+        needed |= v
+    for bar in parsed.bars:
+        v = _variables(bar.lhs, data) if bar.lhs.strip() not in ("1", "0") else set()
+        _check_columns(v, data, "random-effect variable")
+        needed |= v
+        for g in bar.group.split(":"):
+            if g not in data.columns:
+                raise column_error(g, data, "grouping factor")
+            needed.add(g)
+
+    keep = data[sorted(needed)].notna().all(axis=1).to_numpy()
+    for arr in (weights, offset):
+        if arr is not None:
+            keep &= ~np.isnan(arr)
+    n_dropped = int((~keep).sum())
+    if keep.sum() == 0:
+        raise DataError("no complete rows: every row has a missing value in a variable the model uses")
+    used = data.loc[keep]
+    if n_dropped:
+        warnings.warn(f"{n_dropped} rows with missing values were dropped", UserWarning, stacklevel=3)
+
+    y = response_vector(parsed.response, used)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"the response {parsed.response!r} has infinite values; remove or fix those rows")
+    mm = model_matrix(parsed.fixed, used, "fixed-effects part")
+    X = np.asarray(mm, dtype=float)
+    if not np.all(np.isfinite(X)):
+        bad = [c for c in mm.columns if not np.all(np.isfinite(mm[c]))]
+        raise DataError(f"the fixed-effect columns {bad} have non-finite values (a transform like log of 0?)")
+    names = [r_name(c) for c in mm.columns]
+    X, names, dropped = _full_rank(X, names)
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+            f"column{'s' if len(dropped) > 1 else ''} / coefficient{'s' if len(dropped) > 1 else ''}: {dropped}",
+            RankDeficiencyWarning,
+            stacklevel=3,
+        )
+
+    off = np.zeros(len(used)) if offset is None else offset[keep]
+    for expr in parsed.offsets:
+        off = off + _numeric_vector(expr, used, "offset")
+    w = np.ones(len(used)) if weights is None else weights[keep]
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise DataError("weights must be finite and non-negative")
+    if not np.all(np.isfinite(off)):
+        raise DataError("the offset has non-finite values")
+    return ModelFrame(
+        y=y, X=X, x_names=names, x_spec=mm.model_spec, offset=off, weights=w, keep=keep,
+        data=used, n_dropped=n_dropped, dropped_columns=dropped,
+        offset_source=None if offset_arg is None else (offset_arg if isinstance(offset_arg, str) else "array"),
+    )
+
+
+def fixed_matrix(frame_spec, names: list[str], data: pd.DataFrame) -> np.ndarray:
+    """Encode new data with the fitted fixed-effects spec, keeping only the fitted (non-aliased) columns."""
+    try:
+        mm = frame_spec.get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
+    except FormulaicError as e:
+        raise DataError(f"cannot encode the new data for the fixed effects: {e}") from None
+    cols = {r_name(c): i for i, c in enumerate(mm.columns)}
+    return np.asarray(mm, dtype=float)[:, [cols[n] for n in names]]

@@ -1,0 +1,64 @@
+"""``lmer``: fit a linear mixed model by lme4's staged pipeline.
+
+parse formula → model frame (y, X) → random-effects terms (Z, Λ(θ)) → cross-products →
+profiled deviance of θ → BOBYQA → result.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .design import model_frame
+from .exceptions import FormulaError, SingularFitWarning
+from .formula import parse_formula
+from .optimize import bobyqa, check_convergence
+from .pls import ProfiledDeviance, cross_products
+from .results import LmerResult
+from .reterms import check_identifiable, random_effects
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    REML: bool = True,
+    weights=None,
+    offset=None,
+    start=None,
+    check_conv: bool = True,
+    maxeval: int = 100_000,
+) -> LmerResult:
+    """Fit ``y = Xβ + Zb + ε``, ``b ~ N(0, σ²ΛΛ')``, ``ε ~ N(0, σ²W⁻¹)`` by REML (default) or ML.
+
+    ``formula`` is an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    ``weights`` and ``offset`` are column names of ``data`` or arrays; ``start`` is an
+    initial θ (default: identity Λ).
+    """
+    parsed = parse_formula(formula)
+    if not parsed.bars:
+        raise FormulaError(
+            f"the formula {formula!r} has no random-effects term: add one such as (1 | group), "
+            "or fit it by ordinary least squares (e.g. sklearn's LinearRegression or statsmodels' ols)"
+        )
+    frame = model_frame(parsed, data, weights=weights, offset=offset)
+    re = random_effects(parsed.bars, frame.data)
+    check_identifiable(re, len(frame.y))
+    cp = cross_products(re.Z, frame.X, frame.y, frame.weights, frame.offset)
+    devfun = ProfiledDeviance(cp, re, reml=REML)
+    theta0 = re.theta_init if start is None else np.asarray(start, dtype=float)
+    if theta0.shape != (re.n_theta,):
+        raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
+    lower = re.theta_lower
+    optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
+    solution = devfun.solve(optsum.theta)
+    if check_conv:
+        check_convergence(devfun, optsum, lower)
+    result = LmerResult(
+        formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=solution, optsum=optsum,
+        REML=REML, data_name=getattr(data, "name", None) if isinstance(getattr(data, "name", None), str) else None,
+    )
+    result._cache["devfun"] = devfun
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=2)
+    return result

@@ -1,0 +1,152 @@
+"""Bound-constrained derivative-free minimisation of a profiled deviance, and its summary.
+
+lme4 fits LMMs with nlopt's BOBYQA (``nloptwrap``: xtol_abs = ftol_abs = 1e-8);
+we use the same algorithm from the same library.  Every fit keeps an
+:class:`OptSummary`, and the optimum is checked as lme4's ``checkConv`` does: the
+finite-difference gradient, scaled by the Hessian where it is positive definite,
+must be below ``grad_tol``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+from .exceptions import ConvergenceWarning
+
+
+@dataclass
+class OptSummary:
+    """What the optimizer did: start, end, number of evaluations, convergence and messages."""
+
+    optimizer: str
+    theta_init: np.ndarray
+    objective_init: float
+    theta: np.ndarray
+    objective: float
+    n_evaluations: int
+    converged: bool
+    return_code: str
+    messages: list[str] = field(default_factory=list)
+    gradient: np.ndarray | None = None
+
+    def __str__(self) -> str:
+        lines = [
+            f"optimizer: {self.optimizer} ({self.return_code}), {self.n_evaluations} evaluations",
+            f"initial: θ = {np.array2string(self.theta_init, precision=5)}, objective {self.objective_init:.6f}",
+            f"final:   θ = {np.array2string(self.theta, precision=5)}, objective {self.objective:.6f}",
+            f"converged: {self.converged}",
+        ]
+        lines += [f"message: {m}" for m in self.messages]
+        return "\n".join(lines)
+
+
+_RETURN = {
+    nlopt.SUCCESS: "SUCCESS",
+    nlopt.STOPVAL_REACHED: "STOPVAL_REACHED",
+    nlopt.FTOL_REACHED: "FTOL_REACHED",
+    nlopt.XTOL_REACHED: "XTOL_REACHED",
+    nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED",
+    nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
+}
+
+
+class _Tracked:
+    """Counts calls and remembers the best point (nlopt may stop with a round-off error)."""
+
+    def __init__(self, f):
+        self.f, self.count, self.best_x, self.best_f = f, 0, None, np.inf
+
+    def __call__(self, x, grad=None):
+        self.count += 1
+        val = float(self.f(np.array(x, dtype=float)))
+        if not np.isfinite(val):
+            val = np.finfo(float).max / 1e10
+        if val < self.best_f:
+            self.best_f, self.best_x = val, np.array(x, dtype=float)
+        return val
+
+
+def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000) -> OptSummary:
+    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's LN_BOBYQA."""
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    tracked = _Tracked(f)
+    f0 = tracked(x0)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
+    opt.set_min_objective(tracked)
+    opt.set_lower_bounds(lower)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_maxeval(maxeval)
+    messages = []
+    try:
+        x = opt.optimize(x0.copy())
+        code = _RETURN.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
+    except nlopt.RoundoffLimited:
+        x, code = tracked.best_x, "ROUNDOFF_LIMITED"
+        messages.append("nlopt stopped on round-off; the best point found is used")
+    x = np.maximum(np.asarray(x, dtype=float), lower)
+    fx = float(f(x))
+    if tracked.best_x is not None and tracked.best_f < fx:
+        x, fx = tracked.best_x, tracked.best_f
+    converged = code not in ("MAXEVAL_REACHED", "MAXTIME_REACHED")
+    if not converged:
+        messages.append(f"the optimizer reached its limit of {maxeval} evaluations")
+    return OptSummary(
+        optimizer="nlopt LN_BOBYQA", theta_init=x0, objective_init=f0, theta=x, objective=fx,
+        n_evaluations=tracked.count, converged=converged, return_code=code, messages=messages,
+    )
+
+
+def finite_difference(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian of f at x by central differences (forward steps at a lower bound)."""
+    n = len(x)
+    f0 = f(x)
+    step = np.where(x - h < lower, 0.0, h)  # 0: one-sided
+    grad, hess = np.zeros(n), np.zeros((n, n))
+    fp, fm = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h
+        fp[i] = f(x + e)
+        if step[i] > 0:
+            fm[i] = f(x - e)
+            grad[i] = (fp[i] - fm[i]) / (2 * h)
+            hess[i, i] = (fp[i] - 2 * f0 + fm[i]) / h**2
+        else:
+            f2 = f(x + 2 * e)
+            grad[i] = (-3 * f0 + 4 * fp[i] - f2) / (2 * h)
+            hess[i, i] = (f2 - 2 * fp[i] + f0) / h**2
+    for i in range(n):
+        for j in range(i):
+            ei, ej = np.zeros(n), np.zeros(n)
+            ei[i], ej[j] = h, h
+            hess[i, j] = hess[j, i] = (f(x + ei + ej) - fp[i] - fp[j] + f0) / h**2
+    return grad, hess
+
+
+def check_convergence(f, summary: OptSummary, lower: np.ndarray, grad_tol: float = 2e-3, max_params: int = 20) -> None:
+    """lme4's ``checkConv``: warn when the (Hessian-scaled) gradient at the optimum is too large."""
+    x = summary.theta
+    if len(x) > max_params:
+        return
+    grad, hess = finite_difference(f, x, lower)
+    at_bound = (x - lower) < 1e-4
+    free = ~(at_bound & (grad > 0))  # a positive slope into a bound is optimal
+    summary.gradient = grad
+    g = np.where(free, grad, 0.0)
+    try:
+        scaled = np.linalg.solve(np.linalg.cholesky(hess[np.ix_(free, free)]), g[free]) if free.any() else g
+        worst = float(np.max(np.minimum(np.abs(scaled), np.abs(g[free])))) if free.any() else 0.0
+    except np.linalg.LinAlgError:
+        worst = float(np.max(np.abs(g))) if g.size else 0.0
+    if worst > grad_tol:
+        msg = f"Model failed to converge with max|grad| = {worst:.6g} (tol = {grad_tol})"
+        summary.messages.append(msg)
+        summary.converged = False
+        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
+    if not summary.converged and summary.return_code in ("MAXEVAL_REACHED", "MAXTIME_REACHED"):
+        warnings.warn(summary.messages[0], ConvergenceWarning, stacklevel=4)

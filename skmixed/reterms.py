@@ -1,0 +1,191 @@
+"""Random-effects terms: for each bar the grouping factor, its Z block and the θ ↔ Λ template.
+
+Term ``(lhs | g)`` with k effects and ℓ levels owns q = kℓ columns of Z, level-major
+(the k columns of level 1, then level 2, ...).  Its relative covariance factor is
+``Λ_i = I_ℓ ⊗ T_i`` with ``T_i`` lower triangular, filled column-wise from θ_i, so
+``Var(b_i) = σ² Λ_i Λ_i'``.  Diagonal elements of ``T_i`` have lower bound 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .design import GroupingFactor, grouping_factor, model_matrix, r_name
+from .exceptions import DataError
+from .formula import RandomBar
+
+
+@dataclass
+class ReTerm:
+    """One random-effects term: ``values`` (n × k) of the bar's left side, split by the factor's levels."""
+
+    bar: RandomBar
+    factor: GroupingFactor
+    effects: list[str]
+    values: np.ndarray
+    spec: object  # formulaic ModelSpec of the left side, to encode new data
+
+    @property
+    def group(self) -> str:
+        return self.factor.name
+
+    @property
+    def k(self) -> int:
+        return len(self.effects)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.factor.levels)
+
+    @property
+    def q(self) -> int:
+        return self.k * self.n_levels
+
+    @property
+    def n_theta(self) -> int:
+        return self.k * (self.k + 1) // 2
+
+    @property
+    def tril(self) -> list[tuple[int, int]]:
+        """(row, column) of each θ element in T, column-wise as lme4 stores it."""
+        return [(i, j) for j in range(self.k) for i in range(j, self.k)]
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        return np.array([0.0 if i == j else -np.inf for i, j in self.tril])
+
+    @property
+    def theta_init(self) -> np.ndarray:
+        return np.array([1.0 if i == j else 0.0 for i, j in self.tril])
+
+    def T(self, theta: np.ndarray) -> np.ndarray:
+        """The k × k lower-triangular template filled from this term's θ."""
+        T = np.zeros((self.k, self.k))
+        for t, (i, j) in enumerate(self.tril):
+            T[i, j] = theta[t]
+        return T
+
+    def z_block(self) -> sp.csc_matrix:
+        """Z_i (n × q): row r has ``values[r, j]`` in column ``codes[r]·k + j``."""
+        n, k = self.values.shape
+        rows = np.repeat(np.arange(n), k)
+        cols = (self.factor.codes[:, None] * k + np.arange(k)).ravel()
+        return sp.csc_matrix((self.values.ravel(), (rows, cols)), shape=(n, self.q))
+
+
+def _lme4_order(terms: list[ReTerm]) -> list[ReTerm]:
+    """lme4's order: by decreasing number of levels, only when some term has more levels than the one before."""
+    nl = [t.n_levels for t in terms]
+    if not any(b > a for a, b in zip(nl, nl[1:])):
+        return terms
+    order = np.argsort(nl, kind="stable")[::-1]
+    return [terms[i] for i in order]
+
+
+@dataclass
+class RandomEffects:
+    """All terms in lme4's order, with Z (n × q) and the sparse pattern of Λ (q × q)."""
+
+    terms: list[ReTerm]
+
+    @cached_property
+    def col_offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([t.q for t in self.terms])])
+
+    @cached_property
+    def theta_offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum([t.n_theta for t in self.terms])])
+
+    @property
+    def q(self) -> int:
+        return int(self.col_offsets[-1])
+
+    @property
+    def n_theta(self) -> int:
+        return int(self.theta_offsets[-1])
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        return np.concatenate([t.theta_lower for t in self.terms])
+
+    @property
+    def theta_init(self) -> np.ndarray:
+        return np.concatenate([t.theta_init for t in self.terms])
+
+    def term_theta(self, theta: np.ndarray, i: int) -> np.ndarray:
+        return theta[self.theta_offsets[i] : self.theta_offsets[i + 1]]
+
+    @cached_property
+    def Z(self) -> sp.csc_matrix:
+        return sp.hstack([t.z_block() for t in self.terms], format="csc")
+
+    @cached_property
+    def lambda_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, columns and θ index of every structural nonzero of Λ."""
+        rows, cols, idx = [], [], []
+        for i, t in enumerate(self.terms):
+            base = np.arange(t.n_levels) * t.k + self.col_offsets[i]
+            for s, (r, c) in enumerate(t.tril):
+                rows.append(base + r)
+                cols.append(base + c)
+                idx.append(np.full(t.n_levels, self.theta_offsets[i] + s))
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(idx)
+
+    def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
+        rows, cols, idx = self.lambda_pattern
+        return sp.csc_matrix((theta[idx], (rows, cols)), shape=(self.q, self.q))
+
+    def split_b(self, b: np.ndarray) -> list[np.ndarray]:
+        """The vector b (length q) as one ℓ × k array per term."""
+        return [b[self.col_offsets[i] : self.col_offsets[i + 1]].reshape(t.n_levels, t.k) for i, t in enumerate(self.terms)]
+
+    def flist(self) -> dict[str, GroupingFactor]:
+        """Distinct grouping factors in term order."""
+        out: dict[str, GroupingFactor] = {}
+        for t in self.terms:
+            out.setdefault(t.group, t.factor)
+        return out
+
+
+def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
+    """Build every term of ``bars`` on ``data`` (the rows already used by the fit)."""
+    factors: dict[str, GroupingFactor] = {}
+    terms = []
+    for bar in bars:
+        if bar.group not in factors:
+            factors[bar.group] = grouping_factor(bar.group, data)
+        gf = factors[bar.group]
+        if np.any(gf.codes < 0):
+            raise DataError(f"the grouping factor {bar.group!r} has missing values")
+        mm = model_matrix(bar.lhs, data, f"random-effects term {bar}")
+        if mm.shape[1] == 0:
+            raise DataError(f"the random-effects term {bar} has no columns: write (1 | {bar.group}) for an intercept")
+        values = np.asarray(mm, dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"the random-effects term {bar} has non-finite values")
+        terms.append(ReTerm(bar, gf, [r_name(c) for c in mm.columns], values, mm.model_spec))
+    return RandomEffects(_lme4_order(terms))
+
+
+def check_identifiable(re: RandomEffects, n: int) -> None:
+    """lme4's checks for an LMM: each factor has >1 and < n levels, and each term has fewer than n effects."""
+    for t in re.terms:
+        if t.n_levels < 2:
+            raise DataError(
+                f"the grouping factor {t.group!r} has only {t.n_levels} level: a random effect needs at least 2 "
+                f"levels; drop the term ({t.bar}) or use {t.group!r} as a fixed effect"
+            )
+        if t.n_levels >= n:
+            raise DataError(
+                f"the grouping factor {t.group!r} has {t.n_levels} levels for {n} observations: each level needs "
+                "replicates for its variance to be told apart from the residual variance"
+            )
+        if t.q >= n:
+            raise DataError(
+                f"the term {t.bar} has {t.q} random effects for {n} observations: the random-effects parameters "
+                "and the residual variance are unidentifiable"
+            )
