@@ -65,10 +65,26 @@ class ModelFrame:
 
 
 def r_name(name: str) -> str:
-    """formulaic's column names in R's style: ``Intercept`` is ``(Intercept)``, ``f[T.b]`` is ``fb``."""
+    """A formulaic column name in R's style: ``(Intercept)``, ``fb`` for ``f[T.b]``, ``poly(x, 2)1``, ``I(x^2)``."""
     if name == "Intercept":
         return "(Intercept)"
-    return re.sub(r"\[T\.([^\]]*)\]", r"\1", name)
+    return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name).replace(" ** ", "^")
+
+
+def r_names(model_spec, formula_text: str) -> list[str]:
+    """R's names for all columns: factors inside an interaction ordered by first appearance in the formula."""
+    text = formula_text.replace(" ", "")
+    names = []
+    for st in model_spec.structure:
+        exprs = [f.expr for f in st.term.factors]
+        pos = [text.find(e.replace(" ", "")) for e in exprs]
+        order = sorted(range(len(exprs)), key=lambda i: (pos[i] < 0, pos[i]))
+        for col in st.columns:
+            pieces = col.split(":")
+            if len(pieces) == len(exprs) and len(exprs) > 1:
+                col = ":".join(pieces[i] for i in order)
+            names.append(r_name(col))
+    return names
 
 
 def column_error(name: str, data: pd.DataFrame, role: str) -> DataError:
@@ -239,7 +255,7 @@ def model_frame(
                 raise column_error(g, data, "grouping factor")
             needed.add(g)
 
-    keep = data[sorted(needed)].notna().all(axis=1).to_numpy()
+    keep = data[sorted(needed)].notna().all(axis=1).to_numpy().copy()
     for arr in (weights, offset):
         if arr is not None:
             keep &= ~np.isnan(arr)
@@ -258,7 +274,7 @@ def model_frame(
     if not np.all(np.isfinite(X)):
         bad = [c for c in mm.columns if not np.all(np.isfinite(mm[c]))]
         raise DataError(f"the fixed-effect columns {bad} have non-finite values (a transform like log of 0?)")
-    names = [r_name(c) for c in mm.columns]
+    names = r_names(mm.model_spec, parsed.text)
     X, names, dropped = _full_rank(X, names)
     if dropped:
         warnings.warn(
@@ -283,11 +299,11 @@ def model_frame(
     )
 
 
-def fixed_matrix(frame_spec, names: list[str], data: pd.DataFrame) -> np.ndarray:
+def fixed_matrix(frame_spec, names: list[str], formula_text: str, data: pd.DataFrame) -> np.ndarray:
     """Encode new data with the fitted fixed-effects spec, keeping only the fitted (non-aliased) columns."""
     try:
         mm = frame_spec.get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
     except FormulaicError as e:
         raise DataError(f"cannot encode the new data for the fixed effects: {e}") from None
-    cols = {r_name(c): i for i, c in enumerate(mm.columns)}
+    cols = {n: i for i, n in enumerate(r_names(frame_spec, formula_text))}
     return np.asarray(mm, dtype=float)[:, [cols[n] for n in names]]

@@ -13,7 +13,7 @@ import pandas as pd
 from .design import model_frame
 from .exceptions import FormulaError, SingularFitWarning
 from .formula import parse_formula
-from .optimize import bobyqa, check_convergence
+from .optimize import bobyqa, polish_and_check
 from .pls import ProfiledDeviance, cross_products
 from .results import LmerResult
 from .reterms import check_identifiable, random_effects
@@ -51,9 +51,9 @@ def lmer(
         raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower
     optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
-    solution = devfun.solve(optsum.theta)
     if check_conv:
-        check_convergence(devfun, optsum, lower)
+        polish_and_check(devfun, optsum, lower)
+    solution = devfun.solve(optsum.theta)
     result = LmerResult(
         formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=solution, optsum=optsum,
         REML=REML, data_name=getattr(data, "name", None) if isinstance(getattr(data, "name", None), str) else None,

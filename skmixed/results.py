@@ -195,6 +195,11 @@ class LmerResult:
     def residuals(self) -> np.ndarray:
         return self.frame.y - self.fitted
 
+    @property
+    def residuals_scaled(self) -> np.ndarray:
+        """Pearson residuals divided by σ: (y − ŷ)·√w / σ."""
+        return self.residuals * np.sqrt(self.frame.weights) / self.sigma
+
     def _select_terms(self, re_form) -> list[int]:
         if re_form is None:
             return list(range(len(self.re.terms)))
@@ -239,7 +244,7 @@ class LmerResult:
             return pred
         if not isinstance(newdata, pd.DataFrame):
             raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
-        pred = fixed_matrix(self.frame.x_spec, self.frame.x_names, newdata) @ self.solution.beta
+        pred = fixed_matrix(self.frame.x_spec, self.frame.x_names, self.parsed.text, newdata) @ self.solution.beta
         pred = pred + self._new_offset(newdata, offset)
         blocks = self.re.split_b(self.solution.b)
         for i in terms:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .design import GroupingFactor, grouping_factor, model_matrix, r_name
+from .design import GroupingFactor, grouping_factor, model_matrix, r_names
 from .exceptions import DataError
 from .formula import RandomBar
 
@@ -167,7 +167,7 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
         values = np.asarray(mm, dtype=float)
         if not np.all(np.isfinite(values)):
             raise DataError(f"the random-effects term {bar} has non-finite values")
-        terms.append(ReTerm(bar, gf, [r_name(c) for c in mm.columns], values, mm.model_spec))
+        terms.append(ReTerm(bar, gf, r_names(mm.model_spec, bar.lhs), values, mm.model_spec))
     return RandomEffects(_lme4_order(terms))
 
 

@@ -1,0 +1,166 @@
+"""lme4-style text and HTML summaries of a fitted mixed model."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def _g(x: float, digits: int = 5) -> str:
+    return "NaN" if not np.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _table(rows: list[list[str]], header: list[str], right: set[int]) -> str:
+    """Columns padded to their widest cell; columns in ``right`` right-aligned."""
+    cells = [header] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for r in cells:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        lines.append(" " + " ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def random_effects_rows(m, variance: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Groups / Name / [Variance] / Std.Dev. / Corr rows, as lme4 prints VarCorr."""
+    rows = []
+    has_corr = any(t.k > 1 for t in m.re.terms)
+    for name, t, V in zip(m._group_names(), m.re.terms, m._term_covariances()):
+        sd = np.sqrt(np.diag(V))
+        for j in range(t.k):
+            row = [name if j == 0 else "", t.effects[j]]
+            if variance:
+                row.append(_g(V[j, j], 5))
+            row.append(_g(sd[j], 5))
+            if has_corr:
+                corr = [V[j, l] / (sd[j] * sd[l]) if sd[j] > 0 and sd[l] > 0 else np.nan for l in range(j)]
+                row.append(" ".join(f"{c:5.2f}" for c in corr))
+            rows.append(row)
+    last = ["Residual", ""] + ([_g(m.sigma**2, 5)] if variance else []) + [_g(m.sigma, 5)]
+    if getattr(m, "has_dispersion", True):
+        rows.append(last + ([""] if has_corr else []))
+    header = ["Groups", "Name"] + (["Variance"] if variance else []) + ["Std.Dev."] + (["Corr"] if has_corr else [])
+    return header, rows
+
+
+def coefficient_table(m) -> pd.DataFrame:
+    """Estimate, Std. Error and t value (LMM) or z value with Pr(>|z|) (GLMM)."""
+    est, se = m.fixef, m.fixef_se
+    table = pd.DataFrame({"Estimate": est, "Std. Error": se})
+    if getattr(m, "uses_z", False):
+        table["z value"] = est / se
+        table["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(table["z value"]))
+    else:
+        table["t value"] = est / se
+    return table
+
+
+def _title(m) -> str:
+    if hasattr(m, "title"):
+        return m.title()
+    how = "REML" if m.REML else "maximum likelihood "
+    return f"Linear mixed model fit by {how} ['lmerMod']"
+
+
+def _header(m) -> list[str]:
+    lines = [_title(m), f"Formula: {m.formula}"]
+    if m.data_name:
+        lines.append(f"   Data: {m.data_name}")
+    return lines
+
+
+def _groups_line(m) -> str:
+    groups = "; ".join(f"{k}, {v}" for k, v in m.ngroups.items())
+    return f"Number of obs: {m.nobs}, groups:  {groups}"
+
+
+def _fit_statistics(m) -> str:
+    if getattr(m, "REML", False):
+        return f"REML criterion at convergence: {m.objective:.1f}"
+    vals = [m.aic, m.bic, m.loglik, m.deviance, m.df_resid]
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    cells = [f"{v:.1f}" if i < 4 else str(int(v)) for i, v in enumerate(vals)]
+    w = max(max(len(c) for c in cells), 8)
+    return "\n".join([" ".join(n.rjust(w) for n in names), " ".join(c.rjust(w) for c in cells)])
+
+
+def _correlation_of_fixed(m) -> str | None:
+    V = m.vcov.to_numpy()
+    p = V.shape[0]
+    if p < 2 or p > 12:
+        return None
+    sd = np.sqrt(np.diag(V))
+    C = V / np.outer(sd, sd)
+    names = list(m.fixef.index)
+    abbrev = [n[:6] if n != "(Intercept)" else "(Intr)" for n in names]
+    rows = [[names[i]] + [f"{C[i, j]:.3f}" for j in range(i)] for i in range(1, p)]
+    return "Correlation of Fixed Effects:\n" + _table(rows, [""] + abbrev[: p - 1], set(range(1, p)))
+
+
+class Summary:
+    """``summary(m)``: printable like lme4's, with an HTML form for notebooks; tables as DataFrames."""
+
+    def __init__(self, model):
+        self.model = model
+        self.coefficients = coefficient_table(model)
+        self.varcorr = model.varcorr
+
+    def __str__(self) -> str:
+        m = self.model
+        lines = _header(m) + ["", _fit_statistics(m), ""]
+        if hasattr(m, "residuals_scaled"):
+            q = np.quantile(m.residuals_scaled, [0, 0.25, 0.5, 0.75, 1])
+            lines += ["Scaled residuals: ", _table([[f"{v:.4f}" for v in q]], ["Min", "1Q", "Median", "3Q", "Max"], set(range(5))), ""]
+        header, rows = random_effects_rows(m, variance=True)
+        lines += ["Random effects:", _table(rows, header, {2, 3}), _groups_line(m), ""]
+        coef = self.coefficients
+        rows = [[name] + [_fmt_coef(col, v) for col, v in row.items()] for name, row in coef.iterrows()]
+        lines += ["Fixed effects:", _table(rows, [""] + list(coef.columns), set(range(1, coef.shape[1] + 1)))]
+        corr = _correlation_of_fixed(m)
+        if corr:
+            lines += ["", corr]
+        if m.is_singular:
+            lines += ["", "boundary (singular) fit: see help('isSingular')"]
+        for msg in m.optsum.messages:
+            if "converge" in msg:
+                lines += ["", msg]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        m = self.model
+        header, rows = random_effects_rows(m, variance=True)
+        re_df = pd.DataFrame(rows, columns=header)
+        parts = [f"<p><b>{html.escape(_title(m))}</b><br>Formula: <code>{html.escape(m.formula)}</code></p>"]
+        parts.append(f"<p>{html.escape(_fit_statistics(m)).replace(chr(10), '<br>')}</p>")
+        parts.append("<p><b>Random effects</b></p>" + re_df.to_html(index=False))
+        parts.append(f"<p>{html.escape(_groups_line(m))}</p>")
+        parts.append("<p><b>Fixed effects</b></p>" + self.coefficients.to_html(float_format=lambda v: f"{v:.5g}"))
+        if m.is_singular:
+            parts.append("<p><i>boundary (singular) fit</i></p>")
+        return "<div class='skmixed-summary'>" + "".join(parts) + "</div>"
+
+
+def _fmt_coef(column: str, value: float) -> str:
+    if column.startswith("Pr("):
+        return "< 2e-16" if value < 2e-16 else f"{value:.3g}"
+    return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
+
+
+def format_short(m) -> str:
+    """``print(m)`` in lme4: the criterion, SDs and correlations, and the fixed effects."""
+    lines = _header(m)
+    if getattr(m, "REML", False):
+        lines.append(f"REML criterion at convergence: {m.objective:.4f}")
+    else:
+        lines.append(_fit_statistics(m))
+    header, rows = random_effects_rows(m, variance=False)
+    lines += ["Random effects:", _table(rows, header, {2}), _groups_line(m), "Fixed Effects:"]
+    fe = m.fixef
+    lines.append(_table([[f"{v:.5g}" for v in fe.values]], list(fe.index), set(range(len(fe)))))
+    if m.is_singular:
+        lines.append("boundary (singular) fit: see help('isSingular')")
+    return "\n".join(lines)
