@@ -61,7 +61,8 @@ class ModelFrame:
     data: pd.DataFrame  # the rows used
     n_dropped: int
     dropped_columns: list[str] = field(default_factory=list)
-    offset_source: object = None  # the offset= argument: a column name, an array, or None
+    offset_column: str | None = None  # offset= given as a column name
+    offset_array: bool = False  # offset= given as an array (new data need their own)
 
 
 def r_name(name: str) -> str:
@@ -295,7 +296,8 @@ def model_frame(
     return ModelFrame(
         y=y, X=X, x_names=names, x_spec=mm.model_spec, offset=off, weights=w, keep=keep,
         data=used, n_dropped=n_dropped, dropped_columns=dropped,
-        offset_source=None if offset_arg is None else (offset_arg if isinstance(offset_arg, str) else "array"),
+        offset_column=offset_arg if isinstance(offset_arg, str) else None,
+        offset_array=offset_arg is not None and not isinstance(offset_arg, str),
     )
 
 

@@ -45,7 +45,18 @@ def lmer(
     re = random_effects(parsed.bars, frame.data)
     check_identifiable(re, len(frame.y))
     cp = cross_products(re.Z, frame.X, frame.y, frame.weights, frame.offset)
-    devfun = ProfiledDeviance(cp, re, reml=REML)
+    name = getattr(data, "name", None)
+    result = LmerResult(
+        formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=None, optsum=None,
+        REML=REML, data_name=name if isinstance(name, str) else None,
+    )
+    return fit(result, start=start, check_conv=check_conv, maxeval=maxeval)
+
+
+def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 100_000) -> LmerResult:
+    """Optimise the profiled deviance of θ for the model in ``result`` and fill in its solution."""
+    re = result.re
+    devfun = ProfiledDeviance(result.cp, re, reml=result.REML)
     theta0 = re.theta_init if start is None else np.asarray(start, dtype=float)
     if theta0.shape != (re.n_theta,):
         raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
@@ -53,12 +64,19 @@ def lmer(
     optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
     if check_conv:
         polish_and_check(devfun, optsum, lower)
-    solution = devfun.solve(optsum.theta)
-    result = LmerResult(
-        formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=solution, optsum=optsum,
-        REML=REML, data_name=getattr(data, "name", None) if isinstance(getattr(data, "name", None), str) else None,
-    )
-    result._cache["devfun"] = devfun
+    result.optsum, result.solution = optsum, devfun.solve(optsum.theta)
+    result._cache = {"devfun": devfun}
     if result.is_singular:
-        warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=2)
+        warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=3)
     return result
+
+
+def refit(result: LmerResult, REML: bool) -> LmerResult:
+    """The same model fitted by ML or REML, from the stored cross-products, starting at the current θ."""
+    if result.REML == REML:
+        return result
+    twin = LmerResult(
+        formula=result.formula, parsed=result.parsed, frame=result.frame, re=result.re, cp=result.cp,
+        solution=None, optsum=None, REML=REML, data_name=result.data_name,
+    )
+    return fit(twin, start=result.theta)

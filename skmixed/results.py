@@ -30,8 +30,8 @@ class LmerResult:
     frame: ModelFrame
     re: RandomEffects
     cp: CrossProducts
-    solution: PlsSolution
-    optsum: OptSummary
+    solution: PlsSolution | None
+    optsum: OptSummary | None
     REML: bool
     data_name: str | None = None
     _cache: dict = field(default_factory=dict, repr=False)
@@ -220,10 +220,10 @@ class LmerResult:
         off = np.zeros(len(newdata))
         if offset is not None:
             off += np.asarray(newdata[offset] if isinstance(offset, str) else offset, dtype=float)
-        elif self.frame.offset_source is not None:
-            if not isinstance(self.frame.offset_source, str):
-                raise DataError("the model was fitted with an offset array: pass offset= for the new data")
-            off += np.asarray(newdata[self.frame.offset_source], dtype=float)
+        elif self.frame.offset_array:
+            raise DataError("the model was fitted with an offset array: pass offset= for the new data")
+        elif self.frame.offset_column is not None:
+            off += np.asarray(newdata[self.frame.offset_column], dtype=float)
         for expr in self.parsed.offsets:
             off += np.asarray(model_matrix(f"0 + {expr}", newdata, "offset"), dtype=float).ravel()
         return off
@@ -262,6 +262,12 @@ class LmerResult:
             contrib = np.einsum("rk,rk->r", values, blocks[i][np.where(new, 0, codes)])
             pred = pred + np.where(new, 0.0, contrib)
         return pred
+
+    def refit_ml(self) -> "LmerResult":
+        """This model fitted by maximum likelihood (itself if it already is)."""
+        from .lmm import refit
+
+        return refit(self, REML=False)
 
     # --- display ------------------------------------------------------------
     def summary(self):

@@ -1,0 +1,133 @@
+"""Properties of the sparse PLS fit checked against dense linear algebra on small random problems."""
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import skmixed
+from skmixed.design import model_frame
+from skmixed.formula import parse_formula
+from skmixed.pls import ProfiledDeviance, cross_products
+from skmixed.reterms import random_effects
+
+
+def random_data(seed: int, n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 8, n)
+    h = rng.integers(0, 5, n)
+    x = rng.normal(size=n)
+    y = 1 + 0.5 * x + rng.normal(size=8)[g] + rng.normal(size=8)[g] * x + 0.7 * rng.normal(size=5)[h] + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": h, "w": rng.uniform(0.5, 2.0, n)})
+
+
+FORMULA = "y ~ x + (x | g) + (1 | h)"
+
+
+def dense_deviance(df: pd.DataFrame, theta: np.ndarray, reml: bool, weights=None) -> float:
+    """−2 log-likelihood (or REML criterion) profiled over β and σ, from V = ZΛΛ'Z' + W⁻¹ directly."""
+    parsed = parse_formula(FORMULA)
+    frame = model_frame(parsed, df, weights=weights)
+    re = random_effects(parsed.bars, frame.data)
+    Z = re.Z.toarray()
+    Lam = re.Lambda(theta).toarray()
+    X, y, w = frame.X, frame.y, frame.weights
+    n, p = X.shape
+    V = Z @ Lam @ Lam.T @ Z.T + np.diag(1.0 / w)
+    Vi = np.linalg.inv(V)
+    beta = np.linalg.solve(X.T @ Vi @ X, X.T @ Vi @ y)
+    r = y - X @ beta
+    dof = n - p if reml else n
+    s2 = r @ Vi @ r / dof
+    dev = np.linalg.slogdet(V)[1] + dof * (1 + np.log(2 * np.pi * s2))
+    if reml:
+        dev += np.linalg.slogdet(X.T @ Vi @ X)[1]
+    return dev
+
+
+def deviance_function(df, reml, weights=None):
+    parsed = parse_formula(FORMULA)
+    frame = model_frame(parsed, df, weights=weights)
+    re = random_effects(parsed.bars, frame.data)
+    return ProfiledDeviance(cross_products(re.Z, frame.X, frame.y, frame.weights, frame.offset), re, reml)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_profiled_deviance_equals_dense_marginal_likelihood(seed, reml, weighted):
+    df = random_data(seed)
+    weights = "w" if weighted else None
+    dev = deviance_function(df, reml, weights)
+    rng = np.random.default_rng(seed + 10)
+    for _ in range(3):
+        theta = np.array([rng.uniform(0.1, 2), rng.normal(), rng.uniform(0.1, 2), rng.uniform(0.1, 2)])
+        assert dev(theta) == pytest.approx(dense_deviance(df, theta, reml, weights), rel=1e-10)
+
+
+def test_blups_and_conditional_variances_equal_dense_formulas():
+    df = random_data(3)
+    m = skmixed.lmer(FORMULA, df, REML=False)
+    Z = m.re.Z.toarray()
+    Lam = m.re.Lambda(m.theta).toarray()
+    X, y = m.frame.X, m.frame.y
+    G = Lam @ Lam.T
+    V = Z @ G @ Z.T + np.eye(len(y))
+    b = G @ Z.T @ np.linalg.solve(V, y - X @ m.fixef.to_numpy())
+    np.testing.assert_allclose(m.solution.b, b, rtol=1e-8, atol=1e-10)
+    cond = m.sigma**2 * Lam @ np.linalg.inv(Lam.T @ Z.T @ Z @ Lam + np.eye(Lam.shape[0])) @ Lam.T
+    blocks = m.condvar()
+    first = m.re.terms[0]
+    for level in range(first.n_levels):
+        idx = slice(level * first.k, (level + 1) * first.k)
+        np.testing.assert_allclose(blocks[0][level], cond[idx, idx], rtol=1e-8, atol=1e-12)
+
+
+def test_results_do_not_depend_on_row_order():
+    df = random_data(4)
+    a = skmixed.lmer(FORMULA, df)
+    shuffled = df.sample(frac=1.0, random_state=0)
+    b = skmixed.lmer(FORMULA, shuffled)
+    assert a.objective == pytest.approx(b.objective, rel=1e-9)
+    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-5)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.ranef["g"].to_numpy(), b.ranef["g"].loc[a.ranef["g"].index].to_numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_ml_and_reml_relations():
+    df = random_data(5)
+    reml = skmixed.lmer(FORMULA, df, REML=True)
+    ml = skmixed.lmer(FORMULA, df, REML=False)
+    # ML maximises the likelihood: its deviance is below the ML deviance at the REML estimate
+    assert ml.deviance <= reml.deviance + 1e-8
+    assert reml.refit_ml().objective == pytest.approx(ml.objective, rel=1e-8)
+    # at the same θ: the same β̂, and σ²(REML) = σ²(ML) · n / (n − p)
+    at_ml, at_reml = deviance_function(df, reml=False).solve(ml.theta), deviance_function(df, reml=True).solve(ml.theta)
+    np.testing.assert_allclose(at_ml.beta, at_reml.beta, rtol=1e-12)
+    assert at_reml.sigma**2 == pytest.approx(at_ml.sigma**2 * ml.nobs / (ml.nobs - 2), rel=1e-12)
+    # the deviance of a REML fit is the ML criterion at the REML θ
+    dev = deviance_function(df, reml=False)
+    assert reml.deviance == pytest.approx(dev(reml.theta), rel=1e-12)
+
+
+def test_fit_is_picklable_and_predicts_after_unpickling():
+    df = random_data(6)
+    m = skmixed.lmer(FORMULA, df)
+    m.ranef_sd  # builds the CHOLMOD factor in the cache
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(m2.predict(df), m.fitted)
+    np.testing.assert_allclose(m2.ranef_sd["g"], m.ranef_sd["g"])
+
+
+def test_per_evaluation_work_is_independent_of_n():
+    """The deviance function holds only cross-products: q×q, q×p and p×p, whatever the number of rows."""
+    small, large = random_data(7, n=200), random_data(7, n=20000)
+    for df in (small, large):
+        dev = deviance_function(df, reml=True)
+        sizes = [dev.cp.ZtZ.shape, dev.cp.ZtX.shape, dev.cp.XtX.shape, dev.cp.Zty.shape]
+        assert sizes == [(dev.re.q, dev.re.q), (dev.re.q, 2), (2, 2), (dev.re.q,)]
+        assert dev.gram.matrix.nnz <= dev.re.q * dev.re.q
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not any(isinstance(v, np.ndarray) and v.shape and v.shape[0] == len(large) for v in vars(dev).values())
