@@ -45,7 +45,7 @@ def lmer(
     re = random_effects(parsed.bars, frame.data)
     check_identifiable(re, len(frame.y))
     cp = cross_products(re.Z, frame.X, frame.y, frame.weights, frame.offset)
-    name = getattr(data, "name", None)
+    name = data.attrs.get("name")
     result = LmerResult(
         formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=None, optsum=None,
         REML=REML, data_name=name if isinstance(name, str) else None,
