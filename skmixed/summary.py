@@ -14,7 +14,7 @@ def _g(x: float, digits: int = 5) -> str:
 
 def _table(rows: list[list[str]], header: list[str], right: set[int]) -> str:
     """Columns padded to their widest cell; columns in ``right`` right-aligned."""
-    cells = [header] + rows
+    cells = [list(r) + [""] * (len(header) - len(r)) for r in [header] + rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = []
     for r in cells:
