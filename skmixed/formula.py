@@ -42,38 +42,40 @@ def _error(text: str, pos: int, message: str) -> FormulaError:
     return FormulaError(f"{message}\n  {text}\n  {pointer}")
 
 
-def _check_balanced(text: str) -> None:
+def _scan(text: str):
+    """Yield ``(index, char, depth)`` for characters outside quotes; depth counts enclosing parentheses."""
     depth, quote = 0, None
     for i, ch in enumerate(text):
         if quote:
             quote = None if ch == quote else quote
-        elif ch in "'\"`":
+            continue
+        if ch in "'\"`":
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
+            continue
+        if ch == ")":
             depth -= 1
-            if depth < 0:
-                raise _error(text, i, "unmatched ')' in formula")
+        yield i, ch, depth
+        if ch == "(":
+            depth += 1
     if quote:
         raise _error(text, len(text) - 1, f"unterminated quote {quote} in formula")
-    if depth:
+
+
+def _check_balanced(text: str) -> None:
+    final = 0
+    for i, ch, depth in _scan(text):
+        if depth < 0:
+            raise _error(text, i, "unmatched ')' in formula")
+        final = depth + (ch == "(")
+    if final:
         raise _error(text, len(text), "missing ')' in formula")
 
 
 def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
     """Split ``text`` at separators outside parentheses and quotes; return ``(separator, piece)`` pairs."""
-    pieces, depth, quote, start, sep = [], 0, None, 0, ""
-    for i, ch in enumerate(text):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and ch in seps:
+    pieces, start, sep = [], 0, ""
+    for i, ch, depth in _scan(text):
+        if depth == 0 and ch in seps:
             pieces.append((sep, text[start:i]))
             sep, start = ch, i + 1
     pieces.append((sep, text[start:]))
@@ -83,22 +85,17 @@ def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
 def to_python(expr: str) -> str:
     """Rewrite R idioms formulaic cannot evaluate: ``^`` inside a call becomes ``**``; ``as.factor`` is ``factor``."""
     expr = re.sub(r"\bas\.factor\s*\(", "factor(", expr)
-    out, calls, quote = [], [], None
-    for i, ch in enumerate(expr):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"`":
-            quote = ch
-        elif ch == "(":
+    out, calls, last = [], [], 0
+    for i, ch, _ in _scan(expr):
+        if ch == "(":
             before = expr[:i].rstrip()
             calls.append(bool(before) and (before[-1].isalnum() or before[-1] in "_."))
-        elif ch == ")":
+        elif ch == ")" and calls:
             calls.pop()
         elif ch == "^" and any(calls):
-            out.append("**")
-            continue
-        out.append(ch)
-    return "".join(out)
+            out.append(expr[last:i] + "**")
+            last = i + 1
+    return "".join(out) + expr[last:]
 
 
 def _expand_group(group: str, text: str) -> list[str]:
