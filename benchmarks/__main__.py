@@ -1,0 +1,63 @@
+"""``python -m benchmarks [CASE ...]``: fit each case in a fresh process; print ours beside lme4's and the peers'.
+
+lme4's and the peers' figures are read from ``reference_times.json`` (measured once on
+the project's 2-core machine kind); neither R nor the peers are needed here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .cases import CASES
+
+HERE = Path(__file__).parent
+
+
+def _run(name: str, timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run_case", name], capture_output=True, text=True,
+                          timeout=timeout, cwd=HERE.parent)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("cases", nargs="*", help=f"cases to run (default all): {', '.join(['first_call', *CASES])}")
+    parser.add_argument("--skip", nargs="*", default=[], help="cases to leave out")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per case")
+    args = parser.parse_args(argv)
+    reference = json.loads((HERE / "reference_times.json").read_text())
+    names = args.cases or ["first_call", *CASES]
+    print(f"reference figures: {reference['machine']}")
+    header = ["case", "rows", "levels", "ours", "evals", "peak GB", "target", "lme4 1.1-31", "peers"]
+    rows = []
+    for name in names:
+        if name in args.skip:
+            continue
+        res = _run(name, args.timeout)
+        ref = reference["cases"].get(name, {})
+        peers = "; ".join(f"{k}: {v}" for k, v in ref.get("peers", {}).items()) or "-"
+        target = _fmt_seconds(ref["target_s"]) if "target_s" in ref else "-"
+        if "error" in res:
+            rows.append([name, "-", "-", "failed: " + res["error"][:60], "-", "-", target, ref.get("lme4", "-"), peers])
+        else:
+            met = "" if "target_s" not in ref else (" ✓" if res["seconds"] <= ref["target_s"] else " ✗")
+            rows.append([name, f"{res['rows']:,}", res["levels"], _fmt_seconds(res["seconds"]) + met,
+                         str(res["evaluations"] or "-"), f"{res['peak_gb']:.2f}", target, ref.get("lme4", "-"), peers])
+        print("  done:", " | ".join(rows[-1][:6]), flush=True)
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    print()
+    for r in [header, ["-" * w for w in widths]] + rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+
+
+if __name__ == "__main__":
+    main()

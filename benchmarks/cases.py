@@ -1,0 +1,49 @@
+"""The benchmark cases: data, formula and how to fit them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    load: Callable[[], pd.DataFrame]
+    formula: str
+    REML: bool = True
+    family: str | None = None
+    repeat: int = 3
+
+
+def _dataset(name: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        from skmixed import datasets
+
+        return datasets.load(name)
+
+    return load
+
+
+def _synthetic(fn: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        from . import data
+
+        return getattr(data, fn)()
+
+    return load
+
+
+CASES = {
+    c.name: c
+    for c in [
+        Case("sleepstudy", _dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)", repeat=7),
+        Case("chem97", _dataset("Chem97"), "score ~ gcsecnt + (1 | school) + (1 | lea)"),
+        Case("insteval", _dataset("InstEval"), "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"),
+        Case("dallas", _synthetic("dallas_like"), "tli ~ Gr + Sx + Eth + (1 | ids) + (1 | Campus)", REML=False),
+        Case("verbagg", _dataset("VerbAgg"), "r2 ~ (Anger + Gender + btype + situ) + (1 | id) + (1 | item)",
+             REML=False, family="binomial"),
+        Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, repeat=1),
+    ]
+}

@@ -1,0 +1,54 @@
+"""Deterministic synthetic data for the benchmarks.
+
+``dallas_like``: the shape of the Dallas data in seed 004 (369,243 scores; 134,712
+students crossed with 887 campuses): students with 1–12 records (mean about 2.7),
+skewed campus sizes, a quarter of records at a campus other than the student's own.
+``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def dallas_like(n_students: int = 134_712, n_campus: int = 887, seed: int = 2004) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    # records per student in 1..12 with mean ≈ 2.74 (134,712 students → ≈ 369k records)
+    counts = np.minimum(1 + rng.poisson(1.74, n_students), 12)
+    campus_weight = rng.lognormal(0.0, 1.2, n_campus)  # skewed campus sizes
+    campus_weight /= campus_weight.sum()
+    home = rng.choice(n_campus, n_students, p=campus_weight)
+    student = np.repeat(np.arange(n_students), counts)
+    n = len(student)
+    campus = home[student].copy()
+    moved = rng.random(n) < 0.25
+    campus[moved] = rng.choice(n_campus, moved.sum(), p=campus_weight)
+    first_grade = rng.integers(3, 8, n_students)
+    within = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    grade = np.minimum(first_grade[student] + within, 11)
+    sex = rng.integers(0, 2, n_students)[student]
+    eth = rng.choice(["W", "B", "H", "A", "O"], n_students, p=[0.35, 0.25, 0.33, 0.04, 0.03])[student]
+    u_student = rng.normal(0, 9.0, n_students)
+    u_campus = rng.normal(0, 3.5, n_campus)
+    grade_effect = np.array([0, 0, 0, 0.0, 2.0, 3.5, 5.0, 6.0, 7.0, 8.0, 8.5, 9.0])
+    tli = 70 + grade_effect[grade] + 1.5 * sex + u_student[student] + u_campus[campus] + rng.normal(0, 7.0, n)
+    return pd.DataFrame({
+        "tli": tli,
+        "Gr": pd.Categorical(grade.astype(str), categories=[str(g) for g in range(3, 12)]),
+        "Sx": pd.Categorical(np.where(sex == 1, "M", "F"), categories=["F", "M"]),
+        "Eth": pd.Categorical(eth, categories=["W", "B", "H", "A", "O"]),
+        "ids": pd.Categorical.from_codes(student, [str(i) for i in range(n_students)]),
+        "Campus": pd.Categorical.from_codes(campus, [str(i) for i in range(n_campus)]),
+    })
+
+
+def crossed(n_rows: int = 10_000_000, n_a: int = 1_000_000, n_b: int = 2_000, seed: int = 10) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n_a, n_rows)
+    b = rng.integers(0, n_b, n_rows)
+    y = 5.0 + rng.normal(0, 1.0, n_a)[a] + rng.normal(0, 0.5, n_b)[b] + rng.normal(0, 1.0, n_rows)
+    return pd.DataFrame({
+        "y": y,
+        "a": pd.Categorical.from_codes(a, np.arange(n_a).astype(str)),
+        "b": pd.Categorical.from_codes(b, np.arange(n_b).astype(str)),
+    })

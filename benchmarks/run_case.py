@@ -1,0 +1,56 @@
+"""Run one benchmark case in this process and print a JSON line (used by ``python -m benchmarks``).
+
+Each case runs in its own process so that the peak resident memory is the case's own.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+import warnings
+
+
+def first_call() -> dict:
+    start = time.perf_counter()
+    import skmixed
+    from skmixed import datasets
+
+    skmixed.lmer("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
+    return {"seconds": time.perf_counter() - start, "rows": 180, "levels": "18", "evaluations": None}
+
+
+def run(name: str) -> dict:
+    if name == "first_call":
+        out = first_call()
+    else:
+        import skmixed
+
+        from .cases import CASES
+
+        case = CASES[name]
+        data = case.load()
+        times, m = [], None
+        for _ in range(case.repeat):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                start = time.perf_counter()
+                if case.family is None:
+                    m = skmixed.lmer(case.formula, data, REML=case.REML)
+                else:
+                    m = skmixed.glmer(case.formula, data, family=case.family)
+                times.append(time.perf_counter() - start)
+        out = {
+            "seconds": statistics.median(times),
+            "rows": m.nobs,
+            "levels": " × ".join(f"{v:,}" for v in m.ngroups.values()),
+            "evaluations": m.optsum.n_evaluations,
+            "objective": m.objective,
+        }
+    out["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1])))
