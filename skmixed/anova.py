@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
@@ -14,6 +13,8 @@ def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
     REML fits are refitted by ML first, as lme4 does, because REML criteria of models
     with different fixed effects are not comparable.
     """
+    from scipy import stats  # imported here: scipy.stats alone costs more than the rest of `import skmixed`
+
     if len(models) < 2:
         raise ValueError("anova needs at least two fitted models to compare")
     nobs = {m.nobs for m in models}

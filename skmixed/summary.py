@@ -5,7 +5,6 @@ import html
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 def _g(x: float, digits: int = 5) -> str:
@@ -50,6 +49,8 @@ def coefficient_table(m) -> pd.DataFrame:
     est, se = m.fixef, m.fixef_se
     table = pd.DataFrame({"Estimate": est, "Std. Error": se})
     if getattr(m, "uses_z", False):
+        from scipy import stats  # lazily: scipy.stats dominates import time
+
         table["z value"] = est / se
         table["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(table["z value"]))
     else:
