@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as la
 import scipy.sparse as sp
+from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite, SparseCholesky
 from .reterms import RandomEffects
@@ -120,6 +120,30 @@ class ScaledGram:
         return self.matrix
 
 
+class LambdaMap:
+    """Λ(θ) as its structural nonzeros, applied without building a sparse matrix per θ."""
+
+    def __init__(self, re: RandomEffects):
+        self.rows, self.cols, self.theta_index = re.lambda_pattern
+        self.q = re.q
+
+    def values(self, theta: np.ndarray) -> np.ndarray:
+        return theta[self.theta_index]
+
+    def t_dot(self, lam: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Λ'V for a vector or the columns of a matrix V (q × m)."""
+        if V.ndim == 1:
+            return np.bincount(self.cols, lam * V[self.rows], minlength=self.q)
+        return np.column_stack([self.t_dot(lam, V[:, j]) for j in range(V.shape[1])])
+
+    def dot(self, lam: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Λu."""
+        return np.bincount(self.rows, lam * u[self.cols], minlength=self.q)
+
+    def matrix(self, theta: np.ndarray) -> sp.csc_matrix:
+        return sp.csc_matrix((self.values(theta), (self.rows, self.cols)), shape=(self.q, self.q))
+
+
 class ProfiledDeviance:
     """θ ↦ profiled ML or REML deviance of a linear mixed model; ``solve`` gives the full PLS solution."""
 
@@ -127,17 +151,12 @@ class ProfiledDeviance:
         self.cp, self.re, self.reml = cp, re, reml
         self.p = cp.XtX.shape[0]
         self.gram = ScaledGram(cp.ZtZ, re)
-        rows, cols, _ = re.lambda_pattern
-        self._lambda = sp.csc_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(re.q, re.q))
-        self._lambda_order = self._lambda.data.astype(np.int64) - 1  # CSC position -> pattern index
-        theta0 = re.theta_init
-        self.chol = SparseCholesky(self.gram.update(theta0[re.lambda_pattern[2]]))
+        self.lam = LambdaMap(re)
+        self._rhs = np.column_stack([cp.Zty, cp.ZtX])
+        self.chol = SparseCholesky(self.gram.update(self.lam.values(re.theta_init)))
 
     def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
-        lam = theta[self.re.lambda_pattern[2]]
-        L = self._lambda.copy()
-        L.data = lam[self._lambda_order]
-        return L
+        return self.lam.matrix(theta)
 
     def __call__(self, theta: np.ndarray) -> float:
         sol = self.solve(theta)
@@ -147,22 +166,20 @@ class ProfiledDeviance:
         """The PLS solution at θ, or None where A or RX'RX is not positive definite."""
         cp, p = self.cp, self.p
         theta = np.asarray(theta, dtype=float)
-        lam = theta[self.re.lambda_pattern[2]]
+        lam = self.lam.values(theta)
         try:
             self.chol.refactor(self.gram.update(lam))
         except NotPositiveDefinite:
             return None
-        Lam = self.Lambda(theta)
-        rhs = np.column_stack([Lam.T @ cp.Zty, Lam.T @ cp.ZtX])
-        sol = self.chol.solve_L(rhs)
+        sol = self.chol.solve_L(self.lam.t_dot(lam, self._rhs))
         cu, RZX = sol[:, 0], sol[:, 1:]
         if p:
             try:
-                RX = la.cholesky(cp.XtX - RZX.T @ RZX, lower=False)
-            except la.LinAlgError:
+                RX = np.linalg.cholesky(cp.XtX - RZX.T @ RZX).T
+            except np.linalg.LinAlgError:
                 return None
-            cbeta = la.solve_triangular(RX, cp.Xty - RZX.T @ cu, trans="T")
-            beta = la.solve_triangular(RX, cbeta)
+            cbeta = dtrtrs(RX, cp.Xty - RZX.T @ cu, lower=0, trans=1)[0]  # RX'⁻¹(X'y − RZX'cu)
+            beta = dtrtrs(RX, cbeta, lower=0)[0]
             ldRX2 = 2.0 * np.log(np.diag(RX)).sum()
         else:
             RX, cbeta, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
@@ -176,7 +193,7 @@ class ProfiledDeviance:
         if self.reml:
             deviance += ldRX2
         return PlsSolution(
-            theta=theta.copy(), beta=beta, u=u, b=Lam @ u, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
+            theta=theta.copy(), beta=beta, u=u, b=self.lam.dot(lam, u), pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
             deviance=float(deviance), sigma=float(np.sqrt(pwrss / dof)),
         )
 
