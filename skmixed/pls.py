@@ -22,7 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
-from ._cholmod import NotPositiveDefinite, SparseCholesky
+from ._cholmod import NotPositiveDefinite
+from .factor import make_factor
 from .reterms import RandomEffects
 
 
@@ -111,6 +112,13 @@ class ScaledGram:
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // q, minlength=q))])
         self.matrix = sp.csc_matrix((np.zeros(len(uniq)), uniq % q, indptr), shape=(q, q))
 
+    def reweight(self, ztz_data: np.ndarray) -> None:
+        """New values of Z'WZ on the constructor's pattern, in the storage order of the CSC matrix it was given
+        (a GLMM's weights change at every PIRLS iteration; the pattern, and so CHOLMOD's analysis, does not)."""
+        if ztz_data.shape != self.zdata.shape:
+            raise ValueError(f"Z'WZ has {ztz_data.shape[0]} values, the fixed pattern {self.zdata.shape[0]}")
+        self.zdata = ztz_data
+
     def update(self, lam: np.ndarray) -> sp.csc_matrix:
         """Fill A for Λ's nonzeros ``lam`` (in the order of ``RandomEffects.lambda_pattern``)."""
         vals = lam[self.l1] * self.zdata[self.z] * lam[self.l2]
@@ -153,7 +161,14 @@ class ProfiledDeviance:
         self.gram = ScaledGram(cp.ZtZ, re)
         self.lam = LambdaMap(re)
         self._rhs = np.column_stack([cp.Zty, cp.ZtX])
-        self.chol = SparseCholesky(self.gram.update(self.lam.values(re.theta_init)))
+        first = re.terms[0]
+        self.chol = make_factor(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
+
+    def reweight(self, cp: CrossProducts) -> None:
+        """Use cross-products with new weights (same Z'WZ pattern and CSC storage order): one PIRLS iteration."""
+        self.cp = cp
+        self.gram.reweight(cp.ZtZ.data)
+        self._rhs = np.column_stack([cp.Zty, cp.ZtX])
 
     def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
         return self.lam.matrix(theta)
