@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotrf, dtrtrs
+from scipy.linalg.lapack import dpotrf, dpotri, dtrtrs
 
 from ._cholmod import NotPositiveDefinite, SparseCholesky
 
@@ -93,6 +93,19 @@ class BlockedCholesky:
     def solve(self, b: np.ndarray) -> np.ndarray:
         """A⁻¹ b."""
         return self.solve_Lt(self.solve_L(b))
+
+    def inverse_traces(self) -> tuple[float, np.ndarray]:
+        """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) = diag(S⁻¹).
+
+        (A⁻¹)₁₁ = D⁻¹ + D⁻¹B'S⁻¹BD⁻¹, so its trace is Σ 1/dₛ + ⟨S⁻¹, L₂₁D⁻¹L₂₁'⟩ (Frobenius).
+        """
+        Sinv, info = dpotri(self._L22, lower=1)  # lower triangle of S⁻¹
+        if info != 0:
+            raise ArithmeticError(f"cannot invert the Schur complement (LAPACK info {info})")
+        inv_d = 1.0 / self._root**2
+        M = sp.tril(self._L21 @ sp.diags(inv_d) @ self._L21.T).tocoo()
+        weight = np.where(M.row > M.col, 2.0, 1.0)  # both triangles of a symmetric product
+        return float(inv_d.sum() + (weight * M.data * Sinv[M.row, M.col]).sum()), np.diag(Sinv).copy()
 
 
 def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):

@@ -13,7 +13,7 @@ import pandas as pd
 from .design import model_frame
 from .exceptions import FormulaError, SingularFitWarning
 from .formula import parse_formula
-from .optimize import bobyqa, polish_and_check
+from .optimize import bobyqa, lbfgsb_even, polish_and_check
 from .pls import ProfiledDeviance, cross_products
 from .results import LmerResult
 from .reterms import check_identifiable, random_effects
@@ -61,7 +61,10 @@ def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 
     if theta0.shape != (re.n_theta,):
         raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower
-    optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
+    if devfun.has_gradient:
+        optsum = lbfgsb_even(devfun.value_and_gradient, theta0)
+    else:
+        optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
     if check_conv:
         polish_and_check(devfun, optsum, lower)
     result.optsum, result.solution = optsum, devfun.solve(optsum.theta)

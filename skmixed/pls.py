@@ -148,6 +148,10 @@ class LambdaMap:
         """Λu."""
         return np.bincount(self.rows, lam * u[self.cols], minlength=self.q)
 
+    def dot_matrix(self, lam: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """ΛU for the columns of U (q × m)."""
+        return np.column_stack([self.dot(lam, U[:, j]) for j in range(U.shape[1])])
+
     def matrix(self, theta: np.ndarray) -> sp.csc_matrix:
         return sp.csc_matrix((self.values(theta), (self.rows, self.cols)), shape=(self.q, self.q))
 
@@ -211,6 +215,40 @@ class ProfiledDeviance:
             theta=theta.copy(), beta=beta, u=u, b=self.lam.dot(lam, u), pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
             deviance=float(deviance), sigma=float(np.sqrt(pwrss / dof)),
         )
+
+    @property
+    def has_gradient(self) -> bool:
+        """Analytic gradients need scalar terms only and the blocked factor (cheap traces of A⁻¹)."""
+        return all(t.k == 1 for t in self.re.terms) and hasattr(self.chol, "inverse_traces")
+
+    def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """The deviance and its gradient in θ for scalar terms (θₖ scales term k's b = θₖu).
+
+        With Z'r = Z'y − Z'Xβ̂ − Z'Zb̂, W = Z'X − Z'ZΛA⁻¹Λ'Z'X and C = RX'RX:
+        ∂log|A|/∂θₖ = (2/θₖ) Σ_{j∈k} (1 − (A⁻¹)ⱼⱼ),  ∂r²/∂θₖ = −2 Σ_{j∈k} (Z'r)ⱼuⱼ,
+        ∂log|C|/∂θₖ = −2θₖ Σ_{j∈k} ‖(W RX⁻¹)ⱼ‖²  (REML only).
+        """
+        sol = self.solve(theta)
+        if sol is None:
+            return np.inf, np.zeros_like(theta)
+        cp, re = self.cp, self.re
+        term = np.repeat(np.arange(len(re.terms)), [t.q for t in re.terms])
+        lam = self.lam.values(theta)
+        Ztr = cp.Zty - cp.ZtX @ sol.beta - cp.ZtZ @ sol.b
+        g_pwrss = -2.0 * np.bincount(term, Ztr * sol.u, minlength=len(theta))
+        trace_first, diag_rest = self.chol.inverse_traces()  # the blocked factor's block 1 is the first term
+        traces = np.concatenate([[trace_first], np.bincount(term[re.terms[0].q :] - 1, diag_rest, minlength=len(theta) - 1)])
+        sizes = np.array([t.q for t in re.terms])
+        safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
+        g_logA = np.where(theta != 0, 2.0 * (sizes - traces) / safe, 0.0)
+        dof = cp.n - self.p if self.reml else cp.n
+        grad = g_logA + dof * g_pwrss / sol.pwrss
+        if self.reml and self.p:
+            AinvLZX = self.chol.solve(self.lam.t_dot(lam, cp.ZtX))
+            W = cp.ZtX - cp.ZtZ @ self.lam.dot_matrix(lam, AinvLZX)
+            V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W': columns are (W RX⁻¹)ⱼ
+            grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=len(theta))
+        return sol.deviance, grad
 
     def conditional_variances(self, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
         """Per term, an ℓ × k × k array: ``σ² Λ A⁻¹ Λ'`` diagonal blocks (β treated as known, as lme4 does)."""

@@ -1,0 +1,79 @@
+"""The blocked Cholesky factor and the analytic gradient of the profiled deviance."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import skmixed
+from skmixed._cholmod import SparseCholesky
+from skmixed.design import model_frame
+from skmixed.factor import BlockedCholesky, make_factor
+from skmixed.formula import parse_formula
+from skmixed.optimize import bobyqa
+from skmixed.pls import ProfiledDeviance, cross_products
+from skmixed.reterms import random_effects
+
+
+def crossed_data(seed=0, n=600):
+    rng = np.random.default_rng(seed)
+    s, d, dept = rng.integers(0, 120, n), rng.integers(0, 40, n), rng.integers(0, 6, n)
+    y = rng.normal(0, 0.6, 120)[s] + rng.normal(0, 0.9, 40)[d] + rng.normal(0, 0.3, 6)[dept] + rng.normal(size=n)
+    return pd.DataFrame({"y": y + 3, "x": rng.normal(size=n), "s": s, "d": d, "dept": dept})
+
+
+FORMULA = "y ~ x + (1 | s) + (1 | d) + (1 | dept)"
+
+
+def deviance(df, reml):
+    p = parse_formula(FORMULA)
+    fr = model_frame(p, df)
+    re = random_effects(p.bars, fr.data)
+    return ProfiledDeviance(cross_products(re.Z, fr.X, fr.y, fr.weights, fr.offset), re, reml)
+
+
+def test_blocked_factor_equals_cholmod():
+    dev = deviance(crossed_data(), reml=True)
+    A = dev.gram.update(dev.lam.values(np.array([0.7, 1.3, 0.4])))
+    blocked, sparse = BlockedCholesky(A, dev.re.terms[0].q), SparseCholesky(A)
+    assert blocked.logdet() == pytest.approx(sparse.logdet(), rel=1e-12)
+    b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
+    dense = A.toarray() + np.tril(A.toarray(), -1).T
+    np.testing.assert_allclose(blocked.solve(b), np.linalg.solve(dense, b), rtol=1e-9, atol=1e-12)
+    # L⁻¹ and L'⁻¹ are those of one factor: ‖L⁻¹b‖² = b'A⁻¹b, and L'⁻¹L⁻¹ = A⁻¹
+    np.testing.assert_allclose((blocked.solve_L(b) ** 2).sum(0), np.einsum("ij,ij->j", b, np.linalg.solve(dense, b)), rtol=1e-9)
+    np.testing.assert_allclose(blocked.solve_Lt(blocked.solve_L(b)), np.linalg.solve(dense, b), rtol=1e-9, atol=1e-12)
+    tr1, diag2 = blocked.inverse_traces()
+    inv = np.linalg.inv(dense)
+    q1 = dev.re.terms[0].q
+    assert tr1 == pytest.approx(np.trace(inv[:q1, :q1]), rel=1e-10)
+    np.testing.assert_allclose(diag2, np.diag(inv)[q1:], rtol=1e-10)
+
+
+def test_factor_choice_follows_structure():
+    dev = deviance(crossed_data(), reml=True)
+    A = dev.gram.update(dev.lam.values(np.ones(3)))
+    assert isinstance(make_factor(A, dev.re.terms[0].q), BlockedCholesky)  # crossed: dense Schur complement
+    assert isinstance(make_factor(A, 0), SparseCholesky)  # first term not scalar
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_analytic_gradient_matches_finite_differences(reml):
+    dev = deviance(crossed_data(2), reml)
+    assert dev.has_gradient
+    for theta in ([0.7, 1.3, 0.4], [1.0, 0.2, 2.0], [0.5, 0.0, 1.1]):
+        theta = np.array(theta)
+        value, grad = dev.value_and_gradient(theta)
+        assert value == pytest.approx(dev(theta), rel=1e-14)
+        h = 1e-4
+        fd = np.array([(-dev(theta + 2 * h * e) + 8 * dev(theta + h * e) - 8 * dev(theta - h * e) + dev(theta - 2 * h * e)) / (12 * h)
+                       for e in np.eye(3)])
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_gradient_path_reaches_the_bobyqa_optimum():
+    df = crossed_data(3)
+    m = skmixed.lmer(FORMULA, df)
+    assert m.optsum.optimizer.startswith("scipy L-BFGS-B")
+    dev = deviance(df, reml=True)
+    ref = bobyqa(dev, np.ones(3), np.zeros(3), xtol_abs=1e-10, ftol_abs=1e-12)
+    assert m.objective <= ref.objective + 1e-7
+    np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-4, atol=1e-5)
