@@ -66,7 +66,7 @@ def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 
     else:
         optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
     if check_conv:
-        polish_and_check(devfun, optsum, lower)
+        polish_and_check(devfun, optsum, lower, f_and_grad=devfun.value_and_gradient if devfun.has_gradient else None)
     result.optsum, result.solution = optsum, devfun.solve(optsum.theta)
     result._cache = {"devfun": devfun}
     if result.is_singular:
