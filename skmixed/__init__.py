@@ -1,13 +1,19 @@
 """skmixed: mixed-effects models with lme4's numerics, native to scikit-learn and Jupyter."""
-from .exceptions import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning, SingularFitWarning
+from . import families
 from .anova import anova
+from .exceptions import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning, SingularFitWarning
+from .glmm import glmer
+from .glmm_results import GlmerResult
 from .lmm import lmer
 from .results import LmerResult
 
 __all__ = [
     "lmer",
+    "glmer",
+    "families",
     "anova",
     "LmerResult",
+    "GlmerResult",
     "ConvergenceWarning",
     "SingularFitWarning",
     "RankDeficiencyWarning",

@@ -18,7 +18,7 @@ from formulaic.errors import FormulaicError
 from formulaic.transforms import C
 
 from .exceptions import DataError, FormulaError, RankDeficiencyWarning
-from .formula import ParsedFormula
+from .formula import ParsedFormula, _split_top
 
 #: R functions an lme4 formula may call, as formulaic evaluates them.
 FORMULA_CONTEXT = {
@@ -63,6 +63,7 @@ class ModelFrame:
     dropped_columns: list[str] = field(default_factory=list)
     offset_column: str | None = None  # offset= given as a column name
     offset_array: bool = False  # offset= given as an array (new data need their own)
+    trials: np.ndarray | None = None  # binomial cbind(s, f): s + f per row (weights already include them)
 
 
 def r_name(name: str) -> str:
@@ -150,7 +151,7 @@ def _variables(expr: str, data: pd.DataFrame) -> set[str]:
         names = Formula(f"~ {expr}").required_variables
     except FormulaicError as e:
         raise FormulaError(f"cannot read {expr!r}: {e}") from None
-    return {str(v) for v in names} - set(FORMULA_CONTEXT) - {"C", "I", "poly", "scale", "center", "log", "exp"}
+    return {str(v) for v in names} - set(FORMULA_CONTEXT) - {"C", "I", "poly", "scale", "center", "log", "exp", "cbind"}
 
 
 def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
@@ -187,14 +188,67 @@ def _column_or_array(value, data: pd.DataFrame, role: str) -> np.ndarray | None:
     return arr
 
 
+def _cbind_arguments(expr: str) -> list[str] | None:
+    """The arguments of ``cbind(a, b)``, or None if ``expr`` is not a cbind call."""
+    m = re.match(r"^cbind\s*\((.*)\)$", expr.strip())
+    return [a for _, a in _split_top(m.group(1), ",")] if m else None
+
+
+def _is_arithmetic(expr: str) -> bool:
+    """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b)."""
+    return len(_split_top(expr, "+-*/:%^")) > 1
+
+
+def _expression_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
+    """A column or an R expression of columns; arithmetic such as ``a - b`` or ``s / n`` is evaluated as such."""
+    if expr in data.columns:
+        return np.asarray(data[expr], dtype=float)
+    if _is_arithmetic(expr):
+        expr = f"I({expr})"
+    return _numeric_vector(expr, data, role)
+
+
 def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
     """The response as float; a non-numeric response is an error that names it."""
     if expr in data.columns:
         s = data[expr]
         if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_string_dtype(s):
-            raise DataError(f"the response {expr!r} is not numeric (dtype {s.dtype}); lmer needs a numeric response")
-        return np.asarray(s, dtype=float)
-    return _numeric_vector(expr, data, "response")
+            raise DataError(
+                f"the response {expr!r} is not numeric (dtype {s.dtype}); lmer needs a numeric response "
+                "(a two-level factor is a binomial response for glmer)"
+            )
+    if _cbind_arguments(expr) is not None:
+        raise DataError(f"{expr!r} is a binomial response (successes, failures): fit it with skmixed.glmer(..., family='binomial')")
+    return _expression_vector(expr, data, "response")
+
+
+def binomial_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """A binomial response as (proportion y, trials or None), from R's forms of it.
+
+    ``cbind(s, f)`` gives y = s/(s + f) and trials s + f; a two-level factor (or
+    strings) gives 1 for the second level; booleans and 0/1 or proportions (with
+    weights = trials) are taken as they are.
+    """
+    args = _cbind_arguments(expr)
+    if args is not None:
+        if len(args) != 2:
+            raise DataError(f"cbind() in a binomial response takes two columns (successes, failures), not {len(args)}: {expr!r}")
+        s, f = (_expression_vector(a, data, "response") for a in args)
+        if np.any(s < 0) or np.any(f < 0):
+            raise DataError(f"the counts in {expr!r} must be non-negative (successes, failures)")
+        trials = s + f
+        return np.divide(s, trials, out=np.zeros_like(s), where=trials > 0), trials
+    if expr in data.columns:
+        col = data[expr]
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
+            codes, levels = _factor(col)
+            if len(levels) != 2:
+                raise DataError(
+                    f"the binomial response {expr!r} has {len(levels)} levels {list(levels)[:6]}; it needs two "
+                    "(the second counts as success): recode it, e.g. (column == 'yes')"
+                )
+            return (codes == 1).astype(float), None
+    return _expression_vector(expr, data, "response"), None
 
 
 def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
@@ -226,9 +280,13 @@ def _full_rank(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], 
 
 
 def model_frame(
-    parsed: ParsedFormula, data, weights=None, offset=None, bar_variables: set[str] | None = None
+    parsed: ParsedFormula, data, weights=None, offset=None, bar_variables: set[str] | None = None, binomial: bool = False
 ) -> ModelFrame:
-    """Select complete rows, then build y, X (full column rank), offset and weights."""
+    """Select complete rows, then build y, X (full column rank), offset and weights.
+
+    ``binomial=True`` reads the response as :func:`binomial_response` does; trials of a
+    ``cbind`` response multiply the weights, as in R's ``glm``.
+    """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if len(data) == 0:
@@ -237,9 +295,10 @@ def model_frame(
     weights = _column_or_array(weights, data, "weights")
     offset = _column_or_array(offset, data, "offset")
 
+    response_expr = f"I({parsed.response})" if _is_arithmetic(parsed.response) else parsed.response
     if parsed.response not in data.columns:
-        _check_columns(_variables(parsed.response, data), data, "response")
-    needed = {parsed.response} if parsed.response in data.columns else _variables(parsed.response, data)
+        _check_columns(_variables(response_expr, data), data, "response")
+    needed = {parsed.response} if parsed.response in data.columns else _variables(response_expr, data)
     fixed_vars = _variables(parsed.fixed, data)
     _check_columns(fixed_vars, data, "fixed-effect variable")
     needed |= fixed_vars
@@ -267,7 +326,7 @@ def model_frame(
     if n_dropped:
         warnings.warn(f"{n_dropped} rows with missing values were dropped", UserWarning, stacklevel=3)
 
-    y = response_vector(parsed.response, used)
+    y, trials = binomial_response(parsed.response, used) if binomial else (response_vector(parsed.response, used), None)
     if not np.all(np.isfinite(y)):
         raise DataError(f"the response {parsed.response!r} has infinite values; remove or fix those rows")
     mm = model_matrix(parsed.fixed, used, "fixed-effects part")
@@ -291,13 +350,15 @@ def model_frame(
     w = np.ones(len(used)) if weights is None else weights[keep]
     if np.any(w < 0) or not np.all(np.isfinite(w)):
         raise DataError("weights must be finite and non-negative")
+    if trials is not None:
+        w = w * trials
     if not np.all(np.isfinite(off)):
         raise DataError("the offset has non-finite values")
     return ModelFrame(
         y=y, X=X, x_names=names, x_spec=mm.model_spec, offset=off, weights=w, keep=keep,
         data=used, n_dropped=n_dropped, dropped_columns=dropped,
         offset_column=offset_arg if isinstance(offset_arg, str) else None,
-        offset_array=offset_arg is not None and not isinstance(offset_arg, str),
+        offset_array=offset_arg is not None and not isinstance(offset_arg, str), trials=trials,
     )
 
 

@@ -1,0 +1,351 @@
+"""``glmer``: fit a generalized linear mixed model by lme4's staged pipeline.
+
+parse formula → model frame (y, X; binomial forms of y) → random-effects terms (Z, Λ(θ))
+→ PIRLS deviances (:mod:`skmixed.pirls`) → stage 1: BOBYQA over θ of the nAGQ = 0
+deviance (β inside PIRLS) → stage 2 (nAGQ ≥ 1): BOBYQA over (θ, β) of the Laplace or
+adaptive Gauss–Hermite deviance, started at stage 1's answer → Newton polish and lme4's
+convergence check → covariance of β̂ from the finite-difference Hessian (as lme4 when
+n < 10⁴ and fewer than 20 parameters) → result.  A negative binomial with unknown θ
+is fitted as lme4's ``glmer.nb`` does: a Poisson fit, θ from its means, then a 1-D
+search over log θ with the GLMM refitted at each value.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .design import model_frame
+from .exceptions import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
+from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, get_family, theta_ml
+from .formula import parse_formula
+from .glmm_results import GlmerResult
+from .optimize import OptSummary, bobyqa, finite_difference, polish_and_check
+from .pirls import GlmmDeviance, Mode, gauss_hermite
+from .pls import PlsSolution, ProfiledDeviance
+from .reterms import RandomEffects, random_effects
+
+DERIVS_MAX_NOBS = 10_000  # lme4's check.conv.nobsmax: above it, no Hessian (and vcov from RX)
+DERIVS_MAX_PARAMS = 20  # lme4's check.conv.nparmax
+BOUNDARY_TOL = 1e-5  # lme4's boundary.tol
+#: BOBYQA's xtol_abs = ftol_abs where a Newton step on finite differences (or stage 2) finishes the job
+LOOSE_TOL = 1e-6
+
+
+@dataclass
+class _Fit:
+    theta: np.ndarray
+    beta: np.ndarray
+    mode: Mode
+    objective: float  # −2 log-likelihood (lme4's scale; nAGQ > 1 with the omitted constant added back)
+    optsum: OptSummary
+    hessian_vcov: np.ndarray | None = None
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family="binomial",
+    nAGQ: int = 1,
+    weights=None,
+    offset=None,
+    start=None,
+    check_conv: bool = True,
+    maxeval: int = 100_000,
+):
+    """Fit ``g(E[y | b]) = Xβ + Zb + offset``, ``b ~ N(0, ΛΛ')``, y | b from ``family``, by maximum likelihood.
+
+    ``family``: ``"binomial"``, ``"poisson"``, ``"gamma"``, ``"inverse_gaussian"``, ``"gaussian"``,
+    ``"negative_binomial"`` or an object from :mod:`skmixed.families` (e.g. ``Binomial(link="probit")``,
+    ``NegativeBinomial(theta=None)`` to estimate θ).  A binomial response may be 0/1, boolean, a
+    two-level factor (second level = success), a proportion with ``weights`` = trials, or
+    ``cbind(successes, failures)``.  ``nAGQ``: 1 = Laplace (default), 0 = β within PIRLS
+    (fast), > 1 = adaptive Gauss–Hermite with that many nodes (one scalar random-effects
+    term only).  ``start``: θ, or a dict with ``theta`` and/or ``fixef``.
+    """
+    fam = get_family(family)
+    if isinstance(fam, Gaussian) and fam.link.name == "identity":
+        from .lmm import lmer
+
+        warnings.warn(
+            "a Gaussian GLMM with the identity link is a linear mixed model: fitted by lmer(REML=False) "
+            "(lme4 would call lmer with its default REML=TRUE); call skmixed.lmer directly",
+            UserWarning,
+            stacklevel=2,
+        )
+        return lmer(formula, data, REML=False, weights=weights, offset=offset, start=start)
+    nAGQ = _check_nagq(nAGQ)
+    parsed = parse_formula(formula)
+    if not parsed.bars:
+        raise FormulaError(
+            f"the formula {formula!r} has no random-effects term: add one such as (1 | group), "
+            "or fit a GLM without random effects (e.g. statsmodels' glm)"
+        )
+    frame = model_frame(parsed, data, weights=weights, offset=offset, binomial=isinstance(fam, Binomial))
+    re = random_effects(parsed.bars, frame.data)
+    _check_terms(re, len(frame.y), nAGQ)
+    fam.check_response(frame.y, frame.weights)
+    _check_not_constant(frame.y, frame.weights, fam, parsed.response)
+    if isinstance(fam, Binomial):
+        _warn_if_separated(frame.X, frame.y, frame.weights, frame.x_names)
+    engine = GlmmDeviance(frame.y, frame.X, re, fam, frame.weights, frame.offset, frame.trials)
+    theta0, beta0 = _start_values(start, re, frame.X.shape[1])
+    estimate_nb = isinstance(fam, NegativeBinomial) and fam.theta is None
+    if estimate_nb:
+        fit = _fit_negative_binomial(engine, nAGQ, theta0, beta0, check_conv, maxeval)
+    else:
+        fit = _fit(engine, nAGQ, theta0, beta0, check_conv, maxeval)
+    name = data.attrs.get("name")
+    result = _result(parsed, frame, re, engine, fit, nAGQ, name if isinstance(name, str) else None, estimate_nb)
+    if not fit.mode.converged:
+        warnings.warn(
+            f"PIRLS did not converge at the estimates ({fit.mode.message}): the conditional modes, and so the "
+            "likelihood, may be inaccurate; look for separation or extreme values of the linear predictor",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=2)
+    return result
+
+
+# --- checks ---------------------------------------------------------------------------
+def _check_nagq(nAGQ) -> int:
+    if isinstance(nAGQ, bool) or not isinstance(nAGQ, (int, np.integer)) or not 0 <= nAGQ <= 100:
+        raise ValueError(f"nAGQ must be an integer from 0 to 100 (0: fast, 1: Laplace, > 1: quadrature nodes), not {nAGQ!r}")
+    return int(nAGQ)
+
+
+def _check_terms(re: RandomEffects, n: int, nAGQ: int) -> None:
+    """lme4's GLMM checks: each factor has ≥ 2 levels, each term ≤ n effects (a level per row is allowed)."""
+    for t in re.terms:
+        if t.n_levels < 2:
+            raise DataError(
+                f"the grouping factor {t.group!r} has only {t.n_levels} level: a random effect needs at least 2 "
+                f"levels; drop the term ({t.bar}) or use {t.group!r} as a fixed effect"
+            )
+        if t.q > n:
+            raise DataError(f"the term {t.bar} has {t.q} random effects for {n} observations: they are unidentifiable")
+    if nAGQ > 1 and (len(re.terms) != 1 or re.terms[0].k != 1):
+        terms = " + ".join(str(t.bar) for t in re.terms)
+        raise ValueError(
+            f"nAGQ = {nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar random-effects term such as "
+            f"(1 | g), but the model has {terms}; use nAGQ=1 (Laplace approximation) for it"
+        )
+
+
+def _check_not_constant(y: np.ndarray, w: np.ndarray, family: Family, response: str) -> None:
+    used = y[w > 0]
+    if used.size and np.ptp(used) == 0:
+        if isinstance(family, Binomial):
+            what = "a failure" if used[0] == 0 else "a success" if used[0] == 1 else f"the proportion {used[0]:g}"
+            raise DataError(
+                f"the response {response!r} is constant (every observation is {what}): a binomial model has nothing "
+                "to estimate and its intercept would be infinite"
+            )
+        raise DataError(f"the response {response!r} is constant ({used[0]:g}): there is nothing to model")
+
+
+def _warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[str]) -> None:
+    """Warn about (quasi-)complete separation: a direction of β that never mispredicts and predicts some rows perfectly.
+
+    Solved as a linear programme on the distinct rows: maximise Σ s_i x_i'β subject to
+    s_i x_i'β ≥ 0 (s = +1 for all successes, −1 for all failures, equality for mixed rows), |β| ≤ 1.
+    """
+    from scipy.optimize import linprog
+
+    pos = w > 0
+    scale = np.max(np.abs(X[pos]), axis=0)
+    Xs = X[pos] / np.where(scale > 0, scale, 1.0)
+    s = np.where(y[pos] >= 1, 1.0, np.where(y[pos] <= 0, -1.0, 0.0))
+    rows = np.unique(np.column_stack([Xs, s]), axis=0)
+    Xu, su = rows[:, :-1], rows[:, -1]
+    strict = su != 0
+    if not strict.any():
+        return
+    signed = su[strict, None] * Xu[strict]
+    res = linprog(
+        -signed.sum(axis=0), A_ub=-signed, b_ub=np.zeros(len(signed)),
+        A_eq=Xu[~strict] if (~strict).any() else None, b_eq=np.zeros(int((~strict).sum())) if (~strict).any() else None,
+        bounds=[(-1, 1)] * X.shape[1], method="highs",
+    )
+    if res.status != 0 or -res.fun <= 1e-7:
+        return
+    margin = (s[:, None] * Xs) @ res.x
+    n_sep = int(np.sum(margin > 1e-7))
+    involved = [names[j] for j in np.flatnonzero(np.abs(res.x) > 1e-7)]
+    warnings.warn(
+        f"complete or quasi-complete separation: a combination of the fixed effects {involved} predicts the outcome "
+        f"of at least {n_sep} observations perfectly, so these estimates diverge to ±infinity and their standard errors are "
+        "meaningless; drop or merge the predictors or levels concerned, or use a penalized (e.g. Bayesian) model",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _start_values(start, re: RandomEffects, p: int) -> tuple[np.ndarray, np.ndarray | None]:
+    theta, beta = re.theta_init, None
+    if isinstance(start, dict):
+        unknown = set(start) - {"theta", "fixef", "beta"}
+        if unknown:
+            raise ValueError(f"start may have the keys 'theta' and 'fixef', not {sorted(unknown)}")
+        if start.get("theta") is not None:
+            theta = np.asarray(start["theta"], dtype=float)
+        fixef = start.get("fixef", start.get("beta"))
+        if fixef is not None:
+            beta = np.asarray(fixef, dtype=float)
+            if beta.shape != (p,):
+                raise ValueError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.shape}")
+    elif start is not None:
+        theta = np.asarray(start, dtype=float)
+    if theta.shape != (re.n_theta,):
+        raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta.shape}")
+    return np.maximum(theta, re.theta_lower), beta
+
+
+# --- optimisation -------------------------------------------------------------------
+def _snap_to_boundary(f, summary: OptSummary, lower: np.ndarray) -> None:
+    """lme4's check.boundary: put θ within ``BOUNDARY_TOL`` of 0 on the bound if that does not raise f."""
+    x = summary.theta
+    near = (lower == 0) & (x > 0) & (x < BOUNDARY_TOL)
+    if near.any():
+        x_bound = np.where(near, 0.0, x)
+        f_bound = f(x_bound)
+        if f_bound <= summary.objective:
+            summary.theta, summary.objective = x_bound, float(f_bound)
+
+
+def _fit(
+    engine: GlmmDeviance, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol: float | None = None
+) -> _Fit:
+    """Stage 1 (nAGQ = 0 deviance over θ), then for nAGQ ≥ 1 stage 2 over (θ, β) (``tol``: see :func:`_stage2`)."""
+    lower = engine.re.theta_lower
+    tol1 = LOOSE_TOL if nAGQ > 0 else 1e-8  # stage 1 only gives stage 2 its start
+    opt = bobyqa(engine.nagq0, theta0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval)
+    _snap_to_boundary(engine.nagq0, opt, lower)
+    if nAGQ == 0:
+        if check_conv:
+            polish_and_check(engine.nagq0, opt, lower)
+        mode = engine.joint_mode(opt.theta)
+        return _Fit(opt.theta, mode.beta, mode, engine.laplace_of(mode), opt)
+    beta = engine.joint_mode(opt.theta).beta if beta0 is None else beta0
+    return _stage2(engine, nAGQ, opt.theta, beta, check_conv, maxeval, derivs, tol)
+
+
+def _stage2(
+    engine: GlmmDeviance, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol: float | None = None
+) -> _Fit:
+    """BOBYQA over (θ, β) of the Laplace (nAGQ = 1) or AGQ deviance; β searched in units of its standard error.
+
+    ``tol`` (BOBYQA's xtol_abs = ftol_abs) defaults to ``LOOSE_TOL`` when the Newton polish follows, else 1e-8.
+    """
+    k = engine.re.n_theta
+    rule = gauss_hermite(nAGQ) if nAGQ > 1 else None
+    seen: dict[bytes, float] = {}  # the polish and the Hessian evaluate the same finite-difference stencil
+
+    def deviance(x):
+        key = x.tobytes()
+        if key not in seen:
+            theta, beta = x[:k], x[k:]
+            seen[key] = engine.laplace(theta, beta) if rule is None else engine.agq(theta, beta, rule)
+        return seen[key]
+
+    scale = engine.fixed_scales(engine.mode(theta0, beta0))
+    lower = np.concatenate([engine.re.theta_lower, np.full(len(beta0), -np.inf)])
+    with_derivs = derivs and engine.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS
+    if tol is None:
+        tol = LOOSE_TOL if with_derivs and check_conv else 1e-8
+    opt = bobyqa(lambda z: deviance(np.concatenate([z[:k], beta0 + scale * z[k:]])),
+                 np.concatenate([theta0, np.zeros(len(beta0))]), lower, xtol_abs=tol, ftol_abs=tol, maxeval=maxeval)
+    x = np.concatenate([opt.theta[:k], beta0 + scale * opt.theta[k:]])
+    optsum = OptSummary(
+        optimizer="nlopt LN_BOBYQA over (θ, β)", theta_init=np.concatenate([theta0, beta0]),
+        objective_init=opt.objective_init, theta=x, objective=opt.objective, n_evaluations=opt.n_evaluations,
+        converged=opt.converged, return_code=opt.return_code, messages=list(opt.messages),
+    )
+    _snap_to_boundary(deviance, optsum, lower)
+    if check_conv and with_derivs:
+        polish_and_check(deviance, optsum, lower)
+    hessian_vcov = _hessian_vcov(deviance, optsum.theta, lower, k) if with_derivs else None
+    theta, beta = optsum.theta[:k], optsum.theta[k:]
+    mode = engine.mode(theta, beta)
+    objective = engine.laplace_of(mode) if rule is None else engine.agq_of(mode, rule) + engine.agq_constant(mode)
+    return _Fit(theta, beta, mode, objective, optsum, hessian_vcov)
+
+
+def _hessian_vcov(deviance, x: np.ndarray, lower: np.ndarray, k: int) -> np.ndarray | None:
+    """lme4's vcov for GLMMs: the β block of 2 H⁻¹, H the finite-difference Hessian of the deviance in (θ, β)."""
+    H = finite_difference(deviance, x, lower)[1]
+    try:
+        Hinv = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        Hinv = np.full_like(H, np.nan)
+    V = (Hinv + Hinv.T)[k:, k:]
+    if np.all(np.isfinite(V)) and (V.size == 0 or np.linalg.eigvalsh(V).min() > 0):
+        return V
+    warnings.warn(
+        "the covariance of the fixed effects from the finite-difference Hessian is not positive definite: "
+        "using the one from RX (the working linear model at the mode) instead",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+    return None
+
+
+def _fit_negative_binomial(engine: GlmmDeviance, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int) -> _Fit:
+    """lme4's ``glmer.nb``: Poisson fit → θ̂ from its means → minimise −2 logLik over log θ in ±3 of it."""
+    from scipy.optimize import minimize_scalar
+
+    nb = engine.family
+    engine.family = Poisson(link=nb.link.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        poisson = _fit(engine, nAGQ, theta0, beta0, False, maxeval, derivs=False, tol=LOOSE_TOL)
+        th0 = theta_ml(engine.y, poisson.mode.mu, engine.wt)
+        engine.family = nb.with_theta(th0)
+        current = _fit(engine, nAGQ, theta0, beta0, False, maxeval, derivs=False, tol=LOOSE_TOL)
+
+        def refit(fit: _Fit, final: bool) -> _Fit:
+            if nAGQ == 0:
+                return _fit(engine, 0, fit.theta, None, final and check_conv, maxeval)
+            if final:
+                return _stage2(engine, nAGQ, fit.theta, fit.beta, check_conv, maxeval)
+            return _stage2(engine, nAGQ, fit.theta, fit.beta, False, maxeval, derivs=False, tol=LOOSE_TOL)
+
+        def profile(log_theta: float) -> float:  # warm-started from the previous θ's fit
+            nonlocal current
+            engine.family = nb.with_theta(float(np.exp(log_theta)))
+            current = refit(current, False)
+            return current.objective
+
+        res = minimize_scalar(profile, bounds=(np.log(th0) - 3, np.log(th0) + 3), method="bounded", options={"xatol": 5e-5})
+    engine.family = nb.with_theta(float(np.exp(res.x)))
+    return refit(current, True)
+
+
+# --- result ----------------------------------------------------------------------------
+def _result(parsed, frame, re, engine: GlmmDeviance, fit: _Fit, nAGQ: int, data_name, nb_estimated: bool) -> GlmerResult:
+    mode, fam = fit.mode, engine.family
+    cp = engine.working_cross_products(mode)
+    devfun = ProfiledDeviance(cp, re, reml=False)
+    sol = devfun.solve(fit.theta)
+    p = frame.X.shape[1]
+    RX = sol.RX if sol is not None else np.full((p, p), np.nan)
+    ldRX2 = sol.ldRX2 if sol is not None else np.nan
+    wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
+    pwrss = wrss + mode.usq
+    sigma = float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0
+    lam = engine.lam_map.values(fit.theta)
+    solution = PlsSolution(
+        theta=fit.theta.copy(), beta=fit.beta.copy(), u=mode.u.copy(), b=engine.lam_map.dot(lam, mode.u), pwrss=pwrss,
+        ldL2=mode.ldL2, ldRX2=ldRX2, RX=RX, deviance=fit.objective, sigma=sigma,
+    )
+    result = GlmerResult(
+        formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=solution, optsum=fit.optsum,
+        REML=False, data_name=data_name, family=fam, nAGQ=nAGQ, hessian_vcov=fit.hessian_vcov,
+        nb_theta_estimated=nb_estimated,
+    )
+    result._cache["devfun"] = devfun
+    return result
