@@ -14,6 +14,9 @@ __all__ = [
     "anova",
     "LmerResult",
     "GlmerResult",
+    "MixedLM",
+    "GLMM",
+    "GLMMClassifier",
     "ConvergenceWarning",
     "SingularFitWarning",
     "RankDeficiencyWarning",
@@ -21,3 +24,14 @@ __all__ = [
     "DataError",
 ]
 __version__ = "0.1.0"
+
+_ESTIMATORS = {"MixedLM", "GLMM", "GLMMClassifier"}
+
+
+def __getattr__(name: str):
+    """The scikit-learn estimators, imported on first use: scikit-learn costs more to import than all the rest."""
+    if name in _ESTIMATORS:
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'skmixed' has no attribute {name!r}")

@@ -1,0 +1,174 @@
+"""What every skmixed estimator shares: input checks, the two input modes, fitted attributes, the linear predictor.
+
+A subclass says only what differs: how the target is checked (:meth:`_check_target`),
+which core fits the mixed model (:meth:`_fit_mixed`: ``lmer`` or ``glmer``), how the model
+without random effects is fitted (:meth:`_fit_fixed`), and how the linear predictor
+``η = Xβ̂ + Zb̂`` becomes a prediction.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import _check_sample_weight, check_array, check_consistent_length, check_is_fitted, validate_data
+
+from ..exceptions import DataError
+from .encoding import (
+    ArrayEncoding,
+    FormulaEncoding,
+    check_columns,
+    formula_columns,
+    group_frame,
+    keep_estimable_factors,
+    random_slope_indices,
+)
+
+INTERCEPT = "(Intercept)"
+
+
+class MixedModelEstimator(BaseEstimator):
+    """Shared machinery of :class:`MixedLM`, :class:`GLMM` and :class:`GLMMClassifier`.
+
+    Model: ``η = Xβ + Zb``, ``b ~ N(0, σ²ΛΛ')``; Z holds, per grouping factor, a random
+    intercept (and the ``random_slopes`` columns of X) for each of its levels.
+    """
+
+    # --- hooks ------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Check the subclass's own parameters (called at the start of ``fit``)."""
+
+    def _check_target(self, y: np.ndarray) -> np.ndarray:
+        """The validated target as the float response the core fits (sets ``classes_`` for classifiers)."""
+        raise NotImplementedError
+
+    def _fit_mixed(self, formula: str, data: pd.DataFrame, weights):
+        """Fit the mixed model ``formula`` on ``data`` with ``lmer``/``glmer``; return its result."""
+        raise NotImplementedError
+
+    def _fit_fixed(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+        """Fit ``η = β₀ + Xβ`` with no random effects; return (β̂ including β₀ first, residual variance)."""
+        raise NotImplementedError
+
+    def _max_levels(self, n: int) -> int:
+        """Most levels a grouping factor may have in a fit on n rows."""
+        return n - 1
+
+    def _validate_X_y(self, X, y):
+        return validate_data(self, X, y, y_numeric=True)
+
+    # --- fit --------------------------------------------------------------------
+    def fit(self, X, y, groups=None, sample_weight=None):
+        """Fit the model; ``groups`` (array mode) holds one column per grouping factor.
+
+        Without ``groups`` in array mode the model has no random effects: an ordinary
+        (generalised) linear model, so that the estimator works in any sklearn setting.
+        """
+        self._check_params()
+        if self.formula is not None:
+            return self._fit_formula(X, y, groups, sample_weight)
+        if not (self.random_slopes is None or isinstance(self.random_slopes, (str, int, np.integer, list, tuple))):
+            raise ValueError(f"random_slopes must be None, a column name or index, or a list of them, not {self.random_slopes!r}")
+        X, y = self._validate_X_y(X, y)
+        y = self._check_target(y)
+        weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        n, p = X.shape
+        named = hasattr(self, "feature_names_in_")
+        feature_names = [str(c) for c in self.feature_names_in_] if named else [f"x{j}" for j in range(p)]
+        slopes = random_slope_indices(self.random_slopes, feature_names if named else None, p)
+        if groups is None:
+            if slopes:
+                raise ValueError(
+                    "random_slopes needs groups: pass fit(X, y, groups=...) (in a Pipeline: step__groups=..., "
+                    "or set_fit_request(groups=True) with metadata routing)"
+                )
+            return self._finish_fixed(X, y, weights, ArrayEncoding(feature_names, [], [], []))
+        gframe, gnames = group_frame(groups, n)
+        factors = keep_estimable_factors(gframe, gnames, n, self._max_levels(n))
+        encoding = ArrayEncoding(feature_names, gnames, slopes, factors)
+        if not factors:
+            return self._finish_fixed(X, y, weights, encoding)
+        result = self._fit_mixed(encoding.formula(), encoding.frame(X, gframe, y), weights)
+        return self._finish_mixed(result, encoding)
+
+    def _fit_formula(self, X, y, groups, sample_weight):
+        if groups is not None:
+            raise ValueError(
+                "in formula mode the grouping columns travel inside X and the formula names them: "
+                "do not pass groups (and do not request it with set_fit_request)"
+            )
+        if self.random_slopes is not None:
+            raise ValueError("random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)")
+        encoding = FormulaEncoding.from_text(self.formula, X)
+        validate_data(self, X, skip_check_array=True)
+        y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
+        if y.ndim != 1:
+            raise DataError(f"y must be 1-D (one response value per row of X), not of shape {y.shape}")
+        check_consistent_length(X, y)
+        y = self._check_target(y)
+        weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        result = self._fit_mixed(encoding.formula, encoding.frame(X, y), weights)
+        encoding.columns = formula_columns(result)
+        return self._finish_mixed(result, encoding)
+
+    def _finish_fixed(self, X, y, weights, encoding: ArrayEncoding):
+        beta, dispersion = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
+        self.encoding_ = encoding
+        self.result_ = None
+        self.intercept_, self.coef_ = float(beta[0]), np.asarray(beta[1:], dtype=float)
+        self.random_effects_ = {}
+        self.variance_components_ = pd.DataFrame(
+            [("Residual", None, None, dispersion, np.sqrt(dispersion))], columns=["grp", "var1", "var2", "vcov", "sdcor"]
+        )
+        return self
+
+    def _finish_mixed(self, result, encoding):
+        self.encoding_ = encoding
+        self.result_ = result
+        fixef = result.fixef
+        self.intercept_ = float(fixef.get(INTERCEPT, 0.0))
+        if isinstance(encoding, ArrayEncoding):
+            self.coef_ = np.array([fixef.get(c, 0.0) for c in encoding.feature_columns], dtype=float)
+            rename = encoding.user_name
+        else:
+            self.coef_ = fixef.drop(INTERCEPT, errors="ignore").to_numpy(dtype=float)
+            rename = str
+        self.random_effects_ = {}
+        for group, blups in result.ranef.items():
+            blups = blups.rename(columns=rename)
+            blups.index.name = rename(group)
+            self.random_effects_[rename(group)] = blups
+        vc = result.varcorr.copy()
+        for col in ("grp", "var1", "var2"):
+            vc[col] = [rename(v) if isinstance(v, str) else None for v in vc[col]]
+        self.variance_components_ = vc
+        return self
+
+    # --- prediction -------------------------------------------------------------
+    def _linear_predictor(self, X, groups=None) -> np.ndarray:
+        """η̂ = Xβ̂ + Zb̂ with the BLUPs of levels seen in the fit; unseen levels (or no groups) add nothing.
+
+        ``result_.predict`` gives η: lmer's predictions, glmer's on its default link scale.
+        """
+        check_is_fitted(self)
+        encoding = self.encoding_
+        if isinstance(encoding, FormulaEncoding):
+            if groups is not None:
+                raise ValueError("in formula mode the grouping columns travel inside X: do not pass groups to predict")
+            data = encoding.frame(X)
+            check_columns(data, encoding.columns)
+            return self.result_.predict(data, allow_new_levels=True)
+        X = validate_data(self, X, reset=False)
+        if groups is None or self.result_ is None:
+            return X @ self.coef_ + self.intercept_
+        gframe, _ = group_frame(groups, X.shape[0])
+        return self.result_.predict(encoding.frame(X, gframe), allow_new_levels=True)
+
+    def summary(self):
+        """The lme4-style summary of the fitted mixed model (``result_.summary()``)."""
+        check_is_fitted(self)
+        if self.result_ is None:
+            raise ValueError(
+                "this estimator was fitted without groups (no random effects), so it has no mixed-model summary; "
+                "fit it with groups=... or a formula"
+            )
+        return self.result_.summary()

@@ -1,0 +1,166 @@
+"""``GLMM`` (mean of the response) and ``GLMMClassifier`` (binomial): generalized linear mixed models for sklearn.
+
+Model: ``η = Xβ + Zb``, ``μ = g⁻¹(η)``, y | b from the family, ``b ~ N(0, ΛΛ')``; fitted by
+``skmixed.glmer``. Without groups (array mode) there is no b: a GLM fitted by IRLS
+(:mod:`skmixed.estimators.glm`) with the same families.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import validate_data
+
+from ..families import EPS, Binomial, Family, Gaussian, get_family
+from ..glmm import glmer
+from .base import MixedModelEstimator
+from .glm import fit_glm, pearson_dispersion
+
+
+class _GeneralizedMixedModel(MixedModelEstimator):
+    """What GLMM and GLMMClassifier share: the family, ``glmer`` for mixed fits, IRLS without groups."""
+
+    def _family(self) -> Family:
+        raise NotImplementedError
+
+    def _check_params(self) -> None:
+        if isinstance(self.nAGQ, (bool, np.bool_)) or not isinstance(self.nAGQ, (int, np.integer)) or self.nAGQ < 0:
+            raise ValueError(f"nAGQ must be a non-negative integer (0, 1 = Laplace, or more quadrature nodes), not {self.nAGQ!r}")
+        self._family()  # an unknown family or link is reported before any data work
+
+    def _max_levels(self, n: int) -> int:
+        """A GLMM may have one level per row (an observation-level random effect), as lme4's glmer allows."""
+        return n
+
+    def _fit_mixed(self, formula, data, weights):
+        family = self._family()
+        result = glmer(formula, data, family=family, nAGQ=int(self.nAGQ), weights=weights)
+        self.family_ = getattr(result, "family", family)  # glmer hands a Gaussian identity model to lmer
+        return result
+
+    def _fit_fixed(self, X, y, weights):
+        family = self._family()
+        family.check_response(y, weights)
+        beta, self.family_ = fit_glm(X, y, weights, family)
+        return beta, pearson_dispersion(X, y, weights, beta, self.family_)
+
+    def _finish_fixed(self, X, y, weights, encoding):
+        super()._finish_fixed(X, y, weights, encoding)
+        if not self.family_.has_dispersion:
+            self.variance_components_ = self.variance_components_.iloc[:0]
+        return self
+
+    def _mean(self, X, groups=None) -> np.ndarray:
+        eta = self._linear_predictor(X, groups)  # checks that the estimator is fitted
+        return self.family_.linkinv(eta)
+
+
+class GLMM(RegressorMixin, _GeneralizedMixedModel):
+    """Generalized linear mixed model predicting the mean ``μ = g⁻¹(Xβ̂ + Zb̂)``, fitted by ``skmixed.glmer``.
+
+    Parameters
+    ----------
+    family : str or skmixed.families.Family
+        ``"poisson"`` (default), ``"binomial"`` (y a proportion), ``"gamma"``, ``"inverse_gaussian"``,
+        ``"gaussian"``, ``"negative_binomial"``, or an object such as ``Poisson(link="sqrt")``.
+    formula, random_slopes : as for :class:`skmixed.MixedLM` (formula mode, or array mode with ``groups``).
+    nAGQ : int
+        1 (Laplace, default), 0 (fast: β inside PIRLS) or > 1 adaptive Gauss–Hermite nodes
+        (a single scalar random-effects term only).
+
+    Array mode without ``groups`` fits a GLM (no random effects) by IRLS with the same family.
+    ``predict(X, groups=g)`` returns μ with the BLUPs of levels seen in the fit and the population
+    mean ``g⁻¹(Xβ̂)`` for unseen levels (or without groups). ``score`` is R² of ``predict(X)``.
+    Fitted attributes as :class:`MixedLM`, plus ``family_`` (with θ for an estimated negative binomial).
+    """
+
+    def __init__(self, family="poisson", formula=None, random_slopes=None, nAGQ=1):
+        self.family = family
+        self.formula = formula
+        self.random_slopes = random_slopes
+        self.nAGQ = nAGQ
+
+    def _family(self) -> Family:
+        return get_family(self.family)
+
+    def _check_target(self, y):
+        y = np.asarray(y, dtype=float)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y has missing or infinite values: remove those rows first")
+        return y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        try:
+            family = self._family()
+        except ValueError:
+            return tags
+        tags.target_tags.positive_only = not isinstance(family, (Gaussian, Binomial))
+        return tags
+
+    def predict(self, X, groups=None):
+        """μ̂ = g⁻¹(Xβ̂ + Zb̂): BLUPs for levels seen in the fit, the population mean for the others."""
+        return self._mean(X, groups)
+
+
+class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
+    """Binomial GLMM classifier: ``P(y = classes_[1]) = g⁻¹(Xβ̂ + Zb̂)``, fitted by ``skmixed.glmer``.
+
+    Parameters
+    ----------
+    formula, random_slopes : as for :class:`skmixed.MixedLM`.
+    link : ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
+    nAGQ : int, as for :class:`GLMM`.
+
+    Two classes only; ``classes_[1]`` is the success. Array mode without ``groups`` fits a
+    binomial GLM (logistic regression without penalty) by IRLS. ``predict_proba`` and
+    ``predict`` use the BLUPs of levels seen in the fit and the population prediction for
+    unseen levels (or without groups); ``decision_function`` is the log-odds of
+    ``classes_[1]`` (the linear predictor for the logit link), so ``predict`` picks
+    ``classes_[1]`` where it is positive.
+    """
+
+    def __init__(self, formula=None, random_slopes=None, link="logit", nAGQ=1):
+        self.formula = formula
+        self.random_slopes = random_slopes
+        self.link = link
+        self.nAGQ = nAGQ
+
+    def _family(self) -> Family:
+        return Binomial(link=self.link)
+
+    def _validate_X_y(self, X, y):
+        return validate_data(self, X, y)
+
+    def _check_target(self, y):
+        check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"GLMMClassifier needs two classes in y to fit; y has only one class ({self.classes_[0]!r})")
+        return (y == self.classes_[1]).astype(float)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def decision_function(self, X, groups=None):
+        """Log-odds of ``classes_[1]``: log(μ/(1 − μ)), which is η for the logit link."""
+        eta = self._linear_predictor(X, groups)
+        if self.family_.link.name == "logit":
+            return eta
+        mu = np.clip(self.family_.linkinv(eta), EPS, 1 - EPS)
+        return np.log(mu) - np.log1p(-mu)
+
+    def predict_proba(self, X, groups=None):
+        """Columns P(classes_[0]), P(classes_[1]) with the BLUPs of seen levels."""
+        mu = self._mean(X, groups)
+        return np.column_stack([1 - mu, mu])
+
+    def predict(self, X, groups=None):
+        """The more probable class."""
+        decision = self.decision_function(X, groups)  # checks that the estimator is fitted
+        return self.classes_[(decision > 0).astype(int)]

@@ -1,0 +1,84 @@
+"""``MixedLM``: the linear mixed model ``y = Xβ + Zb + ε`` as a scikit-learn regressor (wraps ``lmer``)."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import RegressorMixin
+
+from ..lmm import lmer
+from .base import MixedModelEstimator
+
+
+class MixedLM(RegressorMixin, MixedModelEstimator):
+    """Linear mixed model ``y = Xβ + Zb + ε``, ``b ~ N(0, σ²ΛΛ')``, ``ε ~ N(0, σ²)``, fitted by ``skmixed.lmer``.
+
+    Parameters
+    ----------
+    formula : str or None
+        Formula mode: the right-hand side of an lme4 formula, e.g. ``"~ x1 + x2 + (1 + x1 | school)"``.
+        ``X`` is then a DataFrame holding every column it names, grouping columns included, and
+        ``y`` is passed separately: ``fit(df, y)``, ``predict(df)``. Because the groups travel
+        inside X, predictions use the BLUPs in any stock sklearn CV loop.
+    random_slopes : column name, index, or a list of them
+        Array mode: columns of X that also get a random slope, correlated with the random
+        intercept, in every grouping factor.
+    reml : bool
+        Fit by REML (default, as lme4) or by maximum likelihood.
+
+    Array mode: ``fit(X, y, groups=g)`` gives each grouping factor (a column of ``g``; crossed
+    factors as separate columns, nested factors coded uniquely across their parents) a random
+    intercept. Without ``groups`` it fits ordinary (weighted) least squares: no random effects.
+    A grouping factor with a single level, or one level per row, gets no random effect (with a
+    warning) because its variance cannot be estimated.
+
+    ``predict(X, groups=g)`` adds the BLUPs b̂ of the levels seen in the fit and nothing for
+    unseen levels (their population prediction Xβ̂); without ``groups`` it gives the population
+    prediction. ``score`` is R² of ``predict(X)``: population predictions in array mode, BLUPs
+    in formula mode.
+
+    Groups in pipelines and searches: without metadata routing pass ``mixedlm__groups=g`` to
+    ``Pipeline.fit`` / ``GridSearchCV.fit`` (the latter also takes ``groups=g`` for a
+    ``GroupKFold``); with routing enabled call ``set_fit_request(groups=True)`` (array mode) or
+    ``set_fit_request(groups=False)`` (formula mode, when groups are routed to the splitter).
+
+    Attributes
+    ----------
+    coef_, intercept_ : fixed effects β̂ (``coef_`` follows X's columns; in formula mode the
+        non-intercept columns of ``result_.fixef``).
+    random_effects_ : dict of DataFrames, BLUPs b̂ per grouping factor (levels × effects).
+    variance_components_ : DataFrame like lme4's ``as.data.frame(VarCorr(m))``.
+    result_ : the full :class:`skmixed.LmerResult` (``summary()``, ``anova``...); None without groups.
+    encoding_ : how X and groups became the model's columns, reused by ``predict``.
+    n_features_in_, feature_names_in_ : as in scikit-learn.
+    """
+
+    def __init__(self, formula=None, random_slopes=None, reml=True):
+        self.formula = formula
+        self.random_slopes = random_slopes
+        self.reml = reml
+
+    def _check_params(self) -> None:
+        if not isinstance(self.reml, (bool, np.bool_)):
+            raise ValueError(f"reml must be True (REML) or False (maximum likelihood), not {self.reml!r}")
+
+    def _check_target(self, y):
+        y = np.asarray(y, dtype=float)
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y has missing or infinite values: remove those rows first")
+        return y
+
+    def _fit_mixed(self, formula, data, weights):
+        return lmer(formula, data, REML=bool(self.reml), weights=weights)
+
+    def _fit_fixed(self, X, y, weights):
+        """Weighted least squares ``min Σ wᵢ (yᵢ − β₀ − xᵢ'β)²``; residual variance on n − rank degrees of freedom."""
+        design = np.column_stack([np.ones(len(y)), X])
+        root_w = np.sqrt(weights)
+        beta, _, rank, _ = np.linalg.lstsq(design * root_w[:, None], y * root_w, rcond=None)
+        resid = y - design @ beta
+        df = int(np.count_nonzero(weights)) - rank
+        dispersion = float(weights @ resid**2 / df) if df > 0 else np.nan
+        return beta, dispersion
+
+    def predict(self, X, groups=None):
+        """Xβ̂ + Zb̂: BLUPs for levels seen in the fit, the population prediction Xβ̂ for the others."""
+        return self._linear_predictor(X, groups)
