@@ -1,7 +1,15 @@
 """skmixed: mixed-effects models with lme4's numerics, native to scikit-learn and Jupyter."""
 from . import families
 from .anova import anova
-from .exceptions import ConvergenceWarning, DataError, FormulaError, RankDeficiencyWarning, SingularFitWarning
+from .exceptions import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    InputError,
+    OptionError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
 from .glmm import glmer
 from .glmm_results import GlmerResult
 from .lmm import lmer
@@ -20,8 +28,10 @@ __all__ = [
     "ConvergenceWarning",
     "SingularFitWarning",
     "RankDeficiencyWarning",
+    "InputError",
     "FormulaError",
     "DataError",
+    "OptionError",
 ]
 __version__ = "0.1.0"
 

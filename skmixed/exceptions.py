@@ -1,12 +1,20 @@
 """Warnings and errors raised by skmixed; each names the problem and the fix."""
 
 
-class FormulaError(ValueError):
+class InputError(ValueError):
+    """Base of the errors a user's input causes; the message names the problem and the fix."""
+
+
+class FormulaError(InputError):
     """The model formula cannot be parsed or does not describe a mixed model."""
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """The data do not fit the model (unknown column, bad values, too few levels)."""
+
+
+class OptionError(InputError):
+    """An argument has a value the model cannot take (nAGQ, start, family, link, ...)."""
 
 
 class ConvergenceWarning(UserWarning):

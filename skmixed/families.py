@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from scipy import special
 
-from .exceptions import DataError
+from .exceptions import DataError, OptionError
 
 EPS = np.finfo(float).eps
 
@@ -210,7 +210,7 @@ class Family:
     def __init__(self, link: str | None = None):
         link = self.default_link if link is None else link
         if not isinstance(link, str) or link not in self.links:
-            raise ValueError(
+            raise OptionError(
                 f"the link {link!r} is not available for the {self.name} family; use one of {', '.join(self.links)}"
             )
         self.link: Link = LINKS[link]()
@@ -489,7 +489,7 @@ class NegativeBinomial(Family):
 
     def __init__(self, theta: float | None = None, link: str | None = None):
         if theta is not None and not (isinstance(theta, (int, float)) and np.isfinite(theta) and theta > 0):
-            raise ValueError(f"the negative binomial θ must be a positive number (or None to estimate it), not {theta!r}")
+            raise OptionError(f"the negative binomial θ must be a positive number (or None to estimate it), not {theta!r}")
         self.theta = None if theta is None else float(theta)
         super().__init__(link)
 
@@ -591,11 +591,11 @@ def get_family(family) -> Family:
     if isinstance(family, type) and issubclass(family, Family):
         return family()
     if not isinstance(family, str):
-        raise ValueError(f"family must be a name such as 'binomial' or an object from skmixed.families, not {family!r}")
+        raise OptionError(f"family must be a name such as 'binomial' or an object from skmixed.families, not {family!r}")
     m = _CALL.match(family)
     key = m.group(1).lower() if m else family.strip().lower()
     if key not in _NAMES:
-        raise ValueError(
+        raise OptionError(
             f"unknown family {family!r}; use one of 'binomial', 'poisson', 'gamma', 'inverse_gaussian', "
             "'gaussian', 'negative_binomial' or an object such as skmixed.families.Binomial(link='probit')"
         )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .design import model_frame
-from .exceptions import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
+from .exceptions import ConvergenceWarning, DataError, FormulaError, OptionError, SingularFitWarning
 from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, get_family, theta_ml
 from .formula import parse_formula
 from .glmm_results import GlmerResult
@@ -114,7 +114,7 @@ def glmer(
 # --- checks ---------------------------------------------------------------------------
 def _check_nagq(nAGQ) -> int:
     if isinstance(nAGQ, bool) or not isinstance(nAGQ, (int, np.integer)) or not 0 <= nAGQ <= 100:
-        raise ValueError(f"nAGQ must be an integer from 0 to 100 (0: fast, 1: Laplace, > 1: quadrature nodes), not {nAGQ!r}")
+        raise OptionError(f"nAGQ must be an integer from 0 to 100 (0: fast, 1: Laplace, > 1: quadrature nodes), not {nAGQ!r}")
     return int(nAGQ)
 
 
@@ -130,7 +130,7 @@ def _check_terms(re: RandomEffects, n: int, nAGQ: int) -> None:
             raise DataError(f"the term {t.bar} has {t.q} random effects for {n} observations: they are unidentifiable")
     if nAGQ > 1 and (len(re.terms) != 1 or re.terms[0].k != 1):
         terms = " + ".join(str(t.bar) for t in re.terms)
-        raise ValueError(
+        raise OptionError(
             f"nAGQ = {nAGQ} (adaptive Gauss-Hermite quadrature) needs a single scalar random-effects term such as "
             f"(1 | g), but the model has {terms}; use nAGQ=1 (Laplace approximation) for it"
         )
@@ -190,18 +190,18 @@ def _start_values(start, re: RandomEffects, p: int) -> tuple[np.ndarray, np.ndar
     if isinstance(start, dict):
         unknown = set(start) - {"theta", "fixef", "beta"}
         if unknown:
-            raise ValueError(f"start may have the keys 'theta' and 'fixef', not {sorted(unknown)}")
+            raise OptionError(f"start may have the keys 'theta' and 'fixef', not {sorted(unknown)}")
         if start.get("theta") is not None:
             theta = np.asarray(start["theta"], dtype=float)
         fixef = start.get("fixef", start.get("beta"))
         if fixef is not None:
             beta = np.asarray(fixef, dtype=float)
             if beta.shape != (p,):
-                raise ValueError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.shape}")
+                raise OptionError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.shape}")
     elif start is not None:
         theta = np.asarray(start, dtype=float)
     if theta.shape != (re.n_theta,):
-        raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta.shape}")
+        raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta.shape}")
     return np.maximum(theta, re.theta_lower), beta
 
 

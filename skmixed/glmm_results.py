@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from .exceptions import OptionError
 from .families import Binomial, Family, NegativeBinomial
 from .results import LmerResult
 
@@ -129,7 +130,7 @@ class GlmerResult(LmerResult):
         ``re_form``, ``allow_new_levels`` and ``offset`` as for :meth:`LmerResult.predict`.
         """
         if type not in ("link", "response"):
-            raise ValueError(f"type must be 'link' or 'response', not {type!r}")
+            raise OptionError(f"type must be 'link' or 'response', not {type!r}")
         eta = super().predict(newdata, re_form=re_form, allow_new_levels=allow_new_levels, offset=offset)
         return self.family.linkinv(eta) if type == "response" else eta
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .design import model_frame
-from .exceptions import FormulaError, SingularFitWarning
+from .exceptions import FormulaError, OptionError, SingularFitWarning
 from .formula import parse_formula
 from .optimize import bobyqa, lbfgsb_even, polish_and_check
 from .pls import ProfiledDeviance, cross_products
@@ -59,7 +59,7 @@ def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 
     devfun = ProfiledDeviance(result.cp, re, reml=result.REML)
     theta0 = re.theta_init if start is None else np.asarray(start, dtype=float)
     if theta0.shape != (re.n_theta,):
-        raise ValueError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
+        raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower
     if devfun.has_gradient:
         optsum = lbfgsb_even(devfun.value_and_gradient, theta0)
