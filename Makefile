@@ -1,5 +1,5 @@
 # make test: venv + SuiteSparse (if missing) + editable install with test extras + pytest.
-# make demo: fit the example models and print their summaries.
+# make demo: fit the example models, print their summaries, and run notebooks/tour.ipynb into build/tour.html.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

@@ -35,7 +35,7 @@ def _meta(name: str) -> dict:
 def describe(name: str) -> str:
     """A short description of the data set and its source."""
     meta = _meta(_resolve(name))
-    return f"{meta['description']} Source: {meta['source']}."
+    return f"{meta['description']}\nExported from {meta['source']}."
 
 
 def load(name: str) -> pd.DataFrame:

@@ -1,0 +1,9 @@
+"""IPython extension: ``%load_ext skmixed.magics`` registers the ``%%lmer`` and ``%%glmer`` cell magics."""
+from .cell import MixedModelMagics, formula_from_cell
+
+__all__ = ["MixedModelMagics", "formula_from_cell", "load_ipython_extension"]
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register the magics with a running IPython (plain terminal or Jupyter kernel)."""
+    ipython.register_magics(MixedModelMagics)

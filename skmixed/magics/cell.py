@@ -1,0 +1,178 @@
+"""``%%lmer`` and ``%%glmer``: fit the lme4 formula in the cell body to a DataFrame of the user namespace.
+
+User errors (unknown DataFrame or column, bad option, formula typo: the ``FormulaError``,
+``DataError`` and other ``ValueError`` that the fit raises for its input) are raised as IPython's
+``UsageError``, which IPython shows as one message without a traceback.
+"""
+from __future__ import annotations
+
+import difflib
+import keyword
+import re
+
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
+
+from ..exceptions import InputError
+
+
+
+def formula_from_cell(cell: str) -> str:
+    """The cell body as one formula: ``#`` comments (outside quotes) dropped, lines joined."""
+    lines = []
+    for line in cell.splitlines():
+        quote = None
+        for i, ch in enumerate(line):
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch == "#":
+                line = line[:i]
+                break
+        lines.append(line)
+    formula = " ".join(" ".join(lines).split())
+    if not formula:
+        raise UsageError("no formula: write an lme4 formula such as 'y ~ x + (1 | group)' in the cell body, or after the options of a line magic")
+    return formula
+
+
+def split_line(parser, line: str) -> tuple[str, str]:
+    """Split a line-magic call ``-d df y ~ x + (1 | g)`` into its options and the formula that follows them."""
+    takes_value = {opt: action.nargs != 0 for opt, action in parser._option_string_actions.items()}
+    expect_value = False
+    for token in re.finditer(r"\S+", line):
+        text = token.group()
+        if expect_value:
+            expect_value = False
+        elif text.startswith("-"):
+            expect_value = "=" not in text and takes_value.get(text, False)
+        else:
+            return line[: token.start()], line[token.start() :]
+    return line, ""
+
+
+def _dataframe(namespace: dict, name: str) -> pd.DataFrame:
+    if name in namespace:
+        value = namespace[name]
+        if isinstance(value, pd.DataFrame):
+            return value
+        raise UsageError(f"-d/--data {name!r} is a {type(value).__name__}, not a pandas DataFrame")
+    frames = [k for k, v in namespace.items() if isinstance(v, pd.DataFrame) and not k.startswith("_")]
+    close = difflib.get_close_matches(name, frames, n=3)
+    if close:
+        hint = f"did you mean {', '.join(map(repr, close))}?"
+    elif frames:
+        hint = f"the DataFrames defined are {', '.join(sorted(frames)[:10])}"
+    else:
+        hint = "no DataFrame is defined yet: load one first, e.g. df = skmixed.datasets.load('sleepstudy')"
+    raise UsageError(f"no DataFrame named {name!r} in the namespace; {hint}")
+
+
+def family_from_options(name: str, link: str | None):
+    """The family object for ``--family NAME [--link LINK]``; an unknown name or link is a usage error."""
+    from ..families import get_family
+
+    try:
+        family = get_family(name)
+        return family if link is None else type(family)(link=link)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+
+
+def _output_name(name: str | None) -> str | None:
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        raise UsageError(f"-o/--out {name!r} is not a valid Python variable name")
+    return name
+
+
+@magics_class
+class MixedModelMagics(Magics):
+    """Cell magics fitting mixed models with :func:`skmixed.lmer` and :func:`skmixed.glmer`."""
+
+    def _fit(self, fit, args, cell: str, **options):
+        formula = formula_from_cell(cell)
+        out = _output_name(args.out)
+        data = _dataframe(self.shell.user_ns, args.data)
+        try:
+            result = fit(formula, data, weights=args.weights, offset=args.offset, **options)
+        except InputError as e:  # FormulaError, DataError, OptionError: the user's to fix; a bug keeps its traceback
+            raise UsageError(str(e)) from None
+        if hasattr(result, "data_name"):
+            result.data_name = args.data
+        if out:
+            self.shell.user_ns[out] = result
+        return None if args.quiet else result
+
+    @magic_arguments()
+    @argument("-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)")
+    @argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable")
+    @argument_group("criterion")
+    @argument("--reml", action="store_true", help="fit by restricted maximum likelihood (the default)")
+    @argument("--ml", action="store_true", help="fit by maximum likelihood (for likelihood-ratio tests of fixed effects)")
+    @argument_group("data columns")
+    @argument("--weights", metavar="COL", help="column of prior weights")
+    @argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1")
+    @argument_group("display")
+    @argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)")
+    @line_cell_magic
+    def lmer(self, line: str, cell: str | None = None):
+        """Fit a linear mixed model to an lme4 formula: the cell body (several lines and # comments allowed),
+        or, as a line magic, the rest of the line after the options.
+
+        Examples::
+
+            %%lmer -d sleepstudy -o fm1
+            Reaction ~ Days          # fixed effects
+                + (Days | Subject)   # correlated random intercept and slope
+
+            %lmer -d sleepstudy --ml Reaction ~ Days + (1 | Subject)
+
+        The fitted model is displayed (an lme4-style summary; HTML in Jupyter) and is the cell's value.
+        """
+        from ..lmm import lmer
+
+        if cell is None:
+            line, cell = split_line(self.lmer.parser, line)
+        args = parse_argstring(self.lmer, line)
+        if args.ml and args.reml:
+            raise UsageError("give either --ml or --reml, not both")
+        return self._fit(lmer, args, cell, REML=not args.ml)
+
+    @magic_arguments()
+    @argument("-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)")
+    @argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable")
+    @argument_group("model")
+    @argument("--family", default="binomial", metavar="NAME",
+              help="binomial (default), poisson, gamma, inverse_gaussian, gaussian or negative_binomial")
+    @argument("--link", metavar="NAME", help="link function, e.g. logit, probit, cloglog, log (default: the family's canonical link)")
+    @argument("--nagq", type=int, default=1, metavar="N",
+              help="1: Laplace approximation (default); 0: fast PIRLS-only fit; N > 1: adaptive Gauss-Hermite with N nodes")
+    @argument_group("data columns")
+    @argument("--weights", metavar="COL", help="column of prior weights (binomial: the number of trials)")
+    @argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1")
+    @argument_group("display")
+    @argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)")
+    @line_cell_magic
+    def glmer(self, line: str, cell: str | None = None):
+        """Fit a generalized linear mixed model to an lme4 formula: the cell body, or, as a line magic,
+        the rest of the line after the options.
+
+        Examples::
+
+            %%glmer -d cbpp --family binomial
+            cbind(incidence, size - incidence) ~ period + (1 | herd)
+
+            %glmer -d contraception --link probit use ~ age + urban + (1 | district)
+
+        The fitted model is displayed (an lme4-style summary; HTML in Jupyter) and is the cell's value.
+        """
+        from .. import glmer
+
+        if cell is None:
+            line, cell = split_line(self.glmer.parser, line)
+        args = parse_argstring(self.glmer, line)
+        family = family_from_options(args.family, args.link)
+        return self._fit(glmer, args, cell, family=family, nAGQ=args.nagq)
