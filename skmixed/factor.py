@@ -12,6 +12,8 @@ InstEval's S is 22% full, Dallas' 15%).  A nested model's S is sparse and stays 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri, dtrtrs
@@ -20,8 +22,10 @@ from ._cholmod import NotPositiveDefinite, SparseCholesky
 
 #: the dense Schur complement is used up to this order (a 3000² Cholesky is ~10 GFlop/3)
 MAX_DENSE = 3000
-#: ... when at least this fraction of it is structurally nonzero, or it is this small anyway
-MIN_DENSITY, ALWAYS_DENSE = 0.1, 300
+#: ... when at least this fraction of it is structurally nonzero
+MIN_DENSITY = 0.1
+#: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (VerbAgg: every person answers every item) and small
+DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 
 
 class BlockedCholesky:
@@ -48,6 +52,8 @@ class BlockedCholesky:
         self._B_cols = cols[off]
         low = np.flatnonzero(~first)
         self._low, self._low_rows, self._low_cols = low, rows[low] - q1, cols[low] - q1
+        size = self.q1 * self.q2
+        self._dense_l21 = size <= DENSE_L21_MAX and len(off) >= DENSE_L21_FILL * size
         self.refactor(A)
         pattern = abs(self._L21) @ abs(self._L21).T + sp.csc_matrix(
             (np.ones(len(low)), (self._low_rows, self._low_cols)), shape=(self.q2, self.q2))
@@ -63,7 +69,11 @@ class BlockedCholesky:
         L21.data = data[self._off] / self._root[self._B_cols]
         S = np.zeros((self.q2, self.q2))
         S[self._low_rows, self._low_cols] = data[self._low]
-        S -= (L21 @ L21.T).toarray()
+        if self._dense_l21:
+            dense = L21.toarray()
+            S -= dense @ dense.T
+        else:
+            S -= (L21 @ L21.T).toarray()
         L22, info = dpotrf(S, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefinite(f"the Schur complement is not positive definite (LAPACK info {info})")
@@ -117,6 +127,21 @@ def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):
             blocked = BlockedCholesky(A_lower, diagonal_block)
         except ValueError:  # the leading block is not diagonal
             blocked = None
-        if blocked is not None and (q2 <= ALWAYS_DENSE or blocked.density >= MIN_DENSITY):
+        if blocked is not None and blocked.density >= MIN_DENSITY:
             return blocked
     return SparseCholesky(A_lower)
+
+
+def blas_threads(factor):
+    """Run the dense work of a blocked factor on one BLAS thread.
+
+    The dense matrices here are at most a few thousand square, where a second thread gains
+    little on an idle machine and loses badly on a busy one (measured on the 2-core
+    machine: InstEval 4.1 s with two threads against 3.5 s with one; Dallas-shaped 8.4 s
+    against 3.0 s), and inside GridSearchCV(n_jobs=...) threads would be oversubscribed.
+    """
+    if not isinstance(factor, BlockedCholesky):
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .design import model_frame
 from .exceptions import FormulaError, OptionError, SingularFitWarning
+from .factor import blas_threads
 from .formula import parse_formula
 from .optimize import bobyqa, lbfgsb_even, polish_and_check
 from .pls import ProfiledDeviance, cross_products
@@ -61,13 +62,14 @@ def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 
     if theta0.shape != (re.n_theta,):
         raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower
-    if devfun.has_gradient:
-        optsum = lbfgsb_even(devfun.value_and_gradient, theta0)
-    else:
-        optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
-    if check_conv:
-        polish_and_check(devfun, optsum, lower, f_and_grad=devfun.value_and_gradient if devfun.has_gradient else None)
-    result.optsum, result.solution = optsum, devfun.solve(optsum.theta)
+    with blas_threads(devfun.chol):
+        if devfun.has_gradient:
+            optsum = lbfgsb_even(devfun.value_and_gradient, theta0)
+        else:
+            optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
+        if check_conv:
+            polish_and_check(devfun, optsum, lower, f_and_grad=devfun.value_and_gradient if devfun.has_gradient else None)
+        result.optsum, result.solution = optsum, devfun.solve(optsum.theta)
     result._cache = {"devfun": devfun}
     if result.is_singular:
         warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=3)

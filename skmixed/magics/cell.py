@@ -88,6 +88,31 @@ def _output_name(name: str | None) -> str | None:
     return name
 
 
+def _apply(decorators, f):
+    for deco in reversed(decorators):  # as if written top to bottom above f
+        f = deco(f)
+    return f
+
+
+def _data_and_output(f):
+    """The options both magics start with: the DataFrame and where to keep the fit."""
+    return _apply([
+        argument("-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)"),
+        argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable"),
+    ], f)
+
+
+def _columns_and_display(weights_help: str):
+    """The options both magics end with: weight and offset columns, and quiet display."""
+    return lambda f: _apply([
+        argument_group("data columns"),
+        argument("--weights", metavar="COL", help=weights_help),
+        argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1"),
+        argument_group("display"),
+        argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)"),
+    ], f)
+
+
 @magics_class
 class MixedModelMagics(Magics):
     """Cell magics fitting mixed models with :func:`skmixed.lmer` and :func:`skmixed.glmer`."""
@@ -107,16 +132,11 @@ class MixedModelMagics(Magics):
         return None if args.quiet else result
 
     @magic_arguments()
-    @argument("-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)")
-    @argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable")
+    @_data_and_output
     @argument_group("criterion")
     @argument("--reml", action="store_true", help="fit by restricted maximum likelihood (the default)")
     @argument("--ml", action="store_true", help="fit by maximum likelihood (for likelihood-ratio tests of fixed effects)")
-    @argument_group("data columns")
-    @argument("--weights", metavar="COL", help="column of prior weights")
-    @argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1")
-    @argument_group("display")
-    @argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)")
+    @_columns_and_display(weights_help="column of prior weights")
     @line_cell_magic
     def lmer(self, line: str, cell: str | None = None):
         """Fit a linear mixed model to an lme4 formula: the cell body (several lines and # comments allowed),
@@ -142,19 +162,14 @@ class MixedModelMagics(Magics):
         return self._fit(lmer, args, cell, REML=not args.ml)
 
     @magic_arguments()
-    @argument("-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)")
-    @argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable")
+    @_data_and_output
     @argument_group("model")
     @argument("--family", default="binomial", metavar="NAME",
               help="binomial (default), poisson, gamma, inverse_gaussian, gaussian or negative_binomial")
     @argument("--link", metavar="NAME", help="link function, e.g. logit, probit, cloglog, log (default: the family's canonical link)")
     @argument("--nagq", type=int, default=1, metavar="N",
               help="1: Laplace approximation (default); 0: fast PIRLS-only fit; N > 1: adaptive Gauss-Hermite with N nodes")
-    @argument_group("data columns")
-    @argument("--weights", metavar="COL", help="column of prior weights (binomial: the number of trials)")
-    @argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1")
-    @argument_group("display")
-    @argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)")
+    @_columns_and_display(weights_help="column of prior weights (binomial: the number of trials)")
     @line_cell_magic
     def glmer(self, line: str, cell: str | None = None):
         """Fit a generalized linear mixed model to an lme4 formula: the cell body, or, as a line magic,
