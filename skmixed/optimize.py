@@ -123,7 +123,7 @@ def lbfgsb_even(f_and_grad, x0, *, maxiter=1000) -> OptSummary:
         return val, grad
 
     f0 = fun(x0)[0]
-    res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-6})
+    res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-5})
     x = np.abs(res.x)
     converged = bool(res.success) or "ABNORMAL" in str(res.message)  # line search stalled at rounding level
     messages = [] if res.success else [f"L-BFGS-B: {res.message}"]
