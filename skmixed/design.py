@@ -280,7 +280,7 @@ def _full_rank(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], 
 
 
 def model_frame(
-    parsed: ParsedFormula, data, weights=None, offset=None, bar_variables: set[str] | None = None, binomial: bool = False
+    parsed: ParsedFormula, data, weights=None, offset=None, binomial: bool = False
 ) -> ModelFrame:
     """Select complete rows, then build y, X (full column rank), offset and weights.
 

@@ -152,9 +152,6 @@ class LambdaMap:
         """ΛU for the columns of U (q × m)."""
         return np.column_stack([self.dot(lam, U[:, j]) for j in range(U.shape[1])])
 
-    def matrix(self, theta: np.ndarray) -> sp.csc_matrix:
-        return sp.csc_matrix((self.values(theta), (self.rows, self.cols)), shape=(self.q, self.q))
-
 
 class ProfiledDeviance:
     """θ ↦ profiled ML or REML deviance of a linear mixed model; ``solve`` gives the full PLS solution."""
@@ -173,9 +170,6 @@ class ProfiledDeviance:
         self.cp = cp
         self.gram.reweight(cp.ZtZ.data)
         self._rhs = np.column_stack([cp.Zty, cp.ZtX])
-
-    def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
-        return self.lam.matrix(theta)
 
     def __call__(self, theta: np.ndarray) -> float:
         sol = self.solve(theta)
@@ -255,7 +249,7 @@ class ProfiledDeviance:
         sol = self.solve(theta)
         if sol is None:
             raise ArithmeticError("cannot factor A at the fitted θ")
-        Lam = self.Lambda(theta)
+        Lam = self.re.Lambda(theta)
         LamT = Lam.T.tocsc()
         out = []
         for i, t in enumerate(self.re.terms):
