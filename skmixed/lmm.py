@@ -15,7 +15,7 @@ from .exceptions import FormulaError, OptionError, SingularFitWarning
 from .factor import blas_threads
 from .formula import parse_formula
 from .optimize import bobyqa, lbfgsb_even, polish_and_check
-from .pls import ProfiledDeviance, cross_products
+from .pls import ProfiledDeviance, cross_products, moment_theta
 from .results import LmerResult
 from .reterms import check_identifiable, random_effects
 
@@ -55,10 +55,17 @@ def lmer(
 
 
 def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 100_000) -> LmerResult:
-    """Optimise the profiled deviance of θ for the model in ``result`` and fill in its solution."""
+    """Optimise the profiled deviance of θ for the model in ``result`` and fill in its solution.
+
+    Crossed models of scalar terms (blocked factor) use L-BFGS-B with the analytic gradient from
+    moment estimates of θ; all others use BOBYQA from Λ = I, as lme4 does.
+    """
     re = result.re
     devfun = ProfiledDeviance(result.cp, re, reml=result.REML)
-    theta0 = re.theta_init if start is None else np.asarray(start, dtype=float)
+    if start is not None:
+        theta0 = np.asarray(start, dtype=float)
+    else:  # lme4 starts at Λ = I; the gradient path starts from moment estimates instead
+        theta0 = moment_theta(result.cp, re) if devfun.has_gradient else re.theta_init
     if theta0.shape != (re.n_theta,):
         raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower

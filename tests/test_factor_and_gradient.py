@@ -77,3 +77,13 @@ def test_gradient_path_reaches_the_bobyqa_optimum():
     ref = bobyqa(dev, np.ones(3), np.zeros(3), xtol_abs=1e-10, ftol_abs=1e-12)
     assert m.objective <= ref.objective + 1e-7
     np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-4, atol=1e-5)
+
+
+def test_moment_start_is_near_the_optimum_and_reaches_it():
+    df = crossed_data(4)
+    m = skmixed.lmer(FORMULA, df)
+    start = m.optsum.theta_init
+    assert np.all(np.abs(np.log(start / m.theta)) < np.log(3))  # within a factor of 3 of θ̂
+    from_identity = skmixed.lmer(FORMULA, df, start=np.ones(3))
+    assert m.objective == pytest.approx(from_identity.objective, rel=1e-10)
+    np.testing.assert_allclose(m.theta, from_identity.theta, rtol=1e-4)
