@@ -113,9 +113,12 @@ class BlockedCholesky:
         if info != 0:
             raise ArithmeticError(f"cannot invert the Schur complement (LAPACK info {info})")
         inv_d = 1.0 / self._root**2
-        M = sp.tril(self._L21 @ sp.diags(inv_d) @ self._L21.T).tocoo()
-        weight = np.where(M.row > M.col, 2.0, 1.0)  # both triangles of a symmetric product
-        return float(inv_d.sum() + (weight * M.data * Sinv[M.row, M.col]).sum()), np.diag(Sinv).copy()
+        scaled = self._L21.multiply(inv_d[None, :]).tocsc()  # L₂₁D⁻¹
+        M = (scaled @ self._L21.T).tocoo()
+        lower = M.row >= M.col  # dpotri fills the lower triangle of S⁻¹; M is symmetric
+        weight = np.where(M.row[lower] > M.col[lower], 2.0, 1.0)
+        quad = (weight * M.data[lower] * Sinv[M.row[lower], M.col[lower]]).sum()
+        return float(inv_d.sum() + quad), np.diag(Sinv).copy()
 
 
 def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):

@@ -184,7 +184,7 @@ def polish_and_check(f, summary: OptSummary, lower: np.ndarray, grad_tol: float 
     x = summary.theta
     if f_and_grad is not None:  # lme4's measure is min(|scaled|, |g|): a small analytic g settles it
         g = f_and_grad(x)[1]
-        if np.max(np.abs(np.where((x - lower < 1e-4) & (g > 0), 0.0, g)), initial=0.0) <= grad_tol / 10:
+        if np.max(np.abs(np.where((x - lower < 1e-4) & (g > 0), 0.0, g)), initial=0.0) <= grad_tol:
             summary.gradient = g
             return
     if len(x) > max_params:

@@ -200,20 +200,24 @@ class ProfiledDeviance:
 
     def solve(self, theta: np.ndarray) -> PlsSolution | None:
         """The PLS solution at θ, or None where A or RX'RX is not positive definite."""
+        return self._solve(theta)[0]
+
+    def _solve(self, theta: np.ndarray) -> tuple[PlsSolution | None, np.ndarray | None]:
+        """The PLS solution and RZX = L⁻¹PΛ'Z'X (the gradient reuses it)."""
         cp, p = self.cp, self.p
         theta = np.asarray(theta, dtype=float)
         lam = self.lam.values(theta)
         try:
             self.chol.refactor(self.gram.update(lam))
         except NotPositiveDefinite:
-            return None
+            return None, None
         sol = self.chol.solve_L(self.lam.t_dot(lam, self._rhs))
         cu, RZX = sol[:, 0], sol[:, 1:]
         if p:
             try:
                 RX = np.linalg.cholesky(cp.XtX - RZX.T @ RZX).T
             except np.linalg.LinAlgError:
-                return None
+                return None, None
             cbeta = dtrtrs(RX, cp.Xty - RZX.T @ cu, lower=0, trans=1)[0]  # RX'⁻¹(X'y − RZX'cu)
             beta = dtrtrs(RX, cbeta, lower=0)[0]
             ldRX2 = 2.0 * np.log(np.diag(RX)).sum()
@@ -221,7 +225,7 @@ class ProfiledDeviance:
             RX, cbeta, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
         pwrss = cp.yty - cu @ cu - cbeta @ cbeta
         if pwrss <= 0:
-            return None
+            return None, None
         u = self.chol.solve_Lt(cu - RZX @ beta)
         ldL2 = self.chol.logdet()
         dof = cp.n - p if self.reml else cp.n
@@ -231,7 +235,7 @@ class ProfiledDeviance:
         return PlsSolution(
             theta=theta.copy(), beta=beta, u=u, b=self.lam.dot(lam, u), pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
             deviance=float(deviance), sigma=float(np.sqrt(pwrss / dof)),
-        )
+        ), RZX
 
     @property
     def has_gradient(self) -> bool:
@@ -245,7 +249,7 @@ class ProfiledDeviance:
         ∂log|A|/∂θₖ = (2/θₖ) Σ_{j∈k} (1 − (A⁻¹)ⱼⱼ),  ∂r²/∂θₖ = −2 Σ_{j∈k} (Z'r)ⱼuⱼ,
         ∂log|C|/∂θₖ = −2θₖ Σ_{j∈k} ‖(W RX⁻¹)ⱼ‖²  (REML only).
         """
-        sol = self.solve(theta)
+        sol, RZX = self._solve(theta)
         if sol is None:
             return np.inf, np.zeros_like(theta)
         cp, re = self.cp, self.re
@@ -261,7 +265,7 @@ class ProfiledDeviance:
         dof = cp.n - self.p if self.reml else cp.n
         grad = g_logA + dof * g_pwrss / sol.pwrss
         if self.reml and self.p:
-            AinvLZX = self.chol.solve(self.lam.t_dot(lam, cp.ZtX))
+            AinvLZX = self.chol.solve_Lt(RZX)  # A⁻¹Λ'Z'X = P'L'⁻¹ RZX
             W = cp.ZtX - cp.ZtZ @ self.lam.dot_matrix(lam, AinvLZX)
             V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W': columns are (W RX⁻¹)ⱼ
             grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=len(theta))
