@@ -70,8 +70,12 @@ class _Tracked:
         return val
 
 
-def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000) -> OptSummary:
-    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's LN_BOBYQA."""
+def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initial_step=None) -> OptSummary:
+    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's LN_BOBYQA.
+
+    ``initial_step`` (per coordinate) sets the first trust-region radius; nlopt's default
+    otherwise.
+    """
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
     tracked = _Tracked(f)
@@ -82,6 +86,8 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000) -> Op
     opt.set_xtol_abs(xtol_abs)
     opt.set_ftol_abs(ftol_abs)
     opt.set_maxeval(maxeval)
+    if initial_step is not None:
+        opt.set_initial_step(np.asarray(initial_step, dtype=float))
     messages = []
     try:
         x = opt.optimize(x0.copy())
