@@ -179,20 +179,69 @@ def _max_scaled_gradient(grad: np.ndarray, hess: np.ndarray, free: np.ndarray) -
     return float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
 
 
+def _gradient_hessian(f_and_grad, x: np.ndarray, g: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    """The Hessian from forward differences of an analytic gradient (n gradient calls), symmetrised."""
+    n = len(x)
+    H = np.zeros((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = h * max(1.0, abs(x[i]))
+        H[:, i] = (f_and_grad(np.maximum(x + e, lower))[1] - g) / e[i]
+    return (H + H.T) / 2
+
+
+def _polish_with_gradient(f_and_grad, summary: OptSummary, lower: np.ndarray, grad_tol: float) -> None:
+    """Newton steps with the analytic gradient and its differenced Hessian, then lme4's check."""
+    x = summary.theta
+    fx, g = f_and_grad(x)
+    for _ in range(3):
+        free = ~(((x - lower) < 1e-4) & (g > 0))  # a positive slope into a bound is optimal
+        if np.max(np.abs(np.where(free, g, 0.0)), initial=0.0) <= grad_tol:
+            break
+        H = _gradient_hessian(f_and_grad, x, g, lower)
+        try:
+            step = np.zeros_like(x)
+            step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
+        except np.linalg.LinAlgError:
+            break
+        x_new = np.maximum(x - step, lower)
+        f_new, g_new = f_and_grad(x_new)
+        if not f_new < fx:
+            break
+        x, fx, g = x_new, f_new, g_new
+        summary.messages.append("finished with a Newton step on the analytic gradient")
+    summary.theta, summary.objective, summary.gradient = x, float(fx), g
+    free = ~(((x - lower) < 1e-4) & (g > 0))
+    worst = float(np.max(np.abs(np.where(free, g, 0.0)), initial=0.0))
+    if worst > grad_tol:
+        worst = _max_scaled_gradient(g, _gradient_hessian(f_and_grad, x, g, lower), free)
+    _warn_if_not_converged(summary, worst, grad_tol)
+
+
+def _warn_if_not_converged(summary: OptSummary, worst: float, grad_tol: float) -> None:
+    if worst > grad_tol:
+        msg = f"Model failed to converge with max|grad| = {worst:.6g} (tol = {grad_tol})"
+        summary.messages.append(msg)
+        summary.converged = False
+        warnings.warn(msg, ConvergenceWarning, stacklevel=5)
+    elif not summary.converged:
+        warnings.warn(summary.messages[0], ConvergenceWarning, stacklevel=5)
+
+
 def polish_and_check(f, summary: OptSummary, lower: np.ndarray, grad_tol: float = 2e-3, max_params: int = 20,
                      f_and_grad=None) -> None:
-    """Finish the optimum with one Newton step on finite differences, then run lme4's ``checkConv``.
+    """Finish the optimum with a Newton step, then run lme4's ``checkConv``.
 
     BOBYQA stops on small changes in f, which can leave a flat direction short of the
     optimum; the step is kept only if it lowers f.  The check warns when the
     Hessian-scaled gradient (ignoring slopes that push into a bound) exceeds ``grad_tol``.
+    With ``f_and_grad`` the gradient is analytic and the Hessian comes from differences
+    of it; otherwise both come from finite differences of f.
     """
+    if f_and_grad is not None:
+        _polish_with_gradient(f_and_grad, summary, lower, grad_tol)
+        return
     x = summary.theta
-    if f_and_grad is not None:  # lme4's measure is min(|scaled|, |g|): a small analytic g settles it
-        g = f_and_grad(x)[1]
-        if np.max(np.abs(np.where((x - lower < 1e-4) & (g > 0), 0.0, g)), initial=0.0) <= grad_tol:
-            summary.gradient = g
-            return
     if len(x) > max_params:
         return
     grad, hess = finite_difference(f, x, lower)
@@ -212,11 +261,4 @@ def polish_and_check(f, summary: OptSummary, lower: np.ndarray, grad_tol: float 
         except np.linalg.LinAlgError:
             pass
     summary.gradient = grad
-    worst = _max_scaled_gradient(grad, hess, free)
-    if worst > grad_tol:
-        msg = f"Model failed to converge with max|grad| = {worst:.6g} (tol = {grad_tol})"
-        summary.messages.append(msg)
-        summary.converged = False
-        warnings.warn(msg, ConvergenceWarning, stacklevel=4)
-    elif not summary.converged:
-        warnings.warn(summary.messages[0], ConvergenceWarning, stacklevel=4)
+    _warn_if_not_converged(summary, _max_scaled_gradient(grad, hess, free), grad_tol)
