@@ -10,6 +10,7 @@ import difflib
 import re
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,13 @@ from formulaic.transforms import C
 
 from .exceptions import DataError, FormulaError, RankDeficiencyWarning
 from .formula import ParsedFormula, _split_top
+
+@lru_cache(maxsize=256)
+def parsed_rhs(expr: str) -> Formula:
+    """formulaic's parse of a right-hand side, cached: Formula objects are immutable and parsing
+    costs more than building a small model matrix (a refit in a grid search reuses it)."""
+    return Formula(expr)
+
 
 #: R functions an lme4 formula may call, as formulaic evaluates them.
 FORMULA_CONTEXT = {
@@ -148,7 +156,7 @@ def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
 
 def _variables(expr: str, data: pd.DataFrame) -> set[str]:
     try:
-        names = Formula(f"~ {expr}").required_variables
+        names = parsed_rhs(expr).required_variables
     except FormulaicError as e:
         raise FormulaError(f"cannot read {expr!r}: {e}") from None
     return {str(v) for v in names} - set(FORMULA_CONTEXT) - {"C", "I", "poly", "scale", "center", "log", "exp", "cbind"}
@@ -163,7 +171,7 @@ def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
 def model_matrix(expr: str, data: pd.DataFrame, role: str):
     """formulaic's model matrix of a right-hand side; errors name the term and the fix."""
     try:
-        return Formula(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
+        return parsed_rhs(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
     except FormulaicError as e:
         raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
 

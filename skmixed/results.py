@@ -237,7 +237,7 @@ class LmerResult:
         terms = self._select_terms(re_form)
         if newdata is None:
             pred = self.frame.X @ self.solution.beta + self.frame.offset
-            data, blocks = self.frame.data, self.re.split_b(self.solution.b)
+            blocks = self.re.split_b(self.solution.b)
             for i in terms:
                 t = self.re.terms[i]
                 pred = pred + np.einsum("rk,rk->r", t.values, blocks[i][t.factor.codes])

@@ -1,7 +1,6 @@
 """The sklearn estimators: MixedLM, GLMM and GLMMClassifier equal lmer/glmer in both input modes; pipelines,
 grouped CV, GLMs without groups, errors."""
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -1,6 +1,5 @@
 """Properties of PIRLS, the Laplace and AGQ deviances and the glmer pipeline, checked against direct computation."""
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -1,5 +1,4 @@
 """skmixed.plotting: each plot returns its Axes; the tests read the drawn data back and check it."""
-import warnings
 
 import matplotlib
 
@@ -8,7 +7,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import skmixed  # noqa: E402

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula
 from formulaic.transforms import TRANSFORMS
 
-from ..design import FORMULA_CONTEXT, column_error
+from ..design import FORMULA_CONTEXT, column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError
 from ..formula import parse_formula
 
@@ -258,7 +257,7 @@ def formula_columns(result) -> list[str]:
     """The data columns a fitted model reads: fixed-effect, random-effect and offset variables, grouping factors."""
     used = set(result.frame.x_spec.required_variables)
     for expr in result.parsed.offsets:
-        used |= {str(v) for v in Formula(f"~ {expr}").required_variables}
+        used |= {str(v) for v in parsed_rhs(expr).required_variables}
     for t in result.re.terms:
         used |= set(t.spec.required_variables)
         used |= set(t.group.split(":"))
