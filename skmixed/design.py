@@ -171,7 +171,8 @@ def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
 def model_matrix(expr: str, data: pd.DataFrame, role: str):
     """formulaic's model matrix of a right-hand side; errors name the term and the fix."""
     try:
-        return parsed_rhs(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
+        with np.errstate(divide="ignore", invalid="ignore"):  # non-finite results get our own error, naming the column
+            return parsed_rhs(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
     except FormulaicError as e:
         raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
 
