@@ -206,6 +206,7 @@ class Family:
     default_link = ""
     canonical_link: str | None = None  # with it, observed and expected information agree
     has_dispersion = False
+    positive_mean = False  # μ > 0 (counts, positive continuous responses)
 
     def __init__(self, link: str | None = None):
         link = self.default_link if link is None else link
@@ -251,7 +252,7 @@ class Family:
         """Raise :class:`DataError` for y outside the support; warn for suspect values."""
 
     def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)))
+        return bool(np.all(np.isfinite(mu)) and (not self.positive_mean or np.all(mu > 0)))
 
     # --- shared ----------------------------------------------------------------
     def linkfun(self, mu):
@@ -369,6 +370,7 @@ class Poisson(Family):
 
     name = "poisson"
     links = ("log", "sqrt", "identity")
+    positive_mean = True
     default_link = canonical_link = "log"
 
     def variance(self, mu):
@@ -376,9 +378,6 @@ class Poisson(Family):
 
     def variance_deriv(self, mu):
         return np.ones_like(mu)
-
-    def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
 
     def dev_resids(self, y, mu, wt):
         return 2 * wt * (y * np.log(np.where(y > 0, y, 1.0) / mu) - (y - mu))
@@ -406,6 +405,7 @@ class Gamma(Family):
 
     name = "Gamma"
     links = ("inverse", "log", "identity")
+    positive_mean = True
     default_link = canonical_link = "inverse"
     has_dispersion = True
 
@@ -414,9 +414,6 @@ class Gamma(Family):
 
     def variance_deriv(self, mu):
         return 2 * mu
-
-    def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
 
     def dev_resids(self, y, mu, wt):
         return -2 * wt * (np.log(y / mu) - (y - mu) / mu)
@@ -436,6 +433,7 @@ class InverseGaussian(Family):
 
     name = "inverse.gaussian"
     links = ("1/mu^2", "inverse", "log", "identity")
+    positive_mean = True
     default_link = canonical_link = "1/mu^2"
     has_dispersion = True
 
@@ -444,9 +442,6 @@ class InverseGaussian(Family):
 
     def variance_deriv(self, mu):
         return 3 * mu**2
-
-    def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
 
     def dev_resids(self, y, mu, wt):
         return wt * (y - mu) ** 2 / (y * mu**2)
@@ -485,6 +480,7 @@ class NegativeBinomial(Family):
     """Overdispersed counts; V(μ) = μ + μ²/θ.  ``theta=None``: θ is estimated (lme4's ``glmer.nb``)."""
 
     links = ("log", "sqrt", "identity")
+    positive_mean = True
     default_link = "log"
 
     def __init__(self, theta: float | None = None, link: str | None = None):
@@ -513,9 +509,6 @@ class NegativeBinomial(Family):
 
     def variance_deriv(self, mu):
         return 1 + 2 * mu / self._theta()
-
-    def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
 
     def dev_resids(self, y, mu, wt):
         th = self._theta()

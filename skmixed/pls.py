@@ -185,6 +185,8 @@ class ProfiledDeviance:
         self.gram = ScaledGram(cp.ZtZ, re)
         self.lam = LambdaMap(re)
         self._rhs = np.column_stack([cp.Zty, cp.ZtX])
+        self._term_sizes = np.array([t.q for t in re.terms])
+        self._term_of_column = np.repeat(np.arange(len(re.terms)), self._term_sizes)
         first = re.terms[0]
         self.chol = make_factor(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
 
@@ -253,13 +255,12 @@ class ProfiledDeviance:
         if sol is None:
             return np.inf, np.zeros_like(theta)
         cp, re = self.cp, self.re
-        term = np.repeat(np.arange(len(re.terms)), [t.q for t in re.terms])
+        term, sizes = self._term_of_column, self._term_sizes
         lam = self.lam.values(theta)
         Ztr = cp.Zty - cp.ZtX @ sol.beta - cp.ZtZ @ sol.b
         g_pwrss = -2.0 * np.bincount(term, Ztr * sol.u, minlength=len(theta))
         trace_first, diag_rest = self.chol.inverse_traces()  # the blocked factor's block 1 is the first term
         traces = np.concatenate([[trace_first], np.bincount(term[re.terms[0].q :] - 1, diag_rest, minlength=len(theta) - 1)])
-        sizes = np.array([t.q for t in re.terms])
         safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
         g_logA = np.where(theta != 0, 2.0 * (sizes - traces) / safe, 0.0)
         dof = cp.n - self.p if self.reml else cp.n
