@@ -96,7 +96,7 @@ class GlmmDeviance:
         self.Zt = self.Z.T.tocsr()
         self._build_gram_map()
         cp = self._cross_products(weights, np.zeros(self.n))
-        self.pls = ProfiledDeviance(cp, re, reml=False)  # its ScaledGram and factor: analysed once, refactored per W
+        self.pls = ProfiledDeviance(cp, re, reml=False, reweighted=True)  # its ScaledGram and factor: analysed once, refactored per W
         self.lam_map = self.pls.lam
         self.eta_start = family.linkfun(family.mustart(y, weights))
         self._joint_start: tuple[np.ndarray, np.ndarray] | None = None

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite
-from .factor import make_factor
+from .factor import make_factor, make_scalar_factor
 from .reterms import RandomEffects
 
 
@@ -179,8 +179,9 @@ class LambdaMap:
 class ProfiledDeviance:
     """θ ↦ profiled ML or REML deviance of a linear mixed model; ``solve`` gives the full PLS solution."""
 
-    def __init__(self, cp: CrossProducts, re: RandomEffects, reml: bool):
+    def __init__(self, cp: CrossProducts, re: RandomEffects, reml: bool, reweighted: bool = False):
         self.cp, self.re, self.reml = cp, re, reml
+        self._scalar_terms = not reweighted and all(t.k == 1 for t in re.terms)
         self.p = cp.XtX.shape[0]
         self.gram = ScaledGram(cp.ZtZ, re)
         self.lam = LambdaMap(re)
@@ -188,7 +189,10 @@ class ProfiledDeviance:
         self._term_sizes = np.array([t.q for t in re.terms])
         self._term_of_column = np.repeat(np.arange(len(re.terms)), self._term_sizes)
         first = re.terms[0]
-        self.chol = make_factor(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
+        self.chol = make_scalar_factor(cp.ZtZ, first.q) if self._scalar_terms else None
+        if self.chol is None:
+            self._scalar_terms = False
+            self.chol = make_factor(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
 
     def reweight(self, cp: CrossProducts) -> None:
         """Use cross-products with new weights (same Z'WZ pattern and CSC storage order): one PIRLS iteration."""
@@ -210,7 +214,10 @@ class ProfiledDeviance:
         theta = np.asarray(theta, dtype=float)
         lam = self.lam.values(theta)
         try:
-            self.chol.refactor(self.gram.update(lam))
+            if self._scalar_terms:
+                self.chol.refactor_lambda(theta[self._term_of_column])
+            else:
+                self.chol.refactor(self.gram.update(lam))
         except NotPositiveDefinite:
             return None, None
         sol = self.chol.solve_L(self.lam.t_dot(lam, self._rhs))

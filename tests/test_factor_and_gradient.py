@@ -6,7 +6,8 @@ import pytest
 import skmixed
 from skmixed._cholmod import SparseCholesky
 from skmixed.design import model_frame
-from skmixed.factor import BlockedCholesky, make_factor
+from skmixed import factor as factor_module
+from skmixed.factor import BlockedCholesky, ScalarTermsCholesky, make_factor, make_scalar_factor
 from skmixed.formula import parse_formula
 from skmixed.optimize import bobyqa
 from skmixed.pls import ProfiledDeviance, cross_products
@@ -46,6 +47,29 @@ def test_blocked_factor_equals_cholmod():
     q1 = dev.re.terms[0].q
     assert tr1 == pytest.approx(np.trace(inv[:q1, :q1]), rel=1e-10)
     np.testing.assert_allclose(diag2, np.diag(inv)[q1:], rtol=1e-10)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
+    """The factor refactored from λ alone (per-count Gram matrices or the sparse product) equals the one from A."""
+    monkeypatch.setattr(factor_module, "GROUPED_PER_SPARSE", 1e9 if grouped else 0.0)
+    dev = deviance(crossed_data(), reml=True)
+    theta = np.array([0.7, 1.3, 0.4])
+    A = dev.gram.update(dev.lam.values(theta))
+    q1 = dev.re.terms[0].q
+    blocked = BlockedCholesky(A, q1)
+    scalar = make_scalar_factor(dev.cp.ZtZ, q1)
+    assert isinstance(scalar, ScalarTermsCholesky) and (scalar._grams is not None) == grouped
+    scalar.refactor_lambda(np.repeat(theta, [t.q for t in dev.re.terms]))
+    assert scalar.logdet() == pytest.approx(blocked.logdet(), rel=1e-12)
+    b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
+    for method in ("solve_L", "solve_Lt", "solve"):
+        np.testing.assert_allclose(getattr(scalar, method)(b), getattr(blocked, method)(b), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(getattr(scalar, method)(b[:, 0]), getattr(blocked, method)(b[:, 0]), rtol=1e-10, atol=1e-12)
+    tr_s, diag_s = scalar.inverse_traces()
+    tr_b, diag_b = blocked.inverse_traces()
+    assert tr_s == pytest.approx(tr_b, rel=1e-11)
+    np.testing.assert_allclose(diag_s, diag_b, rtol=1e-11)
 
 
 def test_factor_choice_follows_structure():
