@@ -91,7 +91,7 @@ class _Blocked:
 
         (A⁻¹)₁₁ = D⁻¹ + D⁻¹B'S⁻¹BD⁻¹, so its trace is Σ 1/dₛ + ⟨S⁻¹, L₂₁D⁻¹L₂₁'⟩ (Frobenius).
         """
-        Sinv, info = dpotri(self._L22, lower=1)  # lower triangle of S⁻¹
+        Sinv, info = dpotri(self._L22, lower=1)  # lower triangle of S⁻¹ (L₂₂'s upper triangle is clean: zeros)
         if info != 0:
             raise ArithmeticError(f"cannot invert the Schur complement (LAPACK info {info})")
         if sp.issparse(scaled_product):
@@ -100,7 +100,7 @@ class _Blocked:
             weight = np.where(M.row[lower] > M.col[lower], 2.0, 1.0)
             quad = (weight * M.data[lower] * Sinv[M.row[lower], M.col[lower]]).sum()
         else:
-            quad = 2.0 * np.sum(np.tril(Sinv, -1) * scaled_product) + np.diag(Sinv) @ np.diag(scaled_product)
+            quad = 2.0 * np.vdot(Sinv, scaled_product) - np.diag(Sinv) @ np.diag(scaled_product)
         return float(np.sum(1.0 / self._root**2) + quad), np.diag(Sinv).copy()
 
 
