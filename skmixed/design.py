@@ -1,12 +1,14 @@
 """Model frame: from a parsed formula and a DataFrame to y, X, offset, weights and grouping factors.
 
 Rows with a missing value in any variable the model uses are dropped once, for
-y, X and Z together.  The fixed part goes through formulaic and its
-``ModelSpec`` is kept so new data are encoded identically for prediction.
+y, X and Z together.  The fixed part goes through formulaic (plain numeric columns
+are read directly) and its ``ModelSpec`` is kept, or built when first needed, so new
+data are encoded identically for prediction.
 """
 from __future__ import annotations
 
 import difflib
+import keyword
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -62,7 +64,7 @@ class ModelFrame:
     y: np.ndarray
     X: np.ndarray
     x_names: list[str]
-    x_spec: object  # formulaic ModelSpec of the fixed part
+    x_design: Design  # the fixed part's model matrix and how to encode new data
     offset: np.ndarray
     weights: np.ndarray
     keep: np.ndarray  # boolean mask of the rows of the data that were used
@@ -72,6 +74,11 @@ class ModelFrame:
     offset_column: str | None = None  # offset= given as a column name
     offset_array: bool = False  # offset= given as an array (new data need their own)
     trials: np.ndarray | None = None  # binomial cbind(s, f): s + f per row (weights already include them)
+
+    @property
+    def x_spec(self):
+        """formulaic's ModelSpec of the fixed part (encodes new data as the fit's data were)."""
+        return self.x_design.spec
 
 
 def r_name(name: str) -> str:
@@ -105,12 +112,27 @@ def column_error(name: str, data: pd.DataFrame, role: str) -> DataError:
 
 def _factor(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Codes and levels of one variable as R's ``factor()`` makes them (unused levels dropped)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        cat = values.cat.remove_unused_categories()
-        return np.asarray(cat.cat.codes, dtype=np.int64), pd.Index(cat.cat.categories.astype(str))
+    if isinstance(values.dtype, pd.CategoricalDtype):  # on the codes: pandas' remove_unused_categories costs ~0.1 ms
+        codes, categories = values.array.codes.astype(np.int64), values.array.categories
+        used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+        if not used.all():
+            renumber = np.append(np.cumsum(used) - 1, -1)  # code -1 (missing) stays -1
+            codes, categories = renumber[codes], categories[used]
+        return codes, pd.Index(categories.astype(str))
     levels = np.sort(pd.unique(values.dropna()))
     codes = pd.Index(levels).get_indexer(values)
     return codes.astype(np.int64), pd.Index([str(v) for v in levels])
+
+
+def _present(column: pd.Series) -> np.ndarray:
+    """Rows where ``column`` is not missing, from its values (pandas' notna costs ~50 µs per column)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.array.codes >= 0
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
+        return np.ones(len(column), dtype=bool)
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+        return ~np.isnan(column.to_numpy())
+    return column.notna().to_numpy()
 
 
 def group_labels(name: str, data: pd.DataFrame) -> pd.Index:
@@ -175,6 +197,66 @@ def model_matrix(expr: str, data: pd.DataFrame, role: str):
             return parsed_rhs(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
     except FormulaicError as e:
         raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
+
+
+@dataclass
+class Design:
+    """The model matrix of a right-hand side: ``values`` (n × k), R's column ``names``, and ``spec``."""
+
+    values: np.ndarray
+    names: list[str]
+    expr: str
+    role: str
+    rows: pd.DataFrame | None = None  # the data the values came from, until ``spec`` is built from them
+    _spec: object = None
+
+    @property
+    def spec(self):
+        """formulaic's ModelSpec of ``expr`` on the fit's rows: encodes new data identically (for prediction)."""
+        if self._spec is None:
+            self._spec = model_matrix(self.expr, self.rows, self.role).model_spec
+            self.rows = None
+        return self._spec
+
+
+def _plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
+    """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
+    intercept, columns = True, []
+    for sign, term in _split_top(expr, "+-"):
+        if not term:
+            continue
+        if sign == "-":
+            return None
+        if term in ("0", "1"):
+            intercept = intercept and term == "1"
+            continue
+        if not term.isidentifier() or keyword.iskeyword(term) or term in columns or term not in data.columns:
+            return None
+        if data[term].dtype.kind not in "iuf":
+            return None
+        columns.append(term)
+    return intercept, columns
+
+
+def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | None = None) -> Design:
+    """The model matrix of ``expr`` on ``data``; ``names_from`` orders interaction names (see :func:`r_names`).
+
+    A sum of plain numeric columns (``Days``, ``1 + Days``, ``0 + x + z``) is read straight
+    from the data, as formulaic would build it (intercept first, then the columns in order),
+    and formulaic's spec is built only when new data need encoding: building it costs
+    0.5 ms per matrix, a third of a small fit (sleepstudy).  Anything else goes through formulaic.
+    """
+    plain = _plain_columns(expr, data)
+    if plain is None:
+        mm = model_matrix(expr, data, role)
+        return Design(np.asarray(mm, dtype=float), r_names(mm.model_spec, names_from or expr), expr, role, _spec=mm.model_spec)
+    intercept, columns = plain
+    values = np.empty((len(data), int(intercept) + len(columns)))
+    if intercept:
+        values[:, 0] = 1.0
+    for j, column in enumerate(columns, start=int(intercept)):
+        values[:, j] = data[column].to_numpy(dtype=float)
+    return Design(values, ["(Intercept)"] * intercept + columns, expr, role, rows=data)
 
 
 def _numeric_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
@@ -324,7 +406,9 @@ def model_frame(
                 raise column_error(g, data, "grouping factor")
             needed.add(g)
 
-    keep = data[sorted(needed)].notna().all(axis=1).to_numpy().copy()
+    keep = np.ones(len(data), dtype=bool)
+    for column in needed:
+        keep &= _present(data[column])
     for arr in (weights, offset):
         if arr is not None:
             keep &= ~np.isnan(arr)
@@ -338,13 +422,12 @@ def model_frame(
     y, trials = binomial_response(parsed.response, used) if binomial else (response_vector(parsed.response, used), None)
     if not np.all(np.isfinite(y)):
         raise DataError(f"the response {parsed.response!r} has infinite values; remove or fix those rows")
-    mm = model_matrix(parsed.fixed, used, "fixed-effects part")
-    X = np.asarray(mm, dtype=float)
+    design = design_matrix(parsed.fixed, used, "fixed-effects part", names_from=parsed.text)
+    X = design.values
     if not np.all(np.isfinite(X)):
-        bad = [c for c in mm.columns if not np.all(np.isfinite(mm[c]))]
+        bad = [c for c, ok in zip(design.names, np.isfinite(X).all(axis=0)) if not ok]
         raise DataError(f"the fixed-effect columns {bad} have non-finite values (a transform like log of 0?)")
-    names = r_names(mm.model_spec, parsed.text)
-    X, names, dropped = _full_rank(X, names)
+    X, names, dropped = _full_rank(X, design.names)
     if dropped:
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
@@ -364,7 +447,7 @@ def model_frame(
     if not np.all(np.isfinite(off)):
         raise DataError("the offset has non-finite values")
     return ModelFrame(
-        y=y, X=X, x_names=names, x_spec=mm.model_spec, offset=off, weights=w, keep=keep,
+        y=y, X=X, x_names=names, x_design=design, offset=off, weights=w, keep=keep,
         data=used, n_dropped=n_dropped, dropped_columns=dropped,
         offset_column=offset_arg if isinstance(offset_arg, str) else None,
         offset_array=offset_arg is not None and not isinstance(offset_arg, str), trials=trials,

@@ -15,7 +15,7 @@ InstEval's S is 22% full, Dallas' 15%).  A nested model's S is sparse and stays 
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -263,16 +263,20 @@ def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):
     return SparseCholesky(A_lower)
 
 
-def blas_threads(factor):
-    """Run the dense work of a blocked factor on one BLAS thread.
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController  # lazily: import cost
+
+    return ThreadpoolController()  # inspecting the loaded libraries costs ~60 µs: once, not per fit
+
+
+def single_blas_thread():
+    """Run a fit's dense work on one BLAS thread.
 
     The dense matrices here are at most a few thousand square, where a second thread gains
-    little on an idle machine and loses badly on a busy one (measured on the 2-core
-    machine: InstEval 4.1 s with two threads against 3.5 s with one; Dallas-shaped 8.4 s
-    against 3.0 s), and inside GridSearchCV(n_jobs=...) threads would be oversubscribed.
+    little on an idle machine and loses badly on a busy one; measured on the 2-core machine:
+    InstEval 4.1 s with two threads against 3.5 s with one, Dallas-shaped 8.4 against 3.0 s,
+    sleepstudy ML (while the test suite ran on the other core) 224 against 2 ms, VerbAgg 148
+    against 112 ms.  Inside GridSearchCV(n_jobs=...) threads would also be oversubscribed.
     """
-    if not isinstance(factor, _Blocked):
-        return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
+    return _blas_controller().limit(limits=1, user_api="blas")

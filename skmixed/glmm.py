@@ -20,7 +20,7 @@ import pandas as pd
 from .design import model_frame
 from .exceptions import ConvergenceWarning, DataError, FormulaError, OptionError, SingularFitWarning
 from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, get_family, theta_ml
-from .factor import blas_threads
+from .factor import single_blas_thread
 from .formula import parse_formula
 from .glmm_results import GlmerResult
 from .optimize import OptSummary, bobyqa, finite_difference, polish_and_check
@@ -94,7 +94,7 @@ def glmer(
     engine = GlmmDeviance(frame.y, frame.X, re, fam, frame.weights, frame.offset, frame.trials)
     theta0, beta0 = _start_values(start, re, frame.X.shape[1])
     estimate_nb = isinstance(fam, NegativeBinomial) and fam.theta is None
-    with blas_threads(engine.pls.chol):
+    with single_blas_thread():
         if estimate_nb:
             fit = _fit_negative_binomial(engine, nAGQ, theta0, beta0, check_conv, maxeval)
         else:

