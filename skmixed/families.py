@@ -23,7 +23,7 @@ EPS = np.finfo(float).eps
 
 class Link:
     """``η = g(μ)``: ``linkfun`` g, ``linkinv`` g⁻¹, ``mu_eta`` dμ/dη (clamped as R's C code clamps them)
-    and ``mu_eta2`` d²μ/dη² (for Newton steps of PIRLS)."""
+    and ``mu_eta2`` d²μ/dη² (for Newton steps of PIRLS and the Laplace gradient)."""
 
     name = ""
 
@@ -273,6 +273,20 @@ class Family:
         d, v = self.mu_eta(eta), self.variance(mu)
         return wt * (d**2 / v - (y - mu) * (self.link.mu_eta2(eta) / v - d**2 * self.variance_deriv(mu) / v**2))
 
+    def weights_deriv(self, mu, eta, wt):
+        """dW/dη of the IRLS weights W = w μ'²/V: w (2μ'μ''/V − μ'³V'/V²) (the Laplace gradient's log-determinant)."""
+        d, v = self.mu_eta(eta), self.variance(mu)
+        return wt * (2 * d * self.link.mu_eta2(eta) / v - d**3 * self.variance_deriv(mu) / v**2)
+
+    def dev_resids_deriv(self, y, mu, wt):
+        """∂d_i/∂μ_i = −2 w (y − μ)/V(μ), for every exponential family."""
+        return -2 * wt * (y - mu) / self.variance(mu)
+
+    def aic_deriv(self, y, n, mu, wt, dev: float):
+        """∂aic/∂μ_i (through φ̂ = dev/Σw as well, for families with a dispersion); here, where aic − Σd_i is free
+        of μ, the deviance's."""
+        return self.dev_resids_deriv(y, mu, wt)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(link={self.link.name!r})"
 
@@ -347,6 +361,12 @@ class Binomial(Family):
         logp = logp + special.xlogy(k, mu) + special.xlog1py(m_r - k, -mu)
         scale = np.divide(wt, m, out=np.zeros_like(wt, dtype=float), where=m > 0)
         return float(-2 * np.sum(scale * logp))
+
+    def aic_deriv(self, y, n, mu, wt, dev):
+        m = n if np.any(n > 1) else wt
+        k, m_r = np.round(m * y), np.round(m)
+        scale = np.divide(wt, m, out=np.zeros_like(wt, dtype=float), where=m > 0)
+        return -2 * scale * (k / mu - (m_r - k) / (1 - mu))
 
     def mustart(self, y, wt):
         return (wt * y + 0.5) / (wt + 1)
@@ -424,6 +444,13 @@ class Gamma(Family):
         logp = -special.gammaln(shape) - shape * np.log(scale) + (shape - 1) * np.log(y) - y / scale
         return float(-2 * np.sum(wt * logp) + 2)
 
+    def aic_deriv(self, y, n, mu, wt, dev):
+        """At fixed φ, ∂aic/∂μ_i = (∂d_i/∂μ_i)/φ; φ̂ = dev/Σw adds ∂aic/∂φ · (∂d_i/∂μ_i)/Σw."""
+        wsum = np.sum(wt)
+        disp = dev / wsum
+        daic_ddisp = -2 * np.sum(wt * (special.digamma(1 / disp) + np.log(mu * disp) - np.log(y) + y / mu - 1)) / disp**2
+        return self.dev_resids_deriv(y, mu, wt) * (1 / disp + daic_ddisp / wsum)
+
     def check_response(self, y, wt):
         _check_positive("the response", y, self.name)
 
@@ -450,6 +477,9 @@ class InverseGaussian(Family):
         wsum = np.sum(wt)
         return float(wsum * (np.log(dev / wsum * 2 * np.pi) + 1) + 3 * np.sum(np.log(y) * wt) + 2)
 
+    def aic_deriv(self, y, n, mu, wt, dev):
+        return self.dev_resids_deriv(y, mu, wt) * (np.sum(wt) / dev)
+
     def check_response(self, y, wt):
         _check_positive("the response", y, self.name)
 
@@ -474,6 +504,9 @@ class Gaussian(Family):
     def aic(self, y, n, mu, wt, dev):
         nobs = len(y)
         return float(nobs * (np.log(2 * np.pi * dev / nobs) + 1) + 2 - np.sum(np.log(wt)))
+
+    def aic_deriv(self, y, n, mu, wt, dev):
+        return self.dev_resids_deriv(y, mu, wt) * (len(y) / dev)
 
 
 class NegativeBinomial(Family):

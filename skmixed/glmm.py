@@ -8,6 +8,11 @@ convergence check → covariance of β̂ from the finite-difference Hessian (as 
 n < 10⁴ and fewer than 20 parameters) → result.  A negative binomial with unknown θ
 is fitted as lme4's ``glmer.nb`` does: a Poisson fit, θ from its means, then a 1-D
 search over log θ with the GLMM refitted at each value.
+
+The Laplace fit (nAGQ = 1) takes a shortcut where the analytic gradient is affordable
+(:mod:`skmixed.laplace_gradient`): from the nAGQ = 0 mode at Λ = I and one EM step for θ,
+BFGS over (θ, β), then a Newton step on the Hessian from gradient differences, which is also
+the Hessian of the covariance (VerbAgg: 20 PIRLS solves, 32 iterations, instead of 347 and 1132).
 """
 from __future__ import annotations
 
@@ -19,13 +24,14 @@ import pandas as pd
 
 from .design import model_frame
 from .exceptions import ConvergenceWarning, DataError, FormulaError, OptionError, SingularFitWarning
-from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, get_family, theta_ml
 from .factor import single_blas_thread
+from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, get_family, theta_ml
 from .formula import parse_formula
 from .glmm_results import GlmerResult
-from .optimize import OptSummary, bobyqa, finite_difference, polish_and_check
-from .pirls import GlmmDeviance, Mode, gauss_hermite
-from .pls import PlsSolution, ProfiledDeviance
+from .laplace_gradient import LaplaceGradient
+from .optimize import OptSummary, bfgs_even, bobyqa, finite_difference, newton_finish, polish_and_check
+from .pirls import GlmmDeviance, Mode, gauss_hermite, rx_scales
+from .pls import PlsSolution
 from .reterms import RandomEffects, random_effects
 
 DERIVS_MAX_NOBS = 10_000  # lme4's check.conv.nobsmax: above it, no Hessian (and vcov from RX)
@@ -84,23 +90,23 @@ def glmer(
             f"the formula {formula!r} has no random-effects term: add one such as (1 | group), "
             "or fit a GLM without random effects (e.g. statsmodels' glm)"
         )
-    frame = model_frame(parsed, data, weights=weights, offset=offset, binomial=isinstance(fam, Binomial))
-    re = random_effects(parsed.bars, frame.data)
-    _check_terms(re, len(frame.y), nAGQ)
-    fam.check_response(frame.y, frame.weights)
-    _check_not_constant(frame.y, frame.weights, fam, parsed.response)
-    if isinstance(fam, Binomial):
-        _warn_if_separated(frame.X, frame.y, frame.weights, frame.x_names)
-    engine = GlmmDeviance(frame.y, frame.X, re, fam, frame.weights, frame.offset, frame.trials)
-    theta0, beta0 = _start_values(start, re, frame.X.shape[1])
-    estimate_nb = isinstance(fam, NegativeBinomial) and fam.theta is None
-    with single_blas_thread():
+    with single_blas_thread():  # see skmixed.factor.single_blas_thread
+        frame = model_frame(parsed, data, weights=weights, offset=offset, binomial=isinstance(fam, Binomial))
+        re = random_effects(parsed.bars, frame.data)
+        _check_terms(re, len(frame.y), nAGQ)
+        fam.check_response(frame.y, frame.weights)
+        _check_not_constant(frame.y, frame.weights, fam, parsed.response)
+        if isinstance(fam, Binomial):
+            _warn_if_separated(frame.X, frame.y, frame.weights, frame.x_names)
+        engine = GlmmDeviance(frame.y, frame.X, re, fam, frame.weights, frame.offset, frame.trials)
+        theta0, beta0 = _start_values(start, re, frame.X.shape[1])
+        estimate_nb = isinstance(fam, NegativeBinomial) and fam.theta is None
         if estimate_nb:
             fit = _fit_negative_binomial(engine, nAGQ, theta0, beta0, check_conv, maxeval)
         else:
             fit = _fit(engine, nAGQ, theta0, beta0, check_conv, maxeval)
-    name = data.attrs.get("name")
-    result = _result(parsed, frame, re, engine, fit, nAGQ, name if isinstance(name, str) else None, estimate_nb)
+        name = data.attrs.get("name")
+        result = _result(parsed, frame, re, engine, fit, nAGQ, name if isinstance(name, str) else None, estimate_nb)
     if not fit.mode.converged:
         warnings.warn(
             f"PIRLS did not converge at the estimates ({fit.mode.message}): the conditional modes, and so the "
@@ -159,10 +165,15 @@ def _warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[
     from scipy.optimize import linprog
 
     pos = w > 0
+    if not X.shape[1]:  # no fixed effects: nothing to diverge
+        return
     scale = np.max(np.abs(X[pos]), axis=0)
     Xs = X[pos] / np.where(scale > 0, scale, 1.0)
     s = np.where(y[pos] >= 1, 1.0, np.where(y[pos] <= 0, -1.0, 0.0))
-    rows = np.unique(np.column_stack([Xs, s]), axis=0)
+    table = np.ascontiguousarray(np.column_stack([Xs, s]))
+    # distinct rows: np.unique on rows seen as raw bytes sorts 8× faster than np.unique(axis=0) (VerbAgg: 1.5 against 11 ms)
+    _, first = np.unique(table.view(np.dtype((np.void, table.itemsize * table.shape[1]))).ravel(), return_index=True)
+    rows = table[np.sort(first)]
     Xu, su = rows[:, :-1], rows[:, -1]
     strict = su != 0
     if not strict.any():
@@ -222,7 +233,13 @@ def _snap_to_boundary(f, summary: OptSummary, lower: np.ndarray) -> None:
 def _fit(
     engine: GlmmDeviance, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol: float | None = None
 ) -> _Fit:
-    """Stage 1 (nAGQ = 0 deviance over θ), then for nAGQ ≥ 1 stage 2 over (θ, β) (``tol``: see :func:`_stage2`)."""
+    """Stage 1 (nAGQ = 0 deviance over θ), then for nAGQ ≥ 1 stage 2 over (θ, β) (``tol``: see :func:`_stage2`);
+    for nAGQ = 1, where the gradient is available, :func:`_fit_with_gradient` instead."""
+    if nAGQ == 1 and LaplaceGradient.available(engine):
+        em_start = beta0 is None and np.array_equal(theta0, engine.re.theta_init)  # no start given
+        fit = _fit_with_gradient(engine, theta0, beta0, check_conv, maxeval, derivs, em_start)
+        if fit is not None:
+            return fit
     lower = engine.re.theta_lower
     tol1 = LOOSE_TOL if nAGQ > 0 else 1e-8  # stage 1 only gives stage 2 its start
     opt = bobyqa(engine.nagq0, theta0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval)
@@ -234,6 +251,102 @@ def _fit(
         return _Fit(opt.theta, mode.beta, mode, engine.laplace_of(mode), opt)
     beta = engine.joint_mode(opt.theta).beta if beta0 is None else beta0
     return _stage2(engine, nAGQ, opt.theta, beta, check_conv, maxeval, derivs, tol)
+
+
+def _refit(engine: GlmmDeviance, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True,
+           tol: float | None = None) -> _Fit:
+    """Stage 2 only, from (θ0, β0) (a refit after a small change of the model, e.g. the negative binomial θ)."""
+    if nAGQ == 1 and LaplaceGradient.available(engine):
+        fit = _fit_with_gradient(engine, theta0, beta0, check_conv, maxeval, derivs)
+        if fit is not None:
+            return fit
+    return _stage2(engine, nAGQ, theta0, beta0, check_conv, maxeval, derivs, tol)
+
+
+def _fit_with_gradient(engine: GlmmDeviance, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True,
+                       em_start: bool = False) -> _Fit | None:
+    """nAGQ = 1 with the analytic gradient: BFGS over (θ, β), then a Newton step on the Hessian from gradient
+    differences, which also gives the covariance of β̂.  None if PIRLS fails at the start (BOBYQA takes over).
+
+    No stage 1: BFGS with the gradient reaches the same optimum in fewer PIRLS solves than stage
+    1's BOBYQA alone takes (VerbAgg: 38).  The start: β0 (default: the nAGQ = 0 β at θ0) and, with
+    ``em_start``, θ after one EM step from θ0; β is searched in units of its standard error from RX,
+    and BFGS's first inverse Hessian is (2RX'RX)⁻¹ for β and, for θ, the inverse of the curvature
+    from a gradient difference (VerbAgg: 9 evaluations instead of 21 from Λ = I and the identity).
+    """
+    k, p = engine.re.n_theta, engine.p
+    gradient = LaplaceGradient(engine)
+    u0 = None
+    if beta0 is None:
+        start = engine.joint_mode(theta0)
+        if not start.converged:
+            return None
+        theta0, u0 = gradient.em_step(start) if em_start else (theta0, start.u)
+        beta0 = start.beta
+    mode0 = engine.mode(theta0, beta0, u0)
+    if not mode0.converged:
+        return None
+    RX = engine.fixed_rx(mode0)
+    scale = rx_scales(RX, p)  # β searched in units of its standard error
+    seen: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def value_and_gradient(x):
+        key = x.tobytes()
+        if key not in seen:
+            seen[key] = gradient(x[:k], x[k:])
+        return seen[key]
+
+    def unscaled(z):
+        return np.concatenate([z[:k], beta0 + scale * z[k:]])
+
+    def scaled_value_and_gradient(z):
+        value, grad = value_and_gradient(unscaled(z))
+        return value, np.concatenate([grad[:k], grad[k:] * scale])
+
+    z0 = np.concatenate([theta0, np.zeros(p)])
+    with_derivs = derivs and engine.n < DERIVS_MAX_NOBS and k + p < DERIVS_MAX_PARAMS  # as lme4 (and _stage2)
+    # without the Newton finish (large models, the negative binomial's inner refits) BFGS goes on to an f accurate to ~1e-11
+    opt = bfgs_even(scaled_value_and_gradient, z0, canonical=lambda z: np.concatenate([engine.re.canonical_theta(z[:k]), z[k:]]),
+                    gtol=1e-3 if with_derivs else 1e-5, maxiter=maxeval,
+                    hess_inv0=_initial_inverse_hessian(scaled_value_and_gradient, z0, k, RX, scale))
+    optsum = OptSummary(
+        optimizer=opt.optimizer + " over (θ, β)", theta_init=np.concatenate([theta0, beta0]),
+        objective_init=opt.objective_init, theta=unscaled(opt.theta), objective=opt.objective,
+        n_evaluations=len(seen), converged=opt.converged, return_code=opt.return_code, messages=list(opt.messages),
+    )
+    lower = np.concatenate([engine.re.theta_lower, np.full(p, -np.inf)])
+    _snap_to_boundary(lambda x: value_and_gradient(x)[0], optsum, lower)
+    hessian_vcov = None
+    if with_derivs:
+        with warnings.catch_warnings():
+            if not check_conv:
+                warnings.simplefilter("ignore", ConvergenceWarning)
+            H = newton_finish(value_and_gradient, optsum, lower)
+        optsum.n_evaluations = len(seen)
+        hessian_vcov = _vcov_from_hessian(H, k)
+    theta, beta = optsum.theta[:k], optsum.theta[k:]
+    mode = engine.mode(theta, beta)
+    return _Fit(theta, beta, mode, engine.laplace_of(mode), optsum, hessian_vcov)
+
+
+def _initial_inverse_hessian(f_and_grad, z0: np.ndarray, k: int, RX: np.ndarray | None, scale: np.ndarray) -> np.ndarray:
+    """A diagonal-block guess of the inverse Hessian at z0 = (θ, (β − β0)/scale): (2RX'RX)⁻¹ on the β scale
+    (the working linear model's information) and, for each θ_m, 1/max(|∂²f/∂θ_m²|, 1) from a gradient difference."""
+    n = len(z0)
+    inverse = np.zeros((n, n))
+    if RX is not None:
+        Rs = RX * scale[None, :]
+        inverse[k:, k:] = np.linalg.inv(2 * Rs.T @ Rs)
+    else:
+        inverse[k:, k:] = np.eye(n - k) / 2
+    g0 = f_and_grad(z0)[1]
+    h = 1e-4
+    for m in range(k):
+        step = np.zeros(n)
+        step[m] = h
+        curvature = abs(f_and_grad(z0 + step)[1][m] - g0[m]) / h
+        inverse[m, m] = 1 / max(curvature, 1.0) if np.isfinite(curvature) else 1.0
+    return (inverse + inverse.T) / 2
 
 
 def _stage2(
@@ -282,7 +395,11 @@ def _stage2(
 
 def _hessian_vcov(deviance, x: np.ndarray, lower: np.ndarray, k: int) -> np.ndarray | None:
     """lme4's vcov for GLMMs: the β block of 2 H⁻¹, H the finite-difference Hessian of the deviance in (θ, β)."""
-    H = finite_difference(deviance, x, lower)[1]
+    return _vcov_from_hessian(finite_difference(deviance, x, lower)[1], k)
+
+
+def _vcov_from_hessian(H: np.ndarray, k: int) -> np.ndarray | None:
+    """The β block of 2 H⁻¹ for the Hessian H of the deviance in (θ, β), if positive definite (else None, warned)."""
     try:
         Hinv = np.linalg.inv(H)
     except np.linalg.LinAlgError:
@@ -294,7 +411,7 @@ def _hessian_vcov(deviance, x: np.ndarray, lower: np.ndarray, k: int) -> np.ndar
         "the covariance of the fixed effects from the finite-difference Hessian is not positive definite: "
         "using the one from RX (the working linear model at the mode) instead",
         ConvergenceWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
     return None
 
@@ -316,8 +433,8 @@ def _fit_negative_binomial(engine: GlmmDeviance, nAGQ: int, theta0, beta0, check
             if nAGQ == 0:
                 return _fit(engine, 0, fit.theta, None, final and check_conv, maxeval)
             if final:
-                return _stage2(engine, nAGQ, fit.theta, fit.beta, check_conv, maxeval)
-            return _stage2(engine, nAGQ, fit.theta, fit.beta, False, maxeval, derivs=False, tol=LOOSE_TOL)
+                return _refit(engine, nAGQ, fit.theta, fit.beta, check_conv, maxeval)
+            return _refit(engine, nAGQ, fit.theta, fit.beta, False, maxeval, derivs=False, tol=LOOSE_TOL)
 
         def profile(log_theta: float) -> float:  # warm-started from the previous θ's fit
             nonlocal current
@@ -334,7 +451,8 @@ def _fit_negative_binomial(engine: GlmmDeviance, nAGQ: int, theta0, beta0, check
 def _result(parsed, frame, re, engine: GlmmDeviance, fit: _Fit, nAGQ: int, data_name, nb_estimated: bool) -> GlmerResult:
     mode, fam = fit.mode, engine.family
     cp = engine.working_cross_products(mode)
-    devfun = ProfiledDeviance(cp, re, reml=False)
+    devfun = engine.pls  # the engine's, analysed once: a new one costs more than the fit's last steps (VerbAgg: 43 ms)
+    devfun.reweight(cp)
     sol = devfun.solve(fit.theta)
     p = frame.X.shape[1]
     RX = sol.RX if sol is not None else np.full((p, p), np.nan)
