@@ -43,21 +43,24 @@ def random_theta(dev, rng) -> np.ndarray:
     return np.where(lower == 0, diag, rng.normal(0, 0.5, len(lower)))
 
 
-@pytest.mark.parametrize("formula", FORMULAS)
-@pytest.mark.parametrize("reml", [False, True])
-@pytest.mark.parametrize("weights", [None, "w"])
-def test_dense_gradient_matches_finite_differences(formula, reml, weights):
-    dev = deviance(formula, random_data(1), reml, weights)
-    assert not dev.sparse and dev.has_gradient
-    rng = np.random.default_rng(2)
-    h = 1e-4
-    for _ in range(3):
+def assert_gradient_matches_finite_differences(dev, rng, points: int, h: float = 1e-4):
+    """At random θ: the value equals dev(θ) and the gradient 4th-order central differences."""
+    for _ in range(points):
         theta = random_theta(dev, rng)
         value, grad = dev.value_and_gradient(theta)
         assert value == pytest.approx(dev(theta), rel=1e-13)
         steps = np.eye(len(theta)) * h
         fd = np.array([(-dev(theta + 2 * e) + 8 * dev(theta + e) - 8 * dev(theta - e) + dev(theta - 2 * e)) / (12 * h) for e in steps])
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("weights", [None, "w"])
+def test_dense_gradient_matches_finite_differences(formula, reml, weights):
+    dev = deviance(formula, random_data(1), reml, weights)
+    assert not dev.sparse and dev.has_gradient
+    assert_gradient_matches_finite_differences(dev, np.random.default_rng(2), points=3)
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
@@ -126,15 +129,7 @@ def test_sparse_gradient_for_terms_on_one_factor(formula, reml):
     df = many_levels(7)
     dev = deviance(formula, df, reml, "w")
     assert dev.sparse and dev.has_gradient
-    rng = np.random.default_rng(8)
-    h = 1e-4
-    for _ in range(2):
-        theta = random_theta(dev, rng)
-        value, grad = dev.value_and_gradient(theta)
-        assert value == pytest.approx(dev(theta), rel=1e-13)
-        steps = np.eye(len(theta)) * h
-        fd = np.array([(-dev(theta + 2 * e) + 8 * dev(theta + e) - 8 * dev(theta - e) + dev(theta - 2 * e)) / (12 * h) for e in steps])
-        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
+    assert_gradient_matches_finite_differences(dev, np.random.default_rng(8), points=2)
     m = skmixed.lmer(formula, df, REML=reml, weights="w")
     assert m.optsum.optimizer.startswith("scipy L-BFGS-B")
     ref = bobyqa(dev, dev.re.theta_init, dev.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
