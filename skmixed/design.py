@@ -16,31 +16,38 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula
-from formulaic.errors import FormulaicError
-from formulaic.transforms import C
-
 from .exceptions import DataError, FormulaError, RankDeficiencyWarning
 from .formula import ParsedFormula, _split_top
 
+# formulaic is imported on first use: it costs ~0.1 s, a sixth of `import skmixed`, and a model of plain
+# numeric columns (see design_matrix) never needs it.
 @lru_cache(maxsize=256)
-def parsed_rhs(expr: str) -> Formula:
+def parsed_rhs(expr: str):
     """formulaic's parse of a right-hand side, cached: Formula objects are immutable and parsing
     costs more than building a small model matrix (a refit in a grid search reuses it)."""
+    from formulaic import Formula
+
     return Formula(expr)
 
 
-#: R functions an lme4 formula may call, as formulaic evaluates them.
-FORMULA_CONTEXT = {
-    "factor": C,
-    "sqrt": np.sqrt,
-    "abs": np.abs,
-    "log10": np.log10,
-    "log2": np.log2,
-    "log1p": np.log1p,
-    "expm1": np.expm1,
-    "np": np,
-}
+def formulaic_error() -> type[Exception]:
+    """formulaic's error class (for ``except formulaic_error() as e``, evaluated only when something is raised)."""
+    from formulaic.errors import FormulaicError
+
+    return FormulaicError
+
+
+#: R functions an lme4 formula may call, as formulaic evaluates them (see :func:`formula_context`).
+_NUMPY_FUNCTIONS = ("sqrt", "abs", "log10", "log2", "log1p", "expm1")
+FORMULA_FUNCTIONS = ("factor", "np", *_NUMPY_FUNCTIONS)
+
+
+@lru_cache(maxsize=1)
+def formula_context() -> dict:
+    """The functions of :data:`FORMULA_FUNCTIONS` for formulaic's ``context``: ``factor`` is its C."""
+    from formulaic.transforms import C
+
+    return {"factor": C, "np": np, **{name: getattr(np, name) for name in _NUMPY_FUNCTIONS}}
 
 
 @dataclass
@@ -177,11 +184,15 @@ def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
 
 
 def _variables(expr: str, data: pd.DataFrame) -> set[str]:
+    """The data columns ``expr`` reads (plain numeric columns without formulaic's parse)."""
+    plain = _plain_columns(expr, data)
+    if plain is not None:
+        return set(plain[1])
     try:
         names = parsed_rhs(expr).required_variables
-    except FormulaicError as e:
+    except formulaic_error() as e:
         raise FormulaError(f"cannot read {expr!r}: {e}") from None
-    return {str(v) for v in names} - set(FORMULA_CONTEXT) - {"C", "I", "poly", "scale", "center", "log", "exp", "cbind"}
+    return {str(v) for v in names} - set(FORMULA_FUNCTIONS) - {"C", "I", "poly", "scale", "center", "log", "exp", "cbind"}
 
 
 def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
@@ -194,8 +205,8 @@ def model_matrix(expr: str, data: pd.DataFrame, role: str):
     """formulaic's model matrix of a right-hand side; errors name the term and the fix."""
     try:
         with np.errstate(divide="ignore", invalid="ignore"):  # non-finite results get our own error, naming the column
-            return parsed_rhs(expr).get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
-    except FormulaicError as e:
+            return parsed_rhs(expr).get_model_matrix(data, context=formula_context(), na_action="ignore")
+    except formulaic_error() as e:
         raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
 
 
@@ -457,8 +468,8 @@ def model_frame(
 def fixed_matrix(frame_spec, names: list[str], formula_text: str, data: pd.DataFrame) -> np.ndarray:
     """Encode new data with the fitted fixed-effects spec, keeping only the fitted (non-aliased) columns."""
     try:
-        mm = frame_spec.get_model_matrix(data, context=FORMULA_CONTEXT, na_action="ignore")
-    except FormulaicError as e:
+        mm = frame_spec.get_model_matrix(data, context=formula_context(), na_action="ignore")
+    except formulaic_error() as e:
         raise DataError(f"cannot encode the new data for the fixed effects: {e}") from None
     cols = {n: i for i, n in enumerate(r_names(frame_spec, formula_text))}
     return np.asarray(mm, dtype=float)[:, [cols[n] for n in names]]

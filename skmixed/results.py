@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .design import FORMULA_CONTEXT, ModelFrame, fixed_matrix, group_labels, model_matrix
+from .design import ModelFrame, formula_context, fixed_matrix, group_labels, model_matrix
 from .exceptions import DataError
 from .formula import ParsedFormula, parse_formula
 from .optimize import OptSummary
@@ -257,7 +257,7 @@ class LmerResult:
                     f"newdata has levels of {t.group!r} not in the fit ({', '.join(unseen)}); "
                     "pass allow_new_levels=True to predict those at the population level"
                 )
-            mm = t.spec.get_model_matrix(newdata, context=FORMULA_CONTEXT, na_action="ignore")
+            mm = t.spec.get_model_matrix(newdata, context=formula_context(), na_action="ignore")
             values = np.nan_to_num(np.asarray(mm, dtype=float))
             contrib = np.einsum("rk,rk->r", values, blocks[i][np.where(new, 0, codes)])
             pred = pred + np.where(new, 0.0, contrib)

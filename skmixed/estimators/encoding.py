@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from formulaic.transforms import TRANSFORMS
 
-from ..design import FORMULA_CONTEXT, column_error, parsed_rhs
+from ..design import FORMULA_FUNCTIONS, column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError
 from ..formula import parse_formula
 
@@ -25,7 +25,7 @@ RESPONSE = "y"
 
 
 #: names a formula would read as functions or constants rather than as data columns.
-RESERVED = set(FORMULA_CONTEXT) | set(TRANSFORMS)
+RESERVED = set(FORMULA_FUNCTIONS) | set(TRANSFORMS)
 
 
 # --- groups ---------------------------------------------------------------------
