@@ -74,16 +74,20 @@ class _Blocked:
             raise NotPositiveDefinite(f"the Schur complement is not positive definite (LAPACK info {info})")
         self._L22 = L22
 
-    def _outer(self, L21: sp.csc_matrix) -> np.ndarray:
-        """L₂₁L₂₁' as a dense array (by dense BLAS when L₂₁ is small and full)."""
+    def _set_l21(self, L21: sp.csc_matrix) -> np.ndarray:
+        """Keep L₂₁, as a dense array when it is small and full (VerbAgg: 24 × 316, every person answers
+        every item; its solves are then BLAS calls), and return L₂₁L₂₁' (dense)."""
         if self._dense_l21:
-            dense = L21.toarray()
-            return dense @ dense.T
+            self._L21 = L21.toarray()
+            return self._L21 @ self._L21.T
+        self._L21 = L21
         return (L21 @ L21.T).toarray()
 
     def inverse_traces(self) -> tuple[float, np.ndarray]:
-        """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂), from a sparse L₂₁: see :meth:`_inverse_traces`."""
+        """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) from L₂₁: see :meth:`_inverse_traces`."""
         inv_d = 1.0 / self._root**2
+        if isinstance(self._L21, np.ndarray):
+            return self._inverse_traces((self._L21 * inv_d) @ self._L21.T)
         return self._inverse_traces(self._L21.multiply(inv_d[None, :]).tocsc() @ self._L21.T)
 
     def _inverse_traces(self, scaled_product) -> tuple[float, np.ndarray]:
@@ -131,7 +135,7 @@ class BlockedCholesky(_Blocked):
         size = self.q1 * self.q2
         self._dense_l21 = size <= DENSE_L21_MAX and len(off) >= DENSE_L21_FILL * size
         self.refactor(A)
-        pattern = abs(self._L21) @ abs(self._L21).T + sp.csc_matrix(
+        pattern = abs(self._B) @ abs(self._B).T + sp.csc_matrix(
             (np.ones(len(low)), (self._low_rows, self._low_cols)), shape=(self.q2, self.q2))
         self.density = (pattern + pattern.T).nnz / self.q2**2
 
@@ -145,9 +149,8 @@ class BlockedCholesky(_Blocked):
         L21.data = data[self._off] / self._root[self._B_cols]
         S = np.zeros((self.q2, self.q2))
         S[self._low_rows, self._low_cols] = data[self._low]
-        S -= self._outer(L21)
+        S -= self._set_l21(L21)
         self._factor_schur(S)
-        self._L21 = L21
 
 
 class _DiagScaled:
@@ -224,8 +227,7 @@ class ScalarTermsCholesky(_Blocked):
         else:
             G = self._G
             L21 = sp.csc_matrix((G.data * l2[G.indices] * (l1 / self._root)[self._G_cols], G.indices, G.indptr), shape=G.shape)
-            S -= self._outer(L21)
-            self._L21 = L21
+            S -= self._set_l21(L21)
         S[np.diag_indices_from(S)] += 1.0
         self._factor_schur(S)
         self._l2 = l2

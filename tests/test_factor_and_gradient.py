@@ -21,6 +21,16 @@ def crossed_data(seed=0, n=600):
     return pd.DataFrame({"y": y + 3, "x": rng.normal(size=n), "s": s, "d": d, "dept": dept})
 
 
+def fully_crossed_data(seed=0):
+    """Every s meets every d and dept: L₂₁ is full, and the blocked factor keeps it dense."""
+    rng = np.random.default_rng(seed)
+    s, d = np.meshgrid(np.arange(30), np.arange(8), indexing="ij")
+    s, d = np.tile(s.ravel(), 2), np.tile(d.ravel(), 2)
+    dept = d % 3
+    y = rng.normal(0, 0.6, 30)[s] + rng.normal(0, 0.9, 8)[d] + rng.normal(size=len(s))
+    return pd.DataFrame({"y": y + 3, "x": rng.normal(size=len(s)), "s": s, "d": d, "dept": dept})
+
+
 FORMULA = "y ~ x + (1 | s) + (1 | d) + (1 | dept)"
 
 
@@ -31,10 +41,12 @@ def deviance(df, reml):
     return ProfiledDeviance(cross_products(re.Z, fr.X, fr.y, fr.weights, fr.offset), re, reml)
 
 
-def test_blocked_factor_equals_cholmod():
-    dev = deviance(crossed_data(), reml=True)
+@pytest.mark.parametrize("data, dense_l21", [(crossed_data, False), (fully_crossed_data, True)])
+def test_blocked_factor_equals_cholmod(data, dense_l21):
+    dev = deviance(data(), reml=True)
     A = dev.gram.update(dev.lam.values(np.array([0.7, 1.3, 0.4])))
     blocked, sparse = BlockedCholesky(A, dev.re.terms[0].q), SparseCholesky(A)
+    assert isinstance(blocked._L21, np.ndarray) == dense_l21
     assert blocked.logdet() == pytest.approx(sparse.logdet(), rel=1e-12)
     b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
     dense = A.toarray() + np.tril(A.toarray(), -1).T
