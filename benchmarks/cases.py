@@ -15,6 +15,8 @@ class Case:
     REML: bool = True
     family: str | None = None
     repeat: int = 3
+    #: one untimed fit first (cases of a few seconds or less)
+    warm_up: bool = True
 
 
 def _dataset(name: str) -> Callable[[], pd.DataFrame]:
@@ -43,7 +45,7 @@ CASES = {
         Case("insteval", _dataset("InstEval"), "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"),
         Case("dallas", _synthetic("dallas_like"), "tli ~ Gr + Sx + Eth + (1 | ids) + (1 | Campus)", REML=False),
         Case("verbagg", _dataset("VerbAgg"), "r2 ~ (Anger + Gender + btype + situ) + (1 | id) + (1 | item)",
-             REML=False, family="binomial"),
-        Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, repeat=1),
+             REML=False, family="binomial", repeat=7),
+        Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
     ]
 }
