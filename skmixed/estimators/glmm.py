@@ -11,8 +11,9 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
-from ..families import EPS, Binomial, Family, Gaussian, get_family
+from ..families import Binomial, Family, Gaussian, get_family
 from ..glmm import glmer
+from ..links import EPS
 from .base import MixedModelEstimator
 from .glm import fit_glm, pearson_dispersion
 
