@@ -25,8 +25,9 @@ from ._cholmod import NotPositiveDefinite, SparseCholesky
 
 #: the dense Schur complement is used up to this order (a 3000² Cholesky is ~10 GFlop/3)
 MAX_DENSE = 3000
-#: ... when at least this fraction of it is structurally nonzero
-MIN_DENSITY = 0.1
+#: ... when at least this fraction of it is structurally nonzero, or it is this small whatever its fill (a nested
+#: model's S is sparse; at order 256 a dense Cholesky is ~6 MFlop, less than CHOLMOD's call overhead)
+MIN_DENSITY, SMALL_SCHUR = 0.1, 256
 #: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (VerbAgg: every person answers every item) and small
 DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 #: G diag(w) G' from per-count dense Gram matrices when they take at most this much memory ...
@@ -248,7 +249,7 @@ def make_scalar_factor(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
         factor = ScalarTermsCholesky(ZtZ, q1)
     except ValueError:  # the leading block is not diagonal
         return None
-    return factor if factor.density >= MIN_DENSITY else None
+    return factor if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR else None
 
 
 def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):

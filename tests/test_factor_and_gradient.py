@@ -91,6 +91,12 @@ def test_factor_choice_follows_structure():
     assert isinstance(make_factor(A, 0), SparseCholesky)  # first term not scalar
 
 
+def fd_gradient(dev, theta, h=1e-4):
+    """4th-order central differences of the deviance."""
+    return np.array([(-dev(theta + 2 * h * e) + 8 * dev(theta + h * e) - 8 * dev(theta - h * e) + dev(theta - 2 * h * e)) / (12 * h)
+                     for e in np.eye(len(theta))])
+
+
 @pytest.mark.parametrize("reml", [False, True])
 def test_analytic_gradient_matches_finite_differences(reml):
     dev = deviance(crossed_data(2), reml)
@@ -99,10 +105,7 @@ def test_analytic_gradient_matches_finite_differences(reml):
         theta = np.array(theta)
         value, grad = dev.value_and_gradient(theta)
         assert value == pytest.approx(dev(theta), rel=1e-14)
-        h = 1e-4
-        fd = np.array([(-dev(theta + 2 * h * e) + 8 * dev(theta + h * e) - 8 * dev(theta - h * e) + dev(theta - 2 * h * e)) / (12 * h)
-                       for e in np.eye(3)])
-        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grad, fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
 
 
 def test_gradient_path_reaches_the_bobyqa_optimum():
@@ -123,3 +126,30 @@ def test_moment_start_is_near_the_optimum_and_reaches_it():
     from_identity = skmixed.lmer(FORMULA, df, start=np.ones(3))
     assert m.objective == pytest.approx(from_identity.objective, rel=1e-10)
     np.testing.assert_allclose(m.theta, from_identity.theta, rtol=1e-4)
+
+
+def nested_data(seed=5, n=1500):
+    """300 schools nested in 30 areas: the Schur complement S (30 × 30) is diagonal."""
+    rng = np.random.default_rng(seed)
+    school = rng.integers(0, 300, n)
+    area = school // 10
+    y = rng.normal(0, 0.7, 300)[school] + rng.normal(0, 0.5, 30)[area] + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": rng.normal(size=n), "s": school, "d": area})
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_nested_scalar_terms_use_the_small_dense_schur_complement(reml):
+    """A nested model's S is sparse but small: the blocked factor still applies, and with it the gradient."""
+    df = nested_data()
+    formula = "y ~ x + (1 | s) + (1 | d)"
+    p = parse_formula(formula)
+    fr = model_frame(p, df)
+    re = random_effects(p.bars, fr.data)
+    dev = ProfiledDeviance(cross_products(re.Z, fr.X, fr.y, fr.weights, fr.offset), re, reml)
+    assert dev.sparse and isinstance(dev.chol, ScalarTermsCholesky) and dev.chol.density < factor_module.MIN_DENSITY
+    theta = np.array([0.8, 0.6])
+    value, grad = dev.value_and_gradient(theta)
+    np.testing.assert_allclose(grad, fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
+    m = skmixed.lmer(formula, df, REML=reml)
+    ref = bobyqa(dev, np.ones(2), np.zeros(2), xtol_abs=1e-10, ftol_abs=1e-12)
+    assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
