@@ -60,9 +60,9 @@ def run(name: str) -> dict:
 
 
 def pin_to_one_cpu() -> None:
-    """Keep this process on one CPU.  The fits run on one thread; left free, the scheduler moves the
-    process between cores and millisecond timings turn bimodal (sleepstudy: 2.7 or 4.7 ms by process,
-    2.7–2.9 ms pinned to either core of the 2-core machine)."""
+    """Keep this process on one CPU (the fits run on one thread), so core migrations stay out of the timings.
+    Millisecond timings on the 2-core machine are still bimodal by stretches of a few seconds (sleepstudy
+    2.8 or ~4.5 ms, pinned or not), when a plain Python loop beside them also slows: the host, not the fit."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 
