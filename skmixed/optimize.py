@@ -108,6 +108,33 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initi
     )
 
 
+def _minimize_even(f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = "") -> OptSummary:
+    """scipy's ``method`` on f(x) given ``f_and_grad``, unbounded, in coordinates x·``scale``; the minimiser is
+    mapped by ``canonical``.  A run whose message contains ``stalled`` (the line search stopped at rounding
+    level) counts as converged; non-finite values are returned as a huge f so the line search backs off."""
+    from scipy.optimize import minimize  # lazily: import cost
+
+    x0 = np.asarray(x0, dtype=float)
+    scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
+    count, values = [0], []
+
+    def fun(y):
+        count[0] += 1
+        val, grad = f_and_grad(y / scale)
+        values.append(val)
+        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+            return np.finfo(float).max / 1e10, np.zeros_like(y)
+        return val, grad / scale
+
+    res = minimize(fun, x0 * scale, jac=True, method=method, options=options)
+    converged = bool(res.success) or stalled in str(res.message)
+    return OptSummary(
+        optimizer=f"scipy {method} (analytic gradient)", theta_init=x0, objective_init=float(values[0]),
+        theta=canonical(res.x / scale), objective=float(res.fun), n_evaluations=count[0], converged=converged,
+        return_code=str(res.message), messages=[] if res.success else [f"{method}: {res.message}"],
+    )
+
+
 def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, canonical=np.abs, scale=None) -> OptSummary:
     """Minimise an f with sign symmetries, given ``f_and_grad(x) -> (f, ∇f)``; ``canonical`` maps the
     minimiser to the representative with non-negative diagonal.
@@ -120,29 +147,8 @@ def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, canonical=np.abs, scale=None) -
     flipping the columns whose diagonal is negative.  ``scale`` (per coordinate) is a
     diagonal preconditioner: the search runs in x·scale.
     """
-    from scipy.optimize import minimize  # lazily: import cost
-
-    x0 = np.asarray(x0, dtype=float)
-    scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
-    count, values = [0], []
-
-    def fun(y):
-        count[0] += 1
-        val, grad = f_and_grad(y / scale)
-        values.append(val)
-        if not np.isfinite(val):
-            return np.finfo(float).max / 1e10, np.zeros_like(y)
-        return val, grad / scale
-
-    res = minimize(fun, x0 * scale, jac=True, method="L-BFGS-B", options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-5})
-    x = canonical(res.x / scale)
-    converged = bool(res.success) or "ABNORMAL" in str(res.message)  # line search stalled at rounding level
-    messages = [] if res.success else [f"L-BFGS-B: {res.message}"]
-    return OptSummary(
-        optimizer="scipy L-BFGS-B (analytic gradient)", theta_init=x0, objective_init=float(values[0]), theta=x,
-        objective=float(res.fun), n_evaluations=count[0], converged=converged,
-        return_code=str(res.message), messages=messages,
-    )
+    options = {"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-5}
+    return _minimize_even(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
 
 
 def bfgs_even(f_and_grad, x0, *, canonical, gtol=1e-3, maxiter=1000, hess_inv0=None) -> OptSummary:
@@ -152,27 +158,8 @@ def bfgs_even(f_and_grad, x0, *, canonical, gtol=1e-3, maxiter=1000, hess_inv0=N
     glmer's stage 2 over (θ, β), β in units of its standard error, uses it: dense BFGS needs
     less than half of L-BFGS-B's evaluations there (VerbAgg: 21 against 49 from the same start).
     """
-    from scipy.optimize import minimize  # lazily: import cost
-
-    x0 = np.asarray(x0, dtype=float)
-    count, values = [0], []
-
-    def fun(x):
-        count[0] += 1
-        val, grad = f_and_grad(x)
-        values.append(val)
-        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
-            return np.finfo(float).max / 1e10, np.zeros_like(x)
-        return val, grad
-
-    res = minimize(fun, x0, jac=True, method="BFGS", options={"maxiter": maxiter, "gtol": gtol, "hess_inv0": hess_inv0})
-    converged = bool(res.success) or "precision loss" in str(res.message)  # line search stalled at rounding level
-    messages = [] if res.success else [f"BFGS: {res.message}"]
-    return OptSummary(
-        optimizer="scipy BFGS (analytic gradient)", theta_init=x0, objective_init=float(values[0]), theta=canonical(res.x),
-        objective=float(res.fun), n_evaluations=count[0], converged=converged, return_code=str(res.message),
-        messages=messages,
-    )
+    options = {"maxiter": maxiter, "gtol": gtol, "hess_inv0": hess_inv0}
+    return _minimize_even(f_and_grad, x0, "BFGS", options, canonical, stalled="precision loss")
 
 
 def finite_difference(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
