@@ -6,21 +6,21 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .exceptions import DataError, OptionError
+from .options import describe_value
+
 
 def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
     """Table of npar, AIC, BIC, logLik, deviance and χ² tests between successive models (sorted by npar).
 
     REML fits are refitted by ML first, as lme4 does, because REML criteria of models
-    with different fixed effects are not comparable.
+    with different fixed effects are not comparable.  The models must be fits of one kind
+    (all LMMs or all GLMMs) to the same response on the same rows (see :func:`check_comparable`).
     """
     from scipy import stats  # imported here: scipy.stats alone costs more than the rest of `import skmixed`
 
-    if len(models) < 2:
-        raise ValueError("anova needs at least two fitted models to compare")
-    nobs = {m.nobs for m in models}
-    if len(nobs) > 1:
-        raise ValueError(f"models were fitted to different numbers of observations {sorted(nobs)}: compare models fitted to the same rows")
-    names = names or [f"m{i + 1}" for i in range(len(models))]
+    check_comparable(models)
+    names = _names(names, len(models))
     if any(getattr(m, "REML", False) for m in models):
         warnings.warn("refitting model(s) with ML (instead of REML)", UserWarning, stacklevel=2)
         models = tuple(m.refit_ml() if getattr(m, "REML", False) else m for m in models)
@@ -38,3 +38,71 @@ def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
         rows.append(row)
         prev = m
     return pd.DataFrame(rows, index=[names[i] for i in order])
+
+
+def check_comparable(models) -> None:
+    """Raise unless ``models`` are two or more fits whose likelihoods a χ² test may compare.
+
+    lme4 refuses models fitted to different numbers of rows or to different data objects;
+    it lets through models of different responses (whose likelihoods measure different
+    things) and LMMs beside binomial or Poisson GLMMs (a density beside a probability),
+    giving a meaningless test.  Here all of these are errors; models of a continuous
+    response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.  Without a second model lme4's
+    ``anova(m)`` gives sequential F tests of the fixed effects, which skmixed does not have.
+    """
+    from .glmm_results import GlmerResult
+    from .results import LmerResult
+
+    for k, m in enumerate(models, start=1):
+        if not isinstance(m, LmerResult):
+            hint = ": pass the estimator's result_" if hasattr(m, "result_") else ""
+            raise OptionError(
+                f"anova compares models fitted by skmixed.lmer or skmixed.glmer; argument {k} is "
+                f"{describe_value(m)}{hint}"
+            )
+    if len(models) < 2:
+        raise OptionError(
+            "anova needs at least two nested models fitted to the same data, e.g. anova(m0, m1) (lme4's one-model "
+            "table of sequential F tests is not available; see result.summary() for the fixed effects' tests)"
+        )
+    discrete = [_discrete(m) for m in models]
+    if len(set(discrete)) > 1:
+        k = discrete.index(not discrete[0]) + 1
+        raise OptionError(
+            f"anova cannot compare model 1 ({_kind(models[0])}) with model {k} ({_kind(models[k - 1])}): one likelihood "
+            "is a density of a continuous response, the other a probability of a discrete one"
+        )
+    nobs = {m.nobs for m in models}
+    if len(nobs) > 1:
+        raise DataError(f"models were fitted to different numbers of observations {sorted(nobs)}: compare models fitted to the same rows")
+    responses = list(dict.fromkeys(m.parsed.response for m in models))
+    if len(responses) > 1:
+        raise DataError(
+            f"the models have different responses ({', '.join(map(repr, responses))}): their likelihoods are not comparable"
+        )
+    first = models[0]
+    for k, m in enumerate(models[1:], start=2):
+        if not np.array_equal(m.frame.y, first.frame.y):
+            raise DataError(
+                f"model {k} was fitted to different data than model 1 (the values of {responses[0]!r} differ): "
+                "compare models fitted to the same data set"
+            )
+
+
+def _discrete(m) -> bool:
+    from .families import Binomial, NegativeBinomial, Poisson
+
+    return isinstance(getattr(m, "family", None), (Binomial, Poisson, NegativeBinomial))
+
+
+def _kind(m) -> str:
+    family = getattr(m, "family", None)
+    return "a linear mixed model" if family is None else f"a {family.name} GLMM"
+
+
+def _names(names, n: int) -> list[str]:
+    if names is None:
+        return [f"m{i + 1}" for i in range(n)]
+    if not isinstance(names, (list, tuple)) or len(names) != n or len(set(names)) != n:
+        raise OptionError(f"names must be {n} distinct labels, one per model, not {names!r}")
+    return [str(x) for x in names]

@@ -25,11 +25,12 @@ import pandas as pd
 from .design import model_frame
 from .exceptions import ConvergenceWarning, DataError, FormulaError, OptionError, SingularFitWarning
 from .factor import single_blas_thread
-from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, get_family, theta_ml
+from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, theta_ml
 from .formula import parse_formula
 from .glmm_results import GlmerResult
 from .laplace_gradient import LaplaceGradient
 from .optimize import OptSummary, bfgs_even, bobyqa, finite_difference, newton_finish, polish_and_check
+from .options import check_glmer, glmer_start, theta_only
 from .pirls import GlmmDeviance, Mode, gauss_hermite, rx_scales
 from .pls import PlsSolution
 from .reterms import RandomEffects, random_effects
@@ -72,7 +73,7 @@ def glmer(
     (fast), > 1 = adaptive Gauss–Hermite with that many nodes (one scalar random-effects
     term only).  ``start``: θ, or a dict with ``theta`` and/or ``fixef``.
     """
-    fam = get_family(family)
+    fam, nAGQ, check_conv, maxeval = check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     if isinstance(fam, Gaussian) and fam.link.name == "identity":
         from .lmm import lmer
 
@@ -82,8 +83,8 @@ def glmer(
             UserWarning,
             stacklevel=2,
         )
-        return lmer(formula, data, REML=False, weights=weights, offset=offset, start=start)
-    nAGQ = _check_nagq(nAGQ)
+        return lmer(formula, data, REML=False, weights=weights, offset=offset, start=theta_only(start),
+                    check_conv=check_conv, maxeval=maxeval)
     parsed = parse_formula(formula)
     if not parsed.bars:
         raise FormulaError(
@@ -99,7 +100,7 @@ def glmer(
         if isinstance(fam, Binomial):
             _warn_if_separated(frame.X, frame.y, frame.weights, frame.x_names)
         engine = GlmmDeviance(frame.y, frame.X, re, fam, frame.weights, frame.offset, frame.trials)
-        theta0, beta0 = _start_values(start, re, frame.X.shape[1])
+        theta0, beta0 = glmer_start(start, re, frame.X.shape[1])
         estimate_nb = isinstance(fam, NegativeBinomial) and fam.theta is None
         if estimate_nb:
             fit = _fit_negative_binomial(engine, nAGQ, theta0, beta0, check_conv, maxeval)
@@ -120,12 +121,6 @@ def glmer(
 
 
 # --- checks ---------------------------------------------------------------------------
-def _check_nagq(nAGQ) -> int:
-    if isinstance(nAGQ, bool) or not isinstance(nAGQ, (int, np.integer)) or not 0 <= nAGQ <= 100:
-        raise OptionError(f"nAGQ must be an integer from 0 to 100 (0: fast, 1: Laplace, > 1: quadrature nodes), not {nAGQ!r}")
-    return int(nAGQ)
-
-
 def _check_terms(re: RandomEffects, n: int, nAGQ: int) -> None:
     """lme4's GLMM checks: each factor has ≥ 2 levels, each term ≤ n effects (a level per row is allowed)."""
     for t in re.terms:
@@ -202,26 +197,6 @@ def _warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[
         UserWarning,
         stacklevel=3,
     )
-
-
-def _start_values(start, re: RandomEffects, p: int) -> tuple[np.ndarray, np.ndarray | None]:
-    theta, beta = re.theta_init, None
-    if isinstance(start, dict):
-        unknown = set(start) - {"theta", "fixef", "beta"}
-        if unknown:
-            raise OptionError(f"start may have the keys 'theta' and 'fixef', not {sorted(unknown)}")
-        if start.get("theta") is not None:
-            theta = np.asarray(start["theta"], dtype=float)
-        fixef = start.get("fixef", start.get("beta"))
-        if fixef is not None:
-            beta = np.asarray(fixef, dtype=float)
-            if beta.shape != (p,):
-                raise OptionError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.shape}")
-    elif start is not None:
-        theta = np.asarray(start, dtype=float)
-    if theta.shape != (re.n_theta,):
-        raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta.shape}")
-    return np.maximum(theta, re.theta_lower), beta
 
 
 # --- optimisation -------------------------------------------------------------------

@@ -15,6 +15,7 @@ from .exceptions import FormulaError, OptionError, SingularFitWarning
 from .factor import single_blas_thread
 from .formula import parse_formula
 from .optimize import bobyqa, lbfgsb_even, polish_and_check
+from .options import check_lmer, lmer_start
 from .pls import ProfiledDeviance, cross_products, moment_theta, theta_scale
 from .results import LmerResult
 from .reterms import check_identifiable, random_effects
@@ -34,8 +35,9 @@ def lmer(
 
     ``formula`` is an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     ``weights`` and ``offset`` are column names of ``data`` or arrays; ``start`` is an
-    initial θ (default: identity Λ).
+    initial θ or ``{"theta": θ}`` (default: identity Λ).  :mod:`skmixed.options` says what each option accepts.
     """
+    REML, check_conv, maxeval = check_lmer(REML, weights, offset, start, check_conv, maxeval, data)
     parsed = parse_formula(formula)
     if not parsed.bars:
         raise FormulaError(
@@ -45,6 +47,7 @@ def lmer(
     frame = model_frame(parsed, data, weights=weights, offset=offset)
     re = random_effects(parsed.bars, frame.data)
     check_identifiable(re, len(frame.y))
+    start = lmer_start(start, re)
     cp = cross_products(re.Z, frame.X, frame.y, frame.weights, frame.offset)
     name = data.attrs.get("name")
     result = LmerResult(

@@ -1,0 +1,203 @@
+"""The options of ``lmer`` and ``glmer`` (and of the magics that call them), checked before any work is done.
+
+Each bad value raises an :class:`~skmixed.exceptions.OptionError` naming the option, the value
+given and what is accepted.  The rules follow what an lme4 user writes, without R's silent
+coercions that would turn a typo into a different model:
+
+- switches (``REML``, ``check_conv``): ``True``/``False`` (numpy booleans too) or R's ``0``/``1``;
+  a string is refused, because Python reads ``REML="FALSE"`` as true.
+- counts (``maxeval``, ``nAGQ``): whole numbers, given as an int or as a float without a
+  fraction (``maxeval=1e5``, as R users write it); a boolean is refused.
+- ``weights``, ``offset``: ``None``, the name of a numeric column of ``data``, or one number per
+  row (list, array, Series).  Their length and values are the model frame's to check.
+- ``start``: ``None``, θ as numbers, or lme4's named list as a dict: ``{"theta": θ}`` for
+  ``lmer`` (β is profiled out of its deviance, so it has no start), ``{"theta": θ, "fixef": β}``
+  for ``glmer``, either key optional.  Values must be finite; θ's length and its bounds (the
+  diagonal elements of each relative covariance factor are ≥ 0) are checked once the
+  random-effects terms are known (:func:`lmer_start`, :func:`glmer_start`).
+"""
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import DataError, OptionError
+from .families import Family, NegativeBinomial, get_family
+
+NAGQ_MAX = 100  # more nodes than any integral here needs; lme4 lets the user go further at their own cost
+_NUMERIC = {"integer", "floating", "mixed-integer-float", "decimal", "empty"}
+
+
+def switch(value, name: str) -> bool:
+    """``value`` as a bool: True/False, a numpy boolean, or the integers 1/0 (R's ``REML = 0``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, Integral) and value in (0, 1):
+        return bool(value)
+    raise OptionError(f"{name} must be True or False (or 1/0), not {value!r}")
+
+
+def count(value, name: str, low: int, high: int | None = None, meaning: str = "") -> int:
+    """``value`` as an int in [low, high]: an int, or a float with no fractional part (``1e5``)."""
+    whole = isinstance(value, Integral) or (isinstance(value, Real) and np.isfinite(value) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not whole or value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise OptionError(f"{name} must be an integer {bounds}{meaning}, not {value!r}")
+    return int(value)
+
+
+def column_or_vector(value, data: pd.DataFrame, name: str) -> None:
+    """Check that ``weights``/``offset`` is None, a numeric column's name, or a 1-D sequence of numbers."""
+    if value is None:
+        return
+    if isinstance(value, str):
+        if value in data.columns and not _numeric(data[value]):
+            raise OptionError(f"{name} names the column {value!r}, which holds {data[value].dtype} values, not numbers")
+        return  # an unknown column is reported by the model frame, with the nearest names
+    if _ndim(value) != 1:
+        raise OptionError(
+            f"{name} must be a column name of the data or one number per row (a list, array or Series), "
+            f"not {describe_value(value)}"
+        )
+    if not _numeric(value):
+        raise OptionError(f"{name} must hold numbers, not {pd.api.types.infer_dtype(value, skipna=True)} values")
+
+
+def check_lmer(REML, weights, offset, start, check_conv, maxeval, data) -> tuple[bool, bool, int]:
+    """The checked ``(REML, check_conv, maxeval)`` of an ``lmer`` call; the other options are only checked."""
+    _check_data(data)
+    column_or_vector(weights, data, "weights")
+    column_or_vector(offset, data, "offset")
+    _start_parts(start, ("theta",))
+    return switch(REML, "REML"), switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+
+
+def check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data) -> tuple[Family, int, bool, int]:
+    """The checked ``(family, nAGQ, check_conv, maxeval)`` of a ``glmer`` call; the other options are only checked."""
+    fam = get_family(family)
+    _check_data(data)
+    column_or_vector(weights, data, "weights")
+    column_or_vector(offset, data, "offset")
+    _start_parts(start, ("theta", "fixef"))
+    nAGQ = count(nAGQ, "nAGQ", 0, NAGQ_MAX, " (0: fast, 1: Laplace, > 1: quadrature nodes)")
+    return fam, nAGQ, switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+
+
+def lmer_start(start, re) -> np.ndarray | None:
+    """θ to start ``lmer`` from (None: its default), checked against the random-effects terms ``re``."""
+    theta = _start_parts(start, ("theta",)).get("theta")
+    return None if theta is None else _check_theta(theta, re)
+
+
+def glmer_start(start, re, p: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(θ, β or None) to start ``glmer`` from; θ defaults to Λ = I as in lme4."""
+    parts = _start_parts(start, ("theta", "fixef"))
+    theta = re.theta_init if parts.get("theta") is None else _check_theta(parts["theta"], re)
+    beta = parts.get("fixef")
+    if beta is not None and beta.shape != (p,):
+        raise OptionError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.size}")
+    return theta, beta
+
+
+def theta_only(start):
+    """The θ part of a ``glmer`` start, for a model handed to ``lmer`` (whose β is profiled out)."""
+    return start.get("theta") if isinstance(start, dict) else start
+
+
+def family_with_link(name, link: str | None) -> Family:
+    """The family ``name`` with ``link`` instead of its default (``--family NAME --link LINK`` of the magics)."""
+    family = get_family(name)
+    if link is None:
+        return family
+    if isinstance(family, NegativeBinomial):
+        return NegativeBinomial(family.theta, link=link)
+    return type(family)(link=link)
+
+
+# --- helpers ---------------------------------------------------------------------------
+def _check_data(data) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {describe_value(data)}")
+
+
+def _numeric(values, booleans: bool = True) -> bool:
+    """Numbers (and booleans, as 0/1 in R, if ``booleans``); not strings, dates or categories."""
+    if np.ndim(values) == 0:
+        return isinstance(values, Real) and (booleans or not isinstance(values, bool))
+    dtype = getattr(values, "dtype", None)
+    if dtype is None or dtype == object:
+        kind = pd.api.types.infer_dtype(values, skipna=True)
+        return kind in _NUMERIC or (booleans and kind == "boolean")
+    if pd.api.types.is_bool_dtype(dtype):
+        return booleans
+    return pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+
+
+def _ndim(value) -> int:
+    try:
+        return np.ndim(value)
+    except ValueError:  # nested sequences of unequal lengths
+        return 2
+
+
+def describe_value(value) -> str:
+    """``value`` for an error message: its repr, cut at 40 characters, and its type (an array: its shape)."""
+    if _ndim(value) > 0 and hasattr(value, "shape"):
+        return f"a {type(value).__name__} of shape {value.shape}"
+    text = repr(value)
+    return f"{text if len(text) <= 40 else text[:37] + '...'} ({type(value).__name__})"
+
+
+def _start_parts(start, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """``start`` as {key: finite float vector}; a bare sequence of numbers is θ."""
+    if start is None:
+        return {}
+    allowed = " and ".join(repr(k) for k in keys)
+    if isinstance(start, dict):
+        unknown = [k for k in start if k not in keys]
+        if unknown:
+            why = " (lmer profiles β out of the deviance: only θ has a starting value)" if "fixef" in unknown else ""
+            raise OptionError(f"start may have the keys {allowed}, not {unknown!r}{why}")
+        parts = {k: v for k, v in start.items() if v is not None}
+    else:
+        parts = {"theta": start}
+    for key, value in parts.items():
+        label = "start" if key == "theta" and not isinstance(start, dict) else f"start[{key!r}]"
+        if _ndim(value) > 1 or not _numeric(value, booleans=False):
+            raise OptionError(
+                f"{label} must be a number or a sequence of numbers, or a dict with the keys {allowed}; "
+                f"not {describe_value(value)}"
+            )
+        try:
+            vector = np.atleast_1d(np.asarray(value, dtype=float))
+        except (TypeError, ValueError):  # e.g. pandas' NA
+            raise OptionError(f"{label} must be finite numbers, not {describe_value(value)}") from None
+        if not np.all(np.isfinite(vector)):
+            raise OptionError(f"{label} must be finite, not {vector.tolist()}")
+        parts[key] = vector
+    return parts
+
+
+def _check_theta(theta: np.ndarray, re) -> np.ndarray:
+    names = _theta_names(re)
+    if theta.shape != (re.n_theta,):
+        raise OptionError(
+            f"start must have {re.n_theta} values of θ, one per element of the relative covariance factors "
+            f"({', '.join(names)}), not {theta.size}"
+        )
+    below = np.flatnonzero(theta < re.theta_lower)
+    if below.size:
+        bad = ", ".join(f"{names[i]} = {theta[i]:g}" for i in below)
+        raise OptionError(f"start θ has negative diagonal elements ({bad}): the diagonal of each factor must be ≥ 0")
+    return theta
+
+
+def _theta_names(re) -> list[str]:
+    """lme4's names of θ: ``group.effect`` for a diagonal element, ``group.row.column`` off it."""
+    names = []
+    for t in re.terms:
+        for i, j in t.tril:
+            names.append(f"{t.group}.{t.effects[i]}" if i == j else f"{t.group}.{t.effects[i]}.{t.effects[j]}")
+    return names
