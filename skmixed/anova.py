@@ -50,7 +50,6 @@ def check_comparable(models) -> None:
     response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.  Without a second model lme4's
     ``anova(m)`` gives sequential F tests of the fixed effects, which skmixed does not have.
     """
-    from .glmm_results import GlmerResult
     from .results import LmerResult
 
     for k, m in enumerate(models, start=1):

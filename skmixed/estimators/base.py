@@ -7,9 +7,12 @@ without random effects is fitted (:meth:`_fit_fixed`), and how the linear predic
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_array, check_consistent_length, check_is_fitted, validate_data
 
 from ..exceptions import DataError
@@ -31,12 +34,17 @@ class MixedModelEstimator(BaseEstimator):
 
     Model: ``η = Xβ + Zb``, ``b ~ N(0, σ²ΛΛ')``; Z holds, per grouping factor, a random
     intercept (and the ``random_slopes`` columns of X) for each of its levels.
+
+    Hyper-parameters are checked by scikit-learn against ``_parameter_constraints`` when ``fit``
+    starts (an ``InvalidParameterError``, a ValueError); subclasses extend these constraints.
     """
 
-    # --- hooks ------------------------------------------------------------------
-    def _check_params(self) -> None:
-        """Check the subclass's own parameters (called at the start of ``fit``)."""
+    _parameter_constraints: dict = {
+        "formula": [str, None],
+        "random_slopes": [None, str, Interval(Integral, 0, None, closed="left"), "array-like"],
+    }
 
+    # --- hooks ------------------------------------------------------------------
     def _check_target(self, y: np.ndarray) -> np.ndarray:
         """The validated target as the float response the core fits (sets ``classes_`` for classifiers)."""
         raise NotImplementedError
@@ -57,17 +65,15 @@ class MixedModelEstimator(BaseEstimator):
         return validate_data(self, X, y, y_numeric=True)
 
     # --- fit --------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model; ``groups`` (array mode) holds one column per grouping factor.
 
         Without ``groups`` in array mode the model has no random effects: an ordinary
         (generalised) linear model, so that the estimator works in any sklearn setting.
         """
-        self._check_params()
         if self.formula is not None:
             return self._fit_formula(X, y, groups, sample_weight)
-        if not (self.random_slopes is None or isinstance(self.random_slopes, (str, int, np.integer, list, tuple))):
-            raise ValueError(f"random_slopes must be None, a column name or index, or a list of them, not {self.random_slopes!r}")
         X, y = self._validate_X_y(X, y)
         y = self._check_target(y)
         weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)

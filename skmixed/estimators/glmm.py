@@ -6,14 +6,18 @@ Model: ``η = Xβ + Zb``, ``μ = g⁻¹(η)``, y | b from the family, ``b ~ N(0,
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
 from ..families import Binomial, Family, Gaussian, get_family
 from ..glmm import glmer
 from ..links import EPS
+from ..options import FAMILY_NAMES, NAGQ_MAX
 from .base import MixedModelEstimator
 from .glm import fit_glm, pearson_dispersion
 
@@ -21,13 +25,13 @@ from .glm import fit_glm, pearson_dispersion
 class _GeneralizedMixedModel(MixedModelEstimator):
     """What GLMM and GLMMClassifier share: the family, ``glmer`` for mixed fits, IRLS without groups."""
 
+    _parameter_constraints: dict = {
+        **MixedModelEstimator._parameter_constraints,
+        "nAGQ": [Interval(Integral, 0, NAGQ_MAX, closed="both")],
+    }
+
     def _family(self) -> Family:
         raise NotImplementedError
-
-    def _check_params(self) -> None:
-        if isinstance(self.nAGQ, (bool, np.bool_)) or not isinstance(self.nAGQ, (int, np.integer)) or self.nAGQ < 0:
-            raise ValueError(f"nAGQ must be a non-negative integer (0, 1 = Laplace, or more quadrature nodes), not {self.nAGQ!r}")
-        self._family()  # an unknown family or link is reported before any data work
 
     def _max_levels(self, n: int) -> int:
         """A GLMM may have one level per row (an observation-level random effect), as lme4's glmer allows."""
@@ -75,6 +79,11 @@ class GLMM(RegressorMixin, _GeneralizedMixedModel):
     Fitted attributes as :class:`MixedLM`, plus ``family_`` (with θ for an estimated negative binomial).
     """
 
+    _parameter_constraints: dict = {
+        **_GeneralizedMixedModel._parameter_constraints,
+        "family": [StrOptions(set(FAMILY_NAMES)), Family],
+    }
+
     def __init__(self, family="poisson", formula=None, random_slopes=None, nAGQ=1):
         self.family = family
         self.formula = formula
@@ -120,6 +129,8 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
     ``classes_[1]`` (the linear predictor for the logit link), so ``predict`` picks
     ``classes_[1]`` where it is positive.
     """
+
+    _parameter_constraints: dict = {**_GeneralizedMixedModel._parameter_constraints, "link": [StrOptions(set(Binomial.links))]}
 
     def __init__(self, formula=None, random_slopes=None, link="logit", nAGQ=1):
         self.formula = formula

@@ -51,14 +51,12 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
     n_features_in_, feature_names_in_ : as in scikit-learn.
     """
 
+    _parameter_constraints: dict = {**MixedModelEstimator._parameter_constraints, "reml": ["boolean"]}
+
     def __init__(self, formula=None, random_slopes=None, reml=True):
         self.formula = formula
         self.random_slopes = random_slopes
         self.reml = reml
-
-    def _check_params(self) -> None:
-        if not isinstance(self.reml, (bool, np.bool_)):
-            raise ValueError(f"reml must be True (REML) or False (maximum likelihood), not {self.reml!r}")
 
     def _check_target(self, y):
         y = np.asarray(y, dtype=float)
@@ -67,7 +65,7 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         return y
 
     def _fit_mixed(self, formula, data, weights):
-        return lmer(formula, data, REML=bool(self.reml), weights=weights)
+        return lmer(formula, data, REML=self.reml, weights=weights)
 
     def _fit_fixed(self, X, y, weights):
         """Weighted least squares ``min Σ wᵢ (yᵢ − β₀ − xᵢ'β)²``; residual variance on n − rank degrees of freedom."""

@@ -73,11 +73,10 @@ def _dataframe(namespace: dict, name: str) -> pd.DataFrame:
 
 def family_from_options(name: str, link: str | None):
     """The family object for ``--family NAME [--link LINK]``; an unknown name or link is a usage error."""
-    from ..families import get_family
+    from ..options import family_with_link
 
     try:
-        family = get_family(name)
-        return family if link is None else type(family)(link=link)
+        return family_with_link(name, link)
     except InputError as e:
         raise UsageError(str(e)) from None
 
