@@ -1,4 +1,6 @@
 """skmixed: mixed-effects models with lme4's numerics, native to scikit-learn and Jupyter."""
+import importlib
+
 from . import families
 from .anova import anova
 from .exceptions import (
@@ -36,12 +38,21 @@ __all__ = [
 __version__ = "0.1.0"
 
 _ESTIMATORS = {"MixedLM", "GLMM", "GLMMClassifier"}
+#: subpackages loaded on first access (``skmixed.datasets.load(...)`` after a plain ``import skmixed``):
+#: plotting needs matplotlib, magics IPython, estimators scikit-learn, none of which ``import skmixed`` should pay for
+_SUBMODULES = {"datasets", "plotting", "magics", "estimators"}
 
 
 def __getattr__(name: str):
-    """The scikit-learn estimators, imported on first use: scikit-learn costs more to import than all the rest."""
+    """The scikit-learn estimators and the subpackages above, imported on first use (PEP 562)."""
     if name in _ESTIMATORS:
         from . import estimators
 
         return getattr(estimators, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'skmixed' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _ESTIMATORS | _SUBMODULES)
