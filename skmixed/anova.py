@@ -1,6 +1,7 @@
 """Likelihood-ratio comparison of nested mixed models (lme4's ``anova(m1, m2, ...)``)."""
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -47,14 +48,17 @@ def check_comparable(models) -> None:
     it lets through models of different responses (whose likelihoods measure different
     things) and LMMs beside binomial or Poisson GLMMs (a density beside a probability),
     giving a meaningless test.  Here all of these are errors; models of a continuous
-    response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.  Without a second model lme4's
-    ``anova(m)`` gives sequential F tests of the fixed effects, which skmixed does not have.
+    response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.  Without
+    a second model lme4's ``anova(m)`` gives sequential F tests of the fixed effects, which
+    skmixed does not have.
     """
     from .results import LmerResult
 
     for k, m in enumerate(models, start=1):
         if not isinstance(m, LmerResult):
-            hint = ": pass the estimator's result_" if hasattr(m, "result_") else ""
+            estimators = sys.modules.get("skmixed.estimators.base")  # loaded if m is an estimator
+            is_estimator = estimators is not None and isinstance(m, estimators.MixedModelEstimator)
+            hint = ": pass the fitted estimator's result_" if is_estimator else ""
             raise OptionError(
                 f"anova compares models fitted by skmixed.lmer or skmixed.glmer; argument {k} is "
                 f"{describe_value(m)}{hint}"
