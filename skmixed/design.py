@@ -354,31 +354,41 @@ def binomial_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.nda
 
 
 def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
-    """Drop columns of X that are (numerically) linear in earlier columns, as R's ``qr(X, tol = 1e-7)`` does."""
-    keep = []
-    for j in range(X.shape[1]):
-        col = X[:, j]
-        norm = np.linalg.norm(col)
-        if norm == 0:
-            continue
-        if keep:
-            Q, _ = np.linalg.qr(X[:, keep])
-            resid = col - Q @ (Q.T @ col)
-            if np.linalg.norm(resid) <= tol * norm:
-                continue
-        keep.append(j)
-    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
-    return X[:, keep], [names[j] for j in keep], dropped
+    """Drop the columns of X that are (numerically) linear in earlier ones, as R's ``qr(X, tol = 1e-7)`` does.
 
+    R's LINPACK QR (dqrdc2) moves a column to the end when its norm, after the reflections of the
+    columns kept before it, falls below ``tol`` times its original norm; the rank is the number of
+    columns kept.  The same greedy rule here: one Householder QR of the remaining columns (projected
+    off the kept ones) finds the first such column; the columns before it are kept, it is dropped,
+    and the search resumes after it, so a design with k aliased columns costs k + 1 QRs.
+    """
+    import scipy.linalg as la
 
-def _full_rank(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    if X.shape[1] == 0:
-        return X, names, []
-    R = np.linalg.qr(X, mode="r")
-    scale = np.linalg.norm(X, axis=0)
-    if np.all(np.abs(np.diag(R)) > 1e-7 * np.where(scale > 0, scale, 1.0)) and np.all(scale > 0):
-        return X, names, []
-    return drop_aliased(X, names)
+    n, p = X.shape
+    norms = np.linalg.norm(X, axis=0)
+    keep, dropped = [], []
+    Q = np.zeros((n, 0))
+    remaining = [j for j in range(p) if norms[j] > 0]
+    dropped_zero = [j for j in range(p) if norms[j] == 0]
+    while remaining:
+        if len(keep) == n:  # the kept columns span every direction: the rest are linear in them
+            dropped += remaining
+            break
+        A = X[:, remaining]
+        for _ in range(2):  # projected twice: one projection leaves rounding of the size of what it removed
+            A = A - Q @ (Q.T @ A)
+        Qa, Ra = la.qr(A, mode="economic")
+        m = min(len(remaining), n - len(keep))
+        small = np.flatnonzero(np.abs(np.diag(Ra)[:m]) <= tol * norms[remaining[:m]])
+        first = int(small[0]) if small.size else m
+        keep += remaining[:first]
+        Q = np.hstack([Q, Qa[:, :first]])
+        if first < len(remaining):
+            dropped.append(remaining[first])
+        remaining = remaining[first + 1 :]
+    keep.sort()
+    aliased = sorted(dropped + dropped_zero)
+    return X[:, keep], [names[j] for j in keep], [names[j] for j in aliased]
 
 
 def model_frame(
@@ -426,6 +436,12 @@ def model_frame(
     n_dropped = int((~keep).sum())
     if keep.sum() == 0:
         raise DataError("no complete rows: every row has a missing value in a variable the model uses")
+    if weights is not None:
+        if np.any(weights < 0) or np.any(np.isinf(weights)):
+            raise DataError("weights must be finite and non-negative")
+        if not np.any(weights[keep] > 0):
+            raise DataError("every weight is zero: there is nothing to fit; check the weights")
+        keep &= weights != 0  # a row of weight 0 carries no information: left out, as if missing (R's lm)
     used = data.loc[keep]
     if n_dropped:
         warnings.warn(f"{n_dropped} rows with missing values were dropped", UserWarning, stacklevel=3)
@@ -438,7 +454,7 @@ def model_frame(
     if not np.all(np.isfinite(X)):
         bad = [c for c, ok in zip(design.names, np.isfinite(X).all(axis=0)) if not ok]
         raise DataError(f"the fixed-effect columns {bad} have non-finite values (a transform like log of 0?)")
-    X, names, dropped = _full_rank(X, design.names)
+    X, names, dropped = drop_aliased(X, design.names) if X.shape[1] else (X, design.names, [])
     if dropped:
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
@@ -451,8 +467,6 @@ def model_frame(
     for expr in parsed.offsets:
         off = off + _numeric_vector(expr, used, "offset")
     w = np.ones(len(used)) if weights is None else weights[keep]
-    if np.any(w < 0) or not np.all(np.isfinite(w)):
-        raise DataError("weights must be finite and non-negative")
     if trials is not None:
         w = w * trials
     if not np.all(np.isfinite(off)):

@@ -29,11 +29,12 @@ from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, the
 from .formula import parse_formula
 from .glmm_results import GlmerResult
 from .laplace_gradient import LaplaceGradient
-from .optimize import OptSummary, bfgs_even, bobyqa, finite_difference, newton_finish, polish_and_check
+from .optimize import MAX_FD_HESSIAN, OptSummary, bfgs_even, bobyqa, finite_difference, gradient_hessian, minimize
 from .options import check_glmer, glmer_start, theta_only
 from .pirls import GlmmDeviance, Mode, gauss_hermite, rx_scales
 from .pls import PlsSolution
 from .reterms import RandomEffects, random_effects
+from .standardize import Standardization, standardize
 
 DERIVS_MAX_NOBS = 10_000  # lme4's check.conv.nobsmax: above it, no Hessian (and vcov from RX)
 DERIVS_MAX_PARAMS = 20  # lme4's check.conv.nparmax
@@ -99,15 +100,17 @@ def glmer(
         _check_not_constant(frame.y, frame.weights, fam, parsed.response)
         if isinstance(fam, Binomial):
             _warn_if_separated(frame.X, frame.y, frame.weights, frame.x_names)
-        engine = GlmmDeviance(frame.y, frame.X, re, fam, frame.weights, frame.offset, frame.trials)
+        X, _, _, std = standardize(frame.X, frame.y, frame.weights, response=False)
+        engine = GlmmDeviance(frame.y, X, re, fam, frame.weights, frame.offset, frame.trials)
         theta0, beta0 = glmer_start(start, re, frame.X.shape[1])
+        beta0 = None if beta0 is None else std.beta_tilde(beta0)
         estimate_nb = isinstance(fam, NegativeBinomial) and fam.theta is None
         if estimate_nb:
             fit = _fit_negative_binomial(engine, nAGQ, theta0, beta0, check_conv, maxeval)
         else:
             fit = _fit(engine, nAGQ, theta0, beta0, check_conv, maxeval)
         name = data.attrs.get("name")
-        result = _result(parsed, frame, re, engine, fit, nAGQ, name if isinstance(name, str) else None, estimate_nb)
+        result = _result(parsed, frame, re, engine, fit, std, nAGQ, name if isinstance(name, str) else None, estimate_nb)
     if not fit.mode.converged:
         warnings.warn(
             f"PIRLS did not converge at the estimates ({fit.mode.message}): the conditional modes, and so the "
@@ -200,17 +203,6 @@ def _warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[
 
 
 # --- optimisation -------------------------------------------------------------------
-def _snap_to_boundary(f, summary: OptSummary, lower: np.ndarray) -> None:
-    """lme4's check.boundary: put θ within ``BOUNDARY_TOL`` of 0 on the bound if that does not raise f."""
-    x = summary.theta
-    near = (lower == 0) & (x > 0) & (x < BOUNDARY_TOL)
-    if near.any():
-        x_bound = np.where(near, 0.0, x)
-        f_bound = f(x_bound)
-        if f_bound <= summary.objective:
-            summary.theta, summary.objective = x_bound, float(f_bound)
-
-
 def _fit(
     engine: GlmmDeviance, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol: float | None = None
 ) -> _Fit:
@@ -223,11 +215,10 @@ def _fit(
             return fit
     lower = engine.re.theta_lower
     tol1 = LOOSE_TOL if nAGQ > 0 else 1e-8  # stage 1 only gives stage 2 its start
-    opt = bobyqa(engine.nagq0, theta0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval)
-    _snap_to_boundary(engine.nagq0, opt, lower)
+    opt = minimize(lambda x0: bobyqa(engine.nagq0, x0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval),
+                   theta0, lower, f=engine.nagq0, check=nAGQ == 0 and check_conv, newton_steps=1,
+                   hessian=engine.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS)
     if nAGQ == 0:
-        if check_conv:
-            polish_and_check(engine.nagq0, opt, lower)
         mode = engine.joint_mode(opt.theta)
         return _Fit(opt.theta, mode.beta, mode, engine.laplace_of(mode), opt)
     beta = engine.joint_mode(opt.theta).beta if beta0 is None else beta0
@@ -285,25 +276,28 @@ def _fit_with_gradient(engine: GlmmDeviance, theta0, beta0, check_conv: bool, ma
         return value, np.concatenate([grad[:k], grad[k:] * scale])
 
     z0 = np.concatenate([theta0, np.zeros(p)])
-    with_derivs = derivs and engine.n < DERIVS_MAX_NOBS and k + p < DERIVS_MAX_PARAMS  # as lme4 (and _stage2)
-    # without the Newton finish (large models, the negative binomial's inner refits) BFGS goes on to an f accurate to ~1e-11
-    opt = bfgs_even(scaled_value_and_gradient, z0, canonical=lambda z: np.concatenate([engine.re.canonical_theta(z[:k]), z[k:]]),
-                    gtol=1e-3 if with_derivs else 1e-5, maxiter=maxeval,
-                    hess_inv0=_initial_inverse_hessian(scaled_value_and_gradient, z0, k, RX, scale))
-    optsum = OptSummary(
-        optimizer=opt.optimizer + " over (θ, β)", theta_init=np.concatenate([theta0, beta0]),
-        objective_init=opt.objective_init, theta=unscaled(opt.theta), objective=opt.objective,
-        n_evaluations=len(seen), converged=opt.converged, return_code=opt.return_code, messages=list(opt.messages),
-    )
+    hess_inv0 = _initial_inverse_hessian(scaled_value_and_gradient, z0, k, RX, scale)
+
+    def optimizer(x0):  # BFGS in z = (θ, (β − β0)/scale), reported in (θ, β)
+        z_start = np.concatenate([x0[:k], (x0[k:] - beta0) / scale])
+        # without the Newton finish (the negative binomial's inner refits) BFGS goes on to an f accurate to ~1e-11
+        opt = bfgs_even(scaled_value_and_gradient, z_start, gtol=1e-3 if check_conv else 1e-5, maxiter=maxeval,
+                        canonical=lambda z: np.concatenate([engine.re.canonical_theta(z[:k]), z[k:]]), hess_inv0=hess_inv0)
+        opt.optimizer += " over (θ, β)"
+        opt.map(unscaled, lambda value: value)
+        return opt
+
     lower = np.concatenate([engine.re.theta_lower, np.full(p, -np.inf)])
-    _snap_to_boundary(lambda x: value_and_gradient(x)[0], optsum, lower)
+    with_derivs = derivs and engine.n < DERIVS_MAX_NOBS and k + p < DERIVS_MAX_PARAMS  # as lme4 (and _stage2)
+    optsum = minimize(optimizer, np.concatenate([theta0, beta0]), lower, f_and_grad=value_and_gradient,
+                      scale=np.concatenate([np.ones(k), 1 / scale]), check=check_conv, hessian=with_derivs,
+                      newton_steps=1, hessian_step=1e-5)
+    optsum.n_evaluations = len(seen)
     hessian_vcov = None
     if with_derivs:
-        with warnings.catch_warnings():
-            if not check_conv:
-                warnings.simplefilter("ignore", ConvergenceWarning)
-            H = newton_finish(value_and_gradient, optsum, lower)
-        optsum.n_evaluations = len(seen)
+        H = optsum.hessian
+        if H is None:
+            H = gradient_hessian(value_and_gradient, optsum.theta, value_and_gradient(optsum.theta)[1], lower, 1e-5)
         hessian_vcov = _vcov_from_hessian(H, k)
     theta, beta = optsum.theta[:k], optsum.theta[k:]
     mode = engine.mode(theta, beta)
@@ -351,32 +345,32 @@ def _stage2(
     scale = engine.fixed_scales(engine.mode(theta0, beta0))
     lower = np.concatenate([engine.re.theta_lower, np.full(len(beta0), -np.inf)])
     with_derivs = derivs and engine.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS
-    if tol is None:
-        tol = LOOSE_TOL if with_derivs and check_conv else 1e-8
+    if tol is None:  # loose where Newton steps on a finite-difference Hessian finish the job
+        tol = LOOSE_TOL if check_conv and len(lower) <= MAX_FD_HESSIAN else 1e-8
     # first steps of 0.2·|θ| (at least 0.05) and 0.4 SE for β: the GLMM references need 22% fewer evaluations
     step = np.concatenate([np.maximum(0.2 * np.abs(theta0), 0.05), np.full(len(beta0), 0.4)])
-    opt = bobyqa(lambda z: deviance(np.concatenate([z[:k], beta0 + scale * z[k:]])),
-                 np.concatenate([theta0, np.zeros(len(beta0))]), lower, xtol_abs=tol, ftol_abs=tol, maxeval=maxeval,
-                 initial_step=step)
-    x = np.concatenate([opt.theta[:k], beta0 + scale * opt.theta[k:]])
-    optsum = OptSummary(
-        optimizer="nlopt LN_BOBYQA over (θ, β)", theta_init=np.concatenate([theta0, beta0]),
-        objective_init=opt.objective_init, theta=x, objective=opt.objective, n_evaluations=opt.n_evaluations,
-        converged=opt.converged, return_code=opt.return_code, messages=list(opt.messages),
-    )
-    _snap_to_boundary(deviance, optsum, lower)
-    if check_conv and with_derivs:
-        polish_and_check(deviance, optsum, lower)
-    hessian_vcov = _hessian_vcov(deviance, optsum.theta, lower, k) if with_derivs else None
+
+    def unscaled(z):
+        return np.concatenate([z[:k], beta0 + scale * z[k:]])
+
+    def optimizer(x0):  # BOBYQA in z = (θ, (β − β0)/scale), β in units of its standard error, reported in (θ, β)
+        z_start = np.concatenate([x0[:k], (x0[k:] - beta0) / scale])
+        opt = bobyqa(lambda z: deviance(unscaled(z)), z_start, lower, xtol_abs=tol, ftol_abs=tol, maxeval=maxeval,
+                     initial_step=step)
+        opt.optimizer += " over (θ, β)"
+        opt.map(unscaled, lambda value: value)
+        return opt
+
+    optsum = minimize(optimizer, np.concatenate([theta0, beta0]), lower, f=deviance,
+                      scale=np.concatenate([np.ones(k), 1 / scale]), check=check_conv, hessian=with_derivs, newton_steps=1)
+    hessian_vcov = None
+    if with_derivs:
+        H = optsum.hessian if optsum.hessian is not None else finite_difference(deviance, optsum.theta, lower)[1]
+        hessian_vcov = _vcov_from_hessian(H, k)
     theta, beta = optsum.theta[:k], optsum.theta[k:]
     mode = engine.mode(theta, beta)
     objective = engine.laplace_of(mode) if rule is None else engine.agq_of(mode, rule) + engine.agq_constant(mode)
     return _Fit(theta, beta, mode, objective, optsum, hessian_vcov)
-
-
-def _hessian_vcov(deviance, x: np.ndarray, lower: np.ndarray, k: int) -> np.ndarray | None:
-    """lme4's vcov for GLMMs: the β block of 2 H⁻¹, H the finite-difference Hessian of the deviance in (θ, β)."""
-    return _vcov_from_hessian(finite_difference(deviance, x, lower)[1], k)
 
 
 def _vcov_from_hessian(H: np.ndarray, k: int) -> np.ndarray | None:
@@ -429,27 +423,33 @@ def _fit_negative_binomial(engine: GlmmDeviance, nAGQ: int, theta0, beta0, check
 
 
 # --- result ----------------------------------------------------------------------------
-def _result(parsed, frame, re, engine: GlmmDeviance, fit: _Fit, nAGQ: int, data_name, nb_estimated: bool) -> GlmerResult:
+def _result(parsed, frame, re, engine: GlmmDeviance, fit: _Fit, std: Standardization, nAGQ: int, data_name,
+            nb_estimated: bool) -> GlmerResult:
+    """The result on the user's scale: β = S⁻¹β̃ and RX = R̃X·S for the standardized X = X̃S."""
     mode, fam = fit.mode, engine.family
     cp = engine.working_cross_products(mode)
-    devfun = engine.pls  # the engine's, analysed once: a new one costs more than the fit's last steps (VerbAgg: 43 ms)
+    devfun = engine.pls  # the engine's, analysed once: a new one costs more than the fit's last steps
     devfun.reweight(cp)
     sol = devfun.solve(fit.theta)
     p = frame.X.shape[1]
-    RX = sol.RX if sol is not None else np.full((p, p), np.nan)
-    ldRX2 = sol.ldRX2 if sol is not None else np.nan
+    RX = std.RX(sol.RX) if sol is not None else np.full((p, p), np.nan)
+    ldRX2 = sol.ldRX2 + 2 * std.log_det_S if sol is not None else np.nan
     wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
     pwrss = wrss + mode.usq
     sigma = float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0
     lam = engine.lam_map.values(fit.theta)
     solution = PlsSolution(
-        theta=fit.theta.copy(), beta=fit.beta.copy(), u=mode.u.copy(), b=engine.lam_map.dot(lam, mode.u), pwrss=pwrss,
+        theta=fit.theta.copy(), beta=std.beta(fit.beta), u=mode.u.copy(), b=engine.lam_map.dot(lam, mode.u), pwrss=pwrss,
         ldL2=mode.ldL2, ldRX2=ldRX2, RX=RX, deviance=fit.objective, sigma=sigma,
     )
+    k = re.n_theta
+    if len(fit.optsum.theta) > k:  # over (θ, β̃)
+        fit.optsum.map(lambda x: np.concatenate([x[:k], std.beta(x[k:])]), lambda value: value)
     result = GlmerResult(
         formula=parsed.text, parsed=parsed, frame=frame, re=re, cp=cp, solution=solution, optsum=fit.optsum,
-        REML=False, data_name=data_name, family=fam, nAGQ=nAGQ, hessian_vcov=fit.hessian_vcov,
-        nb_theta_estimated=nb_estimated,
+        REML=False, data_name=data_name, family=fam, nAGQ=nAGQ,
+        hessian_vcov=None if fit.hessian_vcov is None else std.vcov(fit.hessian_vcov), nb_theta_estimated=nb_estimated,
+        standardization=std,
     )
     result._cache["devfun"] = devfun
     return result

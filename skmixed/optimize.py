@@ -1,15 +1,32 @@
-"""Bound-constrained derivative-free minimisation of a profiled deviance, and its summary.
+"""Minimising a profiled deviance, and the one convergence check every fit goes through.
 
-lme4 fits LMMs with nlopt's BOBYQA (``nloptwrap``: xtol_abs = ftol_abs = 1e-8);
-we use the same algorithm from the same library.  Every fit keeps an
-:class:`OptSummary`, and the optimum is checked as lme4's ``checkConv`` does: the
-finite-difference gradient, scaled by the Hessian where it is positive definite,
-must be below ``grad_tol``.
+Optimizers: nlopt's BOBYQA (lme4's ``nloptwrap``, from the same library) where no gradient
+is available, scipy's L-BFGS-B or BFGS where one is.  Whichever ran, :func:`minimize`
+finishes the same way, as lme4's ``optwrap`` + ``checkConv`` do and a little more:
+
+1. the optimizer's return code: an evaluation limit or a breakdown (nlopt's round-off) is
+   reported, never taken as convergence;
+2. components within ``BOUNDARY_TOL`` of their bound move onto it if that does not raise f
+   (lme4's ``check.boundary``);
+3. the boundary probe: a variance component at 0 is accepted only if moving into the
+   interior does not lower f.  A scalar term's deviance is even in θ, so its gradient is 0
+   at θ = 0 whatever the curvature there; a gradient method can stop on that stationary
+   point with a worse objective than the interior optimum, which the probe then restarts from;
+4. Newton steps on the Hessian (from differences of the analytic gradient, or of f), kept
+   only when they lower f: BOBYQA stops on small changes of f, short of the optimum on flat
+   directions;
+5. lme4's checks at the optimum, on the components away from their bounds: the gradient
+   scaled by the Hessian's Cholesky factor (``min(|R'⁻¹g|, |g|)`` below 2e-3), "unable to
+   evaluate scaled gradient" where the Hessian is not positive definite, and the Hessian's
+   eigenvalues (negative: a saddle, not a minimum; a tiny ratio: parameters not determined).
+
+Every evaluation is logged (:attr:`OptSummary.fitlog`), as MixedModels.jl's ``OptSummary`` does.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import nlopt
 import numpy as np
@@ -17,10 +34,28 @@ import scipy.linalg as la
 
 from .exceptions import ConvergenceWarning
 
+GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
+HESS_TOL = 1e-6  # lme4's check.conv.hess tolerance (here relative to the largest eigenvalue)
+BOUNDARY_TOL = 1e-5  # lme4's boundary.tol: closer than this, a component is tried on its bound
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance: closer than this, a component counts as on its bound
+#: where the probe puts a component found on its bound, in units of 1/scale (scale: see :func:`minimize`)
+PROBE_STEPS = (0.01, 0.1, 1.0)
+#: a probe point must improve f by this much to restart the optimizer (round-off of a deviance is far below)
+PROBE_GAIN = 1e-6
+#: up to this many parameters a Hessian is built from differences of f alone (O(k²) evaluations)
+MAX_FD_HESSIAN = 20
+
 
 @dataclass
 class OptSummary:
-    """What the optimizer did: start, end, number of evaluations, convergence and messages."""
+    """What the optimizer did: start, end, evaluations, bounds, tolerances, return code, checks and a log.
+
+    ``theta`` holds every optimised parameter (θ for an LMM, (θ, β) for a GLMM's Laplace and
+    quadrature fits), on the user's scale, as do ``theta_init``, the objectives and ``fitlog``
+    (one ``(parameters, objective)`` pair per evaluation).  ``gradient`` and ``hessian`` are at the
+    optimum in the coordinates the optimizer worked in (the standardized problem of
+    :mod:`skmixed.standardize`), where the tolerances apply.
+    """
 
     optimizer: str
     theta_init: np.ndarray
@@ -31,17 +66,49 @@ class OptSummary:
     converged: bool
     return_code: str
     messages: list[str] = field(default_factory=list)
+    lower: np.ndarray | None = None
+    tolerances: dict = field(default_factory=dict)
+    maxeval: int | None = None
+    fitlog: list = field(default_factory=list, repr=False)
     gradient: np.ndarray | None = None
+    hessian: np.ndarray | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
+        tol = ", ".join(f"{k} = {v:g}" for k, v in self.tolerances.items())
         lines = [
-            f"optimizer: {self.optimizer} ({self.return_code}), {self.n_evaluations} evaluations",
+            f"optimizer: {self.optimizer} ({self.return_code}), {self.n_evaluations} evaluations"
+            + (f" of at most {self.maxeval}" if self.maxeval else ""),
+            f"tolerances: {tol}" if tol else "",
             f"initial: θ = {np.array2string(self.theta_init, precision=5)}, objective {self.objective_init:.6f}",
             f"final:   θ = {np.array2string(self.theta, precision=5)}, objective {self.objective:.6f}",
             f"converged: {self.converged}",
         ]
         lines += [f"message: {m}" for m in self.messages]
-        return "\n".join(lines)
+        return "\n".join(line for line in lines if line)
+
+    def map(self, parameters: Callable, objective: Callable) -> None:
+        """Re-express the parameters and objectives (not the derivatives) with the two maps, in place."""
+        self.theta_init, self.theta = parameters(self.theta_init), parameters(self.theta)
+        self.objective_init, self.objective = objective(self.objective_init), objective(self.objective)
+        self.fitlog = [(parameters(x), objective(f)) for x, f in self.fitlog]
+
+
+class _Logged:
+    """f (returning a value, or a value and a gradient) that counts and logs its evaluations."""
+
+    def __init__(self, f, log: list):
+        self.f, self.log = f, log
+
+    def __call__(self, x):
+        x = np.array(x, dtype=float)
+        out = self.f(x)
+        value = out[0] if isinstance(out, tuple) else out
+        self.log.append((x, float(value)))
+        return out
+
+    def best(self) -> tuple[np.ndarray, float]:
+        finite = [(x, f) for x, f in self.log if np.isfinite(f)]
+        return min(finite, key=lambda pair: pair[1]) if finite else self.log[-1]
 
 
 _RETURN = {
@@ -52,86 +119,68 @@ _RETURN = {
     nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED",
     nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
 }
-
-
-class _Tracked:
-    """Counts calls and remembers the best point (nlopt may stop with a round-off error)."""
-
-    def __init__(self, f):
-        self.f, self.count, self.best_x, self.best_f = f, 0, None, np.inf
-
-    def __call__(self, x, grad=None):
-        self.count += 1
-        val = float(self.f(np.array(x, dtype=float)))
-        if not np.isfinite(val):
-            val = np.finfo(float).max / 1e10
-        if val < self.best_f:
-            self.best_f, self.best_x = val, np.array(x, dtype=float)
-        return val
+_CONVERGED_CODES = ("SUCCESS", "STOPVAL_REACHED", "FTOL_REACHED", "XTOL_REACHED")
 
 
 def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initial_step=None) -> OptSummary:
-    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's LN_BOBYQA.
+    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's LN_BOBYQA (lme4's tolerances by default).
 
-    ``initial_step`` (per coordinate) sets the first trust-region radius; nlopt's default
-    otherwise.
+    ``initial_step`` (per coordinate) sets the first trust-region radius; nlopt's default otherwise.
     """
     x0 = np.asarray(x0, dtype=float)
     lower = np.asarray(lower, dtype=float)
-    tracked = _Tracked(f)
-    f0 = tracked(x0)
+    logged = _Logged(f, [])
+
+    def objective(x, grad=None):
+        value = logged(x)
+        return value if np.isfinite(value) else np.finfo(float).max / 1e10
+
+    f0 = logged(x0)
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(x0))
-    opt.set_min_objective(tracked)
+    opt.set_min_objective(objective)
     opt.set_lower_bounds(lower)
     opt.set_xtol_abs(xtol_abs)
     opt.set_ftol_abs(ftol_abs)
     opt.set_maxeval(maxeval)
     if initial_step is not None:
         opt.set_initial_step(np.asarray(initial_step, dtype=float))
-    messages = []
     try:
-        x = opt.optimize(x0.copy())
-        code = _RETURN.get(opt.last_optimize_result(), str(opt.last_optimize_result()))
+        opt.optimize(x0.copy())
+        code = _RETURN.get(opt.last_optimize_result(), f"nlopt code {opt.last_optimize_result()}")
     except nlopt.RoundoffLimited:
-        x, code = tracked.best_x, "ROUNDOFF_LIMITED"
-        messages.append("nlopt stopped on round-off; the best point found is used")
-    x = np.maximum(np.asarray(x, dtype=float), lower)
-    fx = float(f(x))
-    if tracked.best_x is not None and tracked.best_f < fx:
-        x, fx = tracked.best_x, tracked.best_f
-    converged = code not in ("MAXEVAL_REACHED", "MAXTIME_REACHED")
-    if not converged:
-        messages.append(f"the optimizer reached its limit of {maxeval} evaluations")
+        code = "ROUNDOFF_LIMITED"
+    x, fx = logged.best()
     return OptSummary(
-        optimizer="nlopt LN_BOBYQA", theta_init=x0, objective_init=f0, theta=x, objective=fx,
-        n_evaluations=tracked.count, converged=converged, return_code=code, messages=messages,
+        optimizer="nlopt LN_BOBYQA", theta_init=x0, objective_init=float(f0), theta=np.maximum(x, lower),
+        objective=float(fx), n_evaluations=len(logged.log), converged=code in _CONVERGED_CODES, return_code=code,
+        lower=lower, tolerances={"xtol_abs": xtol_abs, "ftol_abs": ftol_abs}, maxeval=maxeval, fitlog=logged.log,
     )
 
 
 def _minimize_even(f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = "") -> OptSummary:
     """scipy's ``method`` on f(x) given ``f_and_grad``, unbounded, in coordinates x·``scale``; the minimiser is
     mapped by ``canonical``.  A run whose message contains ``stalled`` (the line search stopped at rounding
-    level) counts as converged; non-finite values are returned as a huge f so the line search backs off."""
-    from scipy.optimize import minimize  # lazily: import cost
+    level) counts as converged: the checks of :func:`minimize` then judge the point; non-finite values are
+    returned as a huge f so the line search backs off."""
+    from scipy.optimize import minimize as scipy_minimize  # lazily: import cost
 
     x0 = np.asarray(x0, dtype=float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
-    count, values = [0], []
+    logged = _Logged(f_and_grad, [])
 
     def fun(y):
-        count[0] += 1
-        val, grad = f_and_grad(y / scale)
-        values.append(val)
+        val, grad = logged(y / scale)
         if not (np.isfinite(val) and np.all(np.isfinite(grad))):
             return np.finfo(float).max / 1e10, np.zeros_like(y)
         return val, grad / scale
 
-    res = minimize(fun, x0 * scale, jac=True, method=method, options=options)
+    res = scipy_minimize(fun, x0 * scale, jac=True, method=method, options=options)
     converged = bool(res.success) or stalled in str(res.message)
+    tolerances = {k: v for k, v in options.items() if k in ("ftol", "gtol")}
     return OptSummary(
-        optimizer=f"scipy {method} (analytic gradient)", theta_init=x0, objective_init=float(values[0]),
-        theta=canonical(res.x / scale), objective=float(res.fun), n_evaluations=count[0], converged=converged,
-        return_code=str(res.message), messages=[] if res.success else [f"{method}: {res.message}"],
+        optimizer=f"scipy {method} (analytic gradient)", theta_init=x0, objective_init=logged.log[0][1],
+        theta=canonical(res.x / scale), objective=float(res.fun), n_evaluations=len(logged.log), converged=converged,
+        return_code=str(res.message), tolerances=tolerances, maxeval=options.get("maxiter"), fitlog=logged.log,
     )
 
 
@@ -139,13 +188,12 @@ def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, canonical=np.abs, scale=None) -
     """Minimise an f with sign symmetries, given ``f_and_grad(x) -> (f, ∇f)``; ``canonical`` maps the
     minimiser to the representative with non-negative diagonal.
 
-    With scalar random-effects terms the profiled deviance depends on θ only through θ²,
-    so θ = 0 is always stationary and a bounded gradient method can stall on the bound θ ≥ 0
-    short of an interior optimum.  Unbounded L-BFGS-B on the even function, then |θ|,
-    solves the same problem without that trap.  For a vector term f is unchanged when a
-    column of its template T changes sign (ΛΛ' is), and the same holds with ``canonical``
-    flipping the columns whose diagonal is negative.  ``scale`` (per coordinate) is a
-    diagonal preconditioner: the search runs in x·scale.
+    With scalar random-effects terms the profiled deviance depends on θ only through θ²;
+    unbounded L-BFGS-B on the even function, then |θ|, avoids stalling on the bound θ ≥ 0
+    (the boundary probe of :func:`minimize` covers the stationary point θ = 0 itself).  For a
+    vector term f is unchanged when a column of its template T changes sign (ΛΛ' is), and the
+    same holds with ``canonical`` flipping the columns whose diagonal is negative.  ``scale``
+    (per coordinate) is a diagonal preconditioner: the search runs in x·scale.
     """
     options = {"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-5}
     return _minimize_even(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
@@ -156,31 +204,34 @@ def bfgs_even(f_and_grad, x0, *, canonical, gtol=1e-3, maxiter=1000, hess_inv0=N
     ``f_and_grad(x) -> (f, ∇f)``; it stops at max|∇f| ≤ ``gtol``.  ``hess_inv0``: the initial inverse Hessian.
 
     glmer's stage 2 over (θ, β), β in units of its standard error, uses it: dense BFGS needs
-    less than half of L-BFGS-B's evaluations there (VerbAgg: 21 against 49 from the same start).
+    less than half of L-BFGS-B's evaluations there.
     """
     options = {"maxiter": maxiter, "gtol": gtol, "hess_inv0": hess_inv0}
     return _minimize_even(f_and_grad, x0, "BFGS", options, canonical, stalled="precision loss")
 
 
-def finite_difference(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient and Hessian of f at x by central differences (forward steps at a lower bound)."""
+# --- derivatives --------------------------------------------------------------------------
+def finite_difference(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-4, hessian: bool = True):
+    """Gradient and (with ``hessian``) Hessian of f at x by central differences (forward steps at a lower bound)."""
     n = len(x)
     f0 = f(x)
     step = np.where(x - h < lower, 0.0, h)  # 0: one-sided
     grad, hess = np.zeros(n), np.zeros((n, n))
-    fp, fm = np.zeros(n), np.zeros(n)
+    fp = np.zeros(n)
     for i in range(n):
         e = np.zeros(n)
         e[i] = h
         fp[i] = f(x + e)
         if step[i] > 0:
-            fm[i] = f(x - e)
-            grad[i] = (fp[i] - fm[i]) / (2 * h)
-            hess[i, i] = (fp[i] - 2 * f0 + fm[i]) / h**2
+            fm = f(x - e)
+            grad[i] = (fp[i] - fm) / (2 * h)
+            hess[i, i] = (fp[i] - 2 * f0 + fm) / h**2
         else:
             f2 = f(x + 2 * e)
             grad[i] = (-3 * f0 + 4 * fp[i] - f2) / (2 * h)
             hess[i, i] = (f2 - 2 * fp[i] + f0) / h**2
+    if not hessian:
+        return grad, None
     for i in range(n):
         for j in range(i):
             ei, ej = np.zeros(n), np.zeros(n)
@@ -189,19 +240,7 @@ def finite_difference(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> t
     return grad, hess
 
 
-def _max_scaled_gradient(grad: np.ndarray, hess: np.ndarray, free: np.ndarray) -> float:
-    """lme4's measure: max over free parameters of min(|R⁻¹g|, |g|), with H = R'R."""
-    if not free.any():
-        return 0.0
-    g = grad[free]
-    try:
-        scaled = la.solve_triangular(la.cholesky(hess[np.ix_(free, free)], lower=False), g)
-    except (la.LinAlgError, np.linalg.LinAlgError):
-        return float(np.max(np.abs(g)))
-    return float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
-
-
-def _gradient_hessian(f_and_grad, x: np.ndarray, g: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> np.ndarray:
+def gradient_hessian(f_and_grad, x: np.ndarray, g: np.ndarray, lower: np.ndarray, h: float = 1e-4) -> np.ndarray:
     """The Hessian from forward differences of an analytic gradient (n gradient calls), symmetrised."""
     n = len(x)
     H = np.zeros((n, n))
@@ -212,114 +251,180 @@ def _gradient_hessian(f_and_grad, x: np.ndarray, g: np.ndarray, lower: np.ndarra
     return (H + H.T) / 2
 
 
-def newton_finish(f_and_grad, summary: OptSummary, lower: np.ndarray, grad_tol: float = 2e-3, h: float = 1e-5) -> np.ndarray:
-    """One Newton step from ``summary.theta`` on the Hessian from forward differences of the analytic gradient
-    (n gradient calls), kept if it lowers f, then lme4's ``checkConv`` with that Hessian, which is returned
-    (for the covariance of the estimates: a step this close changes it by far less than its own error).
+class _Derivatives:
+    """Value, gradient and Hessian at a point: analytic gradient (Hessian from its differences) or differences
+    of f alone (Hessian only up to ``MAX_FD_HESSIAN`` parameters)."""
 
-    h = 1e-5·max(1, |x|): on the GLMM references the standard errors from it agree with those from
-    central differences at h = 1e-3 to ≤ 5e-6 (4e-4 for a vector term), at half the calls.
+    def __init__(self, f, f_and_grad, lower, hessian_step: float):
+        self.f, self.f_and_grad, self.lower, self.h = f, f_and_grad, lower, hessian_step
+
+    def value(self, x) -> float:
+        return float(self.f_and_grad(x)[0]) if self.f_and_grad is not None else float(self.f(x))
+
+    def at(self, x, hessian: bool) -> tuple[float, np.ndarray, np.ndarray | None]:
+        if self.f_and_grad is not None:
+            fx, g = self.f_and_grad(x)
+            return float(fx), g, gradient_hessian(self.f_and_grad, x, g, self.lower, self.h) if hessian else None
+        g, H = finite_difference(self.f, x, self.lower, hessian=hessian and len(x) <= MAX_FD_HESSIAN)
+        return float(self.f(x)), g, H
+
+
+# --- the common finish ----------------------------------------------------------------------
+def minimize(optimizer: Callable[[np.ndarray], OptSummary], x0: np.ndarray, lower: np.ndarray, *, f=None,
+             f_and_grad=None, scale: np.ndarray | None = None, check: bool = True, hessian: bool = True,
+             newton_steps: int = 3, hessian_step: float = 1e-4, grad_tol: float = GRAD_TOL) -> OptSummary:
+    """Run ``optimizer(x0)``, then the steps 1–5 of the module docstring; warn (ConvergenceWarning) on failure.
+
+    ``f`` or ``f_and_grad`` is the objective; ``scale`` puts the parameters on one footing for the probe
+    (a component's typical size is 1/scale).  ``hessian``: compute the Hessian at the optimum for the checks
+    (lme4 does where n < 10⁴ and there are few parameters); without it, a Hessian is computed only when the
+    gradient calls for Newton steps.  With ``check=False`` only steps 2 and 3 run, silently.  The returned
+    summary carries the gradient (and Hessian) at the optimum when they were computed.
     """
+    lower = np.asarray(lower, dtype=float)
+    scale = np.ones(len(x0)) if scale is None else np.asarray(scale, dtype=float)
+    deriv = _Derivatives(f, f_and_grad, lower, hessian_step)
+    summary = optimizer(np.asarray(x0, dtype=float))
+    summary.lower = lower
+    for _ in range(3):
+        _snap_to_bound(deriv, summary, lower)
+        start = _probe(deriv, summary, lower, scale)
+        if start is None:
+            break
+        again = optimizer(start)
+        summary.messages.append(f"restarted from {np.array2string(start, precision=4)}: the bound was not a minimum")
+        _merge(summary, again)
+    if check:
+        _newton(deriv, summary, lower, newton_steps, grad_tol, hessian)
+        _check(summary, lower, scale, grad_tol)
+    return summary
+
+
+def _merge(summary: OptSummary, again: OptSummary) -> None:
+    """Continue ``summary`` with a restarted run's result."""
+    summary.fitlog += again.fitlog
+    summary.n_evaluations += again.n_evaluations
+    if again.objective < summary.objective:
+        summary.theta, summary.objective = again.theta, again.objective
+    summary.return_code, summary.converged = again.return_code, again.converged
+
+
+def _snap_to_bound(deriv: _Derivatives, summary: OptSummary, lower: np.ndarray) -> None:
+    """Components within BOUNDARY_TOL of their bound move onto it if f does not rise (lme4's check.boundary)."""
     x = summary.theta
-    fx, g = f_and_grad(x)
-    H = _gradient_hessian(f_and_grad, x, g, lower, h)
-    free = ~(((x - lower) < 1e-4) & (g > 0))  # a positive slope into a bound is optimal
-    try:
-        step = np.zeros_like(x)
-        step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
-        x_new = np.maximum(x - step, lower)
-        f_new, g_new = f_and_grad(x_new)
-        if f_new < fx:
-            x, fx, g = x_new, f_new, g_new
-            summary.messages.append("finished with a Newton step on the analytic gradient")
-    except np.linalg.LinAlgError:
-        pass
-    summary.theta, summary.objective, summary.gradient = x, float(fx), g
-    free = ~(((x - lower) < 1e-4) & (g > 0))
-    _warn_if_not_converged(summary, _max_scaled_gradient(g, H, free), grad_tol)
-    return H
-
-
-def _polish_with_gradient(f_and_grad, summary: OptSummary, lower: np.ndarray, grad_tol: float) -> None:
-    """Newton steps with the analytic gradient and its differenced Hessian, then lme4's check.
-
-    Coordinates within 1e-4 of their bound with a positive slope into it first move onto the
-    bound if that does not raise f: an unbounded search of an even f approaches θ = 0 only
-    linearly (Dyestuff2: it stops at θ ≈ 1e-6 where lme4's BOBYQA lands on 0).
-    """
-    x = summary.theta
-    fx, g = f_and_grad(x)
-    near = ((x - lower) < 1e-4) & (x != lower) & (g > 0)
+    near = np.isfinite(lower) & (x != lower) & (x - lower < BOUNDARY_TOL)
     if near.any():
         x_bound = np.where(near, lower, x)
-        f_bound, g_bound = f_and_grad(x_bound)
-        if f_bound <= fx:
-            x, fx, g = x_bound, f_bound, g_bound
-    for _ in range(3):
-        free = ~(((x - lower) < 1e-4) & (g > 0))  # a positive slope into a bound is optimal
-        if np.max(np.abs(np.where(free, g, 0.0)), initial=0.0) <= grad_tol:
+        f_bound = deriv.value(x_bound)
+        summary.n_evaluations += 1
+        if f_bound <= summary.objective:
+            summary.theta, summary.objective = x_bound, f_bound
+
+
+def _probe(deriv: _Derivatives, summary: OptSummary, lower: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    """The best point, if any, that moving a component on its bound into the interior reaches with a lower f."""
+    x, fx = summary.theta, summary.objective
+    best, best_f = None, fx - PROBE_GAIN
+    for i in np.flatnonzero(np.isfinite(lower) & (x - lower < SINGULAR_TOL)):
+        for step in PROBE_STEPS:
+            trial = x.copy()
+            trial[i] = lower[i] + step / scale[i]
+            value = deriv.value(trial)
+            summary.n_evaluations += 1
+            if value < best_f:
+                best, best_f = trial, value
+    return best
+
+
+def _free(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """Components away from their bounds (lme4 checks no derivative at a singular fit; we check the others)."""
+    return ~(np.isfinite(lower) & (x - lower < SINGULAR_TOL))
+
+
+def _newton(deriv: _Derivatives, summary: OptSummary, lower: np.ndarray, steps: int, grad_tol: float,
+            hessian: bool) -> None:
+    """Newton steps on the free components, kept while f falls; leaves the gradient and Hessian at the optimum.
+
+    A step is taken while the gradient exceeds ``grad_tol``, and once more when the Hessian is at hand anyway.
+    After a step the Hessian of the previous point is kept for the checks unless another step needs a fresh one:
+    so close to the optimum it changes by far less than its own differencing error.
+    """
+    x = summary.theta
+    fx, g, H = deriv.at(x, hessian)
+    taken, stale = False, False
+    for _ in range(steps):
+        free = _free(x, lower)
+        if not free.any() or not np.all(np.isfinite(g)):
             break
-        H = _gradient_hessian(f_and_grad, x, g, lower)
+        if np.max(np.abs(g[free])) <= grad_tol and (H is None or taken):
+            break
+        if H is None or stale:
+            H, stale = deriv.at(x, True)[2], False
+            if H is None:
+                break
+        step = np.zeros_like(x)
         try:
-            step = np.zeros_like(x)
             step[free] = np.linalg.solve(H[np.ix_(free, free)], g[free])
         except np.linalg.LinAlgError:
             break
         x_new = np.maximum(x - step, lower)
-        f_new, g_new = f_and_grad(x_new)
+        f_new = deriv.value(x_new)
+        summary.n_evaluations += 1
         if not f_new < fx:
             break
-        x, fx, g = x_new, f_new, g_new
-        summary.messages.append("finished with a Newton step on the analytic gradient")
-    summary.theta, summary.objective, summary.gradient = x, float(fx), g
-    free = ~(((x - lower) < 1e-4) & (g > 0))
-    worst = float(np.max(np.abs(np.where(free, g, 0.0)), initial=0.0))
-    if worst > grad_tol:
-        worst = _max_scaled_gradient(g, _gradient_hessian(f_and_grad, x, g, lower), free)
-    _warn_if_not_converged(summary, worst, grad_tol)
+        x, taken, stale = x_new, True, True
+        fx, g, _ = deriv.at(x, False)
+        summary.messages.append("finished with a Newton step")
+    summary.theta, summary.objective, summary.gradient, summary.hessian = x, fx, g, H
 
 
-def _warn_if_not_converged(summary: OptSummary, worst: float, grad_tol: float) -> None:
-    if worst > grad_tol:
-        msg = f"Model failed to converge with max|grad| = {worst:.6g} (tol = {grad_tol})"
-        summary.messages.append(msg)
-        summary.converged = False
-        warnings.warn(msg, ConvergenceWarning, stacklevel=5)
-    elif not summary.converged:
-        warnings.warn(summary.messages[0], ConvergenceWarning, stacklevel=5)
+def _check(summary: OptSummary, lower: np.ndarray, scale: np.ndarray, grad_tol: float) -> None:
+    """lme4's checkConv on the free components, and the optimizer's return code; warn on each failure.
 
-
-def polish_and_check(f, summary: OptSummary, lower: np.ndarray, grad_tol: float = 2e-3, max_params: int = 20,
-                     f_and_grad=None) -> None:
-    """Finish the optimum with a Newton step, then run lme4's ``checkConv``.
-
-    BOBYQA stops on small changes in f, which can leave a flat direction short of the
-    optimum; the step is kept only if it lowers f.  The check warns when the
-    Hessian-scaled gradient (ignoring slopes that push into a bound) exceeds ``grad_tol``.
-    With ``f_and_grad`` the gradient is analytic and the Hessian comes from differences
-    of it; otherwise both come from finite differences of f.
+    An evaluation limit is always a failure.  Another stop the optimizer itself calls abnormal (nlopt's
+    round-off, scipy's line-search failures) is judged by the derivatives: it fails unless they show a minimum.
     """
-    if f_and_grad is not None:
-        _polish_with_gradient(f_and_grad, summary, lower, grad_tol)
-        return
-    x = summary.theta
-    if len(x) > max_params:
-        return
-    grad, hess = finite_difference(f, x, lower)
-    free = ~(((x - lower) < 1e-4) & (grad > 0))  # a positive slope into a bound is optimal
+    free = _free(summary.theta, lower)
+    g, H = summary.gradient, summary.hessian
+    problems = []
     if free.any():
+        if g is None or not np.all(np.isfinite(g[free])):
+            problems.append("unable to evaluate the gradient at the optimum")
+        else:
+            problems += _derivative_problems(g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol)
+    if summary.return_code in ("MAXEVAL_REACHED", "MAXTIME_REACHED"):
+        problems.insert(0, f"the optimizer ({summary.optimizer}) stopped at its limit of {summary.maxeval} evaluations")
+    elif not summary.converged:
+        if problems:
+            problems.insert(0, f"convergence code {summary.return_code} from {summary.optimizer}")
+        else:
+            summary.messages.append(f"{summary.optimizer} stopped with {summary.return_code}; the derivatives show a minimum")
+    summary.converged = not problems
+    for message in problems:
+        summary.messages.append(message)
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+
+
+def _derivative_problems(g: np.ndarray, H: np.ndarray | None, scale: np.ndarray, grad_tol: float) -> list[str]:
+    """lme4's gradient check (scaled by the Hessian's Cholesky factor where it exists) and Hessian check."""
+    problems = []
+    scaled = None
+    if H is not None and np.all(np.isfinite(H)):
         try:
-            step = np.zeros_like(x)
-            step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
-            if np.all(np.linalg.eigvalsh(hess[np.ix_(free, free)]) > 0):
-                x_new = np.maximum(x - step, lower)
-                f_new = f(x_new)
-                if f_new < summary.objective:
-                    summary.theta, summary.objective = x_new, float(f_new)
-                    summary.messages.append("finished with a Newton step on finite differences")
-                    grad = finite_difference(f, x_new, lower)[0]
-                    free = ~(((x_new - lower) < 1e-4) & (grad > 0))
-        except np.linalg.LinAlgError:
-            pass
-    summary.gradient = grad
-    _warn_if_not_converged(summary, _max_scaled_gradient(grad, hess, free), grad_tol)
+            scaled = la.solve_triangular(la.cholesky(H, lower=False), g, trans="T")
+        except (la.LinAlgError, np.linalg.LinAlgError):
+            problems.append("unable to evaluate scaled gradient: the Hessian is not positive definite")
+    worst_each = np.abs(g) if scaled is None else np.minimum(np.abs(scaled), np.abs(g))
+    j = int(np.argmax(worst_each))
+    if worst_each[j] > grad_tol:
+        problems.append(f"Model failed to converge with max|grad| = {worst_each[j]:.6g} (tol = {grad_tol}, component {j + 1})")
+    if H is not None and np.all(np.isfinite(H)):
+        D = 1.0 / scale  # eigenvalues in coordinates where each parameter's typical size is 1
+        ev = np.linalg.eigvalsh(H * np.outer(D, D))
+        top = max(float(np.max(np.abs(ev))), np.finfo(float).tiny)
+        negative = int(np.sum(ev < -HESS_TOL * top))
+        if negative:
+            problems.append(f"Model failed to converge: degenerate Hessian with {negative} negative eigenvalues")
+        elif np.min(ev) < HESS_TOL * top:
+            problems.append("Hessian is numerically singular: parameters are not uniquely determined")
+    return problems

@@ -14,11 +14,12 @@ import pandas as pd
 from .design import ModelFrame, formula_context, fixed_matrix, group_labels, model_matrix
 from .exceptions import DataError
 from .formula import ParsedFormula, parse_formula
-from .optimize import OptSummary
+from .optimize import SINGULAR_TOL, OptSummary
 from .pls import CrossProducts, PlsSolution, ProfiledDeviance
 from .reterms import RandomEffects
+from .standardize import Standardization
 
-SINGULAR_TOL = 1e-4
+
 
 
 @dataclass
@@ -29,11 +30,12 @@ class LmerResult:
     parsed: ParsedFormula
     frame: ModelFrame
     re: RandomEffects
-    cp: CrossProducts
-    solution: PlsSolution | None
+    cp: CrossProducts | None  # of the standardized problem (see :mod:`skmixed.standardize`)
+    solution: PlsSolution | None  # on the user's scale
     optsum: OptSummary | None
     REML: bool
     data_name: str | None = None
+    standardization: Standardization | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     # --- likelihood -------------------------------------------------------
@@ -70,7 +72,8 @@ class LmerResult:
         if not self.REML:
             return s.deviance
         n = self.nobs
-        return s.ldL2 - self.cp.log_det_w + n * (1.0 + np.log(2.0 * np.pi * s.pwrss / n))
+        log_det_w = float(np.log(self.frame.weights).sum())
+        return s.ldL2 - log_det_w + n * (1.0 + np.log(2.0 * np.pi * s.pwrss / n))
 
     @property
     def df_resid(self) -> int:
@@ -135,9 +138,12 @@ class LmerResult:
 
     @property
     def is_singular(self) -> bool:
-        """A diagonal element of some T_i at (or within 1e-4 of) zero: a zero variance or a ±1 correlation."""
+        """A diagonal element of some T_i at (or within 1e-4 of) zero: a zero variance or a ±1 correlation.
+
+        Judged on θ of the fitted problem (weights of mean 1), so that it does not depend on the weights' units."""
         lower = self.re.theta_lower
-        return bool(np.any(np.abs(self.theta[lower == 0]) < SINGULAR_TOL))
+        theta = self.standardization.theta_tilde(self.theta) if self.standardization is not None else self.theta
+        return bool(np.any(np.abs(theta[lower == 0]) < SINGULAR_TOL))
 
     def icc(self) -> pd.Series:
         """Intra-class correlation per grouping factor, for models whose terms are all random intercepts."""
@@ -172,7 +178,10 @@ class LmerResult:
     def condvar(self) -> list[np.ndarray]:
         """Per term, ℓ × k × k conditional covariances of b given y (lme4's ``condVar``)."""
         if "condvar" not in self._cache:
-            self._cache["condvar"] = self._deviance_function().conditional_variances(self.theta, self.sigma)
+            std = self.standardization
+            theta, sigma = (self.theta, self.sigma) if std is None else (std.theta_tilde(self.theta), self.sigma / np.sqrt(std.c))
+            # b = s·b̃ and σ = s√c·σ̃: σ²ΛA⁻¹Λ' in the user's units is (sσ̃)² Λ̃A⁻¹Λ̃' = (σ/√c)² Λ̃A⁻¹Λ̃'
+            self._cache["condvar"] = self._deviance_function().conditional_variances(theta, sigma)
         return self._cache["condvar"]
 
     @property

@@ -195,8 +195,14 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
     return RandomEffects(_lme4_order(terms))
 
 
-def check_identifiable(re: RandomEffects, n: int) -> None:
-    """lme4's checks for an LMM: each factor has >1 and < n levels, and each term has fewer than n effects."""
+def check_identifiable(re: RandomEffects, n: int, p: int = 0) -> None:
+    """lme4's checks for an LMM: each factor has >1 and < n levels, each term has fewer than n effects, and
+    there are fewer fixed effects than observations."""
+    if n <= p:
+        raise DataError(
+            f"the model has {p} fixed effects (after dropping aliased columns) for {n} observations: nothing is "
+            "left to estimate the variances; use fewer fixed effects or more data"
+        )
     for t in re.terms:
         if t.n_levels < 2:
             raise DataError(
