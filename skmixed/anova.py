@@ -15,8 +15,9 @@ def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
     """Table of npar, AIC, BIC, logLik, deviance and χ² tests between successive models (sorted by npar).
 
     REML fits are refitted by ML first, as lme4 does, because REML criteria of models
-    with different fixed effects are not comparable.  The models must be fits of one kind
-    (all LMMs or all GLMMs) to the same response on the same rows (see :func:`check_comparable`).
+    with different fixed effects are not comparable.  The models must be fits to the same
+    response on the same rows, all of a continuous or all of a discrete distribution
+    (see :func:`check_comparable`).
     """
     from scipy import stats  # imported here: scipy.stats alone costs more than the rest of `import skmixed`
 

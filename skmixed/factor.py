@@ -316,9 +316,9 @@ def _openblas_control():
     first and last fits here may run in different threads, so each change takes and releases
     that control.  Older threadpoolctl has no such control (nothing to do).
     """
-    from threadpoolctl import OpenBLASController
+    import threadpoolctl
 
-    release = getattr(OpenBLASController, "clear_controlling_thread", None)
+    release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
     if release is not None:
         release(force=True)
     try:
