@@ -2,7 +2,6 @@
 import threading
 
 import pytest
-
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import skmixed
@@ -31,7 +30,7 @@ def test_overlapping_fits_in_threads_restore_the_original_count():
                 assert b_inside.wait(WAIT)
                 seen["both inside"] = blas_threads()
             a_left.set()
-        except BaseException as e:  # reported by the main thread
+        except Exception as e:  # noqa: BLE001 -- reported by the main thread
             errors.append(e)
             a_left.set()
 
@@ -42,7 +41,7 @@ def test_overlapping_fits_in_threads_restore_the_original_count():
                 b_inside.set()
                 assert a_left.wait(WAIT)
                 seen["B alone after A left"] = blas_threads()
-        except BaseException as e:
+        except Exception as e:  # noqa: BLE001
             errors.append(e)
             b_inside.set()
 
