@@ -1,4 +1,12 @@
-"""Load lme4 reference results and their data (public set in ../shared/reference, ours in tests/fixtures/extra)."""
+"""Load the lme4 reference fits and their data, all shipped under tests/fixtures.
+
+Two sets of fits, each made with lme4 1.1-31 by the R script beside it:
+``fixtures/public`` (keys as written, e.g. ``sleepstudy_slope_reml``) and our own
+``fixtures/extra`` (keys ``extra/<id>``).  Their data sets share one directory,
+``fixtures/data``: ``NAME.csv`` (or ``NAME.csv.gz``) plus ``NAME.levels.json`` with
+each factor's levels in R's order.  Nothing here looks outside the repository, and a
+missing file raises: references must never silently vanish from the suite.
+"""
 from __future__ import annotations
 
 import json
@@ -7,21 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-HERE = Path(__file__).parent
-PUBLIC = HERE.parent.parent / "shared" / "reference"
-EXTRA = HERE / "fixtures" / "extra"
-
-
-def _records(root: Path) -> dict:
-    path = root / "lme4_reference.json"
-    if not path.exists():
-        return {}
-    return {k: dict(v, _root=str(root)) for k, v in json.loads(path.read_text()).items()}
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = FIXTURES / "data"
+SETS = {"": FIXTURES / "public" / "lme4_reference.json", "extra/": FIXTURES / "extra" / "lme4_reference.json"}
 
 
 def references(family: str | None = "gaussian") -> dict:
-    """All reference fits (public first); ``family='gaussian'`` keeps the LMMs, None keeps all."""
-    out = {**_records(PUBLIC), **{f"extra/{k}": v for k, v in _records(EXTRA).items()}}
+    """All reference fits (public first); ``family='gaussian'`` keeps the LMMs, ``'glmm'`` the GLMMs, None all."""
+    out = {}
+    for prefix, path in SETS.items():
+        out.update({prefix + k: v for k, v in json.loads(path.read_text()).items()})
     if family == "gaussian":
         return {k: v for k, v in out.items() if v["family"] == "gaussian"}
     if family == "glmm":
@@ -36,13 +39,19 @@ def as_list(value) -> list:
     return list(value) if isinstance(value, list) else [value]
 
 
-def load_data(ref: dict) -> pd.DataFrame:
-    """The data of a reference fit, with factors as pandas Categoricals in R's level order."""
-    root = Path(ref["_root"]) / "data"
-    name = ref["data"]
-    csv = root / f"{name}.csv"
-    df = pd.read_csv(csv if csv.exists() else root / f"{name}.csv.gz")
-    levels = json.loads((root / f"{name}.levels.json").read_text())
+def data_file(name: str) -> Path:
+    """The CSV of data set ``name`` (plain or gzipped); FileNotFoundError if there is none."""
+    for path in (DATA / f"{name}.csv", DATA / f"{name}.csv.gz"):
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"no data file {name}.csv or {name}.csv.gz in {DATA}")
+
+
+def load_data(ref: dict | str) -> pd.DataFrame:
+    """The data of a reference fit (or the data set of that name), factors as Categoricals in R's level order."""
+    name = ref if isinstance(ref, str) else ref["data"]
+    df = pd.read_csv(data_file(name))
+    levels = json.loads((DATA / f"{name}.levels.json").read_text())
     for col, lv in levels.items():
         lv = as_list(lv)
         df[col] = pd.Categorical(df[col].map(lambda v: None if pd.isna(v) else str(v)), categories=lv)
