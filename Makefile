@@ -1,17 +1,22 @@
 # make test: venv + SuiteSparse (if missing) + editable install with test extras + pytest.
+# make fuzz: the property-based tests with many generated examples.
 # make demo: fit the example models, print their summaries, and run notebooks/tour.ipynb into build/tour.html.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skmixed-installed
 
-.PHONY: test demo bench suitesparse clean
+.PHONY: test demo bench fuzz suitesparse clean
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m skmixed.demo
+
+# many more generated examples for the property-based tests than `make test` runs
+fuzz: $(STAMP)
+	$(PY) -m pytest -q tests/test_fuzz.py --hypothesis-profile=fuzz
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -75,6 +75,14 @@ class LmerResult:
         log_det_w = float(np.log(self.frame.weights).sum())
         return s.ldL2 - log_det_w + n * (1.0 + np.log(2.0 * np.pi * s.pwrss / n))
 
+    def profiled_deviance(self, theta) -> float:
+        """The fit's criterion (REML or −2 log-likelihood, as ``objective``) profiled over β and σ at a θ of
+        the user's scale: lme4's ``devfun`` (``mkLmerDevfun``), evaluated on the standardized problem."""
+        std = self.standardization
+        theta = np.asarray(theta, dtype=float)
+        value = self._deviance_function()(theta if std is None else std.theta_tilde(theta))
+        return value if std is None else std.objective(value, self.REML)
+
     @property
     def df_resid(self) -> int:
         return self.nobs - self.npar

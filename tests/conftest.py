@@ -3,6 +3,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# property-based tests: a few examples in `make test`, many in `make fuzz` (--hypothesis-profile=fuzz)
+settings.register_profile("default", max_examples=8, deadline=None, derandomize=True)
+settings.register_profile("fuzz", max_examples=400, deadline=None)
+settings.load_profile("default")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
