@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .design import model_frame
-from .exceptions import FormulaError, OptionError, SingularFitWarning
+from .exceptions import FormulaError, SingularFitWarning
 from .factor import single_blas_thread
 from .formula import parse_formula
 from .optimize import bobyqa, lbfgsb_even, minimize
@@ -82,14 +82,13 @@ def fit(result: LmerResult, start=None, check_conv: bool = True, maxeval: int = 
         theta0 = std.theta_tilde(np.asarray(start, dtype=float))
     else:  # lme4 starts at Λ = I; the gradient path starts from moment estimates instead
         theta0 = moment_theta(result.cp, re, scale) if devfun.has_gradient else re.theta_init
-    if theta0.shape != (re.n_theta,):
-        raise OptionError(f"start must have {re.n_theta} values (one per θ element), not {theta0.shape}")
     lower = re.theta_lower
     hessian = len(frame.y) < DERIVS_MAX_NOBS and re.n_theta < DERIVS_MAX_THETA  # lme4's calc.derivs rule
     with single_blas_thread():
         if devfun.has_gradient:
             def optimizer(x0):
-                return lbfgsb_even(devfun.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale)
+                return lbfgsb_even(devfun.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale,
+                                   maxfun=maxeval)
 
             optsum = minimize(optimizer, theta0, lower, f_and_grad=devfun.value_and_gradient, scale=scale,
                               check=check_conv, hessian=hessian)

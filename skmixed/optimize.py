@@ -175,16 +175,18 @@ def _minimize_even(f_and_grad, x0, method: str, options: dict, canonical, scale=
         return val, grad / scale
 
     res = scipy_minimize(fun, x0 * scale, jac=True, method=method, options=options)
-    converged = bool(res.success) or stalled in str(res.message)
+    limit = options.get("maxfun", options.get("maxiter"))
+    code = "MAXEVAL_REACHED" if res.nfev >= limit or res.nit >= options.get("maxiter", np.inf) else str(res.message)
+    converged = bool(res.success) or stalled in code
     tolerances = {k: v for k, v in options.items() if k in ("ftol", "gtol")}
     return OptSummary(
         optimizer=f"scipy {method} (analytic gradient)", theta_init=x0, objective_init=logged.log[0][1],
         theta=canonical(res.x / scale), objective=float(res.fun), n_evaluations=len(logged.log), converged=converged,
-        return_code=str(res.message), tolerances=tolerances, maxeval=options.get("maxiter"), fitlog=logged.log,
+        return_code=code, tolerances=tolerances, maxeval=limit, fitlog=logged.log,
     )
 
 
-def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, canonical=np.abs, scale=None) -> OptSummary:
+def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs, scale=None) -> OptSummary:
     """Minimise an f with sign symmetries, given ``f_and_grad(x) -> (f, ∇f)``; ``canonical`` maps the
     minimiser to the representative with non-negative diagonal.
 
@@ -195,7 +197,7 @@ def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, canonical=np.abs, scale=None) -
     same holds with ``canonical`` flipping the columns whose diagonal is negative.  ``scale``
     (per coordinate) is a diagonal preconditioner: the search runs in x·scale.
     """
-    options = {"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-5}
+    options = {"maxiter": maxiter, "maxfun": maxfun, "ftol": 1e-12, "gtol": 1e-5}
     return _minimize_even(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
 
 
