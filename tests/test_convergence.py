@@ -7,7 +7,7 @@ import pytest
 
 import skmixed
 from skmixed.exceptions import ConvergenceWarning
-from skmixed.optimize import OptSummary, bobyqa, lbfgsb_even, minimize
+from skmixed.optimize import OptSummary, bobyqa, minimize
 
 
 def data(seed: int = 0, groups: int = 20, per: int = 6) -> pd.DataFrame:
