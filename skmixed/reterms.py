@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .design import Design, GroupingFactor, design_matrix, grouping_factor
+from .design import Design, check_squares, design_matrix
 from .exceptions import DataError
 from .formula import RandomBar
+from .grouping import GroupingFactor, grouping_factor
 
 
 @dataclass
@@ -191,6 +192,7 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
             raise DataError(f"the random-effects term {bar} has no columns: write (1 | {bar.group}) for an intercept")
         if not np.all(np.isfinite(design.values)):
             raise DataError(f"the random-effects term {bar} has non-finite values")
+        check_squares(design.values, design.names, f"column of the random-effects term {bar}")
         terms.append(ReTerm(bar, gf, design))
     return RandomEffects(_lme4_order(terms))
 
