@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import DataError
+from .variables import column
 
 
 def _column(data: pd.DataFrame, name: str) -> pd.Series:
-    from .variables import column
-
     return column(data, name, "grouping factor")
 
 
@@ -39,6 +38,8 @@ def _check_hashable_kind(name: str, values: pd.Series) -> None:
     if kind in ("mixed-integer", "mixed"):
         types = _type_names(values)
         unhashable = [t for t in types if t in ("list", "dict", "set", "ndarray", "DataFrame", "Series")]
+        if len(types) == 1 and not unhashable:  # one kind of hashable value (tuples, say): levels as they are
+            return
         problem = f"unhashable values ({', '.join(unhashable)})" if unhashable else f"values of different types ({', '.join(types)})"
         raise DataError(
             f"the grouping factor {name!r} has {problem}: a level must be one number, string or date; convert the "

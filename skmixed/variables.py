@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,8 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
     number or a factor raises :class:`DataError` with the fix.
     """
     dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iufb":  # the common case, first: plain numbers
+        return values
     if isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype)):
         return values
     if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
@@ -187,6 +189,7 @@ class ModelVariables:
 
     values: dict[str, str]
     groups: list[str]
+    factors: list[str] = field(default_factory=list)  # value columns that are Categoricals (found by prepare_data)
 
 
 def model_variables(parsed: ParsedFormula, data: pd.DataFrame, response: bool = True, bars=None) -> ModelVariables:
@@ -232,6 +235,8 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
                 replaced[name] = values = converted
             if role == "offset variable" and not pd.api.types.is_numeric_dtype(values.dtype):
                 raise DataError(f"the offset variable {name!r} must be numeric, not of dtype {values.dtype}")
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                variables.factors.append(name)
         ok = present(values)
         if fit and not ok.any():
             raise DataError(f"column {name!r} has only missing values: drop it from the formula or fill it")
@@ -242,7 +247,7 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
 def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame) -> pd.DataFrame:
     """``used`` with the unused categories of its factor columns dropped, as R's model.frame drops unused levels."""
     dropped = {}
-    for name in variables.values:
+    for name in variables.factors:
         values = used[name]
         pruned = drop_unused_categories(values)
         if pruned is not values:
