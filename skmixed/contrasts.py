@@ -18,14 +18,18 @@ imported on first use (a model of plain numeric columns never needs it).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from formulaic.errors import DataMismatchWarning
 from formulaic.materializers import PandasMaterializer
 from formulaic.materializers.types import FactorValues
 from formulaic.parser.types import Factor
 from formulaic.transforms.contrasts import PolyContrasts, encode_contrasts
+from formulaic.utils.cast import as_columns
+from formulaic.utils.null_handling import drop_rows as drop_nulls
 from interface_meta import override
 
 from .exceptions import DataError
@@ -86,10 +90,19 @@ class RMaterializer(PandasMaterializer):
 
     @override
     def _encode_evaled_factor(self, factor, spec, drop_rows, reduced_rank=False):
-        if factor.metadata.kind is Factor.Kind.CATEGORICAL and not factor.metadata.encoded:
-            state = spec.encoder_state.get(factor.expr)
-            _check_levels(factor.expr, _raw(factor.values), state[1] if state else None)
-        return super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
+        if factor.metadata.kind is not Factor.Kind.CATEGORICAL or factor.metadata.encoded:
+            return super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
+        state = spec.encoder_state.get(factor.expr)
+        values = pd.Series(_raw(factor.values))
+        _check_levels(factor.expr, values, state[1] if state else None)
+        missing = values.isna().to_numpy()
+        if not missing.any():  # always so at fit: incomplete rows are dropped before
+            return super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
+        with warnings.catch_warnings():  # formulaic warns of the missing values as levels outside the fitted ones
+            warnings.simplefilter("ignore", DataMismatchWarning)
+            encoded = super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
+        # a missing value codes as no level, which is the reference level: make the row missing instead
+        return {name: np.where(missing, np.nan, np.asarray(column, dtype=float)) for name, column in encoded.items()}
 
     @override
     def _encode_categorical(self, values, metadata, encoder_state, spec, drop_rows, reduced_rank=False):
@@ -98,8 +111,8 @@ class RMaterializer(PandasMaterializer):
             encoder_state["ordered"] = True
         if not encoder_state.get("ordered"):
             return super()._encode_categorical(values, metadata, encoder_state, spec, drop_rows, reduced_rank=reduced_rank)
-        from formulaic.utils.cast import as_columns
-
+        if drop_rows:
+            values = drop_nulls(values, indices=drop_rows)
         return as_columns(
             encode_contrasts(
                 values, contrasts=RPolyContrasts(), reduced_rank=reduced_rank,
@@ -108,9 +121,9 @@ class RMaterializer(PandasMaterializer):
         )
 
 
-def _check_levels(name: str, values: Any, state: dict | None) -> None:
+def _check_levels(name: str, values: pd.Series, state: dict | None) -> None:
     """At fit (no ``state``): at least two levels.  On new data: no level outside the fitted ones."""
-    present = pd.unique(pd.Series(values).dropna())
+    present = pd.unique(values.dropna())
     if state is None or "categories" not in state:
         if len(present) < 2:
             raise DataError(

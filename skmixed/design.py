@@ -177,8 +177,9 @@ def _numeric_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
     return np.asarray(mm.iloc[:, 0], dtype=float)
 
 
-def _column_or_array(value, data: pd.DataFrame, role: str) -> np.ndarray | None:
-    """A column name or an array of numbers, one per row (R: "'weights' must be a numeric vector")."""
+def _column_or_array(value, data: pd.DataFrame, role: str, fit: bool = True) -> np.ndarray | None:
+    """A column name or an array of numbers, one per row (R: "'weights' must be a numeric vector");
+    at ``fit``, not all missing."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -197,6 +198,8 @@ def _column_or_array(value, data: pd.DataFrame, role: str) -> np.ndarray | None:
     arr = np.asarray(value, dtype=float).ravel()
     if arr.shape[0] != len(data):
         raise DataError(f"{role} has {arr.shape[0]} values but the data have {len(data)} rows")
+    if fit and len(arr) and np.isnan(arr).all():
+        raise DataError(f"{role} has only missing values")
     return arr
 
 
@@ -221,7 +224,7 @@ def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
         s = data[expr]
         if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_string_dtype(s):
             raise DataError(
-                f"the response {expr!r} is not numeric (dtype {s.dtype}); lmer needs a numeric response "
+                f"the response {expr!r} is not numeric (dtype {s.dtype}); the model needs a numeric response "
                 "(a two-level factor is a binomial response for glmer)"
             )
     if _cbind_arguments(expr) is not None:

@@ -34,7 +34,10 @@ def lmer(
 
     ``formula`` is an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     ``weights`` and ``offset`` are column names of ``data`` or arrays; ``start`` is an
-    initial θ (default: identity Λ).
+    initial θ (default: identity Λ).  Rows with a missing value in a variable the formula reads
+    are dropped (with a warning) before transforms such as ``poly(x, 2)`` or ``scale(x)`` are
+    evaluated, so these see only the rows fitted; R differs here (its ``poly`` stops on NA and
+    its ``scale`` centres on rows dropped afterwards), on purpose.
     """
     parsed = parse_formula(formula)
     if not parsed.bars:

@@ -17,7 +17,7 @@ from .formula import ParsedFormula, parse_formula
 from .optimize import OptSummary
 from .pls import CrossProducts, PlsSolution, ProfiledDeviance
 from .reterms import RandomEffects
-from .variables import model_variables, prepare_data
+from .variables import check_like_fit, model_variables, prepare_data
 
 SINGULAR_TOL = 1e-4
 
@@ -221,11 +221,11 @@ class LmerResult:
         """The offset of new data: ``offset`` (a column name or an array), the fit's offset column, and offset() terms."""
         off = np.zeros(len(newdata))
         if offset is not None:
-            off += _column_or_array(offset, newdata, "offset")
+            off += _column_or_array(offset, newdata, "offset", fit=False)
         elif self.frame.offset_array:
             raise DataError("the model was fitted with an offset array: pass offset= for the new data")
         elif self.frame.offset_column is not None:
-            off += _column_or_array(self.frame.offset_column, newdata, "offset")
+            off += _column_or_array(self.frame.offset_column, newdata, "offset", fit=False)
         for expr in self.parsed.offsets:
             off += _numeric_vector(expr, newdata, "offset")
         return off
@@ -251,7 +251,9 @@ class LmerResult:
         if not isinstance(newdata, pd.DataFrame):
             raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
         bars = [self.re.terms[i].bar for i in terms]
-        newdata, _ = prepare_data(model_variables(self.parsed, newdata, response=False, bars=bars), newdata, fit=False)
+        variables = model_variables(self.parsed, newdata, response=False, bars=bars)
+        newdata, _ = prepare_data(variables, newdata, fit=False)
+        check_like_fit(variables, newdata, self.frame.data)
         pred = fixed_matrix(self.frame.x_spec, self.frame.x_names, self.parsed.text, newdata) @ self.solution.beta
         pred = pred + self._new_offset(newdata, offset)
         blocks = self.re.split_b(self.solution.b)

@@ -83,7 +83,8 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
     if pd.api.types.is_complex_dtype(dtype):
         raise DataError(f"the {role} {name!r} has complex values: a model needs real numbers (e.g. data[{name!r}].real)")
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        return values
+        # nullable (Int64, Float64, boolean) or sparse numbers: plain floats, pd.NA as NaN
+        return pd.Series(values.to_numpy(dtype=float, na_value=np.nan), index=values.index, name=values.name)
     if dtype != object:  # interval, period, sparse, ... : not a number and not R's factor
         raise DataError(
             f"the {role} {name!r} has dtype {dtype}, which cannot enter a model matrix: convert it to numbers "
@@ -255,3 +256,25 @@ def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame) -> pd.Data
     return used.assign(**dropped) if dropped else used
 
 
+
+
+def _is_factor(values: pd.Series) -> bool:
+    return not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype))
+
+
+def check_like_fit(variables: ModelVariables, new: pd.DataFrame, fitted: pd.DataFrame) -> None:
+    """Each value column of new data is a factor where the fit's was, and numbers where the fit's were.
+
+    R's ``predict`` stops the same way ("variable 'x' was fitted with type "numeric" but type
+    "character" was supplied"); formulaic would fail with a message about generated columns.
+    """
+    for name, role in variables.values.items():
+        if name not in fitted.columns or name not in new.columns:
+            continue
+        was, now = _is_factor(fitted[name]), _is_factor(new[name])
+        if was != now:
+            kinds = ("a factor", "numbers")
+            raise DataError(
+                f"the {role} {name!r} was fitted as {kinds[not was]} but the new data give {kinds[not now]} "
+                f"(dtype {new[name].dtype}): convert it as it was in the fit"
+            )

@@ -163,3 +163,23 @@ def test_string_dtypes_are_factors_like_object_strings(dtype):
     assert list(m.fixef.index) == ["(Intercept)", "bandlow", "bandmid"]  # levels sorted: high, low, mid
     np.testing.assert_allclose(m.fixef, reference.fixef, rtol=1e-12)
     np.testing.assert_allclose(m.predict(sl.assign(band=pd.Series(words, dtype="string"))), m.fitted, rtol=1e-12)
+
+
+def test_a_missing_factor_value_in_new_data_predicts_nan_not_the_reference_level():
+    sl = load("sleepstudy")
+    sl["half"] = np.where(sl["Days"] < 5, "early", "late")
+    m = fit("Reaction ~ Days + half + (1 | Subject)", sl)
+    new = sl.head(3).assign(half=[None, "early", np.nan])
+    pred = m.predict(new)
+    assert np.isnan(pred[[0, 2]]).all()
+    assert pred[1] == pytest.approx(m.fitted[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("column, value, fitted_as", [("Days", "3", "numbers"), ("half", 1, "a factor")])
+def test_new_data_must_give_a_factor_where_the_fit_had_one(column, value, fitted_as):
+    """R: "variable 'x' was fitted with type "numeric" but type "character" was supplied"."""
+    sl = load("sleepstudy")
+    sl["half"] = np.where(sl["Days"] < 5, "early", "late")
+    m = fit("Reaction ~ Days + half + (1 | Subject)", sl)
+    with pytest.raises(DataError, match=f"'{column}' was fitted as {fitted_as}"):
+        m.predict(sl.head(2).assign(**{column: value}))

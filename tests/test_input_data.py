@@ -232,3 +232,28 @@ def test_nullable_missing_values_are_dropped_like_nan(sleep, kind):
 def test_category_of_ints_is_a_factor(sleep):
     m = fit("Reaction ~ d + (1 | Subject)", sleep.assign(d=pd.Categorical(sleep["Days"] % 3)))
     assert list(m.fixef.index) == ["(Intercept)", "d1", "d2"]
+
+
+@pytest.mark.parametrize("role", ["weights", "offset"])
+def test_weights_or_offset_with_only_missing_values(sleep, role):
+    assert f"{role} has only missing values" in _error("Reaction ~ Days + (1 | Subject)", sleep.assign(w=np.nan), **{role: "w"})
+
+
+def test_nullable_booleans_and_sparse_numbers_fit_and_predict_as_floats(sleep):
+    flag = (sleep["Days"] % 2 == 0)
+    reference = fit("Reaction ~ Days + flag + (1 | Subject)", sleep.assign(flag=flag.astype(float).where(sleep["Days"] != 5)))
+    data = sleep.assign(flag=flag.astype("boolean").where(sleep["Days"] != 5))
+    m = fit("Reaction ~ Days + flag + (1 | Subject)", data)
+    np.testing.assert_allclose(m.fixef, reference.fixef, rtol=1e-12)
+    pred = m.predict(data)
+    assert np.isnan(pred[data["Days"] == 5]).all()
+    np.testing.assert_allclose(pred[m.frame.keep], m.fitted, rtol=1e-12)
+    sparse = sleep.assign(Days=pd.arrays.SparseArray(sleep["Days"].astype(float)))
+    np.testing.assert_allclose(fit("Reaction ~ Days + (Days | Subject)", sparse).fixef,
+                               fit("Reaction ~ Days + (Days | Subject)", sleep).fixef, rtol=1e-12)
+
+
+def test_estimator_groups_of_complex_numbers_are_levels_by_value(sleep):
+    groups = sleep["Subject"].astype(int).to_numpy() + 1j
+    est = MixedLM().fit(sleep[["Days"]], sleep["Reaction"], groups=groups)
+    np.testing.assert_allclose(est.predict(sleep[["Days"]], groups=groups), est.result_.fitted, rtol=1e-12)
