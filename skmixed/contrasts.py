@@ -13,7 +13,7 @@ predictions without a word; :class:`RMaterializer` does what R does:
 * pandas' ``"string"`` dtype is a factor, as object columns of strings are.
 
 Unused levels are dropped before coding by the model frame (R's ``drop.unused.levels``),
-see :func:`skmixed.variables.prepare_columns`.  This module imports formulaic, so it is
+see :func:`skmixed.variables.drop_unused_levels`.  This module imports formulaic, so it is
 imported on first use (a model of plain numeric columns never needs it).
 """
 from __future__ import annotations

@@ -8,7 +8,9 @@ Levels are values of the column's own dtype (a ``MultiIndex`` for an interaction
 data are coded by looking their values up among them: a datetime, a timedelta, an integer or
 a string level is the same level in the fit and in ``predict``, and the parts of an
 interaction are matched one by one, so that ``("a:b", "c")`` and ``("a", "b:c")`` stay two
-levels.  Strings are made from the levels for display only (the index of ``ranef``).
+levels.  Strings given for a factor of numbers are matched through the numbers' text, as in
+R, whose levels are strings.  Strings are made from the levels for display only (the index
+of ``ranef``).
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         # nullable (Int64, Float64, boolean) or sparse numbers: plain floats, pd.NA as NaN
         return pd.Series(values.to_numpy(dtype=float, na_value=np.nan), index=values.index, name=values.name)
-    if dtype != object:  # interval, period, sparse, ... : not a number and not R's factor
+    if dtype != object:  # intervals, ...: neither a number nor R's factor
         raise DataError(
             f"the {role} {name!r} has dtype {dtype}, which cannot enter a model matrix: convert it to numbers "
             f"or to a factor with data[{name!r}].astype(str)"
@@ -254,8 +254,6 @@ def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame) -> pd.Data
         if pruned is not values:
             dropped[name] = pruned
     return used.assign(**dropped) if dropped else used
-
-
 
 
 def _is_factor(values: pd.Series) -> bool:
