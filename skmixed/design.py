@@ -1,14 +1,13 @@
 """Model frame: from a parsed formula and a DataFrame to y, X, offset, weights and grouping factors.
 
-Rows with a missing value in any variable the model uses are dropped once, for
-y, X and Z together.  The fixed part goes through formulaic (plain numeric columns
-are read directly) and its ``ModelSpec`` is kept, or built when first needed, so new
-data are encoded identically for prediction.
+Rows with a missing value in any variable the model reads are dropped once, for y, X and
+Z together, before any transform is evaluated (see :func:`model_frame`).  The fixed part
+goes through formulaic with R's factor coding (:mod:`skmixed.contrasts`; plain numeric
+columns are read directly) and its ``ModelSpec`` is kept, or built when first needed, so
+new data are encoded identically for prediction.
 """
 from __future__ import annotations
 
-import difflib
-import keyword
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -16,8 +15,20 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+
 from .exceptions import DataError, FormulaError, RankDeficiencyWarning
 from .formula import ParsedFormula, _split_top
+from .grouping import factor_codes
+from .variables import (  # column_error is re-exported: the estimators name missing columns with it
+    column,
+    column_error,  # noqa: F401
+    drop_unused_levels,
+    is_arithmetic,
+    model_variables,
+    plain_columns,
+    prepare_data,
+)
+
 
 # formulaic is imported on first use: it costs ~0.1 s, a sixth of `import skmixed`, and a model of plain
 # numeric columns (see design_matrix) never needs it.
@@ -48,20 +59,6 @@ def formula_context() -> dict:
     from formulaic.transforms import C
 
     return {"factor": C, "np": np, **{name: getattr(np, name) for name in _NUMPY_FUNCTIONS}}
-
-
-@dataclass
-class GroupingFactor:
-    """A grouping factor: integer codes per row into ``levels`` (R's level order)."""
-
-    name: str
-    codes: np.ndarray
-    levels: pd.Index
-
-    def encode(self, data: pd.DataFrame) -> np.ndarray:
-        """Codes of new data into the fitted levels; -1 for a level not seen in the fit (or missing)."""
-        labels = group_labels(self.name, data)
-        return pd.Index(self.levels).get_indexer(labels)
 
 
 @dataclass
@@ -111,103 +108,25 @@ def r_names(model_spec, formula_text: str) -> list[str]:
     return names
 
 
-def column_error(name: str, data: pd.DataFrame, role: str) -> DataError:
-    close = difflib.get_close_matches(str(name), [str(c) for c in data.columns], n=3)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; the columns are {list(data.columns)[:20]}"
-    return DataError(f"the {role} {name!r} is not a column of the data{hint}")
-
-
-def _factor(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Codes and levels of one variable as R's ``factor()`` makes them (unused levels dropped)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):  # on the codes: pandas' remove_unused_categories costs ~0.1 ms
-        codes, categories = values.array.codes.astype(np.int64), values.array.categories
-        used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
-        if not used.all():
-            renumber = np.append(np.cumsum(used) - 1, -1)  # code -1 (missing) stays -1
-            codes, categories = renumber[codes], categories[used]
-        return codes, pd.Index(categories.astype(str))
-    levels = np.sort(pd.unique(values.dropna()))
-    codes = pd.Index(levels).get_indexer(values)
-    return codes.astype(np.int64), pd.Index([str(v) for v in levels])
-
-
-def _present(column: pd.Series) -> np.ndarray:
-    """Rows where ``column`` is not missing, from its values (pandas' notna costs ~50 µs per column)."""
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.array.codes >= 0
-    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
-        return np.ones(len(column), dtype=bool)
-    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
-        return ~np.isnan(column.to_numpy())
-    return column.notna().to_numpy()
-
-
-def group_labels(name: str, data: pd.DataFrame) -> pd.Index:
-    """String labels of grouping factor ``name`` (``a`` or ``a:b``) per row; missing stays missing."""
-    parts = name.split(":")
-    cols = []
-    for p in parts:
-        if p not in data.columns:
-            raise column_error(p, data, "grouping factor")
-        s = data[p]
-        cols.append(s.astype(str).where(s.notna(), None))
-    if len(cols) == 1:
-        return pd.Index(cols[0])
-    joined = cols[0]
-    for c in cols[1:]:
-        joined = joined + ":" + c
-    return pd.Index(joined)
-
-
-def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
-    """Build the factor ``name``; an interaction ``a:b`` has the observed combinations, ``a`` varying slowest."""
-    parts = name.split(":")
-    for p in parts:
-        if p not in data.columns:
-            raise column_error(p, data, "grouping factor")
-    if len(parts) == 1:
-        codes, levels = _factor(data[parts[0]])
-        return GroupingFactor(name, codes, levels)
-    coded = [_factor(data[p]) for p in parts]
-    combined = np.zeros(len(data), dtype=np.int64)
-    for codes, levels in coded:
-        combined = combined * len(levels) + codes
-    used, codes = np.unique(combined, return_inverse=True)
-    labels = []
-    for u in used:
-        idx = []
-        for _, levels in reversed(coded):
-            idx.append(levels[u % len(levels)])
-            u //= len(levels)
-        labels.append(":".join(reversed(idx)))
-    return GroupingFactor(name, codes.astype(np.int64), pd.Index(labels))
-
-
-def _variables(expr: str, data: pd.DataFrame) -> set[str]:
-    """The data columns ``expr`` reads (plain numeric columns without formulaic's parse)."""
-    plain = _plain_columns(expr, data)
-    if plain is not None:
-        return set(plain[1])
-    try:
-        names = parsed_rhs(expr).required_variables
-    except formulaic_error() as e:
-        raise FormulaError(f"cannot read {expr!r}: {e}") from None
-    return {str(v) for v in names} - set(FORMULA_FUNCTIONS) - {"C", "I", "poly", "scale", "center", "log", "exp", "cbind"}
-
-
-def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
-    for v in sorted(names):
-        if v not in data.columns:
-            raise column_error(v, data, role)
-
-
 def model_matrix(expr: str, data: pd.DataFrame, role: str):
-    """formulaic's model matrix of a right-hand side; errors name the term and the fix."""
+    """formulaic's model matrix of a right-hand side, coded as R codes factors; errors name the term and the fix."""
+    from .contrasts import RMaterializer
+
     try:
         with np.errstate(divide="ignore", invalid="ignore"):  # non-finite results get our own error, naming the column
-            return parsed_rhs(expr).get_model_matrix(data, context=formula_context(), na_action="ignore")
+            return parsed_rhs(expr).get_model_matrix(data, context=formula_context(), na_action="ignore", materializer=RMaterializer)
     except formulaic_error() as e:
         raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
+
+
+def encode_new(spec, data: pd.DataFrame, role: str):
+    """New data through a fitted ModelSpec (as the fit's data were coded); errors name the problem."""
+    from . import contrasts  # noqa: F401  (registers the materializer that a fitted or unpickled spec names)
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return spec.get_model_matrix(data, context=formula_context(), na_action="ignore")
+    except formulaic_error() as e:
+        raise DataError(f"cannot encode the new data for the {role}: {e}") from None
 
 
 @dataclass
@@ -230,25 +149,6 @@ class Design:
         return self._spec
 
 
-def _plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
-    """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
-    intercept, columns = True, []
-    for sign, term in _split_top(expr, "+-"):
-        if not term:
-            continue
-        if sign == "-":
-            return None
-        if term in ("0", "1"):
-            intercept = intercept and term == "1"
-            continue
-        if not term.isidentifier() or keyword.iskeyword(term) or term in columns or term not in data.columns:
-            return None
-        if data[term].dtype.kind not in "iuf":
-            return None
-        columns.append(term)
-    return intercept, columns
-
-
 def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | None = None) -> Design:
     """The model matrix of ``expr`` on ``data``; ``names_from`` orders interaction names (see :func:`r_names`).
 
@@ -257,7 +157,7 @@ def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | No
     and formulaic's spec is built only when new data need encoding: building it costs
     0.5 ms per matrix, a third of a small fit (sleepstudy).  Anything else goes through formulaic.
     """
-    plain = _plain_columns(expr, data)
+    plain = plain_columns(expr, data)
     if plain is None:
         mm = model_matrix(expr, data, role)
         return Design(np.asarray(mm, dtype=float), r_names(mm.model_spec, names_from or expr), expr, role, _spec=mm.model_spec)
@@ -265,8 +165,8 @@ def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | No
     values = np.empty((len(data), int(intercept) + len(columns)))
     if intercept:
         values[:, 0] = 1.0
-    for j, column in enumerate(columns, start=int(intercept)):
-        values[:, j] = data[column].to_numpy(dtype=float)
+    for j, name in enumerate(columns, start=int(intercept)):
+        values[:, j] = data[name].to_numpy(dtype=float)
     return Design(values, ["(Intercept)"] * intercept + columns, expr, role, rows=data)
 
 
@@ -277,16 +177,29 @@ def _numeric_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
     return np.asarray(mm.iloc[:, 0], dtype=float)
 
 
-def _column_or_array(value, data: pd.DataFrame, role: str) -> np.ndarray | None:
+def _column_or_array(value, data: pd.DataFrame, role: str, fit: bool = True) -> np.ndarray | None:
+    """A column name or an array of numbers, one per row (R: "'weights' must be a numeric vector"; booleans count
+    as 0/1, as lme4 takes them); at ``fit``, not all missing."""
     if value is None:
         return None
     if isinstance(value, str):
-        if value not in data.columns:
-            raise column_error(value, data, role)
-        value = data[value]
+        value = column(data, value, role)
+    if not isinstance(value, (pd.Series, pd.Index)):
+        value = np.asarray(value)
+        if value.dtype == object:
+            value = pd.Series(value.ravel())
+    if value.dtype == object:
+        value = pd.Series(value).infer_objects()
+    dtype = value.dtype
+    if pd.api.types.is_complex_dtype(dtype) or not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+        raise DataError(f"{role} must be numbers, not values of dtype {dtype}: convert them, e.g. with pd.to_numeric")
+    if not isinstance(value, np.ndarray):
+        value = value.to_numpy(dtype=float, na_value=np.nan)
     arr = np.asarray(value, dtype=float).ravel()
     if arr.shape[0] != len(data):
         raise DataError(f"{role} has {arr.shape[0]} values but the data have {len(data)} rows")
+    if fit and len(arr) and np.isnan(arr).all():
+        raise DataError(f"{role} has only missing values")
     return arr
 
 
@@ -296,16 +209,11 @@ def _cbind_arguments(expr: str) -> list[str] | None:
     return [a for _, a in _split_top(m.group(1), ",")] if m else None
 
 
-def _is_arithmetic(expr: str) -> bool:
-    """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b)."""
-    return len(_split_top(expr, "+-*/:%^")) > 1
-
-
 def _expression_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
     """A column or an R expression of columns; arithmetic such as ``a - b`` or ``s / n`` is evaluated as such."""
     if expr in data.columns:
         return np.asarray(data[expr], dtype=float)
-    if _is_arithmetic(expr):
+    if is_arithmetic(expr):
         expr = f"I({expr})"
     return _numeric_vector(expr, data, role)
 
@@ -316,7 +224,7 @@ def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
         s = data[expr]
         if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_string_dtype(s):
             raise DataError(
-                f"the response {expr!r} is not numeric (dtype {s.dtype}); lmer needs a numeric response "
+                f"the response {expr!r} is not numeric (dtype {s.dtype}); the model needs a numeric response "
                 "(a two-level factor is a binomial response for glmer)"
             )
     if _cbind_arguments(expr) is not None:
@@ -336,14 +244,18 @@ def binomial_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.nda
         if len(args) != 2:
             raise DataError(f"cbind() in a binomial response takes two columns (successes, failures), not {len(args)}: {expr!r}")
         s, f = (_expression_vector(a, data, "response") for a in args)
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(f))):
+            raise DataError(f"the counts in {expr!r} must be finite numbers of successes and failures")
         if np.any(s < 0) or np.any(f < 0):
             raise DataError(f"the counts in {expr!r} must be non-negative (successes, failures)")
         trials = s + f
+        if not np.any(trials > 0):
+            raise DataError(f"every row of {expr!r} has zero trials (0 successes and 0 failures): there is nothing to fit")
         return np.divide(s, trials, out=np.zeros_like(s), where=trials > 0), trials
     if expr in data.columns:
         col = data[expr]
         if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
-            codes, levels = _factor(col)
+            codes, levels = factor_codes(expr, col)
             if len(levels) != 2:
                 raise DataError(
                     f"the binomial response {expr!r} has {len(levels)} levels {list(levels)[:6]}; it needs two "
@@ -396,6 +308,13 @@ def model_frame(
 ) -> ModelFrame:
     """Select complete rows, then build y, X (full column rank), offset and weights.
 
+    Incomplete rows are judged on the raw variables the formula reads (``x`` for
+    ``poly(x, 2)``) and dropped before any transform is evaluated, so that ``poly``,
+    ``scale`` and ``center`` see exactly the rows the fit uses.  This differs from R on
+    purpose: R's ``poly()`` stops on a missing value, and ``scale()`` centres on all rows,
+    including those dropped afterwards for a missing value in another variable.  Unused
+    levels of factors are dropped, as R's ``model.frame`` drops them.
+
     ``binomial=True`` reads the response as :func:`binomial_response` does; trials of a
     ``cbind`` response multiply the weights, as in R's ``glm``.
     """
@@ -407,29 +326,8 @@ def model_frame(
     weights = _column_or_array(weights, data, "weights")
     offset = _column_or_array(offset, data, "offset")
 
-    response_expr = f"I({parsed.response})" if _is_arithmetic(parsed.response) else parsed.response
-    if parsed.response not in data.columns:
-        _check_columns(_variables(response_expr, data), data, "response")
-    needed = {parsed.response} if parsed.response in data.columns else _variables(response_expr, data)
-    fixed_vars = _variables(parsed.fixed, data)
-    _check_columns(fixed_vars, data, "fixed-effect variable")
-    needed |= fixed_vars
-    for expr in parsed.offsets:
-        v = _variables(expr, data)
-        _check_columns(v, data, "offset variable")
-        needed |= v
-    for bar in parsed.bars:
-        v = _variables(bar.lhs, data) if bar.lhs.strip() not in ("1", "0") else set()
-        _check_columns(v, data, "random-effect variable")
-        needed |= v
-        for g in bar.group.split(":"):
-            if g not in data.columns:
-                raise column_error(g, data, "grouping factor")
-            needed.add(g)
-
-    keep = np.ones(len(data), dtype=bool)
-    for column in needed:
-        keep &= _present(data[column])
+    variables = model_variables(parsed, data)
+    data, keep = prepare_data(variables, data)
     for arr in (weights, offset):
         if arr is not None:
             keep &= ~np.isnan(arr)
@@ -442,19 +340,26 @@ def model_frame(
         if not np.any(weights[keep] > 0):
             raise DataError("every weight is zero: there is nothing to fit; check the weights")
         keep &= weights != 0  # a row of weight 0 carries no information: left out, as if missing (R's lm)
-    used = data.loc[keep]
+    used = drop_unused_levels(variables, data.loc[keep])
     if n_dropped:
         warnings.warn(f"{n_dropped} rows with missing values were dropped", UserWarning, stacklevel=3)
 
     y, trials = binomial_response(parsed.response, used) if binomial else (response_vector(parsed.response, used), None)
     if not np.all(np.isfinite(y)):
         raise DataError(f"the response {parsed.response!r} has infinite values; remove or fix those rows")
+    check_squares(y[:, None], [parsed.response], "response")
     design = design_matrix(parsed.fixed, used, "fixed-effects part", names_from=parsed.text)
     X = design.values
     if not np.all(np.isfinite(X)):
         bad = [c for c, ok in zip(design.names, np.isfinite(X).all(axis=0)) if not ok]
         raise DataError(f"the fixed-effect columns {bad} have non-finite values (a transform like log of 0?)")
+    check_squares(X, design.names, "fixed-effect column")
     X, names, dropped = drop_aliased(X, design.names) if X.shape[1] else (X, design.names, [])
+    if X.shape[1] >= len(y):
+        raise DataError(
+            f"the fixed effects have {X.shape[1]} columns for {len(y)} observations: nothing is left to estimate "
+            "the variances; use fewer fixed effects (is a numeric column read as a factor?)"
+        )
     if dropped:
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
@@ -481,9 +386,25 @@ def model_frame(
 
 def fixed_matrix(frame_spec, names: list[str], formula_text: str, data: pd.DataFrame) -> np.ndarray:
     """Encode new data with the fitted fixed-effects spec, keeping only the fitted (non-aliased) columns."""
-    try:
-        mm = frame_spec.get_model_matrix(data, context=formula_context(), na_action="ignore")
-    except formulaic_error() as e:
-        raise DataError(f"cannot encode the new data for the fixed effects: {e}") from None
+    mm = encode_new(frame_spec, data, "fixed effects")
     cols = {n: i for i, n in enumerate(r_names(frame_spec, formula_text))}
     return np.asarray(mm, dtype=float)[:, [cols[n] for n in names]]
+
+
+def check_squares(values: np.ndarray, names: list[str], role: str) -> None:
+    """Every column's sum of squares must be finite: the fit works with cross-products such as y'y and X'X.
+
+    A value beyond ~1e150 overflows them and every estimate would be NaN; the error asks to rescale.
+    """
+    if values.size == 0 or np.max(np.abs(values)) < 1e150:  # then a sum of squares is finite for n < 1e8 rows
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.isfinite(np.einsum("ij,ij->j", values, values))
+    if not ok.all():
+        j = int(np.flatnonzero(~ok)[0])
+        big = float(np.max(np.abs(values[:, j])))
+        scale = 10.0 ** (np.floor(np.log10(big)) - 3)
+        raise DataError(
+            f"the {role} {names[j]!r} has values up to {big:.3g}, too large to square in double precision: "
+            f"rescale it (e.g. divide it by {scale:.0e}) and scale the estimates back"
+        )

@@ -72,7 +72,8 @@ def glmer(
     two-level factor (second level = success), a proportion with ``weights`` = trials, or
     ``cbind(successes, failures)``.  ``nAGQ``: 1 = Laplace (default), 0 = β within PIRLS
     (fast), > 1 = adaptive Gauss–Hermite with that many nodes (one scalar random-effects
-    term only).  ``start``: θ, or a dict with ``theta`` and/or ``fixef``.
+    term only).  ``start``: θ, or a dict with ``theta`` and/or ``fixef``.  Missing values as in
+    :func:`skmixed.lmer`: incomplete rows are dropped before transforms are evaluated.
     """
     fam, nAGQ, check_conv, maxeval = check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     if isinstance(fam, Gaussian) and fam.link.name == "identity":

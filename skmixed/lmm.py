@@ -41,7 +41,10 @@ def lmer(
     ``formula`` is an lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     ``weights`` and ``offset`` are column names of ``data`` or arrays (rows of weight 0 are
     left out of the fit, as if missing); ``start`` is an initial θ or ``{"theta": θ}`` (default:
-    identity Λ).  :mod:`skmixed.options` says what each option accepts.
+    identity Λ).  :mod:`skmixed.options` says what each option accepts.  Rows with a missing value
+    in a variable the formula reads are dropped (with a warning) before transforms such as
+    ``poly(x, 2)`` or ``scale(x)`` are evaluated, so these see only the rows fitted; R differs here
+    (its ``poly`` stops on NA and its ``scale`` centres on rows dropped afterwards), on purpose.
     """
     REML, check_conv, maxeval = check_lmer(REML, weights, offset, start, check_conv, maxeval, data)
     parsed = parse_formula(formula)
@@ -52,7 +55,7 @@ def lmer(
         )
     frame = model_frame(parsed, data, weights=weights, offset=offset)
     re = random_effects(parsed.bars, frame.data)
-    check_identifiable(re, len(frame.y), frame.X.shape[1])
+    check_identifiable(re, len(frame.y))
     start = lmer_start(start, re)
     name = data.attrs.get("name")
     result = LmerResult(

@@ -50,28 +50,23 @@ def count(value, name: str, low: int, high: int | None = None, meaning: str = ""
     return int(value)
 
 
-def column_or_vector(value, data: pd.DataFrame, name: str) -> None:
-    """Check that ``weights``/``offset`` is None, a numeric column's name, or a 1-D sequence of numbers."""
-    if value is None:
+def column_or_vector(value, name: str) -> None:
+    """Check that ``weights``/``offset`` is None, a column name, or a 1-D sequence; the model frame checks that
+    the values are numbers, one per row (:func:`skmixed.design.model_frame`)."""
+    if value is None or isinstance(value, str):
         return
-    if isinstance(value, str):
-        if value in data.columns and not _numeric(data[value]):
-            raise OptionError(f"{name} names the column {value!r}, which holds {data[value].dtype} values, not numbers")
-        return  # an unknown column is reported by the model frame, with the nearest names
     if _ndim(value) != 1:
         raise OptionError(
             f"{name} must be a column name of the data or one number per row (a list, array or Series), "
             f"not {describe_value(value)}"
         )
-    if not _numeric(value):
-        raise OptionError(f"{name} must hold numbers, not {pd.api.types.infer_dtype(value, skipna=True)} values")
 
 
 def check_lmer(REML, weights, offset, start, check_conv, maxeval, data) -> tuple[bool, bool, int]:
     """The checked ``(REML, check_conv, maxeval)`` of an ``lmer`` call; the other options are only checked."""
     _check_data(data)
-    column_or_vector(weights, data, "weights")
-    column_or_vector(offset, data, "offset")
+    column_or_vector(weights, "weights")
+    column_or_vector(offset, "offset")
     _start_parts(start, ("theta",))
     return switch(REML, "REML"), switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
 
@@ -80,8 +75,8 @@ def check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     """The checked ``(family, nAGQ, check_conv, maxeval)`` of a ``glmer`` call; the other options are only checked."""
     fam = get_family(family)
     _check_data(data)
-    column_or_vector(weights, data, "weights")
-    column_or_vector(offset, data, "offset")
+    column_or_vector(weights, "weights")
+    column_or_vector(offset, "offset")
     _start_parts(start, ("theta", "fixef"))
     nAGQ = count(nAGQ, "nAGQ", 0, NAGQ_MAX, " (0: fast, 1: Laplace, > 1: quadrature nodes)")
     return fam, nAGQ, switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import group_labels
+from .grouping import group_labels
 
 LINESTYLES = ["-", "--", ":", "-."]
 

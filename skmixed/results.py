@@ -11,14 +11,14 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .design import ModelFrame, formula_context, fixed_matrix, group_labels, model_matrix
+from .design import ModelFrame, _column_or_array, _numeric_vector, encode_new, fixed_matrix
 from .exceptions import DataError
 from .formula import ParsedFormula, parse_formula
 from .optimize import SINGULAR_TOL, OptSummary
 from .pls import CrossProducts, PlsSolution, ProfiledDeviance
 from .reterms import RandomEffects
 from .standardize import Standardization
-
+from .variables import check_like_fit, model_variables, prepare_data
 
 
 
@@ -169,7 +169,7 @@ class LmerResult:
     def _by_factor(self, arrays: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         out: dict[str, pd.DataFrame] = {}
         for t, a in zip(self.re.terms, arrays):
-            df = pd.DataFrame(a, index=pd.Index(t.factor.levels, name=t.group), columns=t.effects)
+            df = pd.DataFrame(a, index=pd.Index(t.factor.labels, name=t.group), columns=t.effects)
             out[t.group] = pd.concat([out[t.group], df], axis=1) if t.group in out else df
         return out
 
@@ -234,22 +234,27 @@ class LmerResult:
         return chosen
 
     def _new_offset(self, newdata: pd.DataFrame, offset) -> np.ndarray:
+        """The offset of new data: ``offset`` (a column name or an array), the fit's offset column, and offset() terms."""
         off = np.zeros(len(newdata))
         if offset is not None:
-            off += np.asarray(newdata[offset] if isinstance(offset, str) else offset, dtype=float)
+            off += _column_or_array(offset, newdata, "offset", fit=False)
         elif self.frame.offset_array:
             raise DataError("the model was fitted with an offset array: pass offset= for the new data")
         elif self.frame.offset_column is not None:
-            off += np.asarray(newdata[self.frame.offset_column], dtype=float)
+            off += _column_or_array(self.frame.offset_column, newdata, "offset", fit=False)
         for expr in self.parsed.offsets:
-            off += np.asarray(model_matrix(f"0 + {expr}", newdata, "offset"), dtype=float).ravel()
+            off += _numeric_vector(expr, newdata, "offset")
         return off
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None) -> np.ndarray:
         """Predictions Xβ̂ + Zb̂ + offset; ``re_form='~0'`` gives the population (fixed-effects) prediction.
 
-        Levels not seen in the fit contribute nothing (the population prediction) when
-        ``allow_new_levels`` is true; otherwise they raise an error naming them.
+        New data are coded as the fit's data were: factors by the fitted levels and contrasts
+        (a level of a fixed-effect factor the fit did not see is an error naming it, as in
+        lme4), grouping factors by value.  Levels of a grouping factor not seen in the fit
+        contribute nothing (the population prediction) when ``allow_new_levels`` is true;
+        otherwise they raise an error naming them.  A row with a missing grouping value gets
+        the population prediction; a missing covariate gives NaN.
         """
         terms = self._select_terms(re_form)
         if newdata is None:
@@ -261,6 +266,10 @@ class LmerResult:
             return pred
         if not isinstance(newdata, pd.DataFrame):
             raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+        bars = [self.re.terms[i].bar for i in terms]
+        variables = model_variables(self.parsed, newdata, response=False, bars=bars)
+        newdata, _ = prepare_data(variables, newdata, fit=False)
+        check_like_fit(variables, newdata, self.frame.data)
         pred = fixed_matrix(self.frame.x_spec, self.frame.x_names, self.parsed.text, newdata) @ self.solution.beta
         pred = pred + self._new_offset(newdata, offset)
         blocks = self.re.split_b(self.solution.b)
@@ -269,13 +278,13 @@ class LmerResult:
             codes = t.factor.encode(newdata)
             new = codes < 0
             if new.any() and not allow_new_levels:
-                unseen = sorted(set(map(str, group_labels(t.group, newdata)[new])))[:5]
-                raise DataError(
-                    f"newdata has levels of {t.group!r} not in the fit ({', '.join(unseen)}); "
-                    "pass allow_new_levels=True to predict those at the population level"
-                )
-            mm = t.spec.get_model_matrix(newdata, context=formula_context(), na_action="ignore")
-            values = np.nan_to_num(np.asarray(mm, dtype=float))
+                unseen = t.factor.new_levels(newdata, codes)
+                if unseen:
+                    raise DataError(
+                        f"newdata has levels of {t.group!r} not in the fit ({', '.join(unseen[:5])}); "
+                        "pass allow_new_levels=True to predict those at the population level"
+                    )
+            values = np.nan_to_num(np.asarray(encode_new(t.spec, newdata, f"random-effects term {t.bar}"), dtype=float))
             contrib = np.einsum("rk,rk->r", values, blocks[i][np.where(new, 0, codes)])
             pred = pred + np.where(new, 0.0, contrib)
         return pred

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .design import Design, GroupingFactor, design_matrix, grouping_factor
+from .design import Design, check_squares, design_matrix
 from .exceptions import DataError
 from .formula import RandomBar
+from .grouping import GroupingFactor, grouping_factor
 
 
 @dataclass
@@ -191,18 +192,13 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
             raise DataError(f"the random-effects term {bar} has no columns: write (1 | {bar.group}) for an intercept")
         if not np.all(np.isfinite(design.values)):
             raise DataError(f"the random-effects term {bar} has non-finite values")
+        check_squares(design.values, design.names, f"column of the random-effects term {bar}")
         terms.append(ReTerm(bar, gf, design))
     return RandomEffects(_lme4_order(terms))
 
 
-def check_identifiable(re: RandomEffects, n: int, p: int = 0) -> None:
-    """lme4's checks for an LMM: each factor has >1 and < n levels, each term has fewer than n effects, and
-    there are fewer fixed effects than observations."""
-    if n <= p:
-        raise DataError(
-            f"the model has {p} fixed effects (after dropping aliased columns) for {n} observations: nothing is "
-            "left to estimate the variances; use fewer fixed effects or more data"
-        )
+def check_identifiable(re: RandomEffects, n: int) -> None:
+    """lme4's checks for an LMM: each factor has >1 and < n levels, and each term has fewer than n effects."""
     for t in re.terms:
         if t.n_levels < 2:
             raise DataError(

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.design import _factor, _present, design_matrix, model_frame, model_matrix, r_names
+from skmixed.design import design_matrix, model_frame, model_matrix, r_names
+from skmixed.grouping import factor_codes
+from skmixed.variables import present
 from skmixed.formula import parse_formula
 from skmixed.pls import ProfiledDeviance, cross_products
 from skmixed.reterms import random_effects
@@ -145,13 +147,13 @@ def test_design_matrix_equals_formulaic(expr):
 
 def test_factor_and_missing_rows_from_codes_equal_pandas():
     s = pd.Series(pd.Categorical(["b", "a", None, "d", "b"], categories=["d", "c", "b", "a"]))
-    codes, levels = _factor(s)
+    codes, levels = factor_codes("f", s)
     expected = s.cat.remove_unused_categories()
     np.testing.assert_array_equal(codes, expected.cat.codes.to_numpy())
     assert list(levels) == list(expected.cat.categories)
     for column in [s, pd.Series([1.0, np.nan]), pd.Series([1, 2]), pd.Series(["a", None]), pd.Series([1, None], dtype="Int64"),
                    pd.Series([True, False])]:
-        np.testing.assert_array_equal(_present(column), column.notna().to_numpy())
+        np.testing.assert_array_equal(present(column), column.notna().to_numpy())
 
 
 def test_z_and_weighted_cross_products_equal_dense_formulas():

@@ -16,6 +16,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_array, check_consistent_length, check_is_fitted, validate_data
 
 from ..exceptions import DataError
+from ..formula import parse_formula
+from ..variables import column, model_variables, present
 from .encoding import (
     ArrayEncoding,
     FormulaEncoding,
@@ -106,6 +108,7 @@ class MixedModelEstimator(BaseEstimator):
             raise ValueError("random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)")
         encoding = FormulaEncoding.from_text(self.formula, X)
         validate_data(self, X, skip_check_array=True)
+        self._check_no_missing(X, encoding.formula)
         y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
         if y.ndim != 1:
             raise DataError(f"y must be 1-D (one response value per row of X), not of shape {y.shape}")
@@ -115,6 +118,27 @@ class MixedModelEstimator(BaseEstimator):
         result = self._fit_mixed(encoding.formula, encoding.frame(X, y), weights)
         encoding.columns = formula_columns(result)
         return self._finish_mixed(result, encoding)
+
+    def _check_no_missing(self, X: pd.DataFrame, formula: str) -> None:
+        """Formula mode: no missing value in the columns of X the formula reads, in ``fit`` as in ``predict``.
+
+        scikit-learn's convention for an estimator that cannot predict a row with a missing
+        value: raise a ValueError naming NaN, so that ``fit`` cannot quietly drop rows that
+        ``predict`` would then have to answer with NaN (and ``cross_val_score`` score as NaN).
+        """
+        variables = model_variables(parse_formula(formula), X, response=False)
+        missing = {}
+        for name in [*variables.values, *variables.groups]:
+            n_missing = int((~present(column(X, name, "formula variable"))).sum())
+            if n_missing:
+                missing[name] = n_missing
+        if missing:
+            where = ", ".join(f"{name!r} ({n} row{'s' if n > 1 else ''})" for name, n in missing.items())
+            raise DataError(
+                f"X has missing values (NaN) in the columns {where}: {type(self).__name__} does not accept NaN in the "
+                "columns its formula reads, in fit as in predict; impute them (e.g. SimpleImputer in a Pipeline) or "
+                "drop those rows (skmixed.lmer / glmer drop incomplete rows themselves)"
+            )
 
     def _finish_fixed(self, X, y, weights, encoding: ArrayEncoding):
         beta, dispersion = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
@@ -162,6 +186,7 @@ class MixedModelEstimator(BaseEstimator):
                 raise ValueError("in formula mode the grouping columns travel inside X: do not pass groups to predict")
             data = encoding.frame(X)
             check_columns(data, encoding.columns)
+            self._check_no_missing(data, encoding.formula)
             return self.result_.predict(data, allow_new_levels=True)
         X = validate_data(self, X, reset=False)
         if groups is None or self.result_ is None:

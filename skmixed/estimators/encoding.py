@@ -47,6 +47,8 @@ def _canonical(column: pd.Series) -> pd.Series:
             return column  # keeps the categories' order as the level order
         column = column.astype(column.cat.categories.dtype)
     column = column.infer_objects()
+    if pd.api.types.is_complex_dtype(column):  # levels by value, as they are
+        return column
     if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
         return column.astype(str).where(column.notna(), None)
     values = column.to_numpy(dtype=float)

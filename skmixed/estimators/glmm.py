@@ -74,6 +74,7 @@ class GLMM(RegressorMixin, _GeneralizedMixedModel):
         (a single scalar random-effects term only).
 
     Array mode without ``groups`` fits a GLM (no random effects) by IRLS with the same family.
+    Missing values are refused in ``fit`` and ``predict`` alike, as for :class:`skmixed.MixedLM`.
     ``predict(X, groups=g)`` returns μ with the BLUPs of levels seen in the fit and the population
     mean ``g⁻¹(Xβ̂)`` for unseen levels (or without groups). ``score`` is R² of ``predict(X)``.
     Fitted attributes as :class:`MixedLM`, plus ``family_`` (with θ for an estimated negative binomial).
@@ -122,6 +123,7 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
     link : ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
     nAGQ : int, as for :class:`GLMM`.
 
+    Missing values are refused in ``fit`` and ``predict`` alike, as for :class:`skmixed.MixedLM`.
     Two classes only; ``classes_[1]`` is the success. Array mode without ``groups`` fits a
     binomial GLM (logistic regression without penalty) by IRLS. ``predict_proba`` and
     ``predict`` use the BLUPs of levels seen in the fit and the population prediction for

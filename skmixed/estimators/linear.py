@@ -30,6 +30,14 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
     A grouping factor with a single level, or one level per row, gets no random effect (with a
     warning) because its variance cannot be estimated.
 
+    Missing values: X (in formula mode, the columns the formula reads, grouping columns
+    included) must have none; ``fit`` and ``predict`` both raise a ValueError naming NaN (and,
+    in formula mode, the columns), as scikit-learn estimators without NaN support do, since a
+    row dropped in ``fit`` could not be predicted either. y, ``sample_weight`` and ``groups``
+    must have none in ``fit``; in array-mode ``predict`` a missing group, like an unseen one,
+    gets the population prediction. Impute (e.g. ``SimpleImputer`` in a ``Pipeline``) or drop
+    such rows first; ``skmixed.lmer`` itself drops incomplete rows as R does.
+
     ``predict(X, groups=g)`` adds the BLUPs b̂ of the levels seen in the fit and nothing for
     unseen levels (their population prediction Xβ̂); without ``groups`` it gives the population
     prediction. ``score`` is R² of ``predict(X)``: population predictions in array mode, BLUPs
