@@ -18,6 +18,9 @@ import numpy as np
 import pandas as pd
 from .exceptions import DataError, FormulaError, RankDeficiencyWarning
 from .formula import ParsedFormula, _split_top
+from .rfunctions import NAMES
+from .rfunctions import context as r_context
+from .rsyntax import column_name, factor_variables
 
 # formulaic is imported on first use: it costs ~0.1 s, a sixth of `import skmixed`, and a model of plain
 # numeric columns (see design_matrix) never needs it.
@@ -37,17 +40,15 @@ def formulaic_error() -> type[Exception]:
     return FormulaicError
 
 
-#: R functions an lme4 formula may call, as formulaic evaluates them (see :func:`formula_context`).
-_NUMPY_FUNCTIONS = ("sqrt", "abs", "log10", "log2", "log1p", "expm1")
-FORMULA_FUNCTIONS = ("factor", "np", *_NUMPY_FUNCTIONS)
+#: names a formula's Python may use besides the data's columns: R's functions and constants (see
+#: :mod:`skmixed.rfunctions`, which :func:`formula_context` gives formulaic).
+FORMULA_FUNCTIONS = NAMES
 
 
 @lru_cache(maxsize=1)
 def formula_context() -> dict:
-    """The functions of :data:`FORMULA_FUNCTIONS` for formulaic's ``context``: ``factor`` is its C."""
-    from formulaic.transforms import C
-
-    return {"factor": C, "np": np, **{name: getattr(np, name) for name in _NUMPY_FUNCTIONS}}
+    """The R functions of :data:`FORMULA_FUNCTIONS` for formulaic's ``context`` (built on first use)."""
+    return r_context()
 
 
 @dataclass
@@ -92,22 +93,16 @@ def r_name(name: str) -> str:
     """A formulaic column name in R's style: ``(Intercept)``, ``fb`` for ``f[T.b]``, ``poly(x, 2)1``, ``I(x^2)``."""
     if name == "Intercept":
         return "(Intercept)"
-    return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name).replace(" ** ", "^")
+    return column_name(name, None)
 
 
 def r_names(model_spec, formula_text: str) -> list[str]:
-    """R's names for all columns: factors inside an interaction ordered by first appearance in the formula."""
-    text = formula_text.replace(" ", "")
+    """R's names for all columns: each factor printed as R's deparse prints it, the factors of an
+    interaction ordered by their first appearance in the formula (R's variable order)."""
     names = []
     for st in model_spec.structure:
-        exprs = [f.expr for f in st.term.factors]
-        pos = [text.find(e.replace(" ", "")) for e in exprs]
-        order = sorted(range(len(exprs)), key=lambda i: (pos[i] < 0, pos[i]))
         for col in st.columns:
-            pieces = col.split(":")
-            if len(pieces) == len(exprs) and len(exprs) > 1:
-                col = ":".join(pieces[i] for i in order)
-            names.append(r_name(col))
+            names.append("(Intercept)" if col == "Intercept" else column_name(col, st.term.factors, formula_text))
     return names
 
 
@@ -189,10 +184,11 @@ def _variables(expr: str, data: pd.DataFrame) -> set[str]:
     if plain is not None:
         return set(plain[1])
     try:
-        names = parsed_rhs(expr).required_variables
+        terms = parsed_rhs(expr)
     except formulaic_error() as e:
         raise FormulaError(f"cannot read {expr!r}: {e}") from None
-    return {str(v) for v in names} - set(FORMULA_FUNCTIONS) - {"C", "I", "poly", "scale", "center", "log", "exp", "cbind"}
+    names = {v for term in terms for f in term.factors for v in factor_variables(f)}
+    return {v for v in names if v in data.columns or v not in FORMULA_FUNCTIONS}
 
 
 def _check_columns(names: set[str], data: pd.DataFrame, role: str) -> None:
