@@ -2,8 +2,9 @@
 
 :mod:`skmixed.rsyntax` writes a formula's R code as Python: ``as.numeric`` becomes
 ``as_numeric`` (see ``PYTHON_SPELLING`` there), ``!`` ``&`` ``|`` ``%in%`` become
-``_r_not`` ``_r_and`` ``_r_or`` ``_r_in``, and a parenthesised value such as ``(x == 1)``
-becomes ``_r_value(...)``.  :func:`context` gives formulaic those names.
+``_r_not`` ``_r_and`` ``_r_or`` ``_r_in``, parentheses inside a call ``_r_paren(...)`` (so
+columns are named with them, as R names them), and a parenthesised term such as ``(x == 1)``
+``_r_value(...)``.  :func:`context` gives formulaic those names.
 
 Logical values are factors in R's model matrices, with levels FALSE and TRUE (R's
 ``model.matrix``): ``I(x > 2)`` is coded as the column ``I(x > 2)TRUE``, and as two
@@ -12,6 +13,8 @@ columns where R would use two (no intercept, or an interaction without main effe
 so that column names and the levels matched on new data are R's.
 """
 from __future__ import annotations
+
+from functools import reduce
 
 import numpy as np
 import pandas as pd
@@ -59,38 +62,48 @@ def _label(value) -> str:
     return str(value)
 
 
-def factor(x, levels=None, labels=None, ordered=False):
-    """R's ``factor()``: levels sorted (or as given), unused levels dropped, labels as R writes them."""
+def factor(x, levels=None, labels=None, ordered=False, _state=None):
+    """R's ``factor()``: levels sorted (or as given), unused levels dropped, labels as R writes them.
+
+    The levels are kept (``_state``) so new data are coded with the fit's levels, as R's ``xlev``.
+    """
+    state = {} if _state is None else _state
     s = _series(x)
     if isinstance(s.dtype, pd.CategoricalDtype):
-        values = s.astype(object).where(s.notna(), None)
-        present = [c for c in s.cat.categories if (s == c).any()] if levels is None else list(levels)
+        found = list(s.cat.categories[np.unique(s.cat.codes[s.cat.codes >= 0])])
+        s = s.astype(object)
     else:
-        values = s
-        present = sorted(pd.unique(s.dropna())) if levels is None else list(np.atleast_1d(levels))
-    names = [_label(v) for v in present]
-    mapping = dict(zip(present, names))
-    coded = values.map(lambda v: mapping.get(v) if v is not None and not pd.isna(v) else None)
+        found = sorted(pd.unique(s.dropna()))
+    if "levels" not in state:
+        state["levels"] = [_label(v) for v in (found if levels is None else np.atleast_1d(levels))]
+    names = state["levels"]
+    coded = s.map({v: _label(v) for v in pd.unique(s.dropna())})
+    coded = coded.where(coded.isin(names))
     if labels is not None:
         labels = [str(v) for v in np.atleast_1d(labels)]
         if len(labels) != len(names):
             raise ValueError(f"factor(): {len(labels)} labels for {len(names)} levels")
-        coded = coded.map(dict(zip(names, labels)))
-        names = labels
+        coded, names = coded.map(dict(zip(names, labels))), labels
     return pd.Series(pd.Categorical(coded, categories=names, ordered=bool(ordered)), index=s.index)
 
 
-def as_factor(x):
+def as_factor(x, _state=None):
     """R's ``as.factor()``: a factor stays as it is (unused levels kept); anything else goes through ``factor``."""
     s = _series(x)
-    return s if isinstance(s.dtype, pd.CategoricalDtype) else factor(s)
+    return s if isinstance(s.dtype, pd.CategoricalDtype) else factor(s, _state=_state)
 
 
-def relevel(x, ref):
-    """R's ``relevel()``: the factor with level ``ref`` (a label, or a 1-based position) first."""
+def relevel(x, ref, _state=None):
+    """R's ``relevel()``: the factor with level ``ref`` (a label, or a 1-based position) first.
+
+    The fit's level order is kept (``_state``) for new data, which may lack the reference level.
+    """
+    state = {} if _state is None else _state
     f = as_factor(x)
     if f.cat.ordered:
         raise ValueError("relevel() is only for unordered factors")
+    if "levels" in state:
+        return f.cat.set_categories(state["levels"])
     levels = [str(c) for c in f.cat.categories]
     if isinstance(ref, str):
         if ref not in levels:
@@ -102,6 +115,7 @@ def relevel(x, ref):
             raise ValueError(f"relevel(): ref = {ref} is outside the {len(levels)} levels")
     categories = list(f.cat.categories)
     categories.insert(0, categories.pop(position))
+    state["levels"] = categories
     return f.cat.reorder_categories(categories)
 
 
@@ -194,14 +208,14 @@ def ifelse(test, yes, no):
 
 
 def _reduction(function, ddof=None):
-    def reduce(x, na_rm=False):
+    def over_all(x, na_rm=False):
         values = np.asarray(x, dtype=float)
         if na_rm:
             values = values[~np.isnan(values)]
         return function(values) if ddof is None else function(values, ddof=ddof)
 
-    reduce.__doc__ = f"R's {function.__name__} over all values (NA unless na.rm = TRUE)."
-    return reduce
+    over_all.__doc__ = f"R's {function.__name__} over all values (NA unless na.rm = TRUE)."
+    return over_all
 
 
 def _r_not(x):
@@ -228,26 +242,26 @@ def _r_in(x, table):
 _FUNCTIONS = {
     "TRUE": True, "FALSE": False, "T": True, "F": False, "pi": np.pi, "NULL": None, "NA": np.nan,
     "Inf": np.inf, "NaN": np.nan,
-    "I": identity, "_r_value": identity, "_r_not": _r_not, "_r_and": _r_and, "_r_or": _r_or, "_r_in": _r_in,
-    "c": c, "factor": factor, "as_factor": as_factor, "relevel": relevel, "as_numeric": as_numeric,
+    "I": identity, "_r_value": identity, "_r_paren": lambda x: x, "_r_not": _r_not, "_r_and": _r_and, "_r_or": _r_or, "_r_in": _r_in,
+    "c": c, "as_numeric": as_numeric,
     "as_integer": as_integer, "as_logical": as_logical, "as_character": as_character, "is_na": pd.isna,
     "log": log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10, "log2": np.log2,
     "log1p": np.log1p, "expm1": np.expm1, "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor,
     "ceiling": np.ceil, "trunc": np.trunc, "sign": np.sign, "round": round_, "signif": signif,
-    "ifelse": ifelse, "pmin": lambda *a: np.minimum.reduce(a), "pmax": lambda *a: np.maximum.reduce(a),
+    "ifelse": ifelse, "pmin": lambda *a: reduce(np.minimum, a), "pmax": lambda *a: reduce(np.maximum, a),
     "mean": _reduction(np.mean), "median": _reduction(np.median), "sum": _reduction(np.sum),
     "min": _reduction(np.min), "max": _reduction(np.max), "sd": _reduction(np.std, ddof=1),
     "var": _reduction(np.var, ddof=1), "length": len, "np": np,
 }
-_STATEFUL = {"poly": poly, "ns": splines.ns, "bs": splines.bs}
+_STATEFUL = {"poly": poly, "ns": splines.ns, "bs": splines.bs, "factor": factor, "as_factor": as_factor, "relevel": relevel}
 
 #: every name a formula's Python may use besides the data's columns.
 NAMES = (*_FUNCTIONS, *_STATEFUL)
 
 
 def context() -> dict:
-    """The names of :data:`NAMES` for formulaic's ``context``; poly, ns and bs keep their state (knots,
-    coefficients) in the model spec, so new data are encoded with the fit's basis."""
+    """The names of :data:`NAMES` for formulaic's ``context``; poly, ns, bs, factor and relevel keep their
+    state (coefficients, knots, levels) in the model spec, so new data are encoded as the fit's data."""
     from formulaic.utils.stateful_transforms import stateful_transform
 
     return {**_FUNCTIONS, **{name: stateful_transform(f) for name, f in _STATEFUL.items()}}

@@ -16,6 +16,7 @@ import keyword
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .exceptions import FormulaError
 
@@ -127,7 +128,7 @@ def tokenize(text: str) -> list[Token]:
 
 
 def _number(text: str) -> float | int:
-    body = text[:-1] if text.endswith("L") else text
+    body = text.removesuffix("L")
     if body[:2].lower() == "0x":
         return int(body, 16)
     return int(body) if body.isdigit() else float(body)
@@ -394,8 +395,8 @@ def to_python(node: Node, text: str = "") -> str:
         return repr(node.value)
     if isinstance(node, Str):
         return repr(node.value)
-    if isinstance(node, Paren):
-        return f"({to_python(node.inner, text)})"
+    if isinstance(node, Paren):  # kept as a call: R names columns with the parentheses written
+        return f"_r_paren({to_python(node.inner, text)})"
     if isinstance(node, Call):
         args = [
             to_python(v, text) if k is None else f"{PYTHON_SPELLING.get(k, k.replace('.', '_'))}={to_python(v, text)}"
@@ -492,6 +493,8 @@ def _from_tree(node: ast.AST, names: dict[str, str]) -> Node:
         args = [_from_tree(a, names) for a in node.args]
         if func == "_r_value" and len(args) == 1:
             return args[0]
+        if func == "_r_paren" and len(args) == 1:
+            return Paren(args[0])
         if func == "_r_not" and len(args) == 1:
             return Unary("!", args[0])
         if func in _FUNCTION_OPERATORS and len(args) == 2:
@@ -560,7 +563,7 @@ def _split_column(column: str, factors: list[str]) -> list[tuple[str, str]] | No
             if end < pos or column[end] != "]":
                 return None
             suffix, pos = column[pos + 1 : end], end + 1
-            suffix = suffix[2:] if suffix.startswith("T.") else suffix
+            suffix = suffix.removeprefix("T.")
         if not last:
             if not column.startswith(":", pos):
                 return None
@@ -596,7 +599,14 @@ def _normal(text: str) -> str:
     return re.sub(r"[\s`]", "", text).replace("**", "^").replace("'", '"')
 
 
-def _position(candidates: list[str], text: str) -> int:
+@lru_cache(maxsize=1024)
+def _deparsed(code: str) -> str:
+    """R's text of formulaic's Python ``code`` (cached: a factor names every column of its term)."""
+    return deparse(from_python(code))
+
+
+@lru_cache(maxsize=1024)
+def _position(candidates: tuple[str, ...], text: str) -> int:
     """Where a factor first appears in the formula ``text`` as a whole token (R orders variables so)."""
     haystack = _normal(text)
     best = len(haystack) + 1
@@ -637,7 +647,7 @@ def column_name(column: str, factors: list | None, formula_text: str = "") -> st
     lookup = {f.expr for f in factors if _lookup(f)} if pieces is not None else set()
     if pieces is None:
         pieces = _split_unknown(column)
-    named = [(r_name(e) if e in lookup else deparse(from_python(e)), suffix, e) for e, suffix in pieces]
+    named = [(r_name(e) if e in lookup else _deparsed(e), suffix, e) for e, suffix in pieces]
     if formula_text and len(named) > 1:
-        named.sort(key=lambda item: _position([item[0], item[2]], formula_text))
+        named.sort(key=lambda item: _position((item[0], item[2]), formula_text))
     return ":".join(name + suffix for name, suffix, _ in named)

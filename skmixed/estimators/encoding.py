@@ -9,12 +9,12 @@ The fitted encoding is kept on the estimator so ``predict`` encodes new data the
 """
 from __future__ import annotations
 
-import keyword
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from ..design import column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError
 from ..formula import parse_formula
@@ -103,11 +103,11 @@ def _quotable(name: str, group: bool) -> bool:
     """Whether a formula can name the column ``name`` (backquoted if need be) and R and Python read it alike.
 
     A grouping factor's name cannot hold ':' or '/' (a formula reads them as interaction and nesting);
-    Python keywords and identifiers R would quote (``_x``) are named differently by the two.
+    Python identifiers R would quote (``_x``, ``function``) are named differently by the two.
     """
     if not name or "`" in name or name != name.strip() or (group and (":" in name or "/" in name)):
         return False
-    return not keyword.iskeyword(name) and (is_syntactic(name) or not name.isidentifier())
+    return is_syntactic(name) or not name.isidentifier()
 
 
 def _model_columns(user_names: list[str], prefix: str, taken: set[str], group: bool) -> list[str]:
