@@ -33,6 +33,7 @@ from .rsyntax import (
 
 _FORMULA_OPS = {"+", "-", "*", "/", ":", "^", "%in%"}
 _LOGICAL_OPS = COMPARISONS | {"&", "&&", "|", "||"}
+_LOGICAL_CALLS = {"I", "as.logical", "is.na", "ifelse"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,9 @@ def formula_python(node: Node, text: str) -> str:
 
     ``%in%`` is R's nesting (``a %in% b`` means the term ``a:b``).  A parenthesised value that is
     no formula, such as ``(x == TRUE)``, is one variable for R: it is written ``_r_value(...)``,
-    which R names ``x == TRUE`` (see :func:`skmixed.rsyntax.from_python`).
+    which R names ``x == TRUE`` (see :func:`skmixed.rsyntax.from_python`) and which codes a logical
+    result as R's FALSE/TRUE factor; so do terms such as ``I(x > 2)`` (an ``I()`` inside a value
+    stays the identity, so ``(I(x > 2) == TRUE)`` compares logicals).
     """
     if isinstance(node, BinOp) and node.op in _FORMULA_OPS:
         op = ":" if node.op == "%in%" else node.op
@@ -146,8 +149,12 @@ def formula_python(node: Node, text: str) -> str:
         return python_name(node.id)
     if isinstance(node, Num):
         return repr(node.value)
-    if isinstance(node, Call):
-        return to_python(node, text)
+    if isinstance(node, Call) and node.func == "c":
+        raise syntax_error(
+            text, node.pos, "c(...) is not a variable: in a formula '%in%' means nesting; for membership write I(x %in% c(...))"
+        )
+    if isinstance(node, Call):  # a term that may be logical goes through _r_value, which codes it as R does
+        return f"_r_value({to_python(node, text)})" if node.func in _LOGICAL_CALLS else to_python(node, text)
     return f"_r_value({to_python(node, text)})"
 
 
@@ -345,7 +352,9 @@ def parse_formula(text: str) -> ParsedFormula:
         elif isinstance(term, Call) and term.func == "offset":
             if sign == "-" or len(term.args) != 1:
                 raise syntax_error(source, term.pos, "write an offset as '+ offset(expression)'")
-            offsets.append(to_python(term.args[0][1], source))
+            value = _strip(term.args[0][1])
+            code = to_python(value, source)
+            offsets.append(f"I({code})" if isinstance(value, (BinOp, Unary)) else code)
         else:
             fixed.append((sign, formula_python(term, source)))
     return ParsedFormula(

@@ -7,8 +7,9 @@ columns are named with them, as R names them), and a parenthesised term such as 
 ``_r_value(...)``.  :func:`context` gives formulaic those names.
 
 Logical values are factors in R's model matrices, with levels FALSE and TRUE (R's
-``model.matrix``): ``I(x > 2)`` is coded as the column ``I(x > 2)TRUE``, and as two
-columns where R would use two (no intercept, or an interaction without main effect).
+``model.matrix``): a term such as ``I(x > 2)`` (written ``_r_value(I(x > 2))``) is coded as
+the column ``I(x > 2)TRUE``, and as two columns where R would use two (no intercept, or an
+interaction without main effect).
 ``factor()`` labels levels as R's ``as.character`` does (``1``, ``2.5``, ``1e+05``, ``TRUE``)
 so that column names and the levels matched on new data are R's.
 """
@@ -47,8 +48,13 @@ def _logical_factor(x) -> pd.Series:
 
 
 def identity(x):
-    """R's ``I()``: the value as it is; a logical becomes R's FALSE/TRUE factor."""
-    return _logical_factor(x) if _is_logical(x) else x
+    """R's ``I()``: the value as it is."""
+    return x
+
+
+def model_term(x):
+    """A term's value as R's model matrix reads it: a logical becomes the factor FALSE/TRUE, the rest is unchanged."""
+    return _logical_factor(x) if np.ndim(x) == 1 and _is_logical(x) else x
 
 
 def _label(value) -> str:
@@ -193,11 +199,15 @@ def signif(x, digits=6):
 
 
 def c(*values):
-    """R's ``c()``: the arguments as one list."""
-    out = []
-    for v in values:
-        out.extend(np.atleast_1d(v).tolist())
-    return out
+    """R's ``c()``: the arguments as one vector."""
+    return np.concatenate([np.atleast_1d(np.asarray(v)) for v in values]) if values else np.empty(0)
+
+
+def _r_seq(start, end):
+    """R's ``start:end``: steps of 1 from ``start`` towards ``end``, not passing it."""
+    start, end = float(start), float(end)
+    steps = np.arange(np.floor(abs(end - start) + 1e-10) + 1)
+    return start + np.sign(end - start) * steps
 
 
 def ifelse(test, yes, no):
@@ -242,7 +252,7 @@ def _r_in(x, table):
 _FUNCTIONS = {
     "TRUE": True, "FALSE": False, "T": True, "F": False, "pi": np.pi, "NULL": None, "NA": np.nan,
     "Inf": np.inf, "NaN": np.nan,
-    "I": identity, "_r_value": identity, "_r_paren": lambda x: x, "_r_not": _r_not, "_r_and": _r_and, "_r_or": _r_or, "_r_in": _r_in,
+    "I": identity, "_r_value": model_term, "_r_paren": identity, "_r_not": _r_not, "_r_and": _r_and, "_r_or": _r_or, "_r_in": _r_in, "_r_seq": _r_seq,
     "c": c, "as_numeric": as_numeric,
     "as_integer": as_integer, "as_logical": as_logical, "as_character": as_character, "is_na": pd.isna,
     "log": log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10, "log2": np.log2,

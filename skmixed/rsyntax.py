@@ -348,7 +348,7 @@ PYTHON_SPELLING = {
 }
 R_SPELLING = {py: r for r, py in PYTHON_SPELLING.items() if r != "as.double"}
 #: R operators evaluated by functions of skmixed.rfunctions (R's semantics, not Python's bitwise ones).
-OPERATOR_FUNCTIONS = {"&": "_r_and", "&&": "_r_and", "|": "_r_or", "||": "_r_or", "%in%": "_r_in"}
+OPERATOR_FUNCTIONS = {"&": "_r_and", "&&": "_r_and", "|": "_r_or", "||": "_r_or", "%in%": "_r_in", ":": "_r_seq"}
 _PYTHON_OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "^": "**", "%%": "%", "%/%": "//", **{c: c for c in COMPARISONS}}
 _PYTHON_BP = {"+": 9, "-": 9, "*": 10, "/": 10, "%": 10, "//": 10, "**": 12, **{c: 4 for c in COMPARISONS}}
 #: R functions with no equivalent here, and what to write instead.
@@ -423,8 +423,7 @@ def to_python(node: Node, text: str = "") -> str:
                 right = f"({right})"
             return f"{left} {op} {right}"
     what = node.op if isinstance(node, (BinOp, Unary)) else type(node).__name__
-    hint = " (a sequence): compute the column in the DataFrame" if what == ":" else ""
-    raise syntax_error(text, node.pos, f"the operator {what!r} cannot be used inside a function call{hint}")
+    raise syntax_error(text, node.pos, f"the operator {what!r} cannot be used inside a function call")
 
 
 # --- reading formulaic's Python back ------------------------------------------------------------
@@ -434,7 +433,7 @@ _PY_BINARY = {
     ast.BitAnd: "&", ast.BitOr: "|",
 }
 _PY_COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.Gt: ">", ast.LtE: "<=", ast.GtE: ">="}
-_FUNCTION_OPERATORS = {"_r_and": "&", "_r_or": "|", "_r_in": "%in%"}
+_FUNCTION_OPERATORS = {"_r_and": "&", "_r_or": "|", "_r_in": "%in%", "_r_seq": ":"}
 
 
 def _hide_backquotes(code: str) -> tuple[str, dict[str, str]]:

@@ -6,6 +6,9 @@ import html
 import numpy as np
 import pandas as pd
 
+from .exceptions import InputError
+from .rsyntax import deparse, parse
+
 
 def _g(x: float, digits: int = 5) -> str:
     return "NaN" if not np.isfinite(x) else f"{x:.{digits}g}"
@@ -65,8 +68,16 @@ def _title(m) -> str:
     return f"Linear mixed model fit by {how} ['lmerMod']"
 
 
+def _formula(m) -> str:
+    """The formula as R prints it (its deparse: ``y ~ x + (1 | g)`` however it was spaced)."""
+    try:
+        return deparse(parse(m.formula))
+    except InputError:
+        return m.formula
+
+
 def _header(m) -> list[str]:
-    lines = [_title(m), f"Formula: {m.formula}"]
+    lines = [_title(m), f"Formula: {_formula(m)}"]
     if m.data_name:
         lines.append(f"   Data: {m.data_name}")
     return lines
@@ -218,7 +229,7 @@ class Summary:
         m = self.model
         header, rows = random_effects_rows(m, variance=True)
         re_df = pd.DataFrame(rows, columns=header)
-        parts = [f"<p><b>{html.escape(_title(m))}</b><br>Formula: <code>{html.escape(m.formula)}</code></p>"]
+        parts = [f"<p><b>{html.escape(_title(m))}</b><br>Formula: <code>{html.escape(_formula(m))}</code></p>"]
         parts.append(f"<p>{html.escape(_fit_statistics(m)).replace(chr(10), '<br>')}</p>")
         parts.append("<p><b>Random effects</b></p>" + re_df.to_html(index=False))
         parts.append(f"<p>{html.escape(_groups_line(m))}</p>")

@@ -134,7 +134,7 @@ def test_deparse_is_r_deparse(expression):
         ("y ~ cut(x, 3) + (1 | g)", "pandas.cut"),
         ("y ~ x[1] + (1 | g)", "indexing"),
         ("y ~ d$x + (1 | g)", "'$'"),
-        ("y ~ I(1:3) + (1 | g)", "sequence"),
+        ("y ~ (x %in% c(1, 2)) + (1 | g)", "for membership write I(x %in% c(...))"),
         ("y ~ is.finite(x) + (1 | g)", "unknown function is.finite()"),
         ("y ~ a < b < c + (1 | g)", "cannot chain comparisons"),
         ("y ~ x + (1 | `a:b`)", "rename the column"),
@@ -156,3 +156,9 @@ def test_r_functions_evaluate_as_r(sleep):
     data = sleep.assign(code=sleep["Days"].astype(str))
     numeric = fit("Reaction ~ as.numeric(code) + (1 | Subject)", data)
     np.testing.assert_allclose(numeric.fixef.to_numpy(), fit("Reaction ~ Days + (1 | Subject)", data).fixef.to_numpy())
+
+
+def test_cell_magic_keeps_hashes_inside_backquoted_names():
+    from skmixed.magics import formula_from_cell
+
+    assert formula_from_cell("y ~ `dose #1` + (1 | g)  # note") == "y ~ `dose #1` + (1 | g)"

@@ -79,3 +79,9 @@ def test_array_mode_summary_uses_the_users_names():
     assert list(est.random_effects_["subject id"].columns) == ["(Intercept)", "days (n)"]
     expected = skmixed.lmer("Reaction ~ Days + I(Days^2) + sqrt(Days) + (Days | Subject)", d).fixef.to_numpy()
     np.testing.assert_allclose(np.r_[est.intercept_, est.coef_], expected, rtol=1e-6)
+
+
+def test_formula_is_printed_as_r_prints_it():
+    m = skmixed.lmer("Reaction~Days+(Days|Subject)", datasets.load("sleepstudy"))
+    assert "Formula: Reaction ~ Days + (Days | Subject)\n" in str(m.summary())
+    assert "Formula: Reaction ~ Days + (Days | Subject)\n" in str(m)
