@@ -374,8 +374,8 @@ def _python_function(name: str, node: Node, text: str) -> str:
     if name in UNSUPPORTED_FUNCTIONS:
         raise syntax_error(text, node.pos, f"{name}() is not supported in a formula: {UNSUPPORTED_FUNCTIONS[name]}")
     spelled = PYTHON_SPELLING.get(name, name)
-    if spelled.isidentifier() or spelled.startswith("np."):
-        return spelled
+    if all(part.isidentifier() and not keyword.iskeyword(part) for part in spelled.split(".")):
+        return spelled  # a Python attribute chain such as np.log or contr.treatment
     raise syntax_error(text, node.pos, f"unknown function {name}() in the formula")
 
 
