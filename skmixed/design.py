@@ -20,7 +20,7 @@ from .exceptions import DataError, FormulaError, RankDeficiencyWarning
 from .formula import ParsedFormula, _split_top
 from .rfunctions import NAMES
 from .rfunctions import context as r_context
-from .rsyntax import column_name, factor_variables
+from .rnames import column_name, factor_variables
 
 # formulaic is imported on first use: it costs ~0.1 s, a sixth of `import skmixed`, and a model of plain
 # numeric columns (see design_matrix) never needs it.

@@ -17,7 +17,8 @@ from skmixed import datasets
 from skmixed.design import design_matrix, formula_context
 from skmixed.exceptions import FormulaError
 from skmixed.formula import parse_formula
-from skmixed.rsyntax import deparse, from_python, parse, to_python
+from skmixed.rnames import from_python
+from skmixed.rsyntax import deparse, parse, to_python
 
 R = json.loads((Path(__file__).parent / "fixtures" / "formula_forms.json").read_text(encoding="utf-8"))
 

@@ -18,7 +18,8 @@ import pandas as pd
 from ..design import column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError
 from ..formula import parse_formula
-from ..rsyntax import factor_variables, is_syntactic, r_name
+from ..rnames import factor_variables
+from ..rsyntax import is_syntactic, r_name
 
 RESPONSE = "y"
 
