@@ -100,15 +100,12 @@ def _is_bar(node: Node) -> bool:
 
 
 def _has_bar(node: Node) -> bool:
-    if _is_bar(node):
-        return True
-    if isinstance(node, BinOp):
-        return _has_bar(node.left) or _has_bar(node.right)
-    if isinstance(node, (Unary, Paren)):
-        return _has_bar(node.operand if isinstance(node, Unary) else node.inner)
-    if isinstance(node, Call):
-        return any(_has_bar(v) for _, v in node.args)
-    return False
+    return _is_bar(node) or any(_has_bar(child) for child in _children(node))
+
+
+def _is_formula_op(node: Node) -> bool:
+    """``+ - * / : ^ %in%`` (and unary ``+ -``): R's formula operators, as opposed to values such as ``x == 1``."""
+    return (isinstance(node, BinOp) and node.op in _FORMULA_OPS) or (isinstance(node, Unary) and node.op in "+-")
 
 
 def _signed_terms(node: Node, sign: str = "+") -> list[tuple[str, Node]]:
@@ -128,7 +125,7 @@ def formula_python(node: Node, text: str) -> str:
 
     ``%in%`` is R's nesting (``a %in% b`` means the term ``a:b``).  A parenthesised value that is
     no formula, such as ``(x == TRUE)``, is one variable for R: it is written ``_r_value(...)``,
-    which R names ``x == TRUE`` (see :func:`skmixed.rsyntax.from_python`) and which codes a logical
+    which R names ``x == TRUE`` (see :func:`skmixed.rnames.from_python`) and which codes a logical
     result as R's FALSE/TRUE factor; so do terms such as ``I(x > 2)`` (an ``I()`` inside a value
     stays the identity, so ``(I(x > 2) == TRUE)`` compares logicals).
     """
@@ -139,10 +136,9 @@ def formula_python(node: Node, text: str) -> str:
     if isinstance(node, Unary) and node.op in "+-":
         return f"{node.op}{formula_python(node.operand, text)}"
     if isinstance(node, Paren):
-        inner = node.inner
-        if isinstance(inner, (BinOp, Unary)) and not (inner.op in _FORMULA_OPS or (isinstance(inner, Unary) and inner.op in "+-")):
-            return f"_r_value({to_python(inner, text)})"
-        return f"({formula_python(inner, text)})"
+        if isinstance(node.inner, (BinOp, Unary)) and not _is_formula_op(node.inner):
+            return f"_r_value({to_python(node.inner, text)})"
+        return f"({formula_python(node.inner, text)})"
     if isinstance(node, Name):
         if node.id == ".":
             raise syntax_error(text, node.pos, "'.' (all other columns) is not supported: list the columns in the formula")
@@ -220,24 +216,23 @@ def _groups(node: Node, text: str) -> list[str]:
 
 def _term_factors(node: Node, text: str) -> list[tuple[str, ...]]:
     """R's term expansion of a formula part (``a*b`` is ``a``, ``b``, ``a:b``), as tuples of factors."""
-    node_ = _strip(node)
-    if isinstance(node_, BinOp) and node_.op == "+":
-        return _union(_term_factors(node_.left, text), _term_factors(node_.right, text))
-    if isinstance(node_, BinOp) and node_.op in (":", "%in%", "*", "/"):
-        left, right = _term_factors(node_.left, text), _term_factors(node_.right, text)
-        if node_.op == "/":
+    inner = _strip(node)
+    if isinstance(inner, BinOp) and inner.op == "+":
+        return _union(_term_factors(inner.left, text), _term_factors(inner.right, text))
+    if isinstance(inner, BinOp) and inner.op in (":", "%in%", "*", "/"):
+        left, right = _term_factors(inner.left, text), _term_factors(inner.right, text)
+        if inner.op == "/":
             whole = tuple(dict.fromkeys(f for t in left for f in t))
             return _union(left, [_merge(whole, r) for r in right])
         products = [_merge(a, b) for a in left for b in right]
-        return _union(left, right, products) if node_.op == "*" else products
-    if isinstance(node_, BinOp) and node_.op == "^" and isinstance(node_.right, Num):
-        base = _term_factors(node_.left, text)
-        out = base
-        for _ in range(int(node_.right.value) - 1):
+        return _union(left, right, products) if inner.op == "*" else products
+    if isinstance(inner, BinOp) and inner.op == "^" and isinstance(inner.right, Num):
+        base = out = _term_factors(inner.left, text)
+        for _ in range(int(inner.right.value) - 1):
             out = _union(out, [_merge(a, b) for a in out for b in base])
         return out
-    if isinstance(node_, (BinOp, Unary)) and (node_.op in _FORMULA_OPS):
-        raise syntax_error(text, node_.pos, f"cannot expand {deparse(node_)!r} inside an uncorrelated term '(... || g)'")
+    if _is_formula_op(inner):
+        raise syntax_error(text, inner.pos, f"cannot expand {deparse(inner)!r} inside an uncorrelated term '(... || g)'")
     return [(formula_python(node, text),)]
 
 
@@ -304,16 +299,23 @@ def _response(node: Node, text: str) -> str:
 # --- the formula -----------------------------------------------------------------------------------
 def _pre_check(text: str) -> None:
     """Errors easier to name on the text than on the tree: empty bars and unbalanced parentheses."""
-    depth = 0
-    for i, ch, d in _scan(text):
-        if d < 0:
-            raise syntax_error(text, i, "unmatched ')' in formula")
-        depth = d + (ch == "(")
-        before = text[:i].rstrip()[-1:]
-        if ch == "|" and before == "(":
+    depth, quote, last = 0, None, ""
+    for i, ch in enumerate(text):
+        if quote or ch in "'\"`":
+            quote = None if ch == quote else (quote or ch)
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            if last == "|":
+                raise syntax_error(text, i, "a random-effects term has no grouping factor after '|'")
+            depth -= 1
+            if depth < 0:
+                raise syntax_error(text, i, "unmatched ')' in formula")
+        elif ch == "|" and last == "(":
             raise syntax_error(text, i, "a random-effects term has nothing before '|': write (1 | g)")
-        if ch == ")" and before == "|":
-            raise syntax_error(text, i, "a random-effects term has no grouping factor after '|'")
+        last = last if ch.isspace() else ch
+    if quote:
+        raise syntax_error(text, len(text), f"unterminated quote {quote} in formula")
     if depth:
         raise syntax_error(text, len(text), "missing ')' in formula")
 

@@ -163,10 +163,10 @@ class _Parser:
 
     def expect(self, text: str, opening: Token) -> None:
         tok = self.peek()
-        if tok is None or tok.text != text:
-            if text == ")":
-                raise syntax_error(self.text, len(self.text) if tok is None else tok.pos, "missing ')' in formula")
-            raise syntax_error(self.text, opening.pos, f"expected {text!r}")
+        if tok is None:
+            raise syntax_error(self.text, len(self.text), f"missing {text!r} in formula")
+        if tok.text != text:
+            raise syntax_error(self.text, tok.pos, f"unexpected {tok.text!r}: expected {text!r} to close the {opening.text!r}")
         self.i += 1
 
     def parse(self) -> Node:
@@ -360,8 +360,9 @@ UNSUPPORTED_FUNCTIONS = {
 
 
 def python_name(name: str) -> str:
-    """A variable as Python code: itself if a Python identifier, else backquoted for formulaic."""
-    if name.isidentifier() and not keyword.iskeyword(name):
+    """A variable as Python code: itself if a Python identifier (or Python's True, False, None), else
+    backquoted for formulaic."""
+    if name.isidentifier() and (not keyword.iskeyword(name) or name in ("True", "False", "None")):
         return name
     if "`" in name:
         raise FormulaError(f"the name {name!r} contains a backquote, which a formula cannot quote: rename the column")

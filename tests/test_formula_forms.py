@@ -163,3 +163,11 @@ def test_cell_magic_keeps_hashes_inside_backquoted_names():
     from skmixed.magics import formula_from_cell
 
     assert formula_from_cell("y ~ `dose #1` + (1 | g)  # note") == "y ~ `dose #1` + (1 | g)"
+
+
+def test_python_spellings_of_r_constants_are_read(sleep):
+    """raw=True (Python) means R's raw = TRUE, and the columns are named as R names them."""
+    ref = next(r for r in R["lmer"] if r["formula"] == "Reaction ~ poly(Days, 2, raw = TRUE) + (1 | Subject)")
+    m = fit("Reaction ~ poly(Days, 2, raw=True) + (1|Subject)", sleep)
+    assert list(m.fixef.index) == ref["fixef_names"]
+    np.testing.assert_allclose(m.fixef.to_numpy(), ref["fixef"], rtol=2e-6)
