@@ -14,61 +14,20 @@ from __future__ import annotations
 import keyword
 import math
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from .exceptions import FormulaError
 
-
-# --- the tree -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Node:
-    pos: int = field(default=0, compare=False, kw_only=True)  # offset in the source, for error pointers
-
-
-@dataclass(frozen=True)
-class Name(Node):
-    id: str
-
-
-@dataclass(frozen=True)
-class Num(Node):
-    value: float | int
-
-
-@dataclass(frozen=True)
-class Str(Node):
-    value: str
-
-
-@dataclass(frozen=True)
-class Call(Node):
-    func: str
-    args: tuple[tuple[str | None, Node], ...]
-
-
-@dataclass(frozen=True)
-class BinOp(Node):
-    op: str
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True)
-class Unary(Node):
-    op: str
-    operand: Node
-
-
-@dataclass(frozen=True)
-class Paren(Node):
-    inner: Node
-
-
-@dataclass(frozen=True)
-class Raw(Node):
-    """Python that has no R reading (printed as it is)."""
-
-    text: str
+# --- the tree: named tuples (cheap to define at import); ``pos`` is the offset in the source, for error pointers
+Name = namedtuple("Name", "id pos", defaults=(0,))
+Num = namedtuple("Num", "value pos", defaults=(0,))
+Str = namedtuple("Str", "value pos", defaults=(0,))
+Call = namedtuple("Call", "func args pos", defaults=(0,))  # args: (argument name or None, node) pairs
+BinOp = namedtuple("BinOp", "op left right pos", defaults=(0,))
+Unary = namedtuple("Unary", "op operand pos", defaults=(0,))
+Paren = namedtuple("Paren", "inner pos", defaults=(0,))
+Raw = namedtuple("Raw", "text pos", defaults=(0,))  # Python that has no R reading, printed as it is
+Node = Name | Num | Str | Call | BinOp | Unary | Paren | Raw
 
 
 # --- R's grammar ------------------------------------------------------------------------
@@ -104,11 +63,7 @@ def syntax_error(text: str, pos: int, message: str) -> FormulaError:
     return FormulaError(f"{message}\n  {text}\n  {' ' * pos}^")
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: str
-    text: str
-    pos: int
+Token = namedtuple("Token", "kind text pos")
 
 
 def tokenize(text: str) -> list[Token]:
