@@ -31,10 +31,12 @@ def as_list(value):
 def sleep():
     d = datasets.load("sleepstudy")
     d["days.since"] = d["Days"]
+    d["subj.id"] = d["Subject"]
     d["my subject"] = d["Subject"]
     d["Élève"] = d["Subject"]
     d["my x"] = d["Days"]
     d["long"] = d["Days"] > 4
+    d["grp"] = pd.Categorical(np.array(["a", "b", "c"])[d["Days"] % 3])
     return d
 
 
