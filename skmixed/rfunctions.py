@@ -43,8 +43,9 @@ def _is_logical(x) -> bool:
 def _logical_factor(x) -> pd.Series:
     """A logical vector as R's model matrix codes it: a factor with levels FALSE, TRUE."""
     s = _series(x)
-    labels = s.map(lambda v: None if pd.isna(v) else ("TRUE" if v else "FALSE"))
-    return pd.Series(pd.Categorical(labels, categories=_LOGICAL_LEVELS), index=s.index)
+    missing = s.isna().to_numpy()
+    codes = np.where(missing, -1, s.where(~missing, False).to_numpy().astype(bool).astype(np.int8))
+    return pd.Series(pd.Categorical.from_codes(codes, categories=_LOGICAL_LEVELS), index=s.index)
 
 
 def identity(x):
