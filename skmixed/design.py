@@ -19,6 +19,9 @@ import pandas as pd
 from .exceptions import DataError, FormulaError, RankDeficiencyWarning
 from .formula import ParsedFormula, _split_top
 from .grouping import factor_codes
+from .rfunctions import NAMES
+from .rfunctions import context as r_context
+from .rnames import column_name
 from .variables import (  # column_error is re-exported: the estimators name missing columns with it
     column,
     column_error,  # noqa: F401
@@ -48,17 +51,15 @@ def formulaic_error() -> type[Exception]:
     return FormulaicError
 
 
-#: R functions an lme4 formula may call, as formulaic evaluates them (see :func:`formula_context`).
-_NUMPY_FUNCTIONS = ("sqrt", "abs", "log10", "log2", "log1p", "expm1")
-FORMULA_FUNCTIONS = ("factor", "np", *_NUMPY_FUNCTIONS)
+#: names a formula's Python may use besides the data's columns: R's functions and constants (see
+#: :mod:`skmixed.rfunctions`, which :func:`formula_context` gives formulaic).
+FORMULA_FUNCTIONS = NAMES
 
 
 @lru_cache(maxsize=1)
 def formula_context() -> dict:
-    """The functions of :data:`FORMULA_FUNCTIONS` for formulaic's ``context``: ``factor`` is its C."""
-    from formulaic.transforms import C
-
-    return {"factor": C, "np": np, **{name: getattr(np, name) for name in _NUMPY_FUNCTIONS}}
+    """The R functions of :data:`FORMULA_FUNCTIONS` for formulaic's ``context`` (built on first use)."""
+    return r_context()
 
 
 @dataclass
@@ -89,22 +90,16 @@ def r_name(name: str) -> str:
     """A formulaic column name in R's style: ``(Intercept)``, ``fb`` for ``f[T.b]``, ``poly(x, 2)1``, ``I(x^2)``."""
     if name == "Intercept":
         return "(Intercept)"
-    return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name).replace(" ** ", "^")
+    return column_name(name, None)
 
 
 def r_names(model_spec, formula_text: str) -> list[str]:
-    """R's names for all columns: factors inside an interaction ordered by first appearance in the formula."""
-    text = formula_text.replace(" ", "")
+    """R's names for all columns: each factor printed as R's deparse prints it, the factors of an
+    interaction ordered by their first appearance in the formula (R's variable order)."""
     names = []
     for st in model_spec.structure:
-        exprs = [f.expr for f in st.term.factors]
-        pos = [text.find(e.replace(" ", "")) for e in exprs]
-        order = sorted(range(len(exprs)), key=lambda i: (pos[i] < 0, pos[i]))
         for col in st.columns:
-            pieces = col.split(":")
-            if len(pieces) == len(exprs) and len(exprs) > 1:
-                col = ":".join(pieces[i] for i in order)
-            names.append(r_name(col))
+            names.append("(Intercept)" if col == "Intercept" else column_name(col, st.term.factors, formula_text))
     return names
 
 

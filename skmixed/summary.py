@@ -6,6 +6,9 @@ import html
 import numpy as np
 import pandas as pd
 
+from .exceptions import InputError
+from .rsyntax import deparse, parse
+
 
 def _g(x: float, digits: int = 5) -> str:
     return "NaN" if not np.isfinite(x) else f"{x:.{digits}g}"
@@ -65,8 +68,16 @@ def _title(m) -> str:
     return f"Linear mixed model fit by {how} ['lmerMod']"
 
 
+def _formula(m) -> str:
+    """The formula as R prints it (its deparse: ``y ~ x + (1 | g)`` however it was spaced)."""
+    try:
+        return deparse(parse(m.formula))
+    except InputError:
+        return m.formula
+
+
 def _header(m) -> list[str]:
-    lines = [_title(m), f"Formula: {m.formula}"]
+    lines = [_title(m), f"Formula: {_formula(m)}"]
     if m.data_name:
         lines.append(f"   Data: {m.data_name}")
     return lines
@@ -87,17 +98,99 @@ def _fit_statistics(m) -> str:
     return "\n".join([" ".join(n.rjust(w) for n in names), " ".join(c.rjust(w) for c in cells)])
 
 
-def _correlation_of_fixed(m) -> str | None:
+_VOWELS = set("aeiou")
+#: the vowels R's abbreviate() drops from names with non-ASCII characters: accented ones, and '.' (R's list has it).
+_WIDE_VOWELS = _VOWELS | set(".àáãäåèéêëìíîïòóôõöøùúûüāăąēĕėęěĩīĭįıōŏőũūŭůűų")
+SINGULAR = "boundary (singular) fit: see result.is_singular and result.varcorr"
+
+
+def _strip_chars(name: str, minlength: int) -> str:
+    """One name shortened as R's abbreviate() does, dropping from the right end (never the first
+    character, nor the first of a word): lower-case vowels ending a word, then any lower-case vowel,
+    lower-case letters ending a word, any lower-case letter, then any character; stop at ``minlength``
+    characters not counting spaces, and drop the spaces when the result is still longer."""
+    s = list(name)
+    vowels = _VOWELS if name.isascii() else _WIDE_VOWELS
+    spaces = sum(c.isspace() for c in s)
+
+    def starts_word(i: int) -> bool:
+        return s[i - 1].isspace()
+
+    def ends_word(i: int) -> bool:
+        return not s[i - 1].isspace() and (i + 1 == len(s) or s[i + 1].isspace())
+
+    def lower(i: int) -> bool:
+        return "a" <= s[i] <= "z"
+
+    stages = [
+        lambda i: s[i] in vowels and ends_word(i),
+        lambda i: s[i] in vowels and not starts_word(i),
+        lambda i: lower(i) and ends_word(i),
+        lambda i: lower(i) and not starts_word(i),
+        lambda i: not starts_word(i) and not s[i].isspace(),
+    ]
+    done = len(s) - spaces <= minlength
+    for drop in stages:
+        i = len(s) - 1
+        while i > 0 and not done:
+            if drop(i):
+                del s[i]
+            done = len(s) - spaces <= minlength
+            i -= 1
+    if len(s) > minlength:
+        s = s[:1] + [c for c in s[1:] if not c.isspace()]
+    return "".join(s)
+
+
+def abbreviate(names: list[str], minlength: int = 4) -> list[str]:
+    """R's ``abbreviate(names, minlength)``: each name shortened to ``minlength`` characters (see
+    :func:`_strip_chars`); names that collide are abbreviated again, one character longer, until unique."""
+    names = [n.strip(" ") for n in names]
+    unique = list(dict.fromkeys(names))
+    short = [_strip_chars(n, minlength) if len(n) > minlength else n for n in unique]
+    while len(set(short)) < len(short):
+        minlength += 1
+        seen, clashing = set(), set()
+        for a in short:
+            (clashing if a in seen else seen).add(a)
+        short = [
+            (_strip_chars(n, minlength) if len(n) > minlength else n) if a in clashing else a
+            for n, a in zip(unique, short)
+        ]
+    lookup = dict(zip(unique, short))
+    return [lookup[n] for n in names]
+
+
+def fixed_correlation(m) -> pd.DataFrame:
+    """The correlation matrix of the fixed-effects estimates."""
     V = m.vcov.to_numpy()
-    p = V.shape[0]
-    if p < 2 or p > 12:
-        return None
     sd = np.sqrt(np.diag(V))
-    C = V / np.outer(sd, sd)
     names = list(m.fixef.index)
-    abbrev = [n[:6] if n != "(Intercept)" else "(Intr)" for n in names]
-    rows = [[names[i]] + [f"{C[i, j]:.3f}" for j in range(i)] for i in range(1, p)]
-    return "Correlation of Fixed Effects:\n" + _table(rows, [""] + abbrev[: p - 1], set(range(1, p)))
+    return pd.DataFrame(V / np.outer(sd, sd), index=names, columns=names)
+
+
+def _correlation_of_fixed(m) -> str | None:
+    """lme4's block: correlations to 3 decimals in the lower triangle, rows named by ``abbreviate(, 11)``
+    and columns by ``abbreviate(, 6)``; for more than 12 coefficients only a note, as lme4 prints."""
+    C = fixed_correlation(m)
+    p = C.shape[0]
+    if p < 2:
+        return None
+    if p > 12:
+        return (
+            f"Correlation matrix not shown by default, as p = {p} > 12.\n"
+            "Use summary.correlation or result.vcov if you need it"
+        )
+    cells = [["NaN" if np.isnan(v) else f"{round(v, 3) + 0.0:.3f}" for v in row] for row in C.to_numpy()]
+    width = max(len(c) for row in cells for c in row)
+    rows, columns = abbreviate(list(C.index), 11)[1:], abbreviate(list(C.columns), 6)[: p - 1]
+    widths = [max(width, len(h)) for h in columns]
+    label = max(len(r) for r in rows)
+    lines = [" " * label + "".join(f" {h:<{w}}" for h, w in zip(columns, widths))]
+    for i, name in enumerate(rows, start=1):
+        values = [cells[i][j].rjust(width) if j < i else "" for j in range(p - 1)]
+        lines.append(f"{name:<{label}}" + "".join(f" {v:<{w}}" for v, w in zip(values, widths)))
+    return "Correlation of Fixed Effects:\n" + "\n".join(line.rstrip() for line in lines)
 
 
 class Summary:
@@ -107,6 +200,7 @@ class Summary:
         self.model = model
         self.coefficients = coefficient_table(model)
         self.varcorr = model.varcorr
+        self.correlation = fixed_correlation(model)
 
     def __str__(self) -> str:
         m = self.model
@@ -123,7 +217,7 @@ class Summary:
         if corr:
             lines += ["", corr]
         if m.is_singular:
-            lines += ["", "boundary (singular) fit: see help('isSingular')"]
+            lines += ["", SINGULAR]
         for msg in m.optsum.messages:
             if "converge" in msg:
                 lines += ["", msg]
@@ -135,13 +229,13 @@ class Summary:
         m = self.model
         header, rows = random_effects_rows(m, variance=True)
         re_df = pd.DataFrame(rows, columns=header)
-        parts = [f"<p><b>{html.escape(_title(m))}</b><br>Formula: <code>{html.escape(m.formula)}</code></p>"]
+        parts = [f"<p><b>{html.escape(_title(m))}</b><br>Formula: <code>{html.escape(_formula(m))}</code></p>"]
         parts.append(f"<p>{html.escape(_fit_statistics(m)).replace(chr(10), '<br>')}</p>")
         parts.append("<p><b>Random effects</b></p>" + re_df.to_html(index=False))
         parts.append(f"<p>{html.escape(_groups_line(m))}</p>")
         parts.append("<p><b>Fixed effects</b></p>" + self.coefficients.to_html(float_format=lambda v: f"{v:.5g}"))
         if m.is_singular:
-            parts.append("<p><i>boundary (singular) fit</i></p>")
+            parts.append(f"<p><i>{html.escape(SINGULAR)}</i></p>")
         return "<div class='skmixed-summary'>" + "".join(parts) + "</div>"
 
 
@@ -163,5 +257,5 @@ def format_short(m) -> str:
     fe = m.fixef
     lines.append(_table([[f"{v:.5g}" for v in fe.values]], list(fe.index), set(range(len(fe)))))
     if m.is_singular:
-        lines.append("boundary (singular) fit: see help('isSingular')")
+        lines.append(SINGULAR)
     return "\n".join(lines)

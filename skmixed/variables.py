@@ -142,29 +142,16 @@ def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | Non
 
 
 def _expression_names(expr: str) -> set[str]:
-    """Names an R expression reads as values (``x`` in ``poly(x, 2)``; not ``poly``; ``a`` in ``a.fillna(0)``).
+    """Names an R expression reads as values (``x`` in ``poly(x, 2)``, ``days.since`` in ``log(days.since)``;
+    not ``poly``), factor by factor (:func:`skmixed.rnames.factor_variables`).
 
     formulaic's ``required_variables`` misses the arguments of its stateful transforms
-    (``poly``, ``scale``, ``center``), so rows missing x would reach them; this walks each
-    factor's expression itself.
+    (``poly``, ``scale``, ``center``), so rows missing x would reach them, and splits dotted names.
     """
-    from formulaic.parser.types import Factor
-    from formulaic.utils.variables import Variable, get_required_variables
-
     from .design import parsed_rhs
+    from .rnames import factor_variables
 
-    names: set[str] = set()
-    for term in parsed_rhs(expr):
-        for factor in term.factors:
-            if factor.eval_method is Factor.EvalMethod.LOOKUP:
-                names.add(factor.expr)
-            elif factor.eval_method is Factor.EvalMethod.PYTHON:
-                try:
-                    variables = get_required_variables(factor.expr, {})
-                except SyntaxError:  # formulaic reports it when it evaluates the term
-                    continue
-                names |= {str(v.root) for v in variables if Variable.Role.VALUE in v.root.roles or "." in v}
-    return names
+    return {name for term in parsed_rhs(expr) for factor in term.factors for name in factor_variables(factor)}
 
 
 def expression_variables(expr: str, data: pd.DataFrame) -> set[str]:

@@ -1,31 +1,27 @@
 """How an estimator's inputs become an lme4 formula and a model-frame DataFrame.
 
-Array mode: X (n × p) and ``groups`` (n × m) become the columns of a DataFrame (named
-after the user's columns when those are plain identifiers, else ``x{j}`` / ``g{k}``) and
-the model ``y ~ x0 + ... + (1 + slopes | g0) + ...``.
+Array mode: X (n × p) and ``groups`` (n × m) become the columns of a DataFrame under the
+user's column names (``x{j}`` / ``g{k}`` for unnamed arrays, or names a formula cannot quote)
+and the model ``y ~ days + `dose (mg)` + ... + (1 + slopes | subject) + ...``, so the fit's
+coefficients, random effects and summary carry the user's names (backquoted where R would).
 Formula mode: X already is a DataFrame holding every column the formula names.
 The fitted encoding is kept on the estimator so ``predict`` encodes new data the same way.
 """
 from __future__ import annotations
 
-import builtins
-import keyword
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from formulaic.transforms import TRANSFORMS
 
-from ..design import FORMULA_FUNCTIONS, column_error, parsed_rhs
+from ..design import column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError
 from ..formula import parse_formula
+from ..rnames import factor_variables
+from ..rsyntax import is_syntactic, r_name
 
 RESPONSE = "y"
-
-
-#: names a formula would read as functions or constants rather than as data columns.
-RESERVED = set(FORMULA_FUNCTIONS) | set(TRANSFORMS)
 
 
 # --- groups ---------------------------------------------------------------------
@@ -106,19 +102,22 @@ def random_slope_indices(random_slopes, names: list[str] | None, n_features: int
     return sorted(set(out))
 
 
-def _is_plain_name(name: str) -> bool:
-    """A name that reads as itself inside a formula: an identifier that is no keyword, builtin or transform."""
-    return (
-        name.isidentifier() and not keyword.iskeyword(name) and name not in RESERVED
-        and not hasattr(builtins, name) and not name.startswith("_")
-    )
+def _quotable(name: str, group: bool) -> bool:
+    """Whether a formula can name the column ``name`` (backquoted if need be) and R and Python read it alike.
+
+    A grouping factor's name cannot hold ':' or '/' (a formula reads them as interaction and nesting);
+    Python identifiers R would quote (``_x``, ``function``) are named differently by the two.
+    """
+    if not name or "`" in name or name != name.strip() or (group and (":" in name or "/" in name)):
+        return False
+    return is_syntactic(name) or not name.isidentifier()
 
 
-def _model_columns(user_names: list[str], prefix: str, taken: set[str]) -> list[str]:
-    """Model-frame column names: the user's name when it is plain and unused, else ``{prefix}{j}``."""
+def _model_columns(user_names: list[str], prefix: str, taken: set[str], group: bool) -> list[str]:
+    """Model-frame column names: the user's name when a formula can name it and it is unused, else ``{prefix}{j}``."""
     out = []
     for j, name in enumerate(user_names):
-        column = name if _is_plain_name(name) and name not in taken else f"{prefix}{j}"
+        column = name if _quotable(name, group) and name not in taken else f"{prefix}{j}"
         while column in taken:
             column = f"{column}_"
         taken.add(column)
@@ -130,26 +129,30 @@ def _model_columns(user_names: list[str], prefix: str, taken: set[str]) -> list[
 class ArrayEncoding:
     """Array mode: X and groups as model-frame columns; ``factors`` are the grouping factors kept in the model.
 
-    Columns keep the user's names when those are plain identifiers (so summaries read naturally),
-    otherwise they are ``x{j}`` / ``g{k}``; the response is ``y`` unless that name is taken.
+    ``feature_data`` and ``group_columns`` are the DataFrame's columns (the user's names, or ``x{j}`` /
+    ``g{k}``); ``feature_columns`` are the coefficients' names, as R prints them (``Days``, ```dose (mg)```);
+    the response is ``y`` unless that name is taken.
     """
 
     feature_names: list[str]
     group_names: list[str]
     slopes: list[int]
     factors: list[int]
+    feature_data: list[str] = field(init=False)
     feature_columns: list[str] = field(init=False)
     group_columns: list[str] = field(init=False)
     response: str = field(init=False)
 
     def __post_init__(self):
         taken: set[str] = set()
-        self.feature_columns = _model_columns(self.feature_names, "x", taken)
-        self.group_columns = _model_columns(self.group_names, "g", taken)
+        self.feature_data = _model_columns(self.feature_names, "x", taken, group=False)
+        self.group_columns = _model_columns(self.group_names, "g", taken, group=True)
+        self.feature_columns = [r_name(c) for c in self.feature_data]
         self.response = RESPONSE
         while self.response in taken:
             self.response = f"{self.response}_"
-        self._user = dict(zip(self.feature_columns + self.group_columns, self.feature_names + self.group_names))
+        self._user = dict(zip(self.feature_data + self.group_columns, self.feature_names + self.group_names))
+        self._user.update(zip(self.feature_columns, self.feature_names))
 
     @property
     def n_features(self) -> int:
@@ -158,11 +161,11 @@ class ArrayEncoding:
     def formula(self) -> str:
         fixed = " + ".join(self.feature_columns)
         lhs = " + ".join(["1"] + [self.feature_columns[j] for j in self.slopes])
-        bars = " + ".join(f"({lhs} | {self.group_columns[k]})" for k in self.factors)
+        bars = " + ".join(f"({lhs} | {r_name(self.group_columns[k])})" for k in self.factors)
         return f"{self.response} ~ {fixed} + {bars}"
 
     def frame(self, X: np.ndarray, groups: pd.DataFrame | None, y=None) -> pd.DataFrame:
-        data = pd.DataFrame(X, columns=self.feature_columns)
+        data = pd.DataFrame(X, columns=self.feature_data)
         if groups is not None:
             if groups.shape[1] != len(self.group_names):
                 raise DataError(
@@ -175,7 +178,7 @@ class ArrayEncoding:
         return data
 
     def user_name(self, column: str) -> str:
-        """The user's name for a model-frame column (other names, like ``(Intercept)``, unchanged)."""
+        """The user's name for a model-frame column or coefficient (other names, like ``(Intercept)``, unchanged)."""
         return self._user.get(column, column)
 
 
@@ -255,15 +258,19 @@ class FormulaEncoding:
         return data
 
 
+def _rhs_variables(expr: str) -> set[str]:
+    return {v for term in parsed_rhs(expr) for f in term.factors for v in factor_variables(f)}
+
+
 def formula_columns(result) -> list[str]:
     """The data columns a fitted model reads: fixed-effect, random-effect and offset variables, grouping factors."""
-    used = set(result.frame.x_spec.required_variables)
-    for expr in result.parsed.offsets:
-        used |= {str(v) for v in parsed_rhs(expr).required_variables}
-    for t in result.re.terms:
-        used |= set(t.spec.required_variables)
-        used |= set(t.group.split(":"))
-    return sorted(v for v in used if v in result.frame.data.columns and v != result.parsed.response)
+    parsed = result.parsed
+    used: set[str] = set()
+    for expr in (parsed.fixed, *parsed.offsets, *(bar.lhs for bar in parsed.bars)):
+        used |= _rhs_variables(expr)
+    for bar in parsed.bars:
+        used |= set(bar.group.split(":"))
+    return sorted(v for v in used if v in result.frame.data.columns and v != parsed.response)
 
 
 def check_columns(X: pd.DataFrame, columns: list[str]) -> None:

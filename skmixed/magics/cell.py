@@ -27,7 +27,7 @@ def formula_from_cell(cell: str) -> str:
         for i, ch in enumerate(line):
             if quote:
                 quote = None if ch == quote else quote
-            elif ch in "'\"":
+            elif ch in "'\"`":
                 quote = ch
             elif ch == "#":
                 line = line[:i]
