@@ -207,7 +207,10 @@ def _cbind_arguments(expr: str) -> list[str] | None:
 def _expression_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
     """A column or an R expression of columns; arithmetic such as ``a - b`` or ``s / n`` is evaluated as such."""
     if expr in data.columns:
-        return np.asarray(data[expr], dtype=float)
+        values = data[expr]
+        if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)):
+            raise DataError(f"the {role} {expr!r} must be numbers, not values of dtype {values.dtype}")
+        return np.asarray(values, dtype=float)
     if is_arithmetic(expr):
         expr = f"I({expr})"
     return _numeric_vector(expr, data, role)

@@ -87,9 +87,9 @@ class GlmerResult(LmerResult):
     def icc(self) -> pd.Series:
         """Latent-scale intra-class correlation: residual variance π²/3 (logit) or 1 (probit), binomial only."""
         if not isinstance(self.family, Binomial) or self.family.link.name not in ("logit", "probit"):
-            raise ValueError("the ICC of a GLMM is defined here on the latent scale of binomial logit or probit models")
+            raise OptionError("the ICC of a GLMM is defined here on the latent scale of binomial logit or probit models")
         if any(t.effects != ["(Intercept)"] for t in self.re.terms):
-            raise ValueError("the ICC is defined here for random-intercept models only, e.g. y ~ x + (1 | g)")
+            raise OptionError("the ICC is defined here for random-intercept models only, e.g. y ~ x + (1 | g)")
         residual = np.pi**2 / 3 if self.family.link.name == "logit" else 1.0
         variances = [V[0, 0] for V in self._term_covariances()]
         total = sum(variances) + residual

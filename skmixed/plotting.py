@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .exceptions import OptionError
 from .grouping import group_labels
 
 LINESTYLES = ["-", "--", ":", "-."]
@@ -28,10 +29,10 @@ def _group(result, group: str | None) -> str:
     groups = list(result.ranef)
     if group is None:
         if len(groups) > 1:
-            raise ValueError(f"the model has several grouping factors {groups}: pass group= one of them")
+            raise OptionError(f"the model has several grouping factors {groups}: pass group= one of them")
         return groups[0]
     if group not in groups:
-        raise ValueError(f"{group!r} is not a grouping factor of the model; its grouping factors are {groups}")
+        raise OptionError(f"{group!r} is not a grouping factor of the model; its grouping factors are {groups}")
     return group
 
 
@@ -40,7 +41,7 @@ def _effect(result, group: str, effect: str | None) -> str:
     if effect is None:
         return effects[0]
     if effect not in effects:
-        raise ValueError(f"{effect!r} is not a random effect of {group!r}; its effects are {effects}")
+        raise OptionError(f"{effect!r} is not a random effect of {group!r}; its effects are {effects}")
     return effect
 
 
@@ -147,20 +148,20 @@ def group_lines(
     column (e.g. sex) whose levels get different line styles; ``levels`` restricts the groups drawn.
     """
     if kind not in ("blup", "ols", "population"):
-        raise ValueError(f"kind must be 'blup', 'ols' or 'population', not {kind!r}")
+        raise OptionError(f"kind must be 'blup', 'ols' or 'population', not {kind!r}")
     glmm = getattr(result, "family", None) is not None
     if glmm and kind == "ols":
-        raise ValueError("separate least-squares lines need a linear mixed model; for a GLMM use kind='blup' or 'population'")
+        raise OptionError("separate least-squares lines need a linear mixed model; for a GLMM use kind='blup' or 'population'")
     group = _group(result, group)
     data = result.frame.data
     for col in [x] + ([by] if by else []):
         if col not in data.columns:
-            raise ValueError(f"{col!r} is not a column of the model's data; its columns are {list(data.columns)}")
+            raise OptionError(f"{col!r} is not a column of the model's data; its columns are {list(data.columns)}")
     labels = group_labels(group, data).to_numpy(dtype=str)
     wanted = [str(v) for v in (levels if levels is not None else result.ranef[group].index)]
     unknown = sorted(set(wanted) - set(labels))
     if unknown:
-        raise ValueError(f"levels {unknown[:5]} are not levels of {group!r} in the fitted data")
+        raise OptionError(f"levels {unknown[:5]} are not levels of {group!r} in the fitted data")
     by_levels = [str(v) for v in pd.Categorical(data[by]).categories] if by else [None]
     y = np.asarray(result.frame.y)
     xs = np.asarray(data[x], dtype=float)
@@ -204,7 +205,7 @@ def no_pooling(result, group: str | None = None) -> tuple[pd.DataFrame, pd.DataF
     their own fit get NaN.
     """
     if getattr(result, "family", None) is not None:
-        raise ValueError("no-pooling fits compare least squares per group with BLUPs: they need a linear mixed model (lmer)")
+        raise OptionError("no-pooling fits compare least squares per group with BLUPs: they need a linear mixed model (lmer)")
     group = _group(result, group)
     terms = [t for t in result.re.terms if t.group == group]
     effects = [e for t in terms for e in t.effects]
@@ -236,7 +237,7 @@ def shrinkage(result, group: str | None = None, effects=None, ax=None):
     names = list(separate.columns) if effects is None else list(effects)
     missing = [e for e in names if e not in separate.columns]
     if missing:
-        raise ValueError(f"{missing} are not random effects of {group!r}; its effects are {list(separate.columns)}")
+        raise OptionError(f"{missing} are not random effects of {group!r}; its effects are {list(separate.columns)}")
     from matplotlib.collections import LineCollection
 
     ax = _axes(ax)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .design import ModelFrame, _column_or_array, _numeric_vector, encode_new, fixed_matrix
-from .exceptions import DataError
+from .exceptions import DataError, OptionError
 from .formula import ParsedFormula, parse_formula
 from .optimize import SINGULAR_TOL, OptSummary
 from .pls import CrossProducts, PlsSolution, ProfiledDeviance
@@ -156,7 +156,7 @@ class LmerResult:
     def icc(self) -> pd.Series:
         """Intra-class correlation per grouping factor, for models whose terms are all random intercepts."""
         if any(t.effects != ["(Intercept)"] for t in self.re.terms):
-            raise ValueError("the ICC is defined here for random-intercept models only, e.g. y ~ x + (1 | g)")
+            raise OptionError("the ICC is defined here for random-intercept models only, e.g. y ~ x + (1 | g)")
         variances = [V[0, 0] for V in self._term_covariances()]
         total = sum(variances) + self.sigma**2
         return pd.Series([v / total for v in variances], index=self._group_names(), name="ICC")
@@ -223,14 +223,14 @@ class LmerResult:
         if re_form is np.nan or (isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA", "population", "~1")):
             return []
         if not isinstance(re_form, str):
-            raise ValueError("re_form must be None (all terms), '~0' / 'population' (none) or a formula like '~(1|g)'")
+            raise OptionError("re_form must be None (all terms), '~0' / 'population' (none) or a formula like '~(1|g)'")
         text = re_form if re_form.strip().startswith("~") else f"~ {re_form}"
         bars = parse_formula(f"y {text.strip()}").bars
         wanted = {(b.group, b.lhs.replace(" ", "")) for b in bars}
         chosen = [i for i, t in enumerate(self.re.terms) if (t.group, t.bar.lhs.replace(" ", "")) in wanted]
         if len(chosen) != len(bars):
             known = ", ".join(str(t.bar) for t in self.re.terms)
-            raise ValueError(f"re_form {re_form!r} names terms that are not in the model; its terms are {known}")
+            raise OptionError(f"re_form {re_form!r} names terms that are not in the model; its terms are {known}")
         return chosen
 
     def _new_offset(self, newdata: pd.DataFrame, offset) -> np.ndarray:

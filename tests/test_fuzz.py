@@ -44,11 +44,13 @@ def fit(formula, df, **kw):
 
 
 def try_fit(formula, df, **kw):
-    """The fit, or None when the data cannot support the model (an InputError is an acceptable answer)."""
+    """The fit, or None when the data cannot support the model (an InputError is an acceptable answer) or it did
+    not converge (a likelihood unbounded as σ → 0, say: where it stops depends on rounding, not on the data)."""
     try:
-        return fit(formula, df, **kw)
+        m = fit(formula, df, **kw)
     except skmixed.InputError:
         return None
+    return m if m.optsum.converged else None
 
 
 def close(a, b, what, tol=TOL):
@@ -131,3 +133,141 @@ def test_weight_units(df, formula, reml, log_scale):
     m = fit(formula, df, REML=reml, weights=df.w * k)
     same_fit(m, base, theta=base.theta / np.sqrt(k), sigma=base.sigma * np.sqrt(k))
 
+
+
+# --- bad input ----------------------------------------------------------------------------------
+def _column(kind: str, n: int, rng: np.random.Generator):
+    levels = rng.integers(0, max(2, n // 4), n)
+    return {
+        "float": rng.normal(size=n),
+        "float_nan": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        "float_inf": np.where(rng.random(n) < 0.1, np.inf, rng.normal(size=n)),
+        "all_nan": np.full(n, np.nan),
+        "constant": np.ones(n),
+        "huge": rng.normal(size=n) * 1e300,
+        "int": levels,
+        "bool": rng.random(n) < 0.5,
+        "str": np.array([f"s{v}" for v in levels], dtype=object),
+        "mixed": np.array([v if v % 2 else f"s{v}" for v in levels], dtype=object),
+        "none": np.array([None if v == 0 else f"s{v}" for v in levels], dtype=object),
+        "category": pd.Categorical([f"c{v}" for v in levels]),
+        "ordered": pd.Categorical(levels % 3, categories=[0, 1, 2], ordered=True),
+        "datetime": pd.Timestamp("2021-01-01") + pd.to_timedelta(levels, unit="D"),
+        "timedelta": pd.to_timedelta(levels, unit="h"),
+        "Int64": pd.array(np.where(rng.random(n) < 0.2, None, levels), dtype="Int64"),
+        "string": pd.array([f"t{v}" for v in levels], dtype="string"),
+        "lists": pd.Series([[v] for v in levels], dtype=object),
+        "complex": rng.normal(size=n) + 1j,
+    }[kind]
+
+
+KINDS = ["float", "float_nan", "float_inf", "all_nan", "constant", "huge", "int", "bool", "str", "mixed", "none",
+         "category", "ordered", "datetime", "timedelta", "Int64", "string", "lists", "complex"]
+TERMS = ["{a}", "log({a})", "poly({a}, 2)", "scale({a})", "factor({a})", "{a}:{b}", "{a} * {b}", "I({a}^2)",
+         "0", "1", "-1", "offset({a})"]
+BARS = ["(1 | {g})", "({a} | {g})", "(1 | {g}/{h})", "({a} || {g})", "(1 | {g}:{h})", "(0 + {a} | {g})"]
+
+
+@st.composite
+def bad_inputs(draw):
+    """A data frame of odd columns, a formula over them (and names that are not columns), and odd options."""
+    n = draw(st.integers(2, 60))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    names = draw(st.lists(st.sampled_from(["y", "x", "z", "g", "h", "w", "x.1", "my x"]), min_size=2, max_size=6, unique=True))
+    likely = st.sampled_from(["float", "float", "int", "str", "category"] + KINDS)  # mostly usable columns
+    df = pd.DataFrame({name: _column(draw(likely), n, rng) for name in names})
+    pick = st.sampled_from(names * 4 + ["missing"]).map(lambda v: v if v.replace(".", "_").isidentifier() else f"`{v}`")
+
+    def fill(template):
+        return template.format(a=draw(pick), b=draw(pick), g=draw(pick), h=draw(pick))
+
+    response = fill(draw(st.sampled_from(["{a}", "{a}", "log({a})", "cbind({a}, {b})", "{a} > 0"])))
+    fixed = " + ".join(fill(t) for t in draw(st.lists(st.sampled_from(TERMS), min_size=1, max_size=3)))
+    bars = " + ".join(fill(t) for t in draw(st.lists(st.sampled_from(BARS), min_size=0, max_size=2)))
+    formula = f"{response} ~ {fixed}" + (f" + {bars}" if bars else "")
+    options = draw(st.one_of(st.just({}), st.fixed_dictionaries({}, optional={
+        "weights": st.sampled_from([draw(pick).strip("`"), "missing", np.ones(n), -np.ones(n), np.ones(n + 1)]),
+        "offset": st.sampled_from([draw(pick).strip("`"), np.zeros(n), "text"]),
+        "start": st.sampled_from(["x", [1.0], [np.nan], {"theta": [1.0]}, {"bad": 1}, -1.0]),
+        "REML": st.sampled_from([True, False, "FALSE", 0, None, 2]),
+    })))
+    if draw(st.integers(0, 9)) == 0:
+        df = df.rename(columns={names[0]: names[1]})  # duplicate column names
+    return df, formula, options
+
+
+@st.composite
+def odd_inputs(draw):
+    """A model of the right shape on columns of odd dtypes, with missing values: most of these should fit."""
+    n = draw(st.integers(8, 80))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    g = rng.integers(0, draw(st.integers(2, 8)), n)
+    group = draw(st.sampled_from(["int", "str", "category", "Int64", "string", "bool", "float", "uint8", "datetime", "none"]))
+    x = rng.normal(size=n)
+    covariate = draw(st.sampled_from(["float", "float32", "Int64", "object", "int", "uint8", "bool", "nan"]))
+    y = rng.poisson(2.0, n).astype(float) if draw(st.booleans()) else rng.normal(size=n)
+    df = pd.DataFrame({
+        "y": pd.array(y, dtype=draw(st.sampled_from(["float64", "float32", "Float64"]))),
+        "x": {"float": x, "float32": x.astype(np.float32), "Int64": pd.array(np.round(3 * x), dtype="Int64"),
+              "object": np.array(list(x), dtype=object), "int": np.round(3 * x).astype(int),
+              "uint8": (np.abs(3 * x) % 5).astype(np.uint8), "bool": x > 0,
+              "nan": np.where(rng.random(n) < 0.2, np.nan, x)}[covariate],
+        "g": {"int": g, "str": np.array([f"s{v}" for v in g], dtype=object), "category": pd.Categorical(g),
+              "Int64": pd.array(g, dtype="Int64"), "string": pd.array([f"t{v}" for v in g], dtype="string"),
+              "bool": g % 2 == 0, "float": g.astype(float), "uint8": g.astype(np.uint8),
+              "datetime": pd.Timestamp("2022-03-01") + pd.to_timedelta(g, unit="D"),
+              "none": np.array([None if v == 0 else f"s{v}" for v in g], dtype=object)}[group],
+    })
+    formula = draw(st.sampled_from(["y ~ x + (1 | g)", "y ~ factor(x) + (1 | g)", "y ~ x + (x | g)", "y ~ 1 + (1 | g)"]))
+    return df, formula, {}
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.one_of(bad_inputs(), odd_inputs()), st.sampled_from(["lmer", "binomial", "poisson"]))
+def test_bad_input_raises_input_errors_only(case, fitter):
+    df, formula, options = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if fitter == "lmer":
+                skmixed.lmer(formula, df, **options)
+            else:
+                options.pop("REML", None)
+                skmixed.glmer(formula, df, family=fitter, **options)
+        except skmixed.InputError:
+            pass
+
+
+def _raised_by_sklearn_validation(error: Exception) -> bool:
+    """Whether ``error`` came out of scikit-learn's own input validation (``validate_data``, ``check_array``,
+    target checks), as scikit-learn's estimators raise it for the same input."""
+    import traceback
+
+    paths = [frame.filename.replace("\\", "/") for frame in traceback.extract_tb(error.__traceback__)]
+    return any("/sklearn/utils/" in path for path in paths)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(bad_inputs(), odd_inputs()), st.sampled_from(["MixedLM", "GLMMClassifier", "GLMM"]),
+       st.booleans())
+def test_estimators_raise_input_or_sklearn_validation_errors_only(case, name, formula_mode):
+    df, formula, _ = case
+    estimator = getattr(skmixed, name)
+    if df.columns.duplicated().any() or "y" not in df.columns:
+        return
+    X, y = df.drop(columns="y"), df["y"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if formula_mode:
+                est = estimator(formula="~" + formula.split("~", 1)[1])
+                est.fit(X, y).predict(X)
+            else:
+                groups = X.pop("g") if "g" in X.columns else None
+                est = estimator()
+                est.fit(X, y, groups=groups).predict(X, groups=groups)
+        except skmixed.InputError:
+            pass
+        except Exception as error:  # noqa: BLE001 - the point of the test
+            if not _raised_by_sklearn_validation(error):
+                raise

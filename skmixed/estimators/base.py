@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_array, check_consistent_length, check_is_fitted, validate_data
 
-from ..exceptions import DataError
+from ..exceptions import DataError, OptionError
 from ..formula import parse_formula
 from ..variables import column, model_variables, present
 from .encoding import (
@@ -48,8 +48,19 @@ class MixedModelEstimator(BaseEstimator):
 
     # --- hooks ------------------------------------------------------------------
     def _check_target(self, y: np.ndarray) -> np.ndarray:
-        """The validated target as the float response the core fits (sets ``classes_`` for classifiers)."""
-        raise NotImplementedError
+        """The validated target as the float response the core fits (classifiers also set ``classes_``).
+
+        A regressor's y must be finite numbers (booleans count as 0/1)."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            try:
+                y = y.astype(float)
+            except (TypeError, ValueError):
+                raise DataError(f"y must hold numbers, not values of dtype {y.dtype}: convert it first") from None
+        y = y.astype(float)
+        if not np.all(np.isfinite(y)):
+            raise DataError("y has missing or infinite values: remove those rows first")
+        return y
 
     def _fit_mixed(self, formula: str, data: pd.DataFrame, weights):
         """Fit the mixed model ``formula`` on ``data`` with ``lmer``/``glmer``; return its result."""
@@ -77,6 +88,9 @@ class MixedModelEstimator(BaseEstimator):
         if self.formula is not None:
             return self._fit_formula(X, y, groups, sample_weight)
         X, y = self._validate_X_y(X, y)
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"X must hold numbers in array mode, not values of dtype {X.dtype}: convert its columns, "
+                            "or pass a DataFrame and a formula")
         y = self._check_target(y)
         weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         n, p = X.shape
@@ -85,7 +99,7 @@ class MixedModelEstimator(BaseEstimator):
         slopes = random_slope_indices(self.random_slopes, feature_names if named else None, p)
         if groups is None:
             if slopes:
-                raise ValueError(
+                raise OptionError(
                     "random_slopes needs groups: pass fit(X, y, groups=...) (in a Pipeline: step__groups=..., "
                     "or set_fit_request(groups=True) with metadata routing)"
                 )
@@ -100,12 +114,12 @@ class MixedModelEstimator(BaseEstimator):
 
     def _fit_formula(self, X, y, groups, sample_weight):
         if groups is not None:
-            raise ValueError(
+            raise OptionError(
                 "in formula mode the grouping columns travel inside X and the formula names them: "
                 "do not pass groups (and do not request it with set_fit_request)"
             )
         if self.random_slopes is not None:
-            raise ValueError("random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)")
+            raise OptionError("random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)")
         encoding = FormulaEncoding.from_text(self.formula, X)
         validate_data(self, X, skip_check_array=True)
         self._check_no_missing(X, encoding.formula)
@@ -183,7 +197,7 @@ class MixedModelEstimator(BaseEstimator):
         encoding = self.encoding_
         if isinstance(encoding, FormulaEncoding):
             if groups is not None:
-                raise ValueError("in formula mode the grouping columns travel inside X: do not pass groups to predict")
+                raise OptionError("in formula mode the grouping columns travel inside X: do not pass groups to predict")
             data = encoding.frame(X)
             check_columns(data, encoding.columns)
             self._check_no_missing(data, encoding.formula)
@@ -198,7 +212,7 @@ class MixedModelEstimator(BaseEstimator):
         """The lme4-style summary of the fitted mixed model (``result_.summary()``)."""
         check_is_fitted(self)
         if self.result_ is None:
-            raise ValueError(
+            raise OptionError(
                 "this estimator was fitted without groups (no random effects), so it has no mixed-model summary; "
                 "fit it with groups=... or a formula"
             )

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..design import column_error, parsed_rhs
-from ..exceptions import DataError, FormulaError
+from ..exceptions import DataError, FormulaError, OptionError
 from ..formula import parse_formula
 from ..rnames import factor_variables
 from ..rsyntax import is_syntactic, r_name
@@ -47,9 +47,10 @@ def _canonical(column: pd.Series) -> pd.Series:
         return column
     if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
         return column.astype(str).where(column.notna(), None)
-    values = column.to_numpy(dtype=float)
+    values = column.to_numpy(dtype=float, na_value=np.nan)
     finite = np.isfinite(values)
-    if np.all(values[finite] == np.round(values[finite])):
+    integral = np.all(values[finite] == np.round(values[finite])) and np.all(np.abs(values[finite]) < 2.0**53)
+    if integral and not np.isinf(values).any():
         return column.astype("Int64")
     return column.astype(float)
 
@@ -86,11 +87,11 @@ def random_slope_indices(random_slopes, names: list[str] | None, n_features: int
     for item in items:
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             if not 0 <= item < n_features:
-                raise ValueError(f"random_slopes index {item} is out of range for X with {n_features} columns")
+                raise OptionError(f"random_slopes index {item} is out of range for X with {n_features} columns")
             out.append(int(item))
         elif isinstance(item, str):
             if names is None:
-                raise ValueError(
+                raise OptionError(
                     f"random_slopes names a column ({item!r}) but X has no column names: pass X as a DataFrame "
                     "or give column indices"
                 )
@@ -98,7 +99,7 @@ def random_slope_indices(random_slopes, names: list[str] | None, n_features: int
                 raise column_error(item, pd.DataFrame(columns=names), "random_slopes column")
             out.append(names.index(item))
         else:
-            raise ValueError(f"random_slopes must hold column names or integer indices, not {item!r}")
+            raise OptionError(f"random_slopes must hold column names or integer indices, not {item!r}")
     return sorted(set(out))
 
 

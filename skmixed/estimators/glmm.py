@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
+from ..exceptions import DataError
 from ..families import Binomial, Family, Gaussian, get_family
 from ..glmm import glmer
 from ..links import EPS
@@ -94,12 +95,6 @@ class GLMM(RegressorMixin, _GeneralizedMixedModel):
     def _family(self) -> Family:
         return get_family(self.family)
 
-    def _check_target(self, y):
-        y = np.asarray(y, dtype=float)
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y has missing or infinite values: remove those rows first")
-        return y
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
@@ -150,10 +145,10 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
         if y_type != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+            raise DataError(f"Only binary classification is supported. The type of the target is {y_type}.")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError(f"GLMMClassifier needs two classes in y to fit; y has only one class ({self.classes_[0]!r})")
+            raise DataError(f"GLMMClassifier needs two classes in y to fit; y has only one class ({self.classes_[0]!r})")
         return (y == self.classes_[1]).astype(float)
 
     def __sklearn_tags__(self):

@@ -66,12 +66,6 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         self.random_slopes = random_slopes
         self.reml = reml
 
-    def _check_target(self, y):
-        y = np.asarray(y, dtype=float)
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y has missing or infinite values: remove those rows first")
-        return y
-
     def _fit_mixed(self, formula, data, weights):
         return lmer(formula, data, REML=self.reml, weights=weights)
 
