@@ -10,7 +10,10 @@ predictions without a word; :class:`RMaterializer` does what R does:
   levels (formulaic warns and codes the row as missing, which is the reference level);
 * a factor with a single level at fit is an error, as R's ``contrasts<-`` makes it
   (formulaic silently gives it no column);
-* pandas' ``"string"`` dtype is a factor, as object columns of strings are.
+* pandas' ``"string"`` dtype is a factor, as object columns of strings are;
+* a logical column (numpy or pandas booleans) is a factor with levels FALSE and TRUE, as R's
+  ``model.matrix`` codes a logical variable (columns ``flagTRUE``, or ``flagFALSE`` and ``flagTRUE``
+  without an intercept); formulaic would read it as the number 0/1.
 
 Unused levels are dropped before coding by the model frame (R's ``drop.unused.levels``),
 see :func:`skmixed.variables.drop_unused_levels`.  This module imports formulaic, so it is
@@ -84,7 +87,7 @@ class RMaterializer(PandasMaterializer):
 
     @override
     def _is_categorical(self, values: Any) -> bool:
-        if isinstance(getattr(values, "dtype", None), pd.StringDtype):
+        if isinstance(getattr(values, "dtype", None), pd.StringDtype) or _is_logical(values):
             return True
         return super()._is_categorical(values)
 
@@ -93,6 +96,8 @@ class RMaterializer(PandasMaterializer):
         if factor.metadata.kind is not Factor.Kind.CATEGORICAL or factor.metadata.encoded:
             return super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
         state = spec.encoder_state.get(factor.expr)
+        if _is_logical(_raw(factor.values)):
+            factor.values = FactorValues(_logical_factor(_raw(factor.values)), metadata=factor.values.__formulaic_metadata__)
         values = pd.Series(_raw(factor.values))
         _check_levels(factor.expr, values, state[1] if state else None)
         missing = values.isna().to_numpy()
@@ -119,6 +124,18 @@ class RMaterializer(PandasMaterializer):
                 _metadata=metadata, _state=encoder_state, _spec=spec,
             )
         )
+
+
+def _is_logical(values: Any) -> bool:
+    dtype = getattr(values, "dtype", None)
+    return dtype is not None and pd.api.types.is_bool_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+
+
+def _logical_factor(values: Any) -> pd.Categorical:
+    """Booleans as R's logical factor: levels FALSE, TRUE (missing stays missing)."""
+    series = pd.Series(values)
+    labels = np.where(series.fillna(False).to_numpy(dtype=bool), "TRUE", "FALSE")
+    return pd.Categorical(pd.Series(labels).where(series.notna().to_numpy()), categories=["FALSE", "TRUE"])
 
 
 def _check_levels(name: str, values: pd.Series, state: dict | None) -> None:

@@ -82,8 +82,10 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
         raise _time_error(name, role)
     if pd.api.types.is_complex_dtype(dtype):
         raise DataError(f"the {role} {name!r} has complex values: a model needs real numbers (e.g. data[{name!r}].real)")
-    if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        # nullable (Int64, Float64, boolean) or sparse numbers: plain floats, pd.NA as NaN
+    if pd.api.types.is_bool_dtype(dtype):  # pandas' nullable booleans stay logical (a FALSE/TRUE factor in a model)
+        return values
+    if pd.api.types.is_numeric_dtype(dtype):
+        # nullable (Int64, Float64) or sparse numbers: plain floats, pd.NA as NaN
         return pd.Series(values.to_numpy(dtype=float, na_value=np.nan), index=values.index, name=values.name)
     if dtype != object:  # intervals, ...: neither a number nor R's factor
         raise DataError(
@@ -94,7 +96,7 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
     if kind in ("string", "empty"):
         return values
     if kind in _NUMERIC_KINDS:
-        return pd.to_numeric(values) if kind != "boolean" else values.astype(float)
+        return pd.to_numeric(values) if kind != "boolean" else values.astype("boolean")
     if kind in _TIME_KINDS:
         raise _time_error(name, role)
     if kind == "complex":

@@ -183,3 +183,27 @@ def test_new_data_must_give_a_factor_where_the_fit_had_one(column, value, fitted
     m = fit("Reaction ~ Days + half + (1 | Subject)", sl)
     with pytest.raises(DataError, match=f"'{column}' was fitted as {fitted_as}"):
         m.predict(sl.head(2).assign(**{column: value}))
+
+
+# lme4 1.1-31 on sleepstudy with long = Days > 4 (a logical column): REML criterion and fixef, printed with
+# sprintf("%.10f") / ("%.8f") from R 4.2.2
+LOGICAL = [
+    ("Reaction ~ long + (1 | Subject)", 1813.8266375410, {"(Intercept)": 271.63017889, "longTRUE": 53.75542556}),
+    ("Reaction ~ 0 + long + (1 | Subject)", 1813.8266375410, {"longFALSE": 271.63017889, "longTRUE": 325.38560444}),
+    ("Reaction ~ Days:long + (1 | Subject)", 1782.5693174425,
+     {"(Intercept)": 254.48682585, "Days:longFALSE": 8.46416731, "Days:longTRUE": 10.15911386}),
+]
+
+
+@pytest.mark.parametrize("formula,reml,fixef", LOGICAL)
+def test_a_logical_column_is_a_false_true_factor_as_in_r(formula, reml, fixef):
+    from skmixed import datasets
+
+    sleep = datasets.load("sleepstudy").assign(long=lambda df: df.Days > 4)
+    m = skmixed.lmer(formula, sleep)
+    assert m.objective == pytest.approx(reml, abs=1e-9)
+    assert list(m.fixef.index) == list(fixef)
+    np.testing.assert_allclose(m.fixef.to_numpy(), list(fixef.values()), rtol=1e-8)
+    np.testing.assert_allclose(m.predict(sleep), m.fitted, rtol=1e-12)
+    nullable = sleep.assign(long=sleep.long.astype("boolean"))
+    np.testing.assert_allclose(m.predict(nullable), m.fitted, rtol=1e-12)
