@@ -29,7 +29,7 @@ from .families import Binomial, Family, Gaussian, NegativeBinomial, Poisson, the
 from .formula import parse_formula
 from .glmm_results import GlmerResult
 from .laplace_gradient import LaplaceGradient
-from .optimize import MAX_FD_HESSIAN, OptSummary, bfgs_even, bobyqa, finite_difference, gradient_hessian, minimize
+from .optimize import OptSummary, bfgs_even, bobyqa, finite_difference, gradient_hessian, minimize
 from .options import check_glmer, glmer_start, theta_only
 from .pirls import GlmmDeviance, Mode, gauss_hermite, rx_scales
 from .pls import PlsSolution
@@ -355,8 +355,8 @@ def _stage2(
     scale = engine.fixed_scales(engine.mode(theta0, beta0))
     lower = np.concatenate([engine.re.theta_lower, np.full(len(beta0), -np.inf)])
     with_derivs = derivs and engine.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS
-    if tol is None:  # loose where Newton steps on a finite-difference Hessian finish the job
-        tol = LOOSE_TOL if check_conv and len(lower) <= MAX_FD_HESSIAN else 1e-8
+    if tol is None:  # loose where the Newton step on the finite-difference Hessian finishes the job
+        tol = LOOSE_TOL if check_conv and with_derivs else 1e-8
     # first steps of 0.2·|θ| (at least 0.05) and 0.4 SE for β: the GLMM references need 22% fewer evaluations
     step = np.concatenate([np.maximum(0.2 * np.abs(theta0), 0.05), np.full(len(beta0), 0.4)])
 

@@ -42,8 +42,9 @@ SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance: closer than this, a componen
 PROBE_STEPS = (0.01, 0.1, 1.0)
 #: a probe point must improve f by this much to restart the optimizer (round-off of a deviance is far below)
 PROBE_GAIN = 1e-6
-#: up to this many parameters a Hessian is built from differences of f alone (O(k²) evaluations)
-MAX_FD_HESSIAN = 20
+#: up to this many parameters a Hessian is built from differences of f alone: O(k²) evaluations, what BOBYQA
+#: itself spends on a model of that size (22 θ: 676 evaluations to converge, 276 for the Hessian)
+MAX_FD_HESSIAN = 50
 
 
 @dataclass

@@ -177,3 +177,19 @@ def test_optimization_summary_keeps_bounds_tolerances_and_a_log_on_the_users_sca
     assert best[1] == pytest.approx(m.objective, abs=1e-6)
     np.testing.assert_allclose(opt.theta, m.theta, rtol=1e-12)
     assert "tolerances" in str(opt) and "evaluations" in str(opt)
+
+
+def test_more_than_twenty_parameters_are_checked_too():
+    """22 θ on the BOBYQA path: no check at all before; now the scaled gradient on a finite-difference Hessian."""
+    rng = np.random.default_rng(3)
+    n, groups = 3000, 40
+    g, h = rng.integers(0, groups, n), rng.integers(0, 15, n)
+    X = rng.normal(size=(n, 5))
+    B = rng.normal(size=(groups, 6)) * [1, 0.5, 0.5, 0.3, 0.3, 0.2]
+    y = B[g, 0] + np.einsum("ij,ij->i", X, B[g, 1:]) + rng.normal(size=15)[h] + rng.normal(size=n)
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(1, 6)]).assign(y=y, g=g, h=h)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        m = skmixed.lmer("y ~ x1 + x2 + x3 + x4 + x5 + (1 + x1 + x2 + x3 + x4 + x5 | g) + (1 | h)", df)
+    assert len(m.theta) == 22 and m.optsum.optimizer == "nlopt LN_BOBYQA"
+    assert m.optsum.converged and m.optsum.gradient is not None and m.optsum.hessian is not None
