@@ -263,14 +263,22 @@ def binomial_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.nda
     return _expression_vector(expr, data, "response"), None
 
 
+def _project_off(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """A less its projection on the orthonormal columns of Q, twice: once leaves rounding of the size removed."""
+    for _ in range(2):
+        A = A - Q @ (Q.T @ A)
+    return A
+
+
 def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np.ndarray, list[str], list[str]]:
     """Drop the columns of X that are (numerically) linear in earlier ones, as R's ``qr(X, tol = 1e-7)`` does.
 
     R's LINPACK QR (dqrdc2) moves a column to the end when its norm, after the reflections of the
     columns kept before it, falls below ``tol`` times its original norm; the rank is the number of
-    columns kept.  The same greedy rule here: one Householder QR of the remaining columns (projected
-    off the kept ones) finds the first such column; the columns before it are kept, it is dropped,
-    and the search resumes after it, so a design with k aliased columns costs k + 1 QRs.
+    columns kept.  The same greedy rule here: the R of one Householder QR of the remaining columns
+    (projected off the kept ones) finds the first such column; the columns before it are kept, it is
+    dropped, and the search resumes after it, so a design with k aliased columns costs k + 1 QRs
+    (one, without Q, for a design of full rank).
     """
     import scipy.linalg as la
 
@@ -284,15 +292,14 @@ def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np
         if len(keep) == n:  # the kept columns span every direction: the rest are linear in them
             dropped += remaining
             break
-        A = X[:, remaining]
-        for _ in range(2):  # projected twice: one projection leaves rounding of the size of what it removed
-            A = A - Q @ (Q.T @ A)
-        Qa, Ra = la.qr(A, mode="economic")
+        A = _project_off(X[:, remaining], Q)
+        Ra = la.qr(A, mode="r")[0]  # R alone: Q is formed only when a column is dropped
         m = min(len(remaining), n - len(keep))
         small = np.flatnonzero(np.abs(np.diag(Ra)[:m]) <= tol * norms[remaining[:m]])
         first = int(small[0]) if small.size else m
+        if first < len(remaining) and first:
+            Q = np.hstack([Q, la.qr(A[:, :first], mode="economic")[0]])
         keep += remaining[:first]
-        Q = np.hstack([Q, Qa[:, :first]])
         if first < len(remaining):
             dropped.append(remaining[first])
         remaining = remaining[first + 1 :]
