@@ -28,6 +28,14 @@ def _fmt_seconds(s: float) -> str:
     return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def _objective_check(ours: float | None, lme4: float | None) -> str:
+    """Our objective less lme4's for the same fit: ✓ when at or below it (up to 1e-9 relative: rounding)."""
+    if ours is None or lme4 is None:
+        return "-"
+    diff = ours - lme4
+    return f"{diff:+.2e}" + (" ✓" if diff <= 1e-9 * abs(lme4) else " ✗")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("cases", nargs="*", help=f"cases to run (default all): {', '.join(['first_call', *CASES])}")
@@ -37,7 +45,7 @@ def main(argv=None) -> None:
     reference = json.loads((HERE / "reference_times.json").read_text())
     names = args.cases or ["first_call", *CASES]
     print(f"reference figures: {reference['machine']}")
-    header = ["case", "rows", "levels", "ours", "evals", "peak GB", "target", "lme4 1.1-31", "peers"]
+    header = ["case", "rows", "levels", "ours", "evals", "objective − lme4's", "peak GB", "target", "lme4 1.1-31", "peers"]
     rows = []
     for name in names:
         if name in args.skip:
@@ -47,11 +55,12 @@ def main(argv=None) -> None:
         peers = "; ".join(f"{k}: {v}" for k, v in ref.get("peers", {}).items()) or "-"
         target = _fmt_seconds(ref["target_s"]) if "target_s" in ref else "-"
         if "error" in res:
-            rows.append([name, "-", "-", "failed: " + res["error"][:60], "-", "-", target, ref.get("lme4", "-"), peers])
+            rows.append([name, "-", "-", "failed: " + res["error"][:60], "-", "-", "-", target, ref.get("lme4", "-"), peers])
         else:
             met = "" if "target_s" not in ref else (" ✓" if res["seconds"] <= ref["target_s"] else " ✗")
             rows.append([name, f"{res['rows']:,}", res["levels"], _fmt_seconds(res["seconds"]) + met,
-                         str(res["evaluations"] or "-"), f"{res['peak_gb']:.2f}", target, ref.get("lme4", "-"), peers])
+                         str(res["evaluations"] or "-"), _objective_check(res.get("objective"), ref.get("lme4_objective")),
+                         f"{res['peak_gb']:.2f}", target, ref.get("lme4", "-"), peers])
         print("  done:", " | ".join(rows[-1][:6]), flush=True)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     print()
