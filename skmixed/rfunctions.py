@@ -69,13 +69,16 @@ def _label(value) -> str:
     return str(value)
 
 
-def factor(x, levels=None, labels=None, ordered=False, _state=None):
-    """R's ``factor()``: levels sorted (or as given), unused levels dropped, labels as R writes them.
+def factor(x, levels=None, labels=None, ordered=None, _state=None):
+    """R's ``factor()``: levels sorted (or as given), unused levels dropped, labels as R writes them; an ordered
+    factor stays ordered (R's default ``ordered = is.ordered(x)``), so it keeps polynomial contrasts.
 
     The levels are kept (``_state``) so new data are coded with the fit's levels, as R's ``xlev``.
     """
     state = {} if _state is None else _state
     s = _series(x)
+    if ordered is None:
+        ordered = isinstance(s.dtype, pd.CategoricalDtype) and s.cat.ordered
     if isinstance(s.dtype, pd.CategoricalDtype):
         found = list(s.cat.categories[np.unique(s.cat.codes[s.cat.codes >= 0])])
         s = s.astype(object)

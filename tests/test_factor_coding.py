@@ -207,3 +207,12 @@ def test_a_logical_column_is_a_false_true_factor_as_in_r(formula, reml, fixef):
     np.testing.assert_allclose(m.predict(sleep), m.fitted, rtol=1e-12)
     nullable = sleep.assign(long=sleep.long.astype("boolean"))
     np.testing.assert_allclose(m.predict(nullable), m.fitted, rtol=1e-12)
+
+
+def test_factor_of_an_ordered_factor_stays_ordered_as_in_r():
+    """R's factor(x) keeps x ordered (ordered = is.ordered(x)), so polynomial contrasts: lme4 1.1-31 on InstEval,
+    lmer(y ~ factor(studage) + (1|dept)), REML criterion and fixef printed with sprintf("%.10f")."""
+    m = skmixed.lmer("y ~ factor(studage) + (1 | dept)", load("InstEval"))
+    assert list(m.fixef.index) == ["(Intercept)", "factor(studage).L", "factor(studage).Q", "factor(studage).C"]
+    assert m.objective == pytest.approx(250105.8765364453, abs=1e-6)
+    np.testing.assert_allclose(m.fixef, [3.2134285396, 0.0297577975, 0.0270172820, 0.0281074019], rtol=1e-8)
