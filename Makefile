@@ -1,12 +1,14 @@
 # make test: venv + SuiteSparse (if missing) + editable install with test extras + pytest.
 # make fuzz: the property-based tests with many generated examples.
 # make demo: fit the example models, print their summaries, and run notebooks/tour.ipynb into build/tour.html.
+# make docs: the documentation site (user guide, API reference, executed notebooks) in build/docs/html.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skmixed-installed
+DOCS_STAMP := $(VENV)/.skmixed-docs-installed
 
-.PHONY: test demo bench fuzz suitesparse clean
+.PHONY: test demo bench fuzz suitesparse clean docs
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -45,5 +47,14 @@ $(STAMP): pyproject.toml | $(PY) suitesparse
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
+# -W: a warning (a docstring that does not parse, a failing notebook, a broken link) fails the build
+docs: $(DOCS_STAMP)
+	$(PY) -m sphinx -q -W --keep-going -b html -d build/docs/doctrees docs build/docs/html
+	@echo "open build/docs/html/index.html"
+
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/api docs/tutorials docs/jupyter_execute

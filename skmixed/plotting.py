@@ -201,8 +201,8 @@ def no_pooling(result, group: str | None = None) -> tuple[pd.DataFrame, pd.DataF
     The fixed effects not among the group's random effects are held at β̂: each group's
     coefficients come from regressing y − offset − X_other β̂_other on the group's random-effect
     columns. For ``y ~ 1 + (1 | g)`` the no-pooling estimate is the group mean ȳ_j and the partial
-    pooling estimate the precision-weighted compromise of seed 001, eq. 17. Groups too small for
-    their own fit get NaN.
+    pooling estimate the precision-weighted compromise of Gill and Womack, *The Multilevel Model
+    Framework*, eq. 17. Groups too small for their own fit get NaN.
     """
     if getattr(result, "family", None) is not None:
         raise OptionError("no-pooling fits compare least squares per group with BLUPs: they need a linear mixed model (lmer)")
@@ -229,7 +229,7 @@ def shrinkage(result, group: str | None = None, effects=None, ax=None):
     """No pooling vs partial pooling: each group's own least-squares estimate joined to its BLUP β̂ + b̂_j.
 
     With one random effect the estimates are plotted against the group size n_j, with β̂ as the
-    fully pooled line (small groups move furthest: seed 001, eq. 17). With several, two of them
+    fully pooled line (small groups move furthest: Gill and Womack's eq. 17). With several, two of them
     (``effects``, default the first two) span the plane and each group is an arrow-like segment.
     """
     separate, partial = no_pooling(result, group)

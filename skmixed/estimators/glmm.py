@@ -74,6 +74,8 @@ class GLMM(RegressorMixin, _GeneralizedMixedModel):
         1 (Laplace, default), 0 (fast: β inside PIRLS) or > 1 adaptive Gauss–Hermite nodes
         (a single scalar random-effects term only).
 
+    Notes
+    -----
     Array mode without ``groups`` fits a GLM (no random effects) by IRLS with the same family.
     Missing values are refused in ``fit`` and ``predict`` alike, as for :class:`skmixed.MixedLM`.
     ``predict(X, groups=g)`` returns μ with the BLUPs of levels seen in the fit and the population
@@ -115,9 +117,13 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
     Parameters
     ----------
     formula, random_slopes : as for :class:`skmixed.MixedLM`.
-    link : ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
-    nAGQ : int, as for :class:`GLMM`.
+    link : str
+        ``"logit"`` (default), ``"probit"``, ``"cloglog"``, ``"cauchit"`` or ``"log"``.
+    nAGQ : int
+        As for :class:`GLMM`.
 
+    Notes
+    -----
     Missing values are refused in ``fit`` and ``predict`` alike, as for :class:`skmixed.MixedLM`.
     Two classes only; ``classes_[1]`` is the success. Array mode without ``groups`` fits a
     binomial GLM (logistic regression without penalty) by IRLS. ``predict_proba`` and

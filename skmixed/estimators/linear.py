@@ -24,6 +24,8 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
     reml : bool
         Fit by REML (default, as lme4) or by maximum likelihood.
 
+    Notes
+    -----
     Array mode: ``fit(X, y, groups=g)`` gives each grouping factor (a column of ``g``; crossed
     factors as separate columns, nested factors coded uniquely across their parents) a random
     intercept. Without ``groups`` it fits ordinary (weighted) least squares: no random effects.
@@ -50,13 +52,19 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
 
     Attributes
     ----------
-    coef_, intercept_ : fixed effects β̂ (``coef_`` follows X's columns; in formula mode the
-        non-intercept columns of ``result_.fixef``).
-    random_effects_ : dict of DataFrames, BLUPs b̂ per grouping factor (levels × effects).
-    variance_components_ : DataFrame like lme4's ``as.data.frame(VarCorr(m))``.
-    result_ : the full :class:`skmixed.LmerResult` (``summary()``, ``anova``...); None without groups.
-    encoding_ : how X and groups became the model's columns, reused by ``predict``.
-    n_features_in_, feature_names_in_ : as in scikit-learn.
+    coef_, intercept_ : ndarray, float
+        Fixed effects β̂ (``coef_`` follows X's columns; in formula mode the non-intercept columns of
+        ``result_.fixef``).
+    random_effects_ : dict of DataFrames
+        BLUPs b̂ per grouping factor (levels × effects).
+    variance_components_ : DataFrame
+        Like lme4's ``as.data.frame(VarCorr(m))``.
+    result_ : LmerResult or None
+        The full :class:`skmixed.LmerResult` (``summary()``, ``anova``...); None without groups.
+    encoding_ : object
+        How X and groups became the model's columns, reused by ``predict``.
+    n_features_in_, feature_names_in_ : int, ndarray
+        As in scikit-learn.
     """
 
     _parameter_constraints: dict = {**MixedModelEstimator._parameter_constraints, "reml": ["boolean"]}
