@@ -47,9 +47,10 @@ $(STAMP): pyproject.toml | $(PY) suitesparse
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
+# -E: every build reads every page again, so the notebooks always run against the current code;
 # -W: a warning (a docstring that does not parse, a failing notebook, a broken link) fails the build
 docs: $(DOCS_STAMP)
-	$(PY) -m sphinx -q -W --keep-going -b html -d build/docs/doctrees docs build/docs/html
+	$(PY) -m sphinx -q -E -W --keep-going -b html -d build/docs/doctrees docs build/docs/html
 	@echo "open build/docs/html/index.html"
 
 $(DOCS_STAMP): pyproject.toml | $(STAMP)

@@ -34,6 +34,7 @@ extensions = [
     "myst_nb",
 ]
 exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "jupyter_execute"]
+smartquotes = False  # a prime is a transpose here (Z'Z, X'WX), not a closing quote
 templates_path = []
 
 # --- API reference ---------------------------------------------------------------------------
@@ -72,7 +73,7 @@ html_css_files = ["skmixed.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    "secondary_sidebar_items": {"**": ["page-toc"], "lme4": []},  # lme4: the table needs the width
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
@@ -114,13 +115,19 @@ def _foreign_bases(cls) -> str:
     return ", ".join(c.__name__ for c in cls.__mro__[1:] if not c.__module__.startswith("skmixed"))
 
 
-def _directive(qualified: str, obj) -> str:
+def _directive(qualified: str, obj, every_member: bool = True) -> str:
+    """The autodoc directive for ``obj``.  ``every_member``: also the members without a docstring and the ones
+    inherited from skmixed's own bases (a result's accessors); otherwise the documented members it defines
+    (a family's numerics are documented where they are defined, not on every subclass)."""
     if inspect.isclass(obj) and issubclass(obj, BaseException):
         return f".. autoexception:: {qualified}\n   :show-inheritance:\n"
     if inspect.isclass(obj):
-        bases = "   :show-inheritance:\n" if obj.__bases__ != (object,) else ""
-        return (f".. autoclass:: {qualified}\n   :members:\n   :undoc-members:\n{bases}"
-                f"   :inherited-members: {_foreign_bases(obj)}\n")
+        text = f".. autoclass:: {qualified}\n   :members:\n"
+        if obj.__bases__ != (object,):
+            text += "   :show-inheritance:\n"
+        if every_member:
+            text += f"   :undoc-members:\n   :inherited-members: {_foreign_bases(obj)}\n"
+        return text
     return f".. autofunction:: {qualified}\n"
 
 
@@ -139,14 +146,17 @@ def _summary(entries: list[tuple[str, object]], module: str | None = None) -> st
 
 
 def write_api_pages(app) -> None:
-    """Write ``api/``: an index, a page per name of ``skmixed.__all__`` and a page per public submodule.
+    write_api(DOCS / "api")
+
+
+def write_api(out: Path) -> None:
+    """Write ``out``: an index, a page per name of ``skmixed.__all__`` and a page per public submodule.
 
     Each object is documented once, under its first public name (``skmixed.MixedLM``, not
     ``skmixed.estimators.MixedLM``); other pages link to it.
     """
-    out = DOCS / "api"
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
+    out.mkdir(parents=True)
     canonical: dict[int, str] = {}
     groups: dict[str, list[tuple[str, object]]] = {}
     for name in skmixed.__all__:
@@ -176,7 +186,7 @@ def write_api_pages(app) -> None:
         if own or linked:
             text += _summary(own + linked, modname) + "\n"
         for qualified, obj in own:
-            text += "\n" + _directive(qualified, obj)
+            text += "\n" + _directive(qualified, obj, every_member=False)
         (out / f"{modname}.rst").write_text(text)
     order = ["Functions", "Classes", "scikit-learn estimators", "Errors", "Warnings"]
     index = [_title("API reference"), API_INTRO]
