@@ -3,7 +3,7 @@
 Two parts of the source tree are written at build time, from the repository, and are not committed:
 
 - ``api/``: one page per public name, generated from ``skmixed.__all__`` and the public submodules
-  (:func:`write_api_pages`), so a name added to ``__all__`` appears without editing the docs;
+  (:func:`write_api`), so a name added to ``__all__`` appears without editing the docs;
 - ``tutorials/``: copies of ``notebooks/*.ipynb``, which myst-nb executes during the build.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ html_css_files = ["skmixed.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": {"**": ["page-toc"], "lme4": []},  # lme4: the table needs the width
+    "secondary_sidebar_items": {"**": ["page-toc"], "lme4": [], "benchmarks": []},  # their tables need the width
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
@@ -146,6 +146,7 @@ def _summary(entries: list[tuple[str, object]], module: str | None = None) -> st
 
 
 def write_api_pages(app) -> None:
+    """The API pages of this build, in ``docs/api``."""
     write_api(DOCS / "api")
 
 
@@ -182,7 +183,7 @@ def write_api(out: Path) -> None:
                 qualified = f"{modname}.{name}"
                 canonical[id(obj)] = qualified
                 own.append((qualified, obj))
-        text = _title(modname) + f"\n.. automodule:: {modname}\n   :no-members:\n\n"
+        text = _title(modname) + f"\n.. automodule:: {modname}\n\n"
         if own or linked:
             text += _summary(own + linked, modname) + "\n"
         for qualified, obj in own:
