@@ -6,6 +6,7 @@ Two parts of the source tree are written at build time, from the repository, and
   (:func:`write_api`), so a name added to ``__all__`` appears without editing the docs;
 - ``tutorials/``: copies of ``notebooks/*.ipynb``, which myst-nb executes during the build.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,6 +36,7 @@ extensions = [
 ]
 exclude_patterns = ["_build", "README.md", "**.ipynb_checkpoints", "jupyter_execute"]
 smartquotes = False  # a prime is a transpose here (Z'Z, X'WX), not a closing quote
+highlight_language = "none"  # unlabelled blocks are R output or formulas, not Python
 templates_path = []
 
 # --- API reference ---------------------------------------------------------------------------
@@ -170,8 +172,11 @@ def write_api(out: Path) -> None:
         groups.setdefault(kind, []).append((qualified, obj))
         (out / f"{qualified}.rst").write_text(_title(qualified) + "\n" + _directive(qualified, obj))
     submodules = list(PUBLIC_SUBMODULES)
-    submodules += [f"skmixed.{n}" for n in skmixed.__all__
-                   if inspect.ismodule(getattr(skmixed, n)) and f"skmixed.{n}" not in submodules]
+    submodules += [
+        f"skmixed.{n}"
+        for n in skmixed.__all__
+        if inspect.ismodule(getattr(skmixed, n)) and f"skmixed.{n}" not in submodules
+    ]
     for modname in submodules:
         module = importlib.import_module(modname)
         own, linked = [], []

@@ -1,5 +1,6 @@
 """The API reference of the docs site is generated from the package's public names (docs/conf.py), so that a name
 added to ``skmixed.__all__`` gets its page without editing the docs."""
+
 import importlib.util
 import inspect
 from pathlib import Path
@@ -28,7 +29,10 @@ def test_every_public_name_has_a_page(conf, tmp_path):
             assert (tmp_path / f"{obj.__name__}.rst").exists()
             continue
         page = (tmp_path / f"skmixed.{name}.rst").read_text()
-        directive = "autofunction" if inspect.isfunction(obj) else "autoexception" if issubclass(obj, BaseException) else "autoclass"
+        if inspect.isfunction(obj):
+            directive = "autofunction"
+        else:
+            directive = "autoexception" if issubclass(obj, BaseException) else "autoclass"
         assert f".. {directive}:: skmixed.{name}\n" in page
         assert f"   skmixed.{name}\n" in index
     for module in conf.PUBLIC_SUBMODULES:

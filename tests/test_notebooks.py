@@ -1,5 +1,6 @@
 """The tutorials in notebooks/: committed clean, sources named by author and title, and each one runs top to bottom
 in a fresh python3 kernel (its checks of published numbers are asserts, so a check that no longer holds fails here)."""
+
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,10 @@ def _kernel_env() -> dict:
 def _execute(path: Path):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(path.parent)}},
+        nb,
+        kernel_name="python3",
+        timeout=300,
+        resources={"metadata": {"path": str(path.parent)}},
         extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the kernel's notice about local TCP sockets
     )
     try:
@@ -61,7 +65,7 @@ def _execute(path: Path):
 def executed() -> dict:
     """Every notebook executed, two at a time (a kernel spends most of its time starting and importing)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(NAMES, pool.map(_execute, NOTEBOOKS)))
+        return dict(zip(NAMES, pool.map(_execute, NOTEBOOKS), strict=True))
 
 
 @pytest.mark.parametrize("name", NAMES)
