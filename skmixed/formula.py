@@ -58,7 +58,7 @@ class ParsedFormula:
     offsets: tuple[str, ...]
 
 
-# --- quote-aware splitting (also used by skmixed.design) -------------------------------------------
+# --- quote-aware splitting (also used to read right-hand sides and responses) -------------------------
 def _scan(text: str):
     """Yield ``(index, char, depth)`` for characters outside quotes; depth counts enclosing parentheses."""
     depth, quote = 0, None
@@ -76,7 +76,7 @@ def _scan(text: str):
             depth += 1
 
 
-def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
+def split_top(text: str, seps: str) -> list[tuple[str, str]]:
     """Split ``text`` at separators outside parentheses and quotes; return ``(separator, piece)`` pairs."""
     pieces, start, sep = [], 0, ""
     for i, ch, depth in _scan(text):
@@ -334,7 +334,7 @@ def parse_formula(text: str) -> ParsedFormula:
         raise FormulaError("the formula must be a non-empty string such as 'y ~ x + (1 | g)'")
     source = re.sub(r"\s", " ", text.strip())  # one character for one: error pointers stay in place
     text = " ".join(text.split())
-    sides = _split_top(source, "~")
+    sides = split_top(source, "~")
     if len(sides) == 2 and not sides[1][1]:
         raise syntax_error(source, len(source), "nothing on the right of '~'")
     if len(sides) != 2 or not sides[0][1]:

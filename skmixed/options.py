@@ -52,7 +52,7 @@ def count(value, name: str, low: int, high: int | None = None, meaning: str = ""
 
 def column_or_vector(value, name: str) -> None:
     """Check that ``weights``/``offset`` is None, a column name, or a 1-D sequence; the model frame checks that
-    the values are numbers, one per row (:func:`skmixed.design.model_frame`)."""
+    the values are numbers, one per row (:func:`skmixed.frame.model_frame`)."""
     if value is None or isinstance(value, str):
         return
     if _ndim(value) != 1:

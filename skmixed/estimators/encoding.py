@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..design import column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError, OptionError
 from ..formula import parse_formula
-from ..rnames import factor_variables
 from ..rsyntax import is_syntactic, r_name
+from ..variables import column_error, expression_variables
 
 RESPONSE = "y"
 
@@ -259,19 +258,15 @@ class FormulaEncoding:
         return data
 
 
-def _rhs_variables(expr: str) -> set[str]:
-    return {v for term in parsed_rhs(expr) for f in term.factors for v in factor_variables(f)}
-
-
 def formula_columns(result) -> list[str]:
     """The data columns a fitted model reads: fixed-effect, random-effect and offset variables, grouping factors."""
-    parsed = result.parsed
+    parsed, data = result.parsed, result.frame.data
     used: set[str] = set()
     for expr in (parsed.fixed, *parsed.offsets, *(bar.lhs for bar in parsed.bars)):
-        used |= _rhs_variables(expr)
+        used |= expression_variables(expr, data)
     for bar in parsed.bars:
         used |= set(bar.group.split(":"))
-    return sorted(v for v in used if v in result.frame.data.columns and v != parsed.response)
+    return sorted(v for v in used if v in data.columns and v != parsed.response)
 
 
 def check_columns(X: pd.DataFrame, columns: list[str]) -> None:
