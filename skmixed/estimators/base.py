@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_array, check_co
 
 from ..exceptions import DataError, OptionError
 from ..formula import parse_formula
+from ..glm import GlmFit
 from ..variables import column, model_variables, present
 from .encoding import (
     ArrayEncoding,
@@ -66,8 +67,8 @@ class MixedModelEstimator(BaseEstimator):
         """Fit the mixed model ``formula`` on ``data`` with ``lmer``/``glmer``; return its result."""
         raise NotImplementedError
 
-    def _fit_fixed(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
-        """Fit ``η = β₀ + Xβ`` with no random effects; return (β̂ including β₀ first, residual variance)."""
+    def _fit_fixed(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> GlmFit:
+        """Fit ``η = β₀ + Xβ`` with no random effects (:func:`skmixed.glm.fit_glm` with the estimator's family)."""
         raise NotImplementedError
 
     def _max_levels(self, n: int) -> int:
@@ -155,13 +156,13 @@ class MixedModelEstimator(BaseEstimator):
             )
 
     def _finish_fixed(self, X, y, weights, encoding: ArrayEncoding):
-        beta, dispersion = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
+        fit = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
         self.encoding_ = encoding
         self.result_ = None
-        self.intercept_, self.coef_ = float(beta[0]), np.asarray(beta[1:], dtype=float)
+        self.intercept_, self.coef_ = float(fit.beta[0]), np.asarray(fit.beta[1:], dtype=float)
         self.random_effects_ = {}
         self.variance_components_ = pd.DataFrame(
-            [("Residual", None, None, dispersion, np.sqrt(dispersion))], columns=["grp", "var1", "var2", "vcov", "sdcor"]
+            [("Residual", None, None, fit.dispersion, np.sqrt(fit.dispersion))], columns=["grp", "var1", "var2", "vcov", "sdcor"]
         )
         return self
 
