@@ -11,7 +11,7 @@ evaluates (dotted or non-ASCII names backquoted, R functions from :mod:`skmixed.
 """
 from __future__ import annotations
 
-import re
+import re as regex  # the regular-expression module ("re" elsewhere names random-effects terms)
 from dataclasses import dataclass
 
 from .exceptions import FormulaError
@@ -332,7 +332,7 @@ def parse_formula(text: str) -> ParsedFormula:
     """Split an lme4 formula string into its parts; raise :class:`FormulaError` naming any typo."""
     if not isinstance(text, str) or not text.strip():
         raise FormulaError("the formula must be a non-empty string such as 'y ~ x + (1 | g)'")
-    source = re.sub(r"\s", " ", text.strip())  # one character for one: error pointers stay in place
+    source = regex.sub(r"\s", " ", text.strip())  # one character for one: error pointers stay in place
     text = " ".join(text.split())
     sides = split_top(source, "~")
     if len(sides) == 2 and not sides[1][1]:

@@ -1,6 +1,6 @@
 """Grouping factors of random-effects terms: levels kept as values, rows coded into them by value.
 
-A factor ``g`` has R's levels: the sorted unique values of the column (a Categorical keeps
+A grouping factor ``g`` has R's levels: the sorted unique values of the column (a Categorical keeps
 its categories' order, unused ones dropped, as R's ``factor`` drops unused levels).  An
 interaction ``a:b`` has the combinations observed in the data, ``a`` varying slowest.
 
@@ -83,7 +83,7 @@ def _labels(levels: pd.Index) -> np.ndarray:
 
 @dataclass
 class GroupingFactor:
-    """Codes per row (into ``levels``) of the factor ``name`` (``g`` or ``a:b``); ``levels`` are values."""
+    """Codes per row (into ``levels``) of the grouping factor ``name`` (``g`` or ``a:b``); ``levels`` are values."""
 
     name: str
     codes: np.ndarray
@@ -158,7 +158,7 @@ def _mixed_radix(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
 
 
 def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
-    """The factor ``name`` on ``data``: one column, or an interaction ``a:b`` of the observed combinations."""
+    """The grouping factor ``name`` on ``data``: one column, or an interaction ``a:b`` of the observed combinations."""
     parts = name.split(":")
     coded = [factor_codes(p, _column(data, p)) for p in parts]
     if len(parts) == 1:
@@ -179,6 +179,6 @@ def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
 
 def group_labels(name: str, data: pd.DataFrame) -> pd.Index:
     """Display labels (as in ``ranef``'s index) of grouping factor ``name`` per row of ``data``; missing stays None."""
-    gf = grouping_factor(name, data)
-    labels = gf.labels.to_numpy(dtype=object)
-    return pd.Index(np.where(gf.codes >= 0, labels[np.maximum(gf.codes, 0)], None), dtype=object)
+    grouping = grouping_factor(name, data)
+    labels = grouping.labels.to_numpy(dtype=object)
+    return pd.Index(np.where(grouping.codes >= 0, labels[np.maximum(grouping.codes, 0)], None), dtype=object)

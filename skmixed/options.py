@@ -82,16 +82,16 @@ def check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     return fam, nAGQ, switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
 
 
-def lmer_start(start, re) -> np.ndarray | None:
-    """θ to start ``lmer`` from (None: its default), checked against the random-effects terms ``re``."""
+def lmer_start(start, random_effects) -> np.ndarray | None:
+    """θ to start ``lmer`` from (None: its default), checked against the random-effects terms."""
     theta = _start_parts(start, ("theta",)).get("theta")
-    return None if theta is None else _check_theta(theta, re)
+    return None if theta is None else _check_theta(theta, random_effects)
 
 
-def glmer_start(start, re, p: int) -> tuple[np.ndarray, np.ndarray | None]:
+def glmer_start(start, random_effects, p: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(θ, β or None) to start ``glmer`` from; θ defaults to Λ = I as in lme4."""
     parts = _start_parts(start, ("theta", "fixef"))
-    theta = re.theta_init if parts.get("theta") is None else _check_theta(parts["theta"], re)
+    theta = random_effects.theta_init if parts.get("theta") is None else _check_theta(parts["theta"], random_effects)
     beta = parts.get("fixef")
     if beta is not None and beta.shape != (p,):
         raise OptionError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.size}")
@@ -177,24 +177,24 @@ def _start_parts(start, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     return parts
 
 
-def _check_theta(theta: np.ndarray, re) -> np.ndarray:
-    names = _theta_names(re)
-    if theta.shape != (re.n_theta,):
+def _check_theta(theta: np.ndarray, random_effects) -> np.ndarray:
+    names = _theta_names(random_effects)
+    if theta.shape != (random_effects.n_theta,):
         raise OptionError(
-            f"start must have {re.n_theta} values of θ, one per element of the relative covariance factors "
+            f"start must have {random_effects.n_theta} values of θ, one per element of the relative covariance factors "
             f"({', '.join(names)}), not {theta.size}"
         )
-    below = np.flatnonzero(theta < re.theta_lower)
+    below = np.flatnonzero(theta < random_effects.theta_lower)
     if below.size:
         bad = ", ".join(f"{names[i]} = {theta[i]:g}" for i in below)
         raise OptionError(f"start θ has negative diagonal elements ({bad}): the diagonal of each factor must be ≥ 0")
     return theta
 
 
-def _theta_names(re) -> list[str]:
+def _theta_names(random_effects) -> list[str]:
     """lme4's names of θ: ``group.effect`` for a diagonal element, ``group.row.column`` off it."""
     names = []
-    for t in re.terms:
+    for t in random_effects.terms:
         for i, j in t.tril:
             names.append(f"{t.group}.{t.effects[i]}" if i == j else f"{t.group}.{t.effects[i]}.{t.effects[j]}")
     return names

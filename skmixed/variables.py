@@ -155,7 +155,7 @@ class ModelVariables:
 
     values: dict[str, str]
     groups: list[str]
-    factors: list[str] = field(default_factory=list)  # value columns that are Categoricals (found by prepare_data)
+    factor_columns: list[str] = field(default_factory=list)  # value columns that are Categoricals (found by prepare_data)
 
 
 def model_variables(parsed: ParsedFormula, data: pd.DataFrame, response: bool = True, bars=None) -> ModelVariables:
@@ -202,7 +202,7 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
             if role == "offset variable" and not pd.api.types.is_numeric_dtype(values.dtype):
                 raise DataError(f"the offset variable {name!r} must be numeric, not of dtype {values.dtype}")
             if isinstance(values.dtype, pd.CategoricalDtype):
-                variables.factors.append(name)
+                variables.factor_columns.append(name)
         ok = present(values)
         if fit and not ok.any():
             raise DataError(f"column {name!r} has only missing values: drop it from the formula or fill it")
@@ -213,7 +213,7 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
 def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame) -> pd.DataFrame:
     """``used`` with the unused categories of its factor columns dropped, as R's model.frame drops unused levels."""
     dropped = {}
-    for name in variables.factors:
+    for name in variables.factor_columns:
         values = used[name]
         pruned = drop_unused_categories(values)
         if pruned is not values:

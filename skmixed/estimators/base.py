@@ -23,9 +23,9 @@ from .encoding import (
     ArrayEncoding,
     FormulaEncoding,
     check_columns,
+    estimable_grouping_factors,
     formula_columns,
     group_frame,
-    keep_estimable_factors,
     random_slope_indices,
 )
 
@@ -106,9 +106,9 @@ class MixedModelEstimator(BaseEstimator):
                 )
             return self._finish_fixed(X, y, weights, ArrayEncoding(feature_names, [], [], []))
         gframe, gnames = group_frame(groups, n)
-        factors = keep_estimable_factors(gframe, gnames, n, self._max_levels(n))
-        encoding = ArrayEncoding(feature_names, gnames, slopes, factors)
-        if not factors:
+        kept = estimable_grouping_factors(gframe, gnames, n, self._max_levels(n))
+        encoding = ArrayEncoding(feature_names, gnames, slopes, kept)
+        if not kept:
             return self._finish_fixed(X, y, weights, encoding)
         result = self._fit_mixed(encoding.formula(), encoding.frame(X, gframe, y), weights)
         return self._finish_mixed(result, encoding)

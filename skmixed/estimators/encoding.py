@@ -127,7 +127,7 @@ def _model_columns(user_names: list[str], prefix: str, taken: set[str], group: b
 
 @dataclass
 class ArrayEncoding:
-    """Array mode: X and groups as model-frame columns; ``factors`` are the grouping factors kept in the model.
+    """Array mode: X and groups as model-frame columns; ``grouping_factors``: the columns of groups kept in the model.
 
     ``feature_data`` and ``group_columns`` are the DataFrame's columns (the user's names, or ``x{j}`` /
     ``g{k}``); ``feature_columns`` are the coefficients' names, as R prints them (``Days``, ```dose (mg)```);
@@ -137,7 +137,7 @@ class ArrayEncoding:
     feature_names: list[str]
     group_names: list[str]
     slopes: list[int]
-    factors: list[int]
+    grouping_factors: list[int]
     feature_data: list[str] = field(init=False)
     feature_columns: list[str] = field(init=False)
     group_columns: list[str] = field(init=False)
@@ -161,7 +161,7 @@ class ArrayEncoding:
     def formula(self) -> str:
         fixed = " + ".join(self.feature_columns)
         lhs = " + ".join(["1"] + [self.feature_columns[j] for j in self.slopes])
-        bars = " + ".join(f"({lhs} | {r_name(self.group_columns[k])})" for k in self.factors)
+        bars = " + ".join(f"({lhs} | {r_name(self.group_columns[k])})" for k in self.grouping_factors)
         return f"{self.response} ~ {fixed} + {bars}"
 
     def frame(self, X: np.ndarray, groups: pd.DataFrame | None, y=None) -> pd.DataFrame:
@@ -182,7 +182,7 @@ class ArrayEncoding:
         return self._user.get(column, column)
 
 
-def keep_estimable_factors(groups: pd.DataFrame, names: list[str], n: int, max_levels: int) -> list[int]:
+def estimable_grouping_factors(groups: pd.DataFrame, names: list[str], n: int, max_levels: int) -> list[int]:
     """Indices of grouping factors whose variance can be estimated: ≥ 2 levels and at most ``max_levels``.
 
     A factor with one level (a CV fold holding a single group) or one level per row has no

@@ -18,7 +18,6 @@ from IPython.core.magic_arguments import argument, argument_group, magic_argumen
 from ..exceptions import InputError
 
 
-
 def formula_from_cell(cell: str) -> str:
     """The cell body as one formula: ``#`` comments (outside quotes) dropped, lines joined."""
     lines = []
