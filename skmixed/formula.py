@@ -7,7 +7,8 @@ bar-free fixed part ``x`` for formulaic, random-effects bars ``(1 + x | g)``,
 the whole right side is the bar ``(x | g)`` and the fixed part is ``1``, as in lme4.
 ``(x || g)`` is expanded into uncorrelated bars ``(1 | g) + (0 + x | g)`` as lme4's
 ``expandDoubleVerts`` does.  Variables and calls are written as the Python formulaic
-evaluates (dotted or non-ASCII names backquoted, R functions from :mod:`skmixed.rfunctions`).
+evaluates (names that are no Python identifier, such as ``days.since``, backquoted; R functions
+from :mod:`skmixed.rfunctions`).
 """
 from __future__ import annotations
 
@@ -59,16 +60,22 @@ class ParsedFormula:
 
 
 # --- quote-aware splitting (also used to read right-hand sides and responses) -------------------------
-def _scan(text: str):
-    """Yield ``(index, char, depth)`` for characters outside quotes; depth counts enclosing parentheses."""
-    depth, quote = 0, None
+def unquoted(text: str):
+    """Yield ``(index, char)`` for the characters outside quotes (``'...'``, ``"..."``, ```...```), quotes left out."""
+    quote = None
     for i, ch in enumerate(text):
         if quote:
             quote = None if ch == quote else quote
-            continue
-        if ch in "'\"`":
+        elif ch in "'\"`":
             quote = ch
-            continue
+        else:
+            yield i, ch
+
+
+def _scan(text: str):
+    """Yield ``(index, char, depth)`` for characters outside quotes; depth counts enclosing parentheses."""
+    depth = 0
+    for i, ch in unquoted(text):
         if ch == ")":
             depth -= 1
         yield i, ch, depth

@@ -46,7 +46,7 @@ def column(data: pd.DataFrame, name: str, role: str) -> pd.Series:
 
 
 def present(values: pd.Series) -> np.ndarray:
-    """Rows where ``values`` is not missing, from its values (pandas' notna costs ~50 µs per column)."""
+    """Rows where ``values`` is not missing, read from its values or codes (cheaper than pandas' notna, once a column)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         return values.array.codes >= 0
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub":

@@ -120,7 +120,7 @@ def test_group_lines_ols_are_separate_least_squares_fits(orthodont_fit):
         assert x[0] == 8 and x[-1] == 14
         np.testing.assert_allclose(y, intercept + slope * x, rtol=1e-10)
     styles = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines()}
-    assert styles["M01"] == "-" and styles["F01"] == "--"  # boys solid, girls dashed (seed 000, Figure 1)
+    assert styles["M01"] == "-" and styles["F01"] == "--"  # boys solid, girls dashed (de Leeuw, "Linear Multilevel Models", Figure 1)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Male", "Female"]
 
 

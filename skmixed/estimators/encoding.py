@@ -154,10 +154,6 @@ class ArrayEncoding:
         self._user = dict(zip(self.feature_data + self.group_columns, self.feature_names + self.group_names))
         self._user.update(zip(self.feature_columns, self.feature_names))
 
-    @property
-    def n_features(self) -> int:
-        return len(self.feature_names)
-
     def formula(self) -> str:
         fixed = " + ".join(self.feature_columns)
         lhs = " + ".join(["1"] + [self.feature_columns[j] for j in self.slopes])

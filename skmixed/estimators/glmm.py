@@ -121,7 +121,7 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
 
     Missing values are refused in ``fit`` and ``predict`` alike, as for :class:`skmixed.MixedLM`.
     Two classes only; ``classes_[1]`` is the success. Array mode without ``groups`` fits a
-    binomial GLM (logistic regression without penalty) by IRLS. ``predict_proba`` and
+    binomial GLM (for the logit link, logistic regression without penalty) by IRLS. ``predict_proba`` and
     ``predict`` use the BLUPs of levels seen in the fit and the population prediction for
     unseen levels (or without groups); ``decision_function`` is the log-odds of
     ``classes_[1]`` (the linear predictor for the logit link), so ``predict`` picks
