@@ -5,7 +5,7 @@ import pytest
 
 import skmixed
 from skmixed._cholmod import SparseCholesky
-from skmixed.frame import model_frame
+from skmixed.design import model_frame
 from skmixed import factor as factor_module
 from skmixed.factor import BlockedCholesky, ScalarTermsCholesky, make_factor, make_scalar_factor
 from skmixed.formula import parse_formula

@@ -7,7 +7,7 @@ import pytest
 from scipy import special
 
 import skmixed
-from skmixed.frame import model_frame
+from skmixed.design import model_frame
 from skmixed.families import Binomial, Gamma, Gaussian, InverseGaussian, NegativeBinomial, Poisson
 from skmixed.formula import parse_formula
 from skmixed.laplace_gradient import LaplaceGradient

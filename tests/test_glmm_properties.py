@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate, optimize, special, stats
 
 import skmixed
-from skmixed.frame import model_frame
+from skmixed.design import model_frame
 from skmixed.families import Binomial, Gaussian, NegativeBinomial, Poisson
 from skmixed.formula import parse_formula
 from skmixed.pirls import GlmmDeviance, gauss_hermite

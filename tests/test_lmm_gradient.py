@@ -6,7 +6,7 @@ import pytest
 from reference import load_data, references
 
 import skmixed
-from skmixed.frame import model_frame
+from skmixed.design import model_frame
 from skmixed.formula import parse_formula
 from skmixed.optimize import bobyqa
 from skmixed.pls import ProfiledDeviance, cross_products
