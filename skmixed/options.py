@@ -62,24 +62,35 @@ def column_or_vector(value, name: str) -> None:
         )
 
 
-def check_lmer(REML, weights, offset, start, check_conv, maxeval, data) -> tuple[bool, bool, int]:
-    """The checked ``(REML, check_conv, maxeval)`` of an ``lmer`` call; the other options are only checked."""
+def check_data_options(data, REML, weights, offset) -> bool:
+    """The options of the build stage (:func:`skmixed.build`); returns the checked ``REML``."""
     _check_data(data)
     column_or_vector(weights, "weights")
     column_or_vector(offset, "offset")
-    _start_parts(start, ("theta",))
-    return switch(REML, "REML"), switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+    return switch(REML, "REML")
+
+
+def check_fit_options(start, check_conv, maxeval, keys: tuple[str, ...] = ("theta",)) -> tuple[bool, int]:
+    """The options of the optimize stage; ``keys``: what ``start`` may name.  Returns ``(check_conv, maxeval)``."""
+    _start_parts(start, keys)
+    return switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+
+
+def check_nagq(nAGQ) -> int:
+    return count(nAGQ, "nAGQ", 0, NAGQ_MAX, " (0: fast, 1: Laplace, > 1: quadrature nodes)")
+
+
+def check_lmer(REML, weights, offset, start, check_conv, maxeval, data) -> tuple[bool, bool, int]:
+    """The checked ``(REML, check_conv, maxeval)`` of an ``lmer`` call; the other options are only checked."""
+    return (check_data_options(data, REML, weights, offset), *check_fit_options(start, check_conv, maxeval))
 
 
 def check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data) -> tuple[Family, int, bool, int]:
     """The checked ``(family, nAGQ, check_conv, maxeval)`` of a ``glmer`` call; the other options are only checked."""
     fam = get_family(family)
-    _check_data(data)
-    column_or_vector(weights, "weights")
-    column_or_vector(offset, "offset")
-    _start_parts(start, ("theta", "fixef"))
-    nAGQ = count(nAGQ, "nAGQ", 0, NAGQ_MAX, " (0: fast, 1: Laplace, > 1: quadrature nodes)")
-    return fam, nAGQ, switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+    check_data_options(data, True, weights, offset)
+    nAGQ = check_nagq(nAGQ)
+    return (fam, nAGQ, *check_fit_options(start, check_conv, maxeval, ("theta", "fixef")))
 
 
 def lmer_start(start, random_effects) -> np.ndarray | None:

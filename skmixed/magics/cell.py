@@ -113,12 +113,13 @@ class MixedModelMagics(Magics):
         formula = formula_from_cell(cell)
         out = _output_name(args.out)
         data = _dataframe(self.shell.user_ns, args.data)
+        if isinstance(data, pd.DataFrame):  # the summary's "Data:" line names the variable, as lme4's names the expression
+            data = data.copy(deep=False)
+            data.attrs["name"] = args.data
         try:
             result = fit(formula, data, weights=args.weights, offset=args.offset, **options)
         except InputError as e:  # FormulaError, DataError, OptionError: the user's to fix; a bug keeps its traceback
             raise UsageError(str(e)) from None
-        if hasattr(result, "data_name"):
-            result.data_name = args.data
         if out:
             self.shell.user_ns[out] = result
         return None if args.quiet else result

@@ -158,7 +158,7 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initi
     )
 
 
-def _minimize_even(f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = "") -> OptSummary:
+def _scipy_symmetric(f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = "") -> OptSummary:
     """scipy's ``method`` on f(x) given ``f_and_grad``, unbounded, in coordinates x·``scale``; the minimiser is
     mapped by ``canonical``.  A run whose message contains ``stalled`` (the line search stopped at rounding
     level) counts as converged: the checks of :func:`minimize` then judge the point; non-finite values are
@@ -187,7 +187,7 @@ def _minimize_even(f_and_grad, x0, method: str, options: dict, canonical, scale=
     )
 
 
-def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs, scale=None) -> OptSummary:
+def lbfgsb_symmetric(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs, scale=None) -> OptSummary:
     """Minimise an f with sign symmetries, given ``f_and_grad(x) -> (f, ∇f)``; ``canonical`` maps the
     minimiser to the representative with non-negative diagonal.
 
@@ -199,18 +199,18 @@ def lbfgsb_even(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs
     (per coordinate) is a diagonal preconditioner: the search runs in x·scale.
     """
     options = {"maxiter": maxiter, "maxfun": maxfun, "ftol": 1e-12, "gtol": 1e-5}
-    return _minimize_even(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
+    return _scipy_symmetric(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
 
 
-def bfgs_even(f_and_grad, x0, *, canonical, gtol=1e-3, maxiter=1000, hess_inv0=None) -> OptSummary:
-    """BFGS on an f with the sign symmetries of :func:`lbfgsb_even` (unbounded, then ``canonical``), given
+def bfgs_symmetric(f_and_grad, x0, *, canonical, gtol=1e-3, maxiter=1000, hess_inv0=None) -> OptSummary:
+    """BFGS on an f with the sign symmetries of :func:`lbfgsb_symmetric` (unbounded, then ``canonical``), given
     ``f_and_grad(x) -> (f, ∇f)``; it stops at max|∇f| ≤ ``gtol``.  ``hess_inv0``: the initial inverse Hessian.
 
     glmer's stage 2 over (θ, β), β in units of its standard error, uses it: dense BFGS needs
     less than half of L-BFGS-B's evaluations there.
     """
     options = {"maxiter": maxiter, "gtol": gtol, "hess_inv0": hess_inv0}
-    return _minimize_even(f_and_grad, x0, "BFGS", options, canonical, stalled="precision loss")
+    return _scipy_symmetric(f_and_grad, x0, "BFGS", options, canonical, stalled="precision loss")
 
 
 # --- derivatives --------------------------------------------------------------------------

@@ -5,19 +5,16 @@ levels first) its block of A is diagonal, ``A = [D B'; B C]``, and
 
     L = [D^½ 0; B D^-½ L₂₂],  L₂₂L₂₂' = S = C − B D⁻¹ B'  (dense, order q − q₁),
 
-so the only real factorization is a small dense one (InstEval: 1142², Dallas-shaped:
-887²) and no fill-reducing ordering is needed.  It is chosen from the structure, not by
-timing (timings swing with machine load): when S is small and dense (crossed factors:
-InstEval's S is 22% full, Dallas' 15%).  A nested model's S is sparse and stays with CHOLMOD.
+so the only real factorization is a small dense one (of order q − q₁: a thousand or so for
+crossed models) and no fill-reducing ordering is needed.  It is chosen from the structure:
+when S is small, and dense (crossed factors) or so small that a dense Cholesky costs less
+than CHOLMOD's overhead.  A large nested model's S is sparse and stays with CHOLMOD, whose
+mode and ordering :mod:`skmixed._cholmod` picks.
 
 :class:`BlockedCholesky` is refactored from A's values (any weights: the GLMM's PIRLS);
 :class:`ScalarTermsCholesky` from Λ alone, for an LMM whose terms are all scalar.
 """
 from __future__ import annotations
-
-import threading
-from contextlib import contextmanager
-from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -266,78 +263,3 @@ def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):
         if blocked is not None and blocked.density >= MIN_DENSITY:
             return blocked
     return SparseCholesky(A_lower)
-
-
-@lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController  # lazily: import cost
-
-    return ThreadpoolController()  # inspecting the loaded libraries costs ~60 µs: once, not per fit
-
-
-class _OneBlasThread:
-    """A process-wide, reference-counted BLAS limit: the first fit to enter sets one thread, the last to leave
-    restores the counts the first one found.
-
-    The thread count is a property of the process, not of a fit.  A limiter per fit would restore
-    the count it saw on entry, which an overlapping fit in another thread may already have
-    lowered to one: A saves 2 and sets 1, B saves 1, A restores 2 while B still runs, B restores
-    1, and the process stays on one thread for good.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._users = 0
-        self._limiter = None  # threadpoolctl's limiter of the first entrant: it holds the original counts
-
-    def __enter__(self):
-        with self._lock:
-            if self._users == 0:
-                with _openblas_control():
-                    self._limiter = _blas_controller().limit(limits=1, user_api="blas")
-            self._users += 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                with _openblas_control():
-                    self._limiter.restore_original_limits()
-                self._limiter = None
-
-
-@contextmanager
-def _openblas_control():
-    """Let this thread set OpenBLAS's process-wide pool size, and let go of it afterwards.
-
-    threadpoolctl ≥ 3.8 lets only one thread, the first to set a limit, change a process-wide
-    (pthreads) OpenBLAS pool, and silently ignores the others until that thread lets go; the
-    first and last fits here may run in different threads, so each change takes and releases
-    that control.  Older threadpoolctl has no such control (nothing to do).
-    """
-    import threadpoolctl
-
-    release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
-    if release is not None:
-        release(force=True)
-    try:
-        yield
-    finally:
-        if release is not None:
-            release(force=True)
-
-
-_ONE_BLAS_THREAD = _OneBlasThread()
-
-
-def single_blas_thread() -> _OneBlasThread:
-    """Run a fit's dense work on one BLAS thread (a context manager; fits may overlap in threads and nest).
-
-    The dense matrices here are at most a few thousand square, where a second thread gains
-    little on an idle machine and loses badly on a busy one; measured on the 2-core machine:
-    InstEval 4.1 s with two threads against 3.5 s with one, Dallas-shaped 8.4 against 3.0 s,
-    sleepstudy ML (while the test suite ran on the other core) 224 against 2 ms, VerbAgg 148
-    against 112 ms.  Inside GridSearchCV(n_jobs=...) threads would also be oversubscribed.
-    """
-    return _ONE_BLAS_THREAD
