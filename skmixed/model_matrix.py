@@ -44,7 +44,7 @@ def formulaic_error() -> type[Exception]:
 
 @lru_cache(maxsize=1)
 def formula_context() -> dict:
-    """formulaic's evaluation ``context``: R's functions and constants (:data:`skmixed.rfunctions.NAMES`)."""
+    """formulaic's evaluation ``context``: R's functions and constants (:func:`skmixed.rfunctions.context`)."""
     return r_context()
 
 

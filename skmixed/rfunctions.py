@@ -269,13 +269,11 @@ _FUNCTIONS = {
 }
 _STATEFUL = {"poly": poly, "ns": splines.ns, "bs": splines.bs, "factor": factor, "as_factor": as_factor, "relevel": relevel}
 
-#: every name a formula's Python may use besides the data's columns.
-NAMES = (*_FUNCTIONS, *_STATEFUL)
-
 
 def context() -> dict:
-    """The names of :data:`NAMES` for formulaic's ``context``; poly, ns, bs, factor, as.factor and relevel keep
-    their state (coefficients, knots, levels) in the model spec, so new data are encoded as the fit's data."""
+    """Every name a formula's Python may use besides the data's columns, for formulaic's ``context``; poly, ns,
+    bs, factor, as.factor and relevel keep their state (coefficients, knots, levels) in the model spec, so new
+    data are encoded as the fit's data were."""
     from formulaic.utils.stateful_transforms import stateful_transform
 
     return {**_FUNCTIONS, **{name: stateful_transform(f) for name, f in _STATEFUL.items()}}
