@@ -6,8 +6,8 @@ triangular solves) so that moving to scikit-sparse 0.5's renamed API is a local 
 CHOLMOD's simplicial factors are LDL' (``L = L₁D^½`` with L₁ unit lower triangular);
 we solve with L₁ and scale by D^½ rather than let CHOLMOD convert the factor to LL' on
 every solve.  Supernodal factors are LL'.  Which mode and fill-reducing ordering is
-fastest depends on the model (InstEval's dense 1142² Schur block favours supernodal;
-the Dallas-shaped model's 136k tiny columns favour simplicial by 8×), so for larger
+fastest depends on the model (a dense Schur block favours supernodal, a hundred thousand
+tiny columns favour simplicial), so for larger
 matrices the candidates are timed once at analysis and the fastest is kept.
 """
 from __future__ import annotations

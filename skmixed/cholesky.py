@@ -27,12 +27,12 @@ MAX_DENSE = 3000
 #: ... when at least this fraction of it is structurally nonzero, or it is this small whatever its fill (a nested
 #: model's S is sparse; at order 256 a dense Cholesky is ~6 MFlop, less than CHOLMOD's call overhead)
 MIN_DENSITY, SMALL_SCHUR = 0.1, 256
-#: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (VerbAgg: every person answers every item) and small
+#: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (every person answers every item, say) and small
 DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 #: G diag(w) G' from per-count dense Gram matrices when they take at most this much memory ...
 MAX_GROUPED_BYTES = 2 * 1024**3
-#: ... and are not more than this many times the sparse product's multiply-adds (a dense pass costs ~1 ns an
-#: entry, scipy's two-pass sparse product ~12 ns a multiply-add: 1.26 s for 10⁸ on the 2-core machine)
+#: ... and are not more than this many times the sparse product's multiply-adds (a dense pass over an entry
+#: costs about a tenth of a multiply-add of scipy's two-pass sparse product)
 GROUPED_PER_SPARSE = 5
 
 
@@ -75,8 +75,8 @@ class _Blocked:
         self._L22 = L22
 
     def _set_l21(self, L21: sp.csc_matrix) -> np.ndarray:
-        """Keep L₂₁, as a dense array when it is small and full (VerbAgg: 24 × 316, every person answers
-        every item; its solves are then BLAS calls), and return L₂₁L₂₁' (dense)."""
+        """Keep L₂₁, as a dense array when it is small and full (its solves are then BLAS calls), and return
+        L₂₁L₂₁' (dense)."""
         if self._dense_l21:
             self._L21 = L21.toarray()
             return self._L21 @ self._L21.T
@@ -178,9 +178,9 @@ class ScalarTermsCholesky(_Blocked):
 
     The weights λ₁²/dₛ depend on s only through nₛ, so ``G diag(w) G' = Σₖ w(nₖ) Mₖ`` over the
     distinct counts, ``Mₖ = Σ_{nₛ = nₖ} GₛGₛ'`` formed once.  That is used where the dense
-    passes are cheaper than scipy's sparse product (10M rows, 1M × 2000 crossed levels: 29
-    counts, 1.3 s → 0.1 s an evaluation); otherwise L₂₁ is formed on G's pattern and L₂₁L₂₁'
-    by a sparse product, as in :class:`BlockedCholesky` but without assembling A.
+    passes are cheaper than scipy's sparse product (a million levels with a few dozen distinct
+    counts); otherwise L₂₁ is formed on G's pattern and L₂₁L₂₁' by a sparse product, as in
+    :class:`BlockedCholesky` but without assembling A.
     """
 
     def __init__(self, ZtZ: sp.spmatrix, q1: int):

@@ -13,7 +13,8 @@ from .blas import single_blas_thread
 from .deviance import GlmmObjective, ProfiledDeviance
 from .exceptions import OptionError
 from .glmm_fitting import optimize_glmm
-from .optimizers import OptSummary, bobyqa, lbfgsb_symmetric, minimize
+from .convergence import minimize
+from .optimizers import OptSummary, bobyqa, lbfgsb_symmetric
 from .options import check_fit_options, lmer_start
 from .pls import moment_theta, theta_scale
 

@@ -29,7 +29,7 @@ H⁻¹ on the pattern of Z'Z (a selected inverse).  When the first term is scala
 lme4 puts the factor with most levels first) its block of H is diagonal and a row meets it in
 one column, so the columns H⁻¹[:, q₁:] (q − q₁ solves) and the diagonal of the first block,
 from (HH⁻¹)_cc = 1: ``(H⁻¹)_cc = (1 − Σ_{a≥q₁} H_ca (H⁻¹)_ac)/H_cc``, are all it takes
-(VerbAgg: 24 solves instead of 340).  Otherwise H⁻¹ is formed whole.  Either is kept for
+(q − q₁ solves instead of q).  Otherwise H⁻¹ is formed whole.  Either is kept for
 q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ class LaplaceGradient:
         """The Laplace deviance and its gradient (θ first); (inf, NaN) where PIRLS fails.
 
         PIRLS starts from the last mode moved by its derivative, ``û + (dû/dx)Δx``: the start is
-        then off by O(Δx²), which saves PIRLS iterations (VerbAgg: 32 instead of 46 over a fit; a
+        then off by O(Δx²), which saves PIRLS iterations (about a third over a fit; a
         Hessian difference step needs one)."""
         x = np.concatenate([theta, beta])
         u0 = None
@@ -123,7 +123,7 @@ class LaplaceGradient:
         With u ~ N(û, H⁻¹) (W at the mode), each term's E[bb'] = T·mean over levels of
         (ûû' + H⁻¹ block)·T' gives the new T as its Cholesky factor.  From Λ = I it roughly halves
         the distance to the optimum θ (binomial and Poisson references; it ignores a dispersion):
-        BFGS from it needs 15 evaluations on VerbAgg instead of 21 (9 with glmer's first inverse Hessian)."""
+        BFGS from it needs fewer evaluations than from Λ = I."""
         pl, re = self.pirls, self.pirls.re
         theta, u = mode.theta.copy(), mode.u.copy()
         if not pl.factor(pl.lam_map.values(mode.theta), pl.working_weights(mode)):

@@ -188,7 +188,7 @@ class Pirls:
     def _converged(step: float, previous: float, newton: bool) -> bool:
         """Steps below STEP_TOL; a full Newton step after which the next, at the quadratic rate seen so far
         (step·(step/previous)²), would be below it, or below ``SMALL_NEWTON_STEP`` (this saves the last
-        iteration, 1 in 4 on VerbAgg, and a warm start's second); or small steps that stopped shrinking
+        iteration, and a warm start's second); or small steps that stopped shrinking
         (the round-off floor)."""
         quadratic = newton and (step < SMALL_NEWTON_STEP or (previous < np.inf and step**3 < STEP_TOL * previous**2))
         return step < STEP_TOL or quadratic or (step < 1e-8 and step > 0.5 * previous)

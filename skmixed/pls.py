@@ -141,8 +141,8 @@ def theta_scale(cp: CrossProducts, re: RandomEffects) -> np.ndarray:
     """Per θ element, the root mean square of the Z column of its row of T: a diagonal preconditioner.
 
     A random slope's θ is in σ per unit of its covariate, so its curvature grows with the
-    covariate's square (sleepstudy's Days: RMS 5.3); in θ·scale all coordinates are on one
-    footing (L-BFGS-B evaluations: sleepstudy 21 → 10, Orthodont 28 → 16).
+    covariate's square; in θ·scale all coordinates are on one footing, and L-BFGS-B needs about
+    half the evaluations.
     """
     diag = cp.ZtZ.diagonal()
     out = []
@@ -158,7 +158,7 @@ def moment_theta(cp: CrossProducts, re: RandomEffects, scale: np.ndarray) -> np.
 
     The between-level variance of the level means, less the part σ²·ℓ/n due to noise,
     over the within-level variance.  Cheap (O(q)) and, on crossed models, it halves the
-    optimizer's work (InstEval: 33 → 12 evaluations).  Other terms start at T = diag(1/scale)
+    optimizer's work.  Other terms start at T = diag(1/scale)
     (the identity in the preconditioned coordinates of :func:`theta_scale`).
     """
     diag = cp.ZtZ.diagonal()

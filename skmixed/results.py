@@ -21,7 +21,8 @@ from .deviance import ProfiledDeviance
 from .exceptions import SingularFitWarning
 from .fitting import optimize
 from .model import LinearMixedModel
-from .optimizers import SINGULAR_TOL, OptSummary
+from .convergence import SINGULAR_TOL
+from .optimizers import OptSummary
 from .pls import CrossProducts, PlsSolution
 from .prediction import predict
 from .variance import group_names, icc, term_covariances, varcorr_table

@@ -7,7 +7,8 @@ import pytest
 
 import skmixed
 from skmixed.exceptions import ConvergenceWarning
-from skmixed.optimizers import OptSummary, bobyqa, minimize
+from skmixed.convergence import minimize
+from skmixed.optimizers import OptSummary, bobyqa
 
 
 def data(seed: int = 0, groups: int = 20, per: int = 6) -> pd.DataFrame:
