@@ -5,6 +5,7 @@ The code lives in modules by concern: :mod:`skmixed.frame` (the model frame),
 :mod:`skmixed.response` (the response's forms) and :mod:`skmixed.rank` (aliased columns).
 Import from those; this module only re-exports what existing importers use.
 """
+
 from .frame import ModelFrame, model_frame
 from .frame import row_values as _column_or_array
 from .model_matrix import Design, check_squares, design_matrix, encode_new, fixed_matrix, model_matrix, r_names

@@ -6,6 +6,7 @@ unused factor levels (:mod:`skmixed.variables`), then builds the response
 its aliased columns dropped (:mod:`skmixed.rank`), the offset and the prior weights.  The
 random-effects terms are built from the same rows by :mod:`skmixed.reterms`.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -65,7 +66,9 @@ def row_values(value, data: pd.DataFrame, role: str, fit: bool = True) -> np.nda
     if value.dtype == object:
         value = pd.Series(value).infer_objects()
     dtype = value.dtype
-    if pd.api.types.is_complex_dtype(dtype) or not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+    if pd.api.types.is_complex_dtype(dtype) or not (
+        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+    ):
         raise DataError(f"{role} must be numbers, not values of dtype {dtype}: convert them, e.g. with pd.to_numeric")
     if not isinstance(value, np.ndarray):
         value = value.to_numpy(dtype=float, na_value=np.nan)
@@ -98,7 +101,9 @@ def _rows_used(keep: np.ndarray, weights: np.ndarray | None, offset: np.ndarray 
     return keep, n_missing
 
 
-def _fixed_effects(parsed: ParsedFormula, used: pd.DataFrame, n: int) -> tuple[Design, np.ndarray, list[str], list[str]]:
+def _fixed_effects(
+    parsed: ParsedFormula, used: pd.DataFrame, n: int
+) -> tuple[Design, np.ndarray, list[str], list[str]]:
     """The fixed-effects model matrix: its Design, X of full column rank, X's names and the aliased names."""
     design = design_matrix(parsed.fixed, used, "fixed-effects part", names_from=parsed.text)
     X = design.values
@@ -148,7 +153,8 @@ def model_frame(parsed: ParsedFormula, data, weights=None, offset=None, binomial
     if dropped:
         s = "s" if len(dropped) > 1 else ""
         warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column{s} / coefficient{s}: {dropped}",
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column{s} / "
+            f"coefficient{s}: {dropped}",
             RankDeficiencyWarning,
             stacklevel=3,
         )
@@ -160,8 +166,17 @@ def model_frame(parsed: ParsedFormula, data, weights=None, offset=None, binomial
         raise DataError("the offset has non-finite values")
     w = np.ones(len(used)) if weight_values is None else weight_values[keep]
     return ModelFrame(
-        y=y, X=X, x_names=names, x_design=design, offset=off, weights=w if trials is None else w * trials, keep=keep,
-        data=used, n_dropped=n_dropped, dropped_columns=dropped,
+        y=y,
+        X=X,
+        x_names=names,
+        x_design=design,
+        offset=off,
+        weights=w if trials is None else w * trials,
+        keep=keep,
+        data=used,
+        n_dropped=n_dropped,
+        dropped_columns=dropped,
         offset_column=offset if isinstance(offset, str) else None,
-        offset_array=offset is not None and not isinstance(offset, str), trials=trials,
+        offset_array=offset is not None and not isinstance(offset, str),
+        trials=trials,
     )

@@ -13,6 +13,7 @@ IRLS with θ's maximum-likelihood estimate for the fitted means, as MASS's ``glm
 The scikit-learn estimators fit this model when they are given no groups.  (The penalized
 IRLS of a mixed model's conditional modes is :mod:`skmixed.pirls`.)
 """
+
 from __future__ import annotations
 
 import warnings
@@ -120,7 +121,9 @@ def _irls_negative_binomial(design, y, w, family: NegativeBinomial) -> tuple[np.
     for _ in range(THETA_ITER):
         new_theta = theta_ml(y, family.linkinv(design @ beta), w)
         if not np.isfinite(new_theta) or new_theta > MAX_THETA:
-            messages.append("the counts show no overdispersion (the negative-binomial θ goes to infinity): this is the Poisson fit")
+            messages.append(
+                "the counts show no overdispersion (the negative-binomial θ goes to infinity): this is the Poisson fit"
+            )
             return beta, family.with_theta(MAX_THETA), messages
         if theta is not None and abs(new_theta - theta) <= THETA_TOL * theta:
             break
@@ -146,4 +149,6 @@ def fit_glm(X: np.ndarray, y: np.ndarray, weights: np.ndarray, family: Family) -
     dispersion = 1.0
     if family.has_dispersion:
         dispersion = float(np.sum(weights * (y - mu) ** 2 / family.variance(mu)) / df) if df > 0 else np.nan
-    return GlmFit(beta=beta, family=family, deviance=_deviance(family, y, mu, weights), df_residual=df, dispersion=dispersion)
+    return GlmFit(
+        beta=beta, family=family, deviance=_deviance(family, y, mu, weights), df_residual=df, dispersion=dispersion
+    )

@@ -11,6 +11,7 @@ A sum of plain numeric columns is read straight from the data (:func:`design_mat
 formulaic, whose import is a large share of ``import skmixed``, is then imported only if new
 data must be encoded.
 """
+
 from __future__ import annotations
 
 import keyword
@@ -64,7 +65,9 @@ def model_matrix(expr: str, data: pd.DataFrame, role: str):
 
     try:
         with np.errstate(divide="ignore", invalid="ignore"):  # non-finite results get our own error, naming the column
-            return parsed_rhs(expr).get_model_matrix(data, context=formula_context(), na_action="ignore", materializer=RMaterializer)
+            return parsed_rhs(expr).get_model_matrix(
+                data, context=formula_context(), na_action="ignore", materializer=RMaterializer
+            )
     except formulaic_error() as e:
         raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
 
@@ -131,7 +134,9 @@ def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | No
     plain = plain_columns(expr, data)
     if plain is None:
         mm = model_matrix(expr, data, role)
-        return Design(np.asarray(mm, dtype=float), r_names(mm.model_spec, names_from or expr), expr, role, _spec=mm.model_spec)
+        return Design(
+            np.asarray(mm, dtype=float), r_names(mm.model_spec, names_from or expr), expr, role, _spec=mm.model_spec
+        )
     intercept, columns = plain
     values = np.empty((len(data), int(intercept) + len(columns)))
     if intercept:

@@ -1,4 +1,5 @@
 """The rank check of the fixed-effects model matrix: aliased columns are dropped as R's ``qr()`` drops them."""
+
 from __future__ import annotations
 
 import numpy as np

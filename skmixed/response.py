@@ -5,6 +5,7 @@ as ``y > 2`` is parsed into 0/1 by :mod:`skmixed.formula`).  A binomial response
 ``cbind(successes, failures)`` (y the proportion, the trials multiplying the weights, as in
 R's ``glm``), a two-level factor (the second level is a success) or logical.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,9 @@ from .variables import is_arithmetic
 
 
 def _is_text_or_factor(values: pd.Series) -> bool:
-    return isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object or pd.api.types.is_string_dtype(values)
+    return (
+        isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object or pd.api.types.is_string_dtype(values)
+    )
 
 
 def _cbind_arguments(expr: str) -> list[str] | None:
@@ -49,14 +52,18 @@ def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
             "(a two-level factor is a binomial response for glmer)"
         )
     if _cbind_arguments(expr) is not None:
-        raise DataError(f"{expr!r} is a binomial response (successes, failures): fit it with skmixed.glmer(..., family='binomial')")
+        raise DataError(
+            f"{expr!r} is a binomial response (successes, failures): fit it with skmixed.glmer(..., family='binomial')"
+        )
     return _expression_vector(expr, data, "response")
 
 
 def _successes_and_trials(expr: str, args: list[str], data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``cbind(s, f)``: the proportion s/(s + f) (0 where there are no trials) and the trials s + f."""
     if len(args) != 2:
-        raise DataError(f"cbind() in a binomial response takes two columns (successes, failures), not {len(args)}: {expr!r}")
+        raise DataError(
+            f"cbind() in a binomial response takes two columns (successes, failures), not {len(args)}: {expr!r}"
+        )
     s, f = (_expression_vector(a, data, "response") for a in args)
     if not (np.all(np.isfinite(s)) and np.all(np.isfinite(f))):
         raise DataError(f"the counts in {expr!r} must be finite numbers of successes and failures")

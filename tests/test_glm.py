@@ -6,6 +6,7 @@ fit_glm runs R's glm.fit iterations with R's stopping rule, so it lands on R's e
 near the maximum-likelihood estimate (R's stopping rule leaves the Gamma log-link fit 1.5e-5 from it).  The
 negative binomial alternates θ and β as glm.nb does but stops when θ changes by less than 1e-6 relative:
 θ agrees with glm.nb's to 3e-8, β to 1.4e-6."""
+
 import json
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def _contraception():
 
 def _grouseticks():
     data = load_data("grouseticks")
-    X = pd.get_dummies(data["YEAR"], prefix="YEAR", prefix_sep="", drop_first=True, dtype=float).assign(cHEIGHT=data["cHEIGHT"])
+    X = pd.get_dummies(data["YEAR"], prefix="YEAR", prefix_sep="", drop_first=True, dtype=float).assign(
+        cHEIGHT=data["cHEIGHT"]
+    )
     return X, data["TICKS"].to_numpy(dtype=float), np.ones(len(data))
 
 
