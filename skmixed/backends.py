@@ -11,7 +11,7 @@ where it has one, the analytic gradient:
   blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
-  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_factor`); a gradient only when every
+  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient only when every
   term has the same grouping factor (A is then block diagonal by level, and A⁻¹ on A's pattern
   is ℓ small inverses).  Other models (nested or crossed vector terms) would need a selected
   inverse of the sparse factor per evaluation, which scikit-sparse does not offer: the
@@ -27,9 +27,9 @@ import numpy as np
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite
-from .cholesky import make_scalar_factor
+from .cholesky import make_scalar_cholesky
 from .dense_pls import DensePls
-from .pls import CrossProducts, LambdaMap, PenalizedFactor, PlsSolution, profiled_solution, solve_on_factor
+from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
 
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
@@ -60,7 +60,7 @@ class _Backend:
         """The solution and the gradient of its deviance in θ; (None, None) where it is not defined."""
         raise NotImplementedError
 
-    def factor_at(self, theta: np.ndarray):
+    def cholesky_at(self, theta: np.ndarray):
         """A Cholesky factor of A at θ (for conditional variances), or None where A is not positive definite."""
         raise NotImplementedError
 
@@ -81,7 +81,7 @@ class DenseBackend(_Backend):
 
     def solve(self, theta):
         dense = self._dense
-        if not dense.factor(theta):
+        if not dense.decompose(theta):
             return None
         beta, u, b = dense.coefficients()
         return profiled_solution(theta, beta, u, b, dense.pwrss, dense.ldL2, dense.ldRX2, dense.RX, self.cp.n, self.p,
@@ -91,9 +91,9 @@ class DenseBackend(_Backend):
         sol = self.solve(theta)
         return sol, None if sol is None else self._dense.gradient(sol.beta, sol.u, sol.b, self.reml, self.dof)
 
-    def factor_at(self, theta):
-        factor = PenalizedFactor(self.cp.ZtZ, self.re)  # the dense path has no factor of A alone: a sparse one, once
-        return factor.chol if factor.refactor(self.lam.values(theta)) else None
+    def cholesky_at(self, theta):
+        penalized = PenalizedCholesky(self.cp.ZtZ, self.re)  # the dense path has no Cholesky factor of A alone: a sparse one, once
+        return penalized.chol if penalized.refactor(self.lam.values(theta)) else None
 
 
 class ScalarTermsBackend(_Backend):
@@ -123,7 +123,7 @@ class ScalarTermsBackend(_Backend):
     def solve(self, theta):
         return self._solve(theta)[0]
 
-    def factor_at(self, theta):
+    def cholesky_at(self, theta):
         try:
             self.chol.refactor_lambda(theta[self._term_of_column])
         except NotPositiveDefinite:
@@ -153,21 +153,21 @@ class SparseBackend(_Backend):
 
     def __init__(self, cp, re, reml, reason):
         super().__init__(cp, re, reml, reason)
-        self.factor = PenalizedFactor(cp.ZtZ, re)
-        self.gram, self.chol = self.factor.gram, self.factor.chol
+        self.penalized = PenalizedCholesky(cp.ZtZ, re)
+        self.gram, self.chol = self.penalized.gram, self.penalized.chol
         self.has_gradient = len({t.group for t in re.terms}) == 1
         self.name = f"sparse ({type(self.chol).__name__})"
 
     def _solve(self, theta):
-        if not self.factor.refactor(self.lam.values(theta)):
+        if not self.penalized.refactor(self.lam.values(theta)):
             return None, None
         return solve_on_factor(self.chol, self.lam, self.cp, theta, self.reml)
 
     def solve(self, theta):
         return self._solve(theta)[0]
 
-    def factor_at(self, theta):
-        return self.chol if self.factor.refactor(self.lam.values(theta)) else None
+    def cholesky_at(self, theta):
+        return self.chol if self.penalized.refactor(self.lam.values(theta)) else None
 
     def solve_with_gradient(self, theta):
         """For terms on one grouping factor (the formulas of :mod:`skmixed.dense_pls`, on the sparse factor).
@@ -224,7 +224,7 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
     if re.q <= MAX_DENSE_Q:
         return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
     if all(t.k == 1 for t in re.terms):
-        chol = make_scalar_factor(cp.ZtZ, re.terms[0].q)
+        chol = make_scalar_cholesky(cp.ZtZ, re.terms[0].q)
         if chol is not None:
             return ScalarTermsBackend(cp, re, reml, "scalar terms whose Schur complement is small and dense (or tiny): "
                                       "the blocked factor refactored from Λ, with a gradient", chol)

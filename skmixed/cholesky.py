@@ -239,7 +239,7 @@ class ScalarTermsCholesky(_Blocked):
         return self._inverse_traces(self._scaled_gram * (self._l2[:, None] * self._l2[None, :]))
 
 
-def make_scalar_factor(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
+def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
     """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small and dense."""
     q2 = ZtZ.shape[0] - q1
     if not (q1 >= 1 and 1 <= q2 <= MAX_DENSE):
@@ -251,7 +251,7 @@ def make_scalar_factor(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
     return factor if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR else None
 
 
-def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):
+def make_cholesky(A_lower: sp.csc_matrix, diagonal_block: int = 0):
     """A Cholesky factor of A: blocked when the leading ``diagonal_block`` columns form a diagonal
     block and the Schur complement is small and dense; CHOLMOD's otherwise."""
     q2 = A_lower.shape[0] - diagonal_block

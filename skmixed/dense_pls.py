@@ -52,7 +52,7 @@ class DensePls:
         self._diag_q = np.arange(q) * (n + 1)
         self._L = None
 
-    def factor(self, theta: np.ndarray) -> bool:
+    def decompose(self, theta: np.ndarray) -> bool:
         """Factor Λ̃'ΩΛ̃ + diag(I_q, 0, 0) at θ; False where it is not positive definite (r² ≤ 0 included)."""
         lam = self._lam
         lam.flat[self._lam_flat] = theta[self._theta_index]

@@ -20,7 +20,7 @@ from .exceptions import ConvergenceWarning, OptionError
 from .families import Binomial, Family, NegativeBinomial
 from .glmm_fitting import hessian_covariance
 from .optimizers import OptSummary
-from .pls import PenalizedFactor, PlsSolution
+from .pls import PenalizedCholesky, PlsSolution
 from .results import LmerResult, warn_if_singular
 from .variance import icc
 
@@ -211,7 +211,7 @@ class GlmerResult(LmerResult):
     def profiled_deviance(self, theta) -> float:
         raise OptionError("a GLMM's deviance is not profiled over β: evaluate result.devfun at (θ, β) instead")
 
-    def _factor_at(self, theta_tilde: np.ndarray):
+    def _cholesky_at(self, theta_tilde: np.ndarray):
         """A factor of A = Λ'Z'WZΛ + I with W at the mode (the working PLS problem's ``cp``)."""
-        factor = PenalizedFactor(self.cp.ZtZ, self.re)
-        return factor.chol if factor.refactor(factor.lam.values(theta_tilde)) else None
+        penalized = PenalizedCholesky(self.cp.ZtZ, self.re)
+        return penalized.chol if penalized.refactor(penalized.lam.values(theta_tilde)) else None

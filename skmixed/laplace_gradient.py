@@ -126,7 +126,7 @@ class LaplaceGradient:
         BFGS from it needs fewer evaluations than from Λ = I."""
         pl, re = self.pirls, self.pirls.re
         theta, u = mode.theta.copy(), mode.u.copy()
-        if not pl.factor(pl.lam_map.values(mode.theta), pl.working_weights(mode)):
+        if not pl.refactor(pl.lam_map.values(mode.theta), pl.working_weights(mode)):
             return theta, u
         inverse = self._selected_inverse()
         for i, t in enumerate(re.terms):
@@ -174,7 +174,7 @@ class LaplaceGradient:
         r = wt * (y - mu) * d / var
         lam = pl.lam_map.values(mode.theta)
         # PIRLS leaves H factored at the mode (its ldL2 came from this factor); refactor only if that has changed
-        if pl.penalized.chol.logdet() != mode.ldL2 and not pl.factor(lam, W):
+        if pl.penalized.chol.logdet() != mode.ldL2 and not pl.refactor(lam, W):
             return failed
         Hinv = self._selected_inverse()
         ZL = self._z_lambda(mode.theta)
@@ -189,7 +189,7 @@ class LaplaceGradient:
             W_obs = W
         else:
             W_obs = fam.observed_weights(y, mu, eta, wt)
-            if not pl.factor(lam, W_obs):
+            if not pl.refactor(lam, W_obs):
                 return failed
         ZE_u = Zv[:, self._theta_row] * u[C[:, self._theta_col]]  # column m: ZE_mû
         self._lzt.data = ZL.ravel()[self._lzt_order]

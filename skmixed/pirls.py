@@ -10,7 +10,7 @@ halves the step while pdev does not decrease (lme4, MixedModels.jl).  With nAGQ 
 
 Z'WZ changes with W but not its sparsity pattern: the rows contributing to each
 entry are enumerated once, so an update is one ``bincount``, and CHOLMOD's symbolic
-analysis (done once, in :class:`~skmixed.pls.PenalizedFactor`) is reused throughout.
+analysis (done once, in :class:`~skmixed.pls.PenalizedCholesky`) is reused throughout.
 
 **Laplace deviance** (nAGQ = 1; lme4 1.1-31 ``glmResp::Laplace``):
 
@@ -46,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .families import Family
-from .pls import CrossProducts, PenalizedFactor, PlsSolution
+from .pls import CrossProducts, PenalizedCholesky, PlsSolution
 from .reterms import RandomEffects
 
 MAX_ITER = 100
@@ -97,7 +97,7 @@ class Pirls:
         self.Z = re.Z.tocsc()
         self.Zt = self.Z.T.tocsr()
         self._build_gram_map()
-        self.penalized = PenalizedFactor(self._cross_products(weights, np.zeros(self.n)).ZtZ, re)  # analysed once
+        self.penalized = PenalizedCholesky(self._cross_products(weights, np.zeros(self.n)).ZtZ, re)  # analysed once
         self.lam_map = self.penalized.lam
         self.eta_start = family.linkfun(family.mustart(y, weights))
         self._joint_start: tuple[np.ndarray, np.ndarray] | None = None
@@ -199,7 +199,7 @@ class Pirls:
 
     def _ldL2_at(self, lam: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> float:
         """log|Λ'Z'WZΛ + I| with W at (η, μ): the Laplace determinant at the mode itself, so the deviance is smooth."""
-        return self.penalized.chol.logdet() if self.factor(lam, self._working(eta, mu)[0]) else np.nan
+        return self.penalized.chol.logdet() if self.refactor(lam, self._working(eta, mu)[0]) else np.nan
 
     # --- PIRLS --------------------------------------------------------------------
     def mode(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None) -> Mode:
@@ -213,7 +213,7 @@ class Pirls:
             self._u_start = mode.u
         return mode
 
-    def factor(self, lam: np.ndarray, W: np.ndarray) -> bool:
+    def refactor(self, lam: np.ndarray, W: np.ndarray) -> bool:
         """Factor Λ'Z'WZΛ + I; False if it is not positive definite."""
         return self.penalized.refactor(lam, self._ztwz(W))
 
@@ -231,8 +231,8 @@ class Pirls:
             if not np.isfinite(pdev):
                 return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "the linear predictor gives invalid means")
             W, resid = self._working(eta, mu)
-            newton = not self.family.is_canonical and self.factor(lam, self.family.observed_weights(self.y, mu, eta, self.wt))
-            if not newton and not self.factor(lam, W):
+            newton = not self.family.is_canonical and self.refactor(lam, self.family.observed_weights(self.y, mu, eta, self.wt))
+            if not newton and not self.refactor(lam, W):
                 return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite")
             ldL2 = np.nan if newton else self.penalized.chol.logdet()
             target = u + self.penalized.chol.solve(self.lam_map.t_dot(lam, self._zt_dot(W * resid)) - u)

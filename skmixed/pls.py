@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite
-from .cholesky import make_factor
+from .cholesky import make_cholesky
 from .reterms import RandomEffects
 
 
@@ -240,7 +240,7 @@ def solve_on_factor(chol, lam_map: LambdaMap, cp: CrossProducts, theta: np.ndarr
     return solution, RZX
 
 
-class PenalizedFactor:
+class PenalizedCholesky:
     """``A = Λ'Z'WZΛ + I`` on Z'Z's fixed pattern and its Cholesky factor, refactored for any θ and weights W.
 
     The factor's structure (the blocked split, or CHOLMOD's ordering and symbolic analysis) is
@@ -251,7 +251,7 @@ class PenalizedFactor:
         self.gram = ScaledGram(ZtZ, re)
         self.lam = LambdaMap(re)
         first = re.terms[0]
-        self.chol = make_factor(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
+        self.chol = make_cholesky(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
 
     def refactor(self, lam: np.ndarray, ztwz_data: np.ndarray | None = None) -> bool:
         """Factor A for Λ's values ``lam`` (and new Z'WZ values, if given); False if it is not positive definite."""

@@ -205,9 +205,9 @@ class LmerResult:
         """Conditional modes b̂ per grouping factor: a DataFrame of levels × effects."""
         return self._by_factor(self.re.split_b(self.solution.b))
 
-    def _factor_at(self, theta_tilde: np.ndarray):
+    def _cholesky_at(self, theta_tilde: np.ndarray):
         """A Cholesky factor of the fitted PLS problem's A at θ̃."""
-        return self.devfun.standardized.backend.factor_at(theta_tilde)
+        return self.devfun.standardized.backend.cholesky_at(theta_tilde)
 
     def condvar(self) -> list[np.ndarray]:
         """Per term, ℓ × k × k conditional covariances of b given y (lme4's ``condVar``)."""
@@ -215,7 +215,7 @@ class LmerResult:
             std = self.standardization
             # b = s·b̃ and σ = s√c·σ̃: σ²ΛA⁻¹Λ' in the user's units is (sσ̃)² Λ̃A⁻¹Λ̃' = (σ/√c)² Λ̃A⁻¹Λ̃'
             theta = std.theta_tilde(self.theta)
-            chol = self._factor_at(theta)
+            chol = self._cholesky_at(theta)
             if chol is None:
                 raise ArithmeticError("cannot factor A at the fitted θ")
             self._cache["condvar"] = conditional_variances(chol, self.re, theta, self.sigma / np.sqrt(std.c))

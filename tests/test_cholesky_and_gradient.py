@@ -5,11 +5,11 @@ import pytest
 
 import skmixed
 from skmixed._cholmod import SparseCholesky
-from skmixed import cholesky as factor_module
+from skmixed import cholesky as cholesky_module
 from skmixed.backends import ScalarTermsBackend
-from skmixed.cholesky import BlockedCholesky, ScalarTermsCholesky, make_factor, make_scalar_factor
+from skmixed.cholesky import BlockedCholesky, ScalarTermsCholesky, make_cholesky, make_scalar_cholesky
 from skmixed.optimizers import bobyqa
-from skmixed.pls import PenalizedFactor
+from skmixed.pls import PenalizedCholesky
 
 
 def crossed_data(seed=0, n=600):
@@ -38,8 +38,8 @@ def deviance(df, reml, formula=FORMULA):
 
 def A_at(dev, theta):
     """A = Λ'Z'ZΛ + I of the model at θ (lower triangle, on its fixed pattern)."""
-    factor = PenalizedFactor(dev.model.cp.ZtZ, dev.model.re)
-    return factor.gram.update(factor.lam.values(np.asarray(theta, dtype=float)))
+    penalized = PenalizedCholesky(dev.model.cp.ZtZ, dev.model.re)
+    return penalized.gram.update(penalized.lam.values(np.asarray(theta, dtype=float)))
 
 
 @pytest.mark.parametrize("data, dense_l21", [(crossed_data, False), (fully_crossed_data, True)])
@@ -65,13 +65,13 @@ def test_blocked_factor_equals_cholmod(data, dense_l21):
 @pytest.mark.parametrize("grouped", [False, True])
 def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
     """The factor refactored from λ alone (per-count Gram matrices or the sparse product) equals the one from A."""
-    monkeypatch.setattr(factor_module, "GROUPED_PER_SPARSE", 1e9 if grouped else 0.0)
+    monkeypatch.setattr(cholesky_module, "GROUPED_PER_SPARSE", 1e9 if grouped else 0.0)
     dev = deviance(crossed_data(), reml=True)
     theta = np.array([0.7, 1.3, 0.4])
     A = A_at(dev, theta)
     q1 = dev.model.re.terms[0].q
     blocked = BlockedCholesky(A, q1)
-    scalar = make_scalar_factor(dev.model.cp.ZtZ, q1)
+    scalar = make_scalar_cholesky(dev.model.cp.ZtZ, q1)
     assert isinstance(scalar, ScalarTermsCholesky) and (scalar._grams is not None) == grouped
     scalar.refactor_lambda(np.repeat(theta, [t.q for t in dev.model.re.terms]))
     assert scalar.logdet() == pytest.approx(blocked.logdet(), rel=1e-12)
@@ -88,8 +88,8 @@ def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
 def test_factor_choice_follows_structure():
     dev = deviance(crossed_data(), reml=True)
     A = A_at(dev, np.ones(3))
-    assert isinstance(make_factor(A, dev.model.re.terms[0].q), BlockedCholesky)  # crossed: dense Schur complement
-    assert isinstance(make_factor(A, 0), SparseCholesky)  # first term not scalar
+    assert isinstance(make_cholesky(A, dev.model.re.terms[0].q), BlockedCholesky)  # crossed: dense Schur complement
+    assert isinstance(make_cholesky(A, 0), SparseCholesky)  # first term not scalar
 
 
 def fd_gradient(dev, theta, h=1e-4):
@@ -145,7 +145,7 @@ def test_nested_scalar_terms_use_the_small_dense_schur_complement(reml):
     formula = "y ~ x + (1 | s) + (1 | d)"
     dev = deviance(df, reml, formula)
     backend = dev.standardized.backend
-    assert isinstance(backend, ScalarTermsBackend) and backend.chol.density < factor_module.MIN_DENSITY
+    assert isinstance(backend, ScalarTermsBackend) and backend.chol.density < cholesky_module.MIN_DENSITY
     theta = np.array([0.8, 0.6])
     value, grad = dev.value_and_gradient(theta)
     np.testing.assert_allclose(grad, fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
