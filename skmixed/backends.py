@@ -174,7 +174,7 @@ class SparseBackend(_Backend):
 
         With E_m = ∂Λ/∂θ_m, G = A⁻¹Λ'Z'X, W = Z'X − Z'ZΛG and C = RX'RX:
         ∂r²/∂θ_m = −2 (Z'r)'E_m û,  ∂log|A|/∂θ_m = tr(A⁻¹ ∂A/∂θ_m),  ∂log|C|/∂θ_m = −2 tr(C⁻¹W'E_m G).
-        A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`ScaledGram` products), so the
+        A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`~skmixed.pls.ScaledGram` products), so the
         trace needs A⁻¹ only on A's pattern: here the inverses of A's ℓ diagonal blocks, one per level.
         """
         sol, RZX = self._solve(theta)

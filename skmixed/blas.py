@@ -15,7 +15,7 @@ from functools import lru_cache
 def _blas_controller():
     from threadpoolctl import ThreadpoolController  # lazily: import cost
 
-    return ThreadpoolController()  # inspecting the loaded libraries costs ~60 µs: once, not per fit
+    return ThreadpoolController()  # inspecting the loaded libraries: once, not per fit
 
 
 class _OneBlasThread:

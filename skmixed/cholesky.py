@@ -240,7 +240,8 @@ class ScalarTermsCholesky(_Blocked):
 
 
 def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
-    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small and dense."""
+    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small and either
+    dense or of order at most ``SMALL_SCHUR`` (then a dense Cholesky costs less than CHOLMOD's overhead)."""
     q2 = ZtZ.shape[0] - q1
     if not (q1 >= 1 and 1 <= q2 <= MAX_DENSE):
         return None

@@ -1,5 +1,5 @@
 """Stage 3, ``optimize``: minimise a deviance function over its parameters (lme4's ``optimizeLmer`` /
-``optimizeGlmer``), ending in the convergence checks of :func:`skmixed.optimizers.minimize`.
+``optimizeGlmer``), ending in the convergence checks of :func:`skmixed.convergence.minimize`.
 
 An LMM's profiled deviance is minimised over θ of the standardized problem: with an analytic
 gradient (every backend but the sparse one with nested or crossed vector terms) by L-BFGS-B,

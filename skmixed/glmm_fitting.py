@@ -2,7 +2,7 @@
 
 Stage 1: BOBYQA over θ of the nAGQ = 0 deviance (β inside PIRLS).  Stage 2 (nAGQ ≥ 1): BOBYQA
 over (θ, β) of the Laplace or adaptive Gauss–Hermite deviance, started at stage 1's answer, β
-searched in units of its standard error.  Both end in :func:`skmixed.optimizers.minimize` (Newton
+searched in units of its standard error.  Both end in :func:`skmixed.convergence.minimize` (Newton
 finish and lme4's convergence checks); the Hessian of the deviance in (θ, β) is kept where lme4
 computes one (n < 10⁴ and fewer than 20 parameters), for the covariance of β̂.
 

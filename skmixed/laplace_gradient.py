@@ -40,9 +40,8 @@ import scipy.sparse as sp
 from .pirls import Mode, Pirls
 
 #: the gradient forms q × (columns of H⁻¹) doubles, one solve per column, per evaluation, up to this many
-#: (32 MB; a full inverse up to q = 2000); beyond it glmer keeps BOBYQA.  Crossed binomial models, BFGS against
-#: BOBYQA: q = 1900 with 400 columns 1.3 against 4.1 s, q = 4000 with 1000 columns 4.0 against 6.7 s, but
-#: q = 7000 with 2000 columns 92 against 81 s (the solves, O(q·columns²) each, outgrow the saved PIRLS steps)
+#: (32 MB; a full inverse up to q = 2000); beyond it glmer keeps BOBYQA: the solves, O(q·columns²) each,
+#: outgrow the PIRLS steps the gradient saves (benchmarks/HISTORY.md has the measurements)
 MAX_INVERSE_ENTRIES = 4_000_000
 
 

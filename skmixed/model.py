@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import check_glmm_terms, check_identifiable, check_not_constant, warn_if_separated
-from .design import ModelFrame, model_frame
+from .frame import ModelFrame, model_frame
 from .exceptions import FormulaError
 from .families import Binomial, Family, NegativeBinomial, Poisson, get_family
 from .formula import ParsedFormula, parse_formula

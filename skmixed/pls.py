@@ -93,9 +93,8 @@ class ScaledGram:
 
     def __init__(self, ZtZ: sp.csc_matrix, re: RandomEffects):
         q = re.q
-        lrows, lcols, self.lambda_theta = re.lambda_pattern
+        lrows, lcols, _ = re.lambda_pattern
         coo = ZtZ.tocoo()
-        self.zdata_index = np.arange(coo.nnz)
         self.zdata = coo.data.copy()
         order = np.argsort(lrows, kind="stable")
         ptr = np.concatenate([[0], np.cumsum(np.bincount(lrows, minlength=q))])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .design import _column_or_array, _numeric_vector, encode_new, fixed_matrix
+from .frame import row_values
+from .model_matrix import encode_new, fixed_matrix, numeric_column
 from .exceptions import DataError, OptionError
 from .formula import parse_formula
 from .reterms import RandomEffects
@@ -36,13 +37,13 @@ def new_offset(result, newdata: pd.DataFrame, offset) -> np.ndarray:
     """The offset of new data: ``offset`` (a column name or an array), the fit's offset column, and offset() terms."""
     off = np.zeros(len(newdata))
     if offset is not None:
-        off += _column_or_array(offset, newdata, "offset", fit=False)
+        off += row_values(offset, newdata, "offset", fit=False)
     elif result.frame.offset_array:
         raise DataError("the model was fitted with an offset array: pass offset= for the new data")
     elif result.frame.offset_column is not None:
-        off += _column_or_array(result.frame.offset_column, newdata, "offset", fit=False)
+        off += row_values(result.frame.offset_column, newdata, "offset", fit=False)
     for expr in result.parsed.offsets:
-        off += _numeric_vector(expr, newdata, "offset")
+        off += numeric_column(expr, newdata, "offset")
     return off
 
 def predict(result, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .design import Design, check_squares, design_matrix
+from .model_matrix import Design, check_squares, design_matrix
 from .exceptions import DataError
 from .formula import RandomBar
 from .grouping import GroupingFactor, grouping_factor

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.design import design_matrix, model_frame, model_matrix, r_names
+from skmixed.frame import model_frame
+from skmixed.model_matrix import design_matrix, model_matrix, r_names
 from skmixed.grouping import factor_codes
 from skmixed.variables import present
 from skmixed.formula import parse_formula
