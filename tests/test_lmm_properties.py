@@ -6,13 +6,10 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.frame import model_frame
 from skmixed.model_matrix import design_matrix, model_matrix, r_names
 from skmixed.grouping import factor_codes
 from skmixed.variables import present
-from skmixed.formula import parse_formula
 from skmixed.pls import cross_products
-from skmixed.reterms import random_effects
 
 
 def random_data(seed: int, n: int = 120) -> pd.DataFrame:
@@ -29,9 +26,8 @@ FORMULA = "y ~ x + (x | g) + (1 | h)"
 
 def dense_deviance(df: pd.DataFrame, theta: np.ndarray, reml: bool, weights=None) -> float:
     """−2 log-likelihood (or REML criterion) profiled over β and σ, from V = ZΛΛ'Z' + W⁻¹ directly."""
-    parsed = parse_formula(FORMULA)
-    frame = model_frame(parsed, df, weights=weights)
-    re = random_effects(parsed.bars, frame.data)
+    model = skmixed.build(FORMULA, df, weights=weights)
+    frame, re = model.frame, model.re
     Z = re.Z.toarray()
     Lam = re.Lambda(theta).toarray()
     X, y, w = frame.X, frame.y, frame.weights
@@ -156,9 +152,8 @@ def test_factor_and_missing_rows_from_codes_equal_pandas():
 
 def test_z_and_weighted_cross_products_equal_dense_formulas():
     df = random_data(10)
-    parsed = parse_formula("y ~ x + (x || g) + (1 | h)")
-    frame = model_frame(parsed, df, weights="w", offset=0.1 * df["x"].to_numpy())
-    re = random_effects(parsed.bars, frame.data)
+    model = skmixed.build("y ~ x + (x || g) + (1 | h)", df, weights="w", offset=0.1 * df["x"].to_numpy())
+    frame, re = model.frame, model.re
     Z = np.zeros((len(df), re.q))  # term i, level ℓ, effect j: column col_offsets[i] + ℓ·kᵢ + j
     for i, t in enumerate(re.terms):
         for j in range(t.k):
