@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 import skmixed
+from skmixed import factor as factor_module
 from skmixed._cholmod import SparseCholesky
 from skmixed.design import model_frame
-from skmixed import factor as factor_module
 from skmixed.factor import BlockedCholesky, ScalarTermsCholesky, make_factor, make_scalar_factor
 from skmixed.formula import parse_formula
 from skmixed.optimize import bobyqa

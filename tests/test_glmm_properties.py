@@ -60,7 +60,7 @@ def brute_force_deviance(eng: GlmmDeviance, theta: float, beta: np.ndarray) -> f
     for j in range(eng.re.terms[0].n_levels):
         rows = codes == j
 
-        def integrand(b):
+        def integrand(b, rows=rows):
             mu = eng.family.linkinv(fixed[rows] + b)
             return np.exp(-0.5 * eng.family.aic(eng.y[rows], eng.trials[rows], mu, eng.wt[rows], 0.0)) * stats.norm.pdf(b, 0, theta)
 
