@@ -18,7 +18,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m skmixed.demo
 	@echo "Executing notebooks/tour.ipynb into build/tour.html ..."
-	env -u MPLBACKEND PYTHONPATH=$(CURDIR) $(PY) -m nbconvert --log-level=WARN --to html --execute --output-dir build notebooks/tour.ipynb
+	env -u MPLBACKEND PYTHONPATH="$(CURDIR)" $(PY) -m nbconvert --log-level=WARN --to html --execute \
+	    --ExecutePreprocessor.extra_arguments=--IPKernelApp.log_level=ERROR --output-dir build notebooks/tour.ipynb
 	@echo "Open build/tour.html in a browser."
 
 lint: $(STAMP)
