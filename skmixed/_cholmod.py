@@ -12,7 +12,7 @@ follows SuiteSparse's major version:
   always leaves a simplicial factor (a supernodal one is converted to simplicial LL').
 
 :class:`SparseCholesky` is all the rest of skmixed sees; ``_Factor04`` and ``_Factor05``
-put the two APIs behind the same six operations (factorize, diagonal, P, P', L⁻¹, L'⁻¹).
+put the two APIs behind the same operations (factorize, diagonal, P, P', L⁻¹, L'⁻¹, A⁻¹).
 
 CHOLMOD's simplicial factors are LDL' (``L = L₁D^½`` with L₁ unit lower triangular);
 we solve with L₁ and scale by D^½ rather than have CHOLMOD convert the factor to LL' on
