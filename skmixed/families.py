@@ -65,7 +65,7 @@ class Family:
         return None
 
     def deviance(self, y, wt):
-        """μ ↦ deviance residuals for fixed y and w; families precompute what depends on y only (PIRLS calls it often)."""
+        """μ ↦ deviance residuals at fixed y, w; families precompute what depends on y only (PIRLS calls it often)."""
         return lambda mu: self.dev_resids(y, mu, wt)
 
     def _constant_at_start(self, y, n, wt) -> float:
@@ -146,7 +146,8 @@ def _check_counts(y: np.ndarray, family: str) -> None:
         )
     if not _is_integer(y, 1e-8):
         warnings.warn(
-            f"the response has non-integer values for the {family} family (e.g. {y[np.abs(y - np.round(y)) > 1e-8][0]:g}); "
+            f"the response has non-integer values for the {family} family "
+            f"(e.g. {y[np.abs(y - np.round(y)) > 1e-8][0]:g}); "
             "the likelihood uses the continuous extension through the gamma function",
             UserWarning,
             stacklevel=4,
@@ -363,7 +364,7 @@ class NegativeBinomial(Family):
             return "Negative Binomial"
         return f"Negative Binomial({np.format_float_positional(round(self.theta, 4), trim='-')})"
 
-    def with_theta(self, theta: float) -> "NegativeBinomial":
+    def with_theta(self, theta: float) -> NegativeBinomial:
         return NegativeBinomial(theta, self.link.name)
 
     def _theta(self) -> float:

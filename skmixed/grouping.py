@@ -62,7 +62,10 @@ def factor_codes(name: str, values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     try:
         codes, levels = pd.factorize(values, sort=True)
     except TypeError as e:  # unorderable or unhashable values that infer_dtype did not flag
-        raise DataError(f"the grouping factor {name!r} has values that cannot be levels ({e}): convert it, e.g. data[{name!r}].astype(str)") from None
+        raise DataError(
+            f"the grouping factor {name!r} has values that cannot be levels ({e}): "
+            f"convert it, e.g. data[{name!r}].astype(str)"
+        ) from None
     return codes.astype(np.int64), pd.Index(levels)
 
 

@@ -26,7 +26,8 @@ import pandas as pd
 from .exceptions import DataError, OptionError
 from .families import Family, NegativeBinomial, get_family
 
-#: the documented family names (get_family also takes R's spellings such as "inverse.gaussian" and calls such as 'binomial(link = "probit")')
+#: the documented family names (get_family also takes R's spellings such as "inverse.gaussian"
+#: and calls such as 'binomial(link = "probit")')
 FAMILY_NAMES = ("binomial", "poisson", "gamma", "inverse_gaussian", "gaussian", "negative_binomial")
 NAGQ_MAX = 100  # more nodes than any integral here needs; lme4 lets the user go further at their own cost
 _NUMERIC = {"integer", "floating", "mixed-integer-float", "decimal", "empty"}

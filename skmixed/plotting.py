@@ -79,7 +79,7 @@ def _pearson_residuals(result) -> np.ndarray:
 
 
 def residuals_vs_fitted(result, ax=None):
-    """Pearson residuals against fitted values (Xβ̂ + Zb̂; a GLMM's means μ̂) as lme4's ``plot(model)``, with a zero line."""
+    """Pearson residuals against fitted values (Xβ̂ + Zb̂; a GLMM's μ̂), as lme4's ``plot(model)``, with a zero line."""
     fitted, resid = np.asarray(result.fitted), _pearson_residuals(result)
     ax = _axes(ax)
     ax.axhline(0.0, color="0.6", lw=0.8)

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 import skmixed
+from skmixed import factor as factor_module
 from skmixed._cholmod import SparseCholesky
 from skmixed import cholesky as cholesky_module
 from skmixed.backends import ScalarTermsBackend

@@ -55,7 +55,7 @@ def brute_force_deviance(eng: Pirls, theta: float, beta: np.ndarray) -> float:
     for j in range(eng.re.terms[0].n_levels):
         rows = codes == j
 
-        def integrand(b):
+        def integrand(b, rows=rows):
             mu = eng.family.linkinv(fixed[rows] + b)
             return np.exp(-0.5 * eng.family.aic(eng.y[rows], eng.trials[rows], mu, eng.wt[rows], 0.0)) * stats.norm.pdf(b, 0, theta)
 

@@ -109,7 +109,7 @@ def test_ml_and_reml_relations():
 def test_fit_is_picklable_and_predicts_after_unpickling():
     df = random_data(6)
     m = skmixed.lmer(FORMULA, df)
-    m.ranef_sd  # builds the CHOLMOD factor in the cache
+    _ = m.ranef_sd  # builds the CHOLMOD factor in the cache
     m2 = pickle.loads(pickle.dumps(m))
     np.testing.assert_allclose(m2.predict(df), m.fitted)
     np.testing.assert_allclose(m2.ranef_sd["g"], m.ranef_sd["g"])
@@ -131,7 +131,7 @@ def test_per_evaluation_work_is_independent_of_n():
 
 @pytest.mark.parametrize("expr", ["1", "x", "x + 1", "0 + x", "w + x", "0 + h + x", "x - 1", "x + x", "g", "log(w)", "x:w"])
 def test_design_matrix_equals_formulaic(expr):
-    """Plain numeric columns are read directly (formulaic's spec is built only for new data); the rest is formulaic's."""
+    """Plain numeric columns are read directly (formulaic's spec is only built for new data); the rest, by formulaic."""
     df, new = random_data(8), random_data(9, n=10)
     design, mm = design_matrix(expr, df, "test"), model_matrix(expr, df, "test")
     np.testing.assert_array_equal(design.values, np.asarray(mm, dtype=float))

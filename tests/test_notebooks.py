@@ -3,8 +3,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from skmixed.demo import run_notebook
+from notebook_kernel import run_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 OURS = ["tour", "crossed_and_nested", "hsb", "growth_curves", "glmm"]

@@ -4,13 +4,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from scipy import stats
 
-import skmixed  # noqa: E402
-from skmixed import datasets, plotting  # noqa: E402
+import skmixed
+from skmixed import datasets, plotting
 
 
 @pytest.fixture(scope="module")

@@ -212,14 +212,14 @@ def estimable_grouping_factors(groups: pd.DataFrame, names: list[str], n: int, m
 # --- formula mode -----------------------------------------------------------------
 @dataclass
 class FormulaEncoding:
-    """Formula mode: ``response ~ rhs`` on the DataFrame X plus the response column; ``columns``: X's columns it reads."""
+    """Formula mode: ``response ~ rhs`` on DataFrame X plus the response column; ``columns``: X's columns it reads."""
 
     rhs: str
     response: str
     columns: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_text(cls, formula, X) -> "FormulaEncoding":
+    def from_text(cls, formula, X) -> FormulaEncoding:
         if not isinstance(formula, str):
             raise FormulaError(f"formula must be a string such as '~ x + (1 | g)', not {type(formula).__name__}")
         text = formula.strip()

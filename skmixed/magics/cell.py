@@ -19,7 +19,6 @@ from IPython.core.magic_arguments import argument, argument_group, magic_argumen
 from ..exceptions import InputError
 from ..formula import unquoted
 
-
 def formula_from_cell(cell: str) -> str:
     """The cell body as one formula: ``#`` comments (outside quotes) dropped, lines joined."""
     lines = []
@@ -28,7 +27,10 @@ def formula_from_cell(cell: str) -> str:
         lines.append(line[:comment])
     formula = " ".join(" ".join(lines).split())
     if not formula:
-        raise UsageError("no formula: write an lme4 formula such as 'y ~ x + (1 | group)' in the cell body, or after the options of a line magic")
+        raise UsageError(
+            "no formula: write an lme4 formula such as 'y ~ x + (1 | group)' in the cell body, "
+            "or after the options of a line magic"
+        )
     return formula
 
 
