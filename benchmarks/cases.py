@@ -1,8 +1,8 @@
 """The benchmark cases: data, formula and how to fit them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 

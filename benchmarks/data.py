@@ -1,8 +1,9 @@
 """Deterministic synthetic data for the benchmarks.
 
-``dallas_like``: the shape of the Dallas data in seed 004 (369,243 scores; 134,712
-students crossed with 887 campuses): students with 1–12 records (mean about 2.7),
-skewed campus sizes, a quarter of records at a campus other than the student's own.
+``dallas_like``: the shape of the Dallas data in Bates' useR! 2004 talk "Multilevel Models in R:
+Present & Future" (369,243 scores; 134,712 students crossed with 887 campuses): students with 1–12
+records (mean about 2.7), skewed campus sizes, a quarter of records at a campus other than the
+student's own.
 ``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
 """
 from __future__ import annotations

@@ -61,8 +61,7 @@ def run(name: str) -> dict:
 
 def pin_to_one_cpu() -> None:
     """Keep this process on one CPU (the fits run on one thread), so core migrations stay out of the timings.
-    Millisecond timings on the 2-core machine are still bimodal by stretches of a few seconds (sleepstudy
-    2.8 or ~4.5 ms, pinned or not), when a plain Python loop beside them also slows: the host, not the fit."""
+    Pinning does not remove the host's own noise: see HISTORY.md (2026-11-22) for millisecond timings."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 

@@ -16,10 +16,30 @@ from .glmm import glmer
 from .glmm_results import GlmerResult
 from .lmm import lmer
 from .results import LmerResult
+from .stages import (
+    GeneralizedLinearMixedModel,
+    GlmmObjective,
+    LinearMixedModel,
+    OptSummary,
+    ProfiledDeviance,
+    build,
+    deviance,
+    make_result,
+    optimize,
+)
 
 __all__ = [
     "lmer",
     "glmer",
+    "build",
+    "deviance",
+    "optimize",
+    "make_result",
+    "LinearMixedModel",
+    "GeneralizedLinearMixedModel",
+    "ProfiledDeviance",
+    "GlmmObjective",
+    "OptSummary",
     "families",
     "anova",
     "LmerResult",

@@ -1,22 +1,35 @@
 """The one module that imports scikit-sparse: a sparse Cholesky factor ``LL' = P A P'``.
 
-The interface is deliberately narrow (analyse once, refactor, log-determinant,
-triangular solves) so that moving to scikit-sparse 0.5's renamed API is a local change.
+scikit-sparse has no wheels; it builds against the SuiteSparse it finds, and its API
+follows SuiteSparse's major version:
+
+* 0.4.16 (SuiteSparse 5: Debian 12, Ubuntu 22.04): ``analyze(A, mode=, ordering_method=)``
+  returns a ``Factor`` with ``cholesky_inplace``, ``D()``, ``apply_P``/``apply_Pt`` and
+  ``solve_L(b, use_LDLt_decomposition=)``; the factor stays in the form CHOLMOD computed.
+* 0.5 (SuiteSparse >= 7.4: Debian 13, Ubuntu 24.04, Homebrew, conda-forge):
+  ``CholeskyFactor(A, order=, supernodal_mode=)`` with ``factorize(A, ldl=)``, ``perm`` and
+  ``solve(b, system=)``, whose ``"L"``/``"Lt"`` systems do not permute; ``factorize``
+  always leaves a simplicial factor (a supernodal one is converted to simplicial LL').
+
+:class:`SparseCholesky` is all the rest of skmixed sees; ``_Factor04`` and ``_Factor05``
+put the two APIs behind the same operations (factorize, diagonal, P, P', L⁻¹, L'⁻¹, A⁻¹).
 
 CHOLMOD's simplicial factors are LDL' (``L = L₁D^½`` with L₁ unit lower triangular);
-we solve with L₁ and scale by D^½ rather than let CHOLMOD convert the factor to LL' on
+we solve with L₁ and scale by D^½ rather than have CHOLMOD convert the factor to LL' on
 every solve.  Supernodal factors are LL'.  Which mode and fill-reducing ordering is
-fastest depends on the model (InstEval's dense 1142² Schur block favours supernodal;
-the Dallas-shaped model's 136k tiny columns favour simplicial by 8×), so for larger
-matrices the candidates are timed once at analysis and the fastest is kept.
+fastest depends on the model (a dense Schur block favours supernodal, very many tiny
+columns favour simplicial), so for larger matrices the candidates are timed once at
+analysis and the fastest is kept.
 """
+
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sksparse.cholmod import CholmodNotPositiveDefiniteError, analyze
+from sksparse import cholmod
 
 #: below this order one simplicial AMD factor is used: timing candidates would cost more than it saves
 MEASURE_FROM = 1000
@@ -37,6 +50,106 @@ def _candidates(q: int) -> list[tuple[str, str]]:
     return out
 
 
+class _Factor04:
+    """scikit-sparse 0.4.x: the factor keeps CHOLMOD's form (simplicial LDL', supernodal LL')."""
+
+    def __init__(self, A_lower: sp.csc_matrix, mode: str, ordering: str):
+        self._f = cholmod.analyze(A_lower, mode=mode, ordering_method=ordering)
+        self.is_ll = mode == "supernodal"
+
+    def factorize(self, A_lower: sp.csc_matrix) -> None:
+        self._f.cholesky_inplace(A_lower)
+
+    def d(self) -> np.ndarray:
+        """D of LDL'; diag(L)² of LL'."""
+        return self._f.D()
+
+    def P(self, b: np.ndarray) -> np.ndarray:
+        return self._f.apply_P(b)
+
+    def Pt(self, c: np.ndarray) -> np.ndarray:
+        return self._f.apply_Pt(c)
+
+    def solve_L(self, b: np.ndarray) -> np.ndarray:
+        """L⁻¹b with the stored L (L₁ of LDL'), no permutation."""
+        return self._f.solve_L(b, use_LDLt_decomposition=not self.is_ll)
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        return self._f.solve_Lt(c, use_LDLt_decomposition=not self.is_ll)
+
+    def solve_A(self, b: np.ndarray) -> np.ndarray:
+        return self._f.solve_A(b)
+
+
+class _Factor05:
+    """scikit-sparse 0.5: ``factorize(ldl=)`` fixes the form; solves other than ``"A"`` do not permute.
+
+    A supernodal analysis is factored supernodally (with BLAS) and then converted to a
+    simplicial LL' by ``factorize`` itself; a simplicial one is kept LDL'.  CHOLMOD stores
+    each simplicial column with its diagonal entry first, so the diagonal is read from the
+    factor's CSC view without copying L.
+    """
+
+    def __init__(self, A_lower: sp.csc_matrix, mode: str, ordering: str):
+        self._f = cholmod.CholeskyFactor(A_lower, lower=True, order=ordering, supernodal_mode=mode)
+        self.is_ll = mode == "supernodal"
+        self._perm = np.array(self._f.perm)
+
+    def factorize(self, A_lower: sp.csc_matrix) -> None:
+        self._f.factorize(A_lower, ldl=not self.is_ll)
+
+    def d(self) -> np.ndarray:
+        """D of LDL'; diag(L)² of LL'."""
+        L = self._f.factor
+        diag = L.data[L.indptr[:-1]]
+        return diag * diag if self.is_ll else diag  # fancy indexing copied it out of the view
+
+    def P(self, b: np.ndarray) -> np.ndarray:
+        return b[self._perm]
+
+    def Pt(self, c: np.ndarray) -> np.ndarray:
+        out = np.empty_like(c)
+        out[self._perm] = c
+        return out
+
+    def _solve(self, b: np.ndarray, system: str) -> np.ndarray:
+        # 0.5 warns when (min diag / max diag)² < n·eps, a bound on the condition number; lme4 does
+        # not, and A = Λ'Z'WZΛ + I has every eigenvalue >= 1, so the solves are as accurate as A allows.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cholmod.CholmodWarning)
+            return self._f.solve(b, system=system)
+
+    def solve_L(self, b: np.ndarray) -> np.ndarray:
+        """L⁻¹b with the stored L (L₁ of LDL'), no permutation."""
+        return self._solve(b, "L")
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        return self._solve(c, "Lt")
+
+    def solve_A(self, b: np.ndarray) -> np.ndarray:
+        return self._solve(b, "A")
+
+
+#: the scikit-sparse API installed: 0.5 is the one with ``CholeskyFactor``
+_Factor = _Factor05 if hasattr(cholmod, "CholeskyFactor") else _Factor04
+
+
+def _factorize(factor, A_lower: sp.csc_matrix) -> np.ndarray:
+    """Factor A; return D of LDL' (diag(L)² of LL').
+
+    CHOLMOD's LL' stops at a non-positive pivot, but its LDL' only needs non-zero pivots and
+    would factor an indefinite matrix; a D that is not positive is the same failure.
+    """
+    try:
+        factor.factorize(A_lower)
+    except cholmod.CholmodNotPositiveDefiniteError as e:
+        raise NotPositiveDefinite(str(e)) from None
+    d = factor.d()
+    if not (d > 0).all():
+        raise NotPositiveDefinite(f"non-positive pivot in column {int(np.argmin(d > 0))} of the LDL' factor")
+    return d
+
+
 class SparseCholesky:
     """``LL' = P A P'`` for symmetric positive definite A given by its lower triangle (CSC).
 
@@ -48,56 +161,38 @@ class SparseCholesky:
         best = None
         for mode, ordering in _candidates(A_lower.shape[0]):
             try:
-                factor = analyze(A_lower, mode=mode, ordering_method=ordering)
-            except Exception:  # an ordering CHOLMOD was built without (METIS is optional)
+                factor = _Factor(A_lower, mode, ordering)
+            except cholmod.CholmodError:  # an ordering CHOLMOD was built without (METIS is optional)
                 continue
             start = time.perf_counter()
-            try:
-                factor.cholesky_inplace(A_lower)
-            except CholmodNotPositiveDefiniteError as e:
-                raise NotPositiveDefinite(str(e)) from None
+            d = _factorize(factor, A_lower)
             seconds = time.perf_counter() - start
             if best is None or seconds < best[0]:
-                best = (seconds, factor, mode, ordering)
-        _, self._factor, mode, self.ordering = best
-        self.mode = mode
-        self._ll = mode == "supernodal"
-        self._d = None
+                best = (seconds, factor, mode, ordering, d)
+        _, self._factor, self.mode, self.ordering, self._diag = best
 
     def refactor(self, A_lower: sp.csc_matrix) -> None:
-        self._d = None
-        try:
-            self._factor.cholesky_inplace(A_lower)
-        except CholmodNotPositiveDefiniteError as e:
-            raise NotPositiveDefinite(str(e)) from None
-
-    @property
-    def _diag(self) -> np.ndarray:
-        """D of LDL' (for an LL' factor, diag(L)²)."""
-        if self._d is None:
-            self._d = self._factor.D()
-        return self._d
+        self._diag = None  # nothing of the previous factor survives a failed one
+        self._diag = _factorize(self._factor, A_lower)
 
     def logdet(self) -> float:
         """log |A| = Σ log D."""
         return float(np.log(self._diag).sum())
 
+    def _root(self, ndim: int) -> np.ndarray:
+        root = np.sqrt(self._diag)
+        return root if ndim == 1 else root[:, None]
+
     def solve_L(self, b: np.ndarray) -> np.ndarray:
         """L⁻¹ P b."""
         f = self._factor
-        if self._ll:
-            return f.solve_L(f.apply_P(b), use_LDLt_decomposition=False)
-        y = f.solve_L(f.apply_P(b), use_LDLt_decomposition=True)
-        root = np.sqrt(self._diag)
-        return y / (root if y.ndim == 1 else root[:, None])
+        y = f.solve_L(f.P(b))
+        return y if f.is_ll else y / self._root(y.ndim)
 
     def solve_Lt(self, c: np.ndarray) -> np.ndarray:
         """P' L'⁻¹ c."""
         f = self._factor
-        if self._ll:
-            return f.apply_Pt(f.solve_Lt(c, use_LDLt_decomposition=False))
-        root = np.sqrt(self._diag)
-        return f.apply_Pt(f.solve_Lt(c / (root if c.ndim == 1 else root[:, None]), use_LDLt_decomposition=True))
+        return f.Pt(f.solve_Lt(c if f.is_ll else c / self._root(c.ndim)))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """A⁻¹ b."""

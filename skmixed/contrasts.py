@@ -1,6 +1,6 @@
 """Factors in model matrices coded as R's ``model.matrix`` codes them, as a formulaic materializer.
 
-formulaic's pandas materializer differs from R in four ways that change estimates or
+formulaic's pandas materializer differs from R in five ways that change estimates or
 predictions without a word; :class:`RMaterializer` does what R does:
 
 * an ordered factor (an ordered pandas Categorical) gets R's polynomial contrasts
@@ -36,6 +36,7 @@ from formulaic.utils.null_handling import drop_rows as drop_nulls
 from interface_meta import override
 
 from .exceptions import DataError
+from .rfunctions import logical_factor
 
 
 def contr_poly(k: int) -> np.ndarray:
@@ -97,7 +98,7 @@ class RMaterializer(PandasMaterializer):
             return super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
         state = spec.encoder_state.get(factor.expr)
         if _is_logical(_raw(factor.values)):
-            factor.values = FactorValues(_logical_factor(_raw(factor.values)), metadata=factor.values.__formulaic_metadata__)
+            factor.values = FactorValues(logical_factor(_raw(factor.values)).array, metadata=factor.values.__formulaic_metadata__)
         values = pd.Series(_raw(factor.values))
         _check_levels(factor.expr, values, state[1] if state else None)
         missing = values.isna().to_numpy()
@@ -129,13 +130,6 @@ class RMaterializer(PandasMaterializer):
 def _is_logical(values: Any) -> bool:
     dtype = getattr(values, "dtype", None)
     return dtype is not None and pd.api.types.is_bool_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
-
-
-def _logical_factor(values: Any) -> pd.Categorical:
-    """Booleans as R's logical factor: levels FALSE, TRUE (missing stays missing)."""
-    series = pd.Series(values)
-    labels = np.where(series.fillna(False).to_numpy(dtype=bool), "TRUE", "FALSE")
-    return pd.Categorical(pd.Series(labels).where(series.notna().to_numpy()), categories=["FALSE", "TRUE"])
 
 
 def _check_levels(name: str, values: pd.Series, state: dict | None) -> None:

@@ -1,4 +1,4 @@
-"""The PLS problem for small q as one dense Cholesky of the bordered cross-products (Bates' method, seed 004).
+"""The PLS problem for small q as one dense Cholesky of the bordered cross-products (Bates' method).
 
 With Ω the weighted cross-products of [Z X y] (formed once) and Λ̃ = diag(Λ, I_p, 1),
 
@@ -16,10 +16,10 @@ With E_m = ∂Λ/∂θ_m, dM = [dA E'Z'X; X'ZE 0] and dA = E'Z'ZΛ + Λ'Z'ZE, so
 
 (|M| = |A|·|RX'RX|: RX'RX is A's Schur complement in M).  M⁻¹K is one LAPACK solve.
 
-Why: for a few dozen random effects (sleepstudy, q = 36) the sparse path's cost is call
+Why: for a few dozen random effects the sparse path's cost is call
 overhead (CHOLMOD, scipy.sparse, some 25 numpy calls), while this is a dozen calls on
 matrices of order q + p + 1; the O((q + p)³) work overtakes that overhead near q ≈ 100
-(see ``MAX_DENSE_Q``).  It also gives every such model, vector terms included, an analytic
+(see :data:`skmixed.backends.MAX_DENSE_Q`).  It also gives every such model, vector terms included, an analytic
 gradient, which the sparse path has only for scalar terms on the blocked factor.
 """
 from __future__ import annotations
@@ -28,11 +28,6 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
 
-#: the dense path (with L-BFGS-B on its gradient) is used up to this q.  Whole fits against the sparse path (BOBYQA,
-#: or L-BFGS-B for crossed scalar terms): Orthodont q = 54: 4.4 against 9.7 ms; Exam q = 65: 3.5 against 3.7 ms;
-#: Exam (standLRT | school) q = 130: 17.5 against 12.4 ms; Hsb82 q = 160: 9.6 against 3.7 ms; ScotsSec q = 167:
-#: 24.5 against 18.3 ms.  Cost per evaluation grows as (q + p)³ (sleepstudy 36: 70 µs, Exam 65: 150 µs, 130: 730 µs).
-MAX_DENSE_Q = 100
 
 
 class DensePls:
@@ -57,7 +52,7 @@ class DensePls:
         self._diag_q = np.arange(q) * (n + 1)
         self._L = None
 
-    def factor(self, theta: np.ndarray) -> bool:
+    def decompose(self, theta: np.ndarray) -> bool:
         """Factor Λ̃'ΩΛ̃ + diag(I_q, 0, 0) at θ; False where it is not positive definite (r² ≤ 0 included)."""
         lam = self._lam
         lam.flat[self._lam_flat] = theta[self._theta_index]

@@ -7,6 +7,9 @@ observations, as R's ``family()$aic`` computes it.  lme4's Laplace objective use
 ``aic`` and the penalized IRLS uses the deviance.  For families with a dispersion
 (Gamma, inverse Gaussian, Gaussian) ``aic`` plugs in ``φ̂ = deviance / Σw`` and adds
 2 for it, exactly as R does; the IRLS weights ``w μ'(η)² / V(μ)`` ignore φ.
+
+The module is over 400 lines on purpose: one short class per R family, which are read and
+checked side by side against R's ``family`` objects; :func:`get_family` needs them all.
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ class Family:
         return None
 
     def deviance(self, y, wt):
-        """μ ↦ deviance residuals for fixed y and w; families precompute what depends on y only (PIRLS calls it often)."""
+        """μ ↦ deviance residuals at fixed y, w; families precompute what depends on y only (PIRLS calls it often)."""
         return lambda mu: self.dev_resids(y, mu, wt)
 
     def _constant_at_start(self, y, n, wt) -> float:
@@ -143,7 +146,8 @@ def _check_counts(y: np.ndarray, family: str) -> None:
         )
     if not _is_integer(y, 1e-8):
         warnings.warn(
-            f"the response has non-integer values for the {family} family (e.g. {y[np.abs(y - np.round(y)) > 1e-8][0]:g}); "
+            f"the response has non-integer values for the {family} family "
+            f"(e.g. {y[np.abs(y - np.round(y)) > 1e-8][0]:g}); "
             "the likelihood uses the continuous extension through the gamma function",
             UserWarning,
             stacklevel=4,
@@ -180,19 +184,24 @@ class Binomial(Family):
         c = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
         return lambda mu: 2 * wt * (c - y * np.log(mu) - (1 - y) * np.log(1 - mu))
 
-    def aic(self, y, n, mu, wt, dev):
+    @staticmethod
+    def _counts(y, n, wt):
+        """Successes k and trials m (rounded, as R's binomial aic), and the weight w/m of each row's log-likelihood.
+
+        The trials are ``n`` (a ``cbind`` response) or else the prior weights (a proportion with weights = trials)."""
         m = n if np.any(n > 1) else wt
-        k, m_r = np.round(m * y), np.round(m)
-        logp = special.gammaln(m_r + 1) - special.gammaln(k + 1) - special.gammaln(m_r - k + 1)
-        logp = logp + special.xlogy(k, mu) + special.xlog1py(m_r - k, -mu)
         scale = np.divide(wt, m, out=np.zeros_like(wt, dtype=float), where=m > 0)
+        return np.round(m * y), np.round(m), scale
+
+    def aic(self, y, n, mu, wt, dev):
+        k, m, scale = self._counts(y, n, wt)
+        logp = special.gammaln(m + 1) - special.gammaln(k + 1) - special.gammaln(m - k + 1)
+        logp = logp + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
         return float(-2 * np.sum(scale * logp))
 
     def aic_deriv(self, y, n, mu, wt, dev):
-        m = n if np.any(n > 1) else wt
-        k, m_r = np.round(m * y), np.round(m)
-        scale = np.divide(wt, m, out=np.zeros_like(wt, dtype=float), where=m > 0)
-        return -2 * scale * (k / mu - (m_r - k) / (1 - mu))
+        k, m, scale = self._counts(y, n, wt)
+        return -2 * scale * (k / mu - (m - k) / (1 - mu))
 
     def mustart(self, y, wt):
         return (wt * y + 0.5) / (wt + 1)
@@ -355,7 +364,7 @@ class NegativeBinomial(Family):
             return "Negative Binomial"
         return f"Negative Binomial({np.format_float_positional(round(self.theta, 4), trim='-')})"
 
-    def with_theta(self, theta: float) -> "NegativeBinomial":
+    def with_theta(self, theta: float) -> NegativeBinomial:
         return NegativeBinomial(theta, self.link.name)
 
     def _theta(self) -> float:

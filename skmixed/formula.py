@@ -7,11 +7,12 @@ bar-free fixed part ``x`` for formulaic, random-effects bars ``(1 + x | g)``,
 the whole right side is the bar ``(x | g)`` and the fixed part is ``1``, as in lme4.
 ``(x || g)`` is expanded into uncorrelated bars ``(1 | g) + (0 + x | g)`` as lme4's
 ``expandDoubleVerts`` does.  Variables and calls are written as the Python formulaic
-evaluates (dotted or non-ASCII names backquoted, R functions from :mod:`skmixed.rfunctions`).
+evaluates (names that are no Python identifier, such as ``days.since``, backquoted; R functions
+from :mod:`skmixed.rfunctions`).
 """
 from __future__ import annotations
 
-import re
+import re as regex  # the regular-expression module ("re" elsewhere names random-effects terms)
 from dataclasses import dataclass
 
 from .exceptions import FormulaError
@@ -58,17 +59,23 @@ class ParsedFormula:
     offsets: tuple[str, ...]
 
 
-# --- quote-aware splitting (also used by skmixed.design) -------------------------------------------
-def _scan(text: str):
-    """Yield ``(index, char, depth)`` for characters outside quotes; depth counts enclosing parentheses."""
-    depth, quote = 0, None
+# --- quote-aware splitting (also used to read right-hand sides and responses) -------------------------
+def unquoted(text: str):
+    """Yield ``(index, char)`` for the characters outside quotes (``'...'``, ``"..."``, ```...```), quotes left out."""
+    quote = None
     for i, ch in enumerate(text):
         if quote:
             quote = None if ch == quote else quote
-            continue
-        if ch in "'\"`":
+        elif ch in "'\"`":
             quote = ch
-            continue
+        else:
+            yield i, ch
+
+
+def _scan(text: str):
+    """Yield ``(index, char, depth)`` for characters outside quotes; depth counts enclosing parentheses."""
+    depth = 0
+    for i, ch in unquoted(text):
         if ch == ")":
             depth -= 1
         yield i, ch, depth
@@ -76,7 +83,7 @@ def _scan(text: str):
             depth += 1
 
 
-def _split_top(text: str, seps: str) -> list[tuple[str, str]]:
+def split_top(text: str, seps: str) -> list[tuple[str, str]]:
     """Split ``text`` at separators outside parentheses and quotes; return ``(separator, piece)`` pairs."""
     pieces, start, sep = [], 0, ""
     for i, ch, depth in _scan(text):
@@ -332,9 +339,9 @@ def parse_formula(text: str) -> ParsedFormula:
     """Split an lme4 formula string into its parts; raise :class:`FormulaError` naming any typo."""
     if not isinstance(text, str) or not text.strip():
         raise FormulaError("the formula must be a non-empty string such as 'y ~ x + (1 | g)'")
-    source = re.sub(r"\s", " ", text.strip())  # one character for one: error pointers stay in place
+    source = regex.sub(r"\s", " ", text.strip())  # one character for one: error pointers stay in place
     text = " ".join(text.split())
-    sides = _split_top(source, "~")
+    sides = split_top(source, "~")
     if len(sides) == 2 and not sides[1][1]:
         raise syntax_error(source, len(source), "nothing on the right of '~'")
     if len(sides) != 2 or not sides[0][1]:

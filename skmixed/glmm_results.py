@@ -9,18 +9,84 @@ z tests, and whether there is a dispersion σ (Gamma, inverse Gaussian, Gaussian
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from .exceptions import OptionError
+from .exceptions import ConvergenceWarning, OptionError
 from .families import Binomial, Family, NegativeBinomial
-from .results import LmerResult
+from .glmm_fitting import hessian_covariance
+from .optimizers import OptSummary
+from .pls import PenalizedCholesky, PlsSolution
+from .results import LmerResult, warn_if_singular
+from .variance import icc
 
 
-@dataclass(repr=False)  # keep LmerResult's lme4-style repr
+def glmer_result(model, objective, optsum: OptSummary) -> "GlmerResult":
+    """The fitted GLMM at ``optsum``'s (θ, β) (θ for nAGQ = 0): the mode there, on the user's scale (β = S⁻¹β̃,
+    RX = R̃X·S for the standardized X = X̃S); the covariance of β̂ from the Hessian where lme4 uses it."""
+    pirls, nAGQ, std = objective.pirls, objective.nAGQ, model.standardization
+    k, p, frame = model.re.n_theta, model.X.shape[1], model.frame
+    theta = optsum.theta[:k]
+    if nAGQ == 0:
+        mode = pirls.joint_mode(theta)
+    else:
+        mode = pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
+    value = pirls.laplace_of(mode) if objective.rule is None else pirls.agq_of(mode, objective.rule) + pirls.agq_constant(mode)
+    fam = pirls.family
+    working = pirls.working_solution(mode)  # the PLS problem of the working response at the mode
+    wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
+    pwrss = wrss + mode.usq
+    lam = pirls.lam_map.values(theta)
+    solution = PlsSolution(
+        theta=np.array(theta, dtype=float), beta=std.beta(mode.beta), u=mode.u.copy(), b=pirls.lam_map.dot(lam, mode.u),
+        pwrss=pwrss, ldL2=mode.ldL2, ldRX2=np.nan if working is None else working.ldRX2 + 2 * std.log_det_S,
+        RX=np.full((p, p), np.nan) if working is None else std.RX(working.RX), deviance=value,
+        sigma=float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0,
+    )
+    hessian_vcov = None
+    if optsum.hessian is not None and hessian_covariance(pirls.n, len(optsum.theta), nAGQ):
+        V = _vcov_from_hessian(optsum.hessian, k)
+        hessian_vcov = None if V is None else std.vcov(V)
+    result = GlmerResult(
+        model=model, solution=solution, optsum=optsum, cp=pirls.working_cross_products(mode), family=fam, nAGQ=nAGQ,
+        hessian_vcov=hessian_vcov,
+        nb_theta_estimated=isinstance(model.family, NegativeBinomial) and model.family.theta is None,
+    )
+    result._cache["devfun"] = objective
+    if not mode.converged:
+        warnings.warn(
+            f"PIRLS did not converge at the estimates ({mode.message}): the conditional modes, and so the "
+            "likelihood, may be inaccurate; look for separation or extreme values of the linear predictor",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    warn_if_singular(result)
+    return result
+
+
+def _vcov_from_hessian(H: np.ndarray, k: int) -> np.ndarray | None:
+    """The β block of 2 H⁻¹ for the Hessian H of the deviance in (θ, β), if positive definite (else None, warned)."""
+    try:
+        Hinv = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        Hinv = np.full_like(H, np.nan)
+    V = (Hinv + Hinv.T)[k:, k:]
+    if np.all(np.isfinite(V)) and (V.size == 0 or np.linalg.eigvalsh(V).min() > 0):
+        return V
+    warnings.warn(
+        "the covariance of the fixed effects from the finite-difference Hessian is not positive definite: "
+        "using the one from RX (the working linear model at the mode) instead",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+    return None
+
+
+@dataclass(frozen=True, repr=False)  # keep LmerResult's lme4-style repr
 class GlmerResult(LmerResult):
     """A GLMM fitted by maximum likelihood (lme4's ``glmerMod``).
 
@@ -88,12 +154,7 @@ class GlmerResult(LmerResult):
         """Latent-scale intra-class correlation: residual variance π²/3 (logit) or 1 (probit), binomial only."""
         if not isinstance(self.family, Binomial) or self.family.link.name not in ("logit", "probit"):
             raise OptionError("the ICC of a GLMM is defined here on the latent scale of binomial logit or probit models")
-        if any(t.effects != ["(Intercept)"] for t in self.re.terms):
-            raise OptionError("the ICC is defined here for random-intercept models only, e.g. y ~ x + (1 | g)")
-        residual = np.pi**2 / 3 if self.family.link.name == "logit" else 1.0
-        variances = [V[0, 0] for V in self._term_covariances()]
-        total = sum(variances) + residual
-        return pd.Series([v / total for v in variances], index=self._group_names(), name="ICC")
+        return icc(self.re, self.theta, self.sigma, np.pi**2 / 3 if self.family.link.name == "logit" else 1.0)
 
     # --- fitted values, residuals, prediction ---------------------------------
     @cached_property
@@ -137,3 +198,20 @@ class GlmerResult(LmerResult):
     def refit_ml(self) -> "GlmerResult":
         """A GLMM is fitted by maximum likelihood already."""
         return self
+
+    @property
+    def devfun(self):
+        """The GLMM's deviance function (:func:`skmixed.deviance`), rebuilt from the model after unpickling."""
+        if "devfun" not in self._cache:
+            from .deviance import GlmmObjective
+
+            self._cache["devfun"] = GlmmObjective(self.model, self.nAGQ)
+        return self._cache["devfun"]
+
+    def profiled_deviance(self, theta) -> float:
+        raise OptionError("a GLMM's deviance is not profiled over β: evaluate result.devfun at (θ, β) instead")
+
+    def _cholesky_at(self, theta_tilde: np.ndarray):
+        """A factor of A = Λ'Z'WZΛ + I with W at the mode (the working PLS problem's ``cp``)."""
+        penalized = PenalizedCholesky(self.cp.ZtZ, self.re)
+        return penalized.chol if penalized.refactor(penalized.lam.values(theta_tilde)) else None

@@ -1,6 +1,6 @@
 """Grouping factors of random-effects terms: levels kept as values, rows coded into them by value.
 
-A factor ``g`` has R's levels: the sorted unique values of the column (a Categorical keeps
+A grouping factor ``g`` has R's levels: the sorted unique values of the column (a Categorical keeps
 its categories' order, unused ones dropped, as R's ``factor`` drops unused levels).  An
 interaction ``a:b`` has the combinations observed in the data, ``a`` varying slowest.
 
@@ -51,7 +51,7 @@ def _check_hashable_kind(name: str, values: pd.Series) -> None:
 
 def factor_codes(name: str, values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Codes (−1 for missing) and levels, as R's ``factor()`` makes them: sorted values, or a Categorical's order."""
-    if isinstance(values.dtype, pd.CategoricalDtype):  # on the codes: pandas' remove_unused_categories costs ~0.1 ms
+    if isinstance(values.dtype, pd.CategoricalDtype):  # on the codes, cheaper than pandas' remove_unused_categories
         codes, categories = values.array.codes.astype(np.int64), values.array.categories
         used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
         if not used.all():
@@ -62,7 +62,10 @@ def factor_codes(name: str, values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     try:
         codes, levels = pd.factorize(values, sort=True)
     except TypeError as e:  # unorderable or unhashable values that infer_dtype did not flag
-        raise DataError(f"the grouping factor {name!r} has values that cannot be levels ({e}): convert it, e.g. data[{name!r}].astype(str)") from None
+        raise DataError(
+            f"the grouping factor {name!r} has values that cannot be levels ({e}): "
+            f"convert it, e.g. data[{name!r}].astype(str)"
+        ) from None
     return codes.astype(np.int64), pd.Index(levels)
 
 
@@ -83,7 +86,7 @@ def _labels(levels: pd.Index) -> np.ndarray:
 
 @dataclass
 class GroupingFactor:
-    """Codes per row (into ``levels``) of the factor ``name`` (``g`` or ``a:b``); ``levels`` are values."""
+    """Codes per row (into ``levels``) of the grouping factor ``name`` (``g`` or ``a:b``); ``levels`` are values."""
 
     name: str
     codes: np.ndarray
@@ -158,7 +161,7 @@ def _mixed_radix(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
 
 
 def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
-    """The factor ``name`` on ``data``: one column, or an interaction ``a:b`` of the observed combinations."""
+    """The grouping factor ``name`` on ``data``: one column, or an interaction ``a:b`` of the observed combinations."""
     parts = name.split(":")
     coded = [factor_codes(p, _column(data, p)) for p in parts]
     if len(parts) == 1:
@@ -179,6 +182,6 @@ def grouping_factor(name: str, data: pd.DataFrame) -> GroupingFactor:
 
 def group_labels(name: str, data: pd.DataFrame) -> pd.Index:
     """Display labels (as in ``ranef``'s index) of grouping factor ``name`` per row of ``data``; missing stays None."""
-    gf = grouping_factor(name, data)
-    labels = gf.labels.to_numpy(dtype=object)
-    return pd.Index(np.where(gf.codes >= 0, labels[np.maximum(gf.codes, 0)], None), dtype=object)
+    grouping = grouping_factor(name, data)
+    labels = grouping.labels.to_numpy(dtype=object)
+    return pd.Index(np.where(grouping.codes >= 0, labels[np.maximum(grouping.codes, 0)], None), dtype=object)

@@ -29,7 +29,7 @@ H⁻¹ on the pattern of Z'Z (a selected inverse).  When the first term is scala
 lme4 puts the factor with most levels first) its block of H is diagonal and a row meets it in
 one column, so the columns H⁻¹[:, q₁:] (q − q₁ solves) and the diagonal of the first block,
 from (HH⁻¹)_cc = 1: ``(H⁻¹)_cc = (1 − Σ_{a≥q₁} H_ca (H⁻¹)_ac)/H_cc``, are all it takes
-(VerbAgg: 24 solves instead of 340).  Otherwise H⁻¹ is formed whole.  Either is kept for
+(q − q₁ solves instead of q).  Otherwise H⁻¹ is formed whole.  Either is kept for
 q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.
 """
 from __future__ import annotations
@@ -37,22 +37,21 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .pirls import GlmmDeviance, Mode
+from .pirls import Mode, Pirls
 
 #: the gradient forms q × (columns of H⁻¹) doubles, one solve per column, per evaluation, up to this many
-#: (32 MB; a full inverse up to q = 2000); beyond it glmer keeps BOBYQA.  Crossed binomial models, BFGS against
-#: BOBYQA: q = 1900 with 400 columns 1.3 against 4.1 s, q = 4000 with 1000 columns 4.0 against 6.7 s, but
-#: q = 7000 with 2000 columns 92 against 81 s (the solves, O(q·columns²) each, outgrow the saved PIRLS steps)
+#: (32 MB; a full inverse up to q = 2000); beyond it glmer keeps BOBYQA: the solves, O(q·columns²) each,
+#: outgrow the PIRLS steps the gradient saves (benchmarks/HISTORY.md has the measurements)
 MAX_INVERSE_ENTRIES = 4_000_000
 
 
 class LaplaceGradient:
-    """``(θ, β) ↦ (D, ∇D)`` for one :class:`~skmixed.pirls.GlmmDeviance` (nAGQ = 1)."""
+    """``(θ, β) ↦ (D, ∇D)`` for one :class:`~skmixed.pirls.Pirls` (nAGQ = 1)."""
 
-    def __init__(self, engine: GlmmDeviance):
-        self.engine = engine
-        re, q = engine.re, engine.q
-        C = engine.z_cols
+    def __init__(self, pirls: Pirls):
+        self.pirls = pirls
+        re, q = pirls.re, pirls.q
+        C = pirls.z_cols
         K = C.shape[1]
         self.q1 = re.terms[0].q if re.terms[0].k == 1 else 0  # a diagonal leading block of H
         # H⁻¹ at each pair of a row's columns, as an index into [H⁻¹[:, q₁:] (row-major), diag of the first block]
@@ -65,7 +64,7 @@ class LaplaceGradient:
             a, b = cols + np.arange(t.k)[:, None], cols + np.arange(t.k)[None, :]
             self._blocks.append(self._flat_index(np.minimum(a, b), np.maximum(a, b)))
         if self.q1:
-            H = engine.pls.gram.matrix  # lower triangle: in the first q₁ columns, the diagonal and the block below
+            H = pirls.penalized.gram.matrix  # lower triangle: in the first q₁ columns, the diagonal and the block below
             cols = np.repeat(np.arange(q), np.diff(H.indptr))
             first = cols < self.q1
             self._diag_pos = np.flatnonzero(first & (H.indices == cols))
@@ -88,28 +87,28 @@ class LaplaceGradient:
 
     def _flat_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Where (H⁻¹)_{lo, hi} (lo ≤ hi, a pair of columns of one row of Z) is in :meth:`_selected_inverse`."""
-        q, q1 = self.engine.q, self.q1
+        q, q1 = self.pirls.q, self.q1
         return np.where(hi >= q1, lo * (q - q1) + (hi - q1), q * (q - q1) + hi)
 
     @staticmethod
-    def available(engine: GlmmDeviance) -> bool:
-        t = engine.re.terms[0]
-        columns = engine.q - t.q if t.k == 1 else engine.q
-        return engine.q * columns <= MAX_INVERSE_ENTRIES
+    def available(pirls: Pirls) -> bool:
+        t = pirls.re.terms[0]
+        columns = pirls.q - t.q if t.k == 1 else pirls.q
+        return pirls.q * columns <= MAX_INVERSE_ENTRIES
 
     def __call__(self, theta: np.ndarray, beta: np.ndarray) -> tuple[float, np.ndarray]:
         """The Laplace deviance and its gradient (θ first); (inf, NaN) where PIRLS fails.
 
         PIRLS starts from the last mode moved by its derivative, ``û + (dû/dx)Δx``: the start is
-        then off by O(Δx²), which saves PIRLS iterations (VerbAgg: 32 instead of 46 over a fit; a
+        then off by O(Δx²), which saves PIRLS iterations (about a third over a fit; a
         Hessian difference step needs one)."""
         x = np.concatenate([theta, beta])
         u0 = None
         if self._anchor is not None:
             x_last, u_last, du_dx = self._anchor
             u0 = u_last + du_dx @ (x - x_last)
-        mode = self.engine.mode(theta, beta, u0)
-        value = self.engine.laplace_of(mode)
+        mode = self.pirls.mode(theta, beta, u0)
+        value = self.pirls.laplace_of(mode)
         if not (mode.converged and np.isfinite(value)):
             return np.inf, np.full(len(x), np.nan)
         grad, du_dx = self.gradient(mode)
@@ -123,10 +122,10 @@ class LaplaceGradient:
         With u ~ N(û, H⁻¹) (W at the mode), each term's E[bb'] = T·mean over levels of
         (ûû' + H⁻¹ block)·T' gives the new T as its Cholesky factor.  From Λ = I it roughly halves
         the distance to the optimum θ (binomial and Poisson references; it ignores a dispersion):
-        BFGS from it needs 15 evaluations on VerbAgg instead of 21 (9 with glmer's first inverse Hessian)."""
-        eng, re = self.engine, self.engine.re
+        BFGS from it needs fewer evaluations than from Λ = I."""
+        pl, re = self.pirls, self.pirls.re
         theta, u = mode.theta.copy(), mode.u.copy()
-        if not eng.factor(eng.lam_map.values(mode.theta), eng.working_weights(mode)):
+        if not pl.refactor(pl.lam_map.values(mode.theta), pl.working_weights(mode)):
             return theta, u
         inverse = self._selected_inverse()
         for i, t in enumerate(re.terms):
@@ -142,39 +141,39 @@ class LaplaceGradient:
 
     def _z_lambda(self, theta: np.ndarray) -> np.ndarray:
         """Row values of ZΛ in the columns ``z_cols``: per term, the row's values times the template T."""
-        eng, re = self.engine, self.engine.re
-        out = np.empty_like(eng.z_vals)
+        pl, re = self.pirls, self.pirls.re
+        out = np.empty_like(pl.z_vals)
         for i, (t, cols) in enumerate(zip(re.terms, self._term_cols)):
-            out[:, cols] = eng.z_vals[:, cols] @ t.T(re.term_theta(theta, i))
+            out[:, cols] = pl.z_vals[:, cols] @ t.T(re.term_theta(theta, i))
         return out
 
     def _selected_inverse(self) -> np.ndarray:
         """[H⁻¹[:, q₁:] row-major, diag((H⁻¹)₁₁)] from the current factor of H (see the module docstring)."""
-        eng = self.engine
-        q, q1 = eng.q, self.q1
-        chol = eng.pls.chol
+        pl = self.pirls
+        q, q1 = pl.q, self.q1
+        chol = pl.penalized.chol
         if not q1:  # the whole inverse; its lower triangle transposed is read at (lo, hi), row-major
-            return (chol.inverse_lower() if hasattr(chol, "inverse_lower") else chol.solve(np.eye(q))).T.ravel()
+            return chol.solve(np.eye(q)).T.ravel()
         unit = np.zeros((q, q - q1))
         unit[np.arange(q1, q), np.arange(q - q1)] = 1.0
         columns = chol.solve(unit)
-        H = eng.pls.gram.matrix.data
+        H = pl.penalized.gram.matrix.data
         below = np.bincount(self._below_col, H[self._below_pos] * columns[self._below_col, self._below_row], minlength=q1)
         return np.concatenate([columns.ravel(), (1.0 - below) / H[self._diag_pos]])
 
     def gradient(self, mode: Mode) -> tuple[np.ndarray, np.ndarray | None]:
         """∇D and dû/d(θ, β) = H_obs⁻¹[E_m'Z'r − Λ'Z'W_obs ZE_mû | −Λ'Z'W_obs X] at a converged mode."""
-        eng, fam = self.engine, self.engine.family
-        failed = np.full(len(mode.theta) + eng.p, np.nan), None
-        y, wt, eta, mu, u = eng.y, eng.wt, mode.eta, mode.mu, mode.u
-        C, Zv = eng.z_cols, eng.z_vals
+        pl, fam = self.pirls, self.pirls.family
+        failed = np.full(len(mode.theta) + pl.p, np.nan), None
+        y, wt, eta, mu, u = pl.y, pl.wt, mode.eta, mode.mu, mode.u
+        C, Zv = pl.z_cols, pl.z_vals
         n, K = C.shape
         d, var = fam.mu_eta(eta), fam.variance(mu)
         W = wt * d**2 / var
         r = wt * (y - mu) * d / var
-        lam = eng.lam_map.values(mode.theta)
+        lam = pl.lam_map.values(mode.theta)
         # PIRLS leaves H factored at the mode (its ldL2 came from this factor); refactor only if that has changed
-        if eng.pls.chol.logdet() != mode.ldL2 and not eng.factor(lam, W):
+        if pl.penalized.chol.logdet() != mode.ldL2 and not pl.refactor(lam, W):
             return failed
         Hinv = self._selected_inverse()
         ZL = self._z_lambda(mode.theta)
@@ -182,24 +181,24 @@ class LaplaceGradient:
         h = np.einsum("rj,rj->r", ZL, Q)
         traces = np.einsum("r,rm,rm->m", W, Zv[:, self._theta_row], Q[:, self._theta_col])
         a = fam.weights_deriv(mu, eta, wt) * h
-        if eng.aic_constant is None:
-            dev = float(np.sum(eng.deviance_residuals(mu)))
-            a += (fam.aic_deriv(y, eng.trials, mu, wt, dev) - fam.dev_resids_deriv(y, mu, wt)) * d
+        if pl.aic_constant is None:
+            dev = float(np.sum(pl.deviance_residuals(mu)))
+            a += (fam.aic_deriv(y, pl.trials, mu, wt, dev) - fam.dev_resids_deriv(y, mu, wt)) * d
         if fam.is_canonical:
             W_obs = W
         else:
             W_obs = fam.observed_weights(y, mu, eta, wt)
-            if not eng.factor(lam, W_obs):
+            if not pl.refactor(lam, W_obs):
                 return failed
         ZE_u = Zv[:, self._theta_row] * u[C[:, self._theta_col]]  # column m: ZE_mû
         self._lzt.data = ZL.ravel()[self._lzt_order]
-        rhs = self._lzt @ np.column_stack([a, -W_obs[:, None] * ZE_u, -W_obs[:, None] * eng.X])  # Λ'Z'[...]
-        Ztr = eng.Zt @ r
+        rhs = self._lzt @ np.column_stack([a, -W_obs[:, None] * ZE_u, -W_obs[:, None] * pl.X])  # Λ'Z'[...]
+        Ztr = pl.Zt @ r
         for m, (i, j) in enumerate(self._theta_effects):
             rhs[j, 1 + m] += Ztr[i]  # E_m'Z'r
-        solved = eng.pls.chol.solve(rhs)
+        solved = pl.penalized.chol.solve(rhs)
         v, du_dx = solved[:, 0], solved[:, 1:]
         e = -2 * r + a - W_obs * np.einsum("rj,rj->r", ZL, v[C])
-        Zte = eng.Zt @ e
+        Zte = pl.Zt @ e
         g_theta = np.array([Zte[i] @ u[j] + Ztr[i] @ v[j] for i, j in self._theta_effects]) + 2 * traces
-        return np.concatenate([g_theta, eng.X.T @ e]), du_dx
+        return np.concatenate([g_theta, pl.X.T @ e]), du_dx

@@ -26,7 +26,8 @@ import pandas as pd
 from .exceptions import DataError, OptionError
 from .families import Family, NegativeBinomial, get_family
 
-#: the documented family names (get_family also takes R's spellings such as "inverse.gaussian" and calls such as 'binomial(link = "probit")')
+#: the documented family names (get_family also takes R's spellings such as "inverse.gaussian"
+#: and calls such as 'binomial(link = "probit")')
 FAMILY_NAMES = ("binomial", "poisson", "gamma", "inverse_gaussian", "gaussian", "negative_binomial")
 NAGQ_MAX = 100  # more nodes than any integral here needs; lme4 lets the user go further at their own cost
 _NUMERIC = {"integer", "floating", "mixed-integer-float", "decimal", "empty"}
@@ -52,7 +53,7 @@ def count(value, name: str, low: int, high: int | None = None, meaning: str = ""
 
 def column_or_vector(value, name: str) -> None:
     """Check that ``weights``/``offset`` is None, a column name, or a 1-D sequence; the model frame checks that
-    the values are numbers, one per row (:func:`skmixed.design.model_frame`)."""
+    the values are numbers, one per row (:func:`skmixed.frame.model_frame`)."""
     if value is None or isinstance(value, str):
         return
     if _ndim(value) != 1:
@@ -62,36 +63,47 @@ def column_or_vector(value, name: str) -> None:
         )
 
 
-def check_lmer(REML, weights, offset, start, check_conv, maxeval, data) -> tuple[bool, bool, int]:
-    """The checked ``(REML, check_conv, maxeval)`` of an ``lmer`` call; the other options are only checked."""
+def check_data_options(data, REML, weights, offset) -> bool:
+    """The options of the build stage (:func:`skmixed.build`); returns the checked ``REML``."""
     _check_data(data)
     column_or_vector(weights, "weights")
     column_or_vector(offset, "offset")
-    _start_parts(start, ("theta",))
-    return switch(REML, "REML"), switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+    return switch(REML, "REML")
+
+
+def check_fit_options(start, check_conv, maxeval, keys: tuple[str, ...] = ("theta",)) -> tuple[bool, int]:
+    """The options of the optimize stage; ``keys``: what ``start`` may name.  Returns ``(check_conv, maxeval)``."""
+    _start_parts(start, keys)
+    return switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+
+
+def check_nagq(nAGQ) -> int:
+    return count(nAGQ, "nAGQ", 0, NAGQ_MAX, " (0: fast, 1: Laplace, > 1: quadrature nodes)")
+
+
+def check_lmer(REML, weights, offset, start, check_conv, maxeval, data) -> tuple[bool, bool, int]:
+    """The checked ``(REML, check_conv, maxeval)`` of an ``lmer`` call; the other options are only checked."""
+    return (check_data_options(data, REML, weights, offset), *check_fit_options(start, check_conv, maxeval))
 
 
 def check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data) -> tuple[Family, int, bool, int]:
     """The checked ``(family, nAGQ, check_conv, maxeval)`` of a ``glmer`` call; the other options are only checked."""
     fam = get_family(family)
-    _check_data(data)
-    column_or_vector(weights, "weights")
-    column_or_vector(offset, "offset")
-    _start_parts(start, ("theta", "fixef"))
-    nAGQ = count(nAGQ, "nAGQ", 0, NAGQ_MAX, " (0: fast, 1: Laplace, > 1: quadrature nodes)")
-    return fam, nAGQ, switch(check_conv, "check_conv"), count(maxeval, "maxeval", 1)
+    check_data_options(data, True, weights, offset)
+    nAGQ = check_nagq(nAGQ)
+    return (fam, nAGQ, *check_fit_options(start, check_conv, maxeval, ("theta", "fixef")))
 
 
-def lmer_start(start, re) -> np.ndarray | None:
-    """θ to start ``lmer`` from (None: its default), checked against the random-effects terms ``re``."""
+def lmer_start(start, random_effects) -> np.ndarray | None:
+    """θ to start ``lmer`` from (None: its default), checked against the random-effects terms."""
     theta = _start_parts(start, ("theta",)).get("theta")
-    return None if theta is None else _check_theta(theta, re)
+    return None if theta is None else _check_theta(theta, random_effects)
 
 
-def glmer_start(start, re, p: int) -> tuple[np.ndarray, np.ndarray | None]:
+def glmer_start(start, random_effects, p: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(θ, β or None) to start ``glmer`` from; θ defaults to Λ = I as in lme4."""
     parts = _start_parts(start, ("theta", "fixef"))
-    theta = re.theta_init if parts.get("theta") is None else _check_theta(parts["theta"], re)
+    theta = random_effects.theta_init if parts.get("theta") is None else _check_theta(parts["theta"], random_effects)
     beta = parts.get("fixef")
     if beta is not None and beta.shape != (p,):
         raise OptionError(f"start['fixef'] must have {p} values (one per fixed effect), not {beta.size}")
@@ -177,24 +189,24 @@ def _start_parts(start, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     return parts
 
 
-def _check_theta(theta: np.ndarray, re) -> np.ndarray:
-    names = _theta_names(re)
-    if theta.shape != (re.n_theta,):
+def _check_theta(theta: np.ndarray, random_effects) -> np.ndarray:
+    names = _theta_names(random_effects)
+    if theta.shape != (random_effects.n_theta,):
         raise OptionError(
-            f"start must have {re.n_theta} values of θ, one per element of the relative covariance factors "
+            f"start must have {random_effects.n_theta} values of θ, one per element of the relative covariance factors "
             f"({', '.join(names)}), not {theta.size}"
         )
-    below = np.flatnonzero(theta < re.theta_lower)
+    below = np.flatnonzero(theta < random_effects.theta_lower)
     if below.size:
         bad = ", ".join(f"{names[i]} = {theta[i]:g}" for i in below)
         raise OptionError(f"start θ has negative diagonal elements ({bad}): the diagonal of each factor must be ≥ 0")
     return theta
 
 
-def _theta_names(re) -> list[str]:
+def _theta_names(random_effects) -> list[str]:
     """lme4's names of θ: ``group.effect`` for a diagonal element, ``group.row.column`` off it."""
     names = []
-    for t in re.terms:
+    for t in random_effects.terms:
         for i, j in t.tril:
             names.append(f"{t.group}.{t.effects[i]}" if i == j else f"{t.group}.{t.effects[i]}.{t.effects[j]}")
     return names

@@ -10,7 +10,7 @@ halves the step while pdev does not decrease (lme4, MixedModels.jl).  With nAGQ 
 
 Z'WZ changes with W but not its sparsity pattern: the rows contributing to each
 entry are enumerated once, so an update is one ``bincount``, and CHOLMOD's symbolic
-analysis (done once, in :class:`~skmixed.pls.ProfiledDeviance`) is reused throughout.
+analysis (done once, in :class:`~skmixed.pls.PenalizedCholesky`) is reused throughout.
 
 **Laplace deviance** (nAGQ = 1; lme4 1.1-31 ``glmResp::Laplace``):
 
@@ -35,7 +35,7 @@ rule (z_k, w_k) for the standard normal,
 It is built from deviance residuals, so lme4's objective for nAGQ > 1 omits the constant
 ``aic − Σd_i`` (free of μ for the binomial, Poisson and negative binomial families): its
 values are not comparable with Laplace fits.  We optimise the same function and report
-that constant added back (:meth:`GlmmDeviance.agq_constant`), i.e. the full −2 log-likelihood,
+that constant added back (:meth:`Pirls.agq_constant`), i.e. the full −2 log-likelihood,
 which for nAGQ = 1 is exactly the Laplace value.
 """
 from __future__ import annotations
@@ -45,9 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._cholmod import NotPositiveDefinite
 from .families import Family
-from .pls import CrossProducts, ProfiledDeviance
+from .pls import CrossProducts, PenalizedCholesky, PlsSolution
 from .reterms import RandomEffects
 
 MAX_ITER = 100
@@ -85,7 +84,7 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (z - z[::-1]) / 2, (w + w[::-1]) / 2
 
 
-class GlmmDeviance:
+class Pirls:
     """For fixed data and family: conditional modes by PIRLS, and the Laplace, nAGQ = 0 and AGQ deviances."""
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
@@ -98,9 +97,8 @@ class GlmmDeviance:
         self.Z = re.Z.tocsc()
         self.Zt = self.Z.T.tocsr()
         self._build_gram_map()
-        cp = self._cross_products(weights, np.zeros(self.n))
-        self.pls = ProfiledDeviance(cp, re, reml=False, reweighted=True)  # its ScaledGram and factor: analysed once, refactored per W
-        self.lam_map = self.pls.lam
+        self.penalized = PenalizedCholesky(self._cross_products(weights, np.zeros(self.n)).ZtZ, re)  # analysed once
+        self.lam_map = self.penalized.lam
         self.eta_start = family.linkfun(family.mustart(y, weights))
         self._joint_start: tuple[np.ndarray, np.ndarray] | None = None
         self._u_start: np.ndarray | None = None
@@ -190,7 +188,7 @@ class GlmmDeviance:
     def _converged(step: float, previous: float, newton: bool) -> bool:
         """Steps below STEP_TOL; a full Newton step after which the next, at the quadratic rate seen so far
         (step·(step/previous)²), would be below it, or below ``SMALL_NEWTON_STEP`` (this saves the last
-        iteration, 1 in 4 on VerbAgg, and a warm start's second); or small steps that stopped shrinking
+        iteration, and a warm start's second); or small steps that stopped shrinking
         (the round-off floor)."""
         quadratic = newton and (step < SMALL_NEWTON_STEP or (previous < np.inf and step**3 < STEP_TOL * previous**2))
         return step < STEP_TOL or quadratic or (step < 1e-8 and step > 0.5 * previous)
@@ -201,7 +199,7 @@ class GlmmDeviance:
 
     def _ldL2_at(self, lam: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> float:
         """log|Λ'Z'WZΛ + I| with W at (η, μ): the Laplace determinant at the mode itself, so the deviance is smooth."""
-        return self.pls.chol.logdet() if self.factor(lam, self._working(eta, mu)[0]) else np.nan
+        return self.penalized.chol.logdet() if self.refactor(lam, self._working(eta, mu)[0]) else np.nan
 
     # --- PIRLS --------------------------------------------------------------------
     def mode(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None) -> Mode:
@@ -215,14 +213,9 @@ class GlmmDeviance:
             self._u_start = mode.u
         return mode
 
-    def factor(self, lam: np.ndarray, W: np.ndarray) -> bool:
+    def refactor(self, lam: np.ndarray, W: np.ndarray) -> bool:
         """Factor Λ'Z'WZΛ + I; False if it is not positive definite."""
-        self.pls.gram.reweight(self._ztwz(W))
-        try:
-            self.pls.chol.refactor(self.pls.gram.update(lam))
-        except NotPositiveDefinite:
-            return False
-        return True
+        return self.penalized.refactor(lam, self._ztwz(W))
 
     def _pirls_u(self, theta, beta, u) -> Mode:
         """PIRLS over u at fixed β.  The step is u + H⁻¹(Λ'Z's − u), s = w μ'(y − μ)/V the score, with
@@ -238,11 +231,11 @@ class GlmmDeviance:
             if not np.isfinite(pdev):
                 return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "the linear predictor gives invalid means")
             W, resid = self._working(eta, mu)
-            newton = not self.family.is_canonical and self.factor(lam, self.family.observed_weights(self.y, mu, eta, self.wt))
-            if not newton and not self.factor(lam, W):
+            newton = not self.family.is_canonical and self.refactor(lam, self.family.observed_weights(self.y, mu, eta, self.wt))
+            if not newton and not self.refactor(lam, W):
                 return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite")
-            ldL2 = np.nan if newton else self.pls.chol.logdet()
-            target = u + self.pls.chol.solve(self.lam_map.t_dot(lam, self._zt_dot(W * resid)) - u)
+            ldL2 = np.nan if newton else self.penalized.chol.logdet()
+            target = u + self.penalized.chol.solve(self.lam_map.t_dot(lam, self._zt_dot(W * resid)) - u)
             new = self._halve(pdev, u, target, lambda v: fixed + self._random_part(lam, v))
             if new is None:
                 return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "step-halving failed to reduce the penalized deviance")
@@ -302,8 +295,7 @@ class GlmmDeviance:
         previous = np.inf
         for it in range(1, MAX_ITER + 1):
             W, resid = self._working(eta, mu)
-            self.pls.reweight(self._cross_products(W, eta - self.offset + resid))
-            sol = self.pls.solve(theta)
+            sol = self.penalized.solve(self._cross_products(W, eta - self.offset + resid), theta)[0]
             if sol is None:
                 return self._joint_failure(theta, x, eta, mu, it, "the penalized least-squares system is singular")
             ldL2 = sol.ldL2
@@ -385,10 +377,13 @@ class GlmmDeviance:
         cp.ZtZ = self._ztz.copy()
         return cp
 
+    def working_solution(self, mode: Mode) -> PlsSolution | None:
+        """The PLS solution of the working linear model at the mode (its RX'RX is the information on β)."""
+        return self.penalized.solve(self.working_cross_products(mode), mode.theta)[0]
+
     def fixed_rx(self, mode: Mode) -> np.ndarray | None:
-        """RX at the mode (RX'RX: the information on β of the working linear model), or None if singular."""
-        self.pls.reweight(self.working_cross_products(mode))
-        sol = self.pls.solve(mode.theta)
+        """RX at the mode, or None if singular."""
+        sol = self.working_solution(mode)
         return None if sol is None or not self.p else sol.RX
 
     def fixed_scales(self, mode: Mode) -> np.ndarray:

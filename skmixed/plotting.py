@@ -79,7 +79,7 @@ def _pearson_residuals(result) -> np.ndarray:
 
 
 def residuals_vs_fitted(result, ax=None):
-    """Pearson residuals against fitted values (Xβ̂ + Zb̂; a GLMM's means μ̂) as lme4's ``plot(model)``, with a zero line."""
+    """Pearson residuals against fitted values (Xβ̂ + Zb̂; a GLMM's μ̂), as lme4's ``plot(model)``, with a zero line."""
     fitted, resid = np.asarray(result.fitted), _pearson_residuals(result)
     ax = _axes(ax)
     ax.axhline(0.0, color="0.6", lw=0.8)
@@ -127,6 +127,23 @@ def _ols_line(x: np.ndarray, y: np.ndarray, grid: np.ndarray, degree: int) -> np
     return np.polyval(np.polyfit(x, y, degree), grid)
 
 
+def _group_curves(result, kind: str, x: str, masks, degree: int, n_grid: int) -> tuple[list, list, list]:
+    """Per group (a row mask of the model's data): a grid over its range of ``x``, its curve on the grid (None
+    where a separate fit has too few points) and its first row, whose other covariates the curve holds."""
+    data = result.frame.data
+    xs = np.asarray(data[x], dtype=float)
+    grids = [np.linspace(xs[m].min(), xs[m].max(), n_grid) for m in masks]
+    first = [int(np.flatnonzero(m)[0]) for m in masks]
+    if kind == "ols":
+        y = np.asarray(result.frame.y)
+        return grids, [_ols_line(xs[m], y[m], g, degree) for m, g in zip(masks, grids)], first
+    new = data.iloc[np.repeat(first, n_grid)].copy()
+    new[x] = np.concatenate(grids)
+    scale = {"type": "response"} if getattr(result, "family", None) is not None else {}  # a GLMM's lines: μ̂ = g⁻¹(η)
+    pred = result.predict(new, re_form=None if kind == "blup" else "~0", **scale)
+    return grids, np.split(np.asarray(pred, dtype=float), len(masks)), first
+
+
 def group_lines(
     result,
     x: str,
@@ -163,19 +180,9 @@ def group_lines(
     if unknown:
         raise OptionError(f"levels {unknown[:5]} are not levels of {group!r} in the fitted data")
     by_levels = [str(v) for v in pd.Categorical(data[by]).categories] if by else [None]
-    y = np.asarray(result.frame.y)
-    xs = np.asarray(data[x], dtype=float)
     masks = [labels == level for level in wanted]
-    grids = [np.linspace(xs[m].min(), xs[m].max(), n_grid) for m in masks]
-    first = [int(np.flatnonzero(m)[0]) for m in masks]
-    if kind == "ols":
-        curves = [_ols_line(xs[m], y[m], g, degree) for m, g in zip(masks, grids)]
-    else:
-        new = data.iloc[np.repeat(first, n_grid)].copy()
-        new[x] = np.concatenate(grids)
-        scale = {"type": "response"} if glmm else {}  # a GLMM's lines are means μ̂ = g⁻¹(η)
-        pred = result.predict(new, re_form=None if kind == "blup" else "~0", **scale)
-        curves = np.split(np.asarray(pred, dtype=float), len(wanted))
+    grids, curves, first = _group_curves(result, kind, x, masks, degree, n_grid)
+    y, xs = np.asarray(result.frame.y), np.asarray(data[x], dtype=float)
     ax = _axes(ax)
     for k, (level, m, row, grid, curve) in enumerate(zip(wanted, masks, first, grids, curves)):
         i = by_levels.index(str(data[by].iloc[row])) if by else 0
@@ -201,8 +208,8 @@ def no_pooling(result, group: str | None = None) -> tuple[pd.DataFrame, pd.DataF
     The fixed effects not among the group's random effects are held at β̂: each group's
     coefficients come from regressing y − offset − X_other β̂_other on the group's random-effect
     columns. For ``y ~ 1 + (1 | g)`` the no-pooling estimate is the group mean ȳ_j and the partial
-    pooling estimate the precision-weighted compromise of Gill and Womack, *The Multilevel Model
-    Framework*, eq. 17. Groups too small for their own fit get NaN.
+    pooling estimate the precision-weighted compromise of Gill and Womack, "The Multilevel Model
+    Framework", eq. (17). Groups too small for their own fit get NaN.
     """
     if getattr(result, "family", None) is not None:
         raise OptionError("no-pooling fits compare least squares per group with BLUPs: they need a linear mixed model (lmer)")
@@ -229,7 +236,7 @@ def shrinkage(result, group: str | None = None, effects=None, ax=None):
     """No pooling vs partial pooling: each group's own least-squares estimate joined to its BLUP β̂ + b̂_j.
 
     With one random effect the estimates are plotted against the group size n_j, with β̂ as the
-    fully pooled line (small groups move furthest: Gill and Womack's eq. 17). With several, two of them
+    fully pooled line (small groups move furthest: Gill and Womack, "The Multilevel Model Framework", eq. (17)). With several, two of them
     (``effects``, default the first two) span the plane and each group is an arrow-like segment.
     """
     separate, partial = no_pooling(result, group)

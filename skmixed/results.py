@@ -1,42 +1,91 @@
-"""The fitted linear mixed model: estimates, likelihood, random effects, predictions.
+"""Stage 4 for an LMM, and the fitted linear mixed model (lme4's ``mkMerMod`` and ``lmerMod``).
 
-Holds plain data only (no CHOLMOD factor), so results pickle; the factor needed for
-conditional variances is rebuilt from the stored cross-products on first use.
+A result is built once, by :func:`lmer_result` from the model record, its deviance function and
+the optimization summary, and not changed afterwards.  It holds plain data (no Cholesky factor), so
+it pickles; the deviance function, needed for conditional variances and refits, is kept while the
+result lives and rebuilt from the model record after unpickling.  Analyses that take a result live
+in their own modules (:mod:`skmixed.prediction`, :mod:`skmixed.variance`, :mod:`skmixed.condvar`,
+:mod:`skmixed.summary`, :mod:`skmixed.anova`); the accessors here delegate to them.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from .design import ModelFrame, _column_or_array, _numeric_vector, encode_new, fixed_matrix
-from .exceptions import DataError, OptionError
-from .formula import ParsedFormula, parse_formula
-from .optimize import SINGULAR_TOL, OptSummary
-from .pls import CrossProducts, PlsSolution, ProfiledDeviance
-from .reterms import RandomEffects
-from .standardize import Standardization
-from .variables import check_like_fit, model_variables, prepare_data
+from .condvar import conditional_variances
+from .deviance import ProfiledDeviance
+from .exceptions import SingularFitWarning
+from .fitting import optimize
+from .model import LinearMixedModel
+from .convergence import SINGULAR_TOL
+from .optimizers import OptSummary
+from .pls import CrossProducts, PlsSolution
+from .prediction import predict
+from .variance import group_names, icc, term_covariances, varcorr_table
 
 
+def lmer_result(model: LinearMixedModel, devfun: ProfiledDeviance, optsum: OptSummary) -> "LmerResult":
+    """The fitted LMM at ``optsum``'s θ: the PLS solution there (penalized RSS from the residuals), on the user's scale."""
+    std = model.standardization
+    solution = std.solution(devfun.standardized.final_solution(std.theta_tilde(optsum.theta)), model.REML)
+    result = LmerResult(model=model, solution=solution, optsum=optsum, cp=model.cp)
+    result._cache["devfun"] = devfun
+    warn_if_singular(result)
+    return result
 
-@dataclass
+
+def warn_if_singular(result) -> None:
+    if result.is_singular:
+        warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=4)
+
+
+@dataclass(frozen=True)
 class LmerResult:
-    """A linear mixed model fitted by ML or REML (lme4's ``lmerMod``)."""
+    """A linear mixed model fitted by ML or REML (lme4's ``lmerMod``).
 
-    formula: str
-    parsed: ParsedFormula
-    frame: ModelFrame
-    re: RandomEffects
-    cp: CrossProducts | None  # of the standardized problem (see :mod:`skmixed.standardize`)
-    solution: PlsSolution | None  # on the user's scale
-    optsum: OptSummary | None
-    REML: bool
-    data_name: str | None = None
-    standardization: Standardization | None = None
-    _cache: dict = field(default_factory=dict, repr=False)
+    ``model``: the record :func:`skmixed.build` made; ``solution``: the PLS solution at the estimate,
+    on the user's scale; ``optsum``: what the optimizer did; ``cp``: the cross-products of the
+    (standardized) PLS problem whose solution it is.
+    """
+
+    model: object
+    solution: PlsSolution
+    optsum: OptSummary
+    cp: CrossProducts
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # --- the model record ----------------------------------------------------
+    @property
+    def formula(self) -> str:
+        return self.model.formula
+
+    @property
+    def parsed(self):
+        return self.model.parsed
+
+    @property
+    def frame(self):
+        return self.model.frame
+
+    @property
+    def re(self):
+        return self.model.re
+
+    @property
+    def standardization(self):
+        return self.model.standardization
+
+    @property
+    def data_name(self) -> str | None:
+        return self.model.data_name
+
+    @property
+    def REML(self) -> bool:
+        return getattr(self.model, "REML", False)
 
     # --- likelihood -------------------------------------------------------
     @property
@@ -77,11 +126,15 @@ class LmerResult:
 
     def profiled_deviance(self, theta) -> float:
         """The fit's criterion (REML or −2 log-likelihood, as ``objective``) profiled over β and σ at a θ of
-        the user's scale: lme4's ``devfun`` (``mkLmerDevfun``), evaluated on the standardized problem."""
-        std = self.standardization
-        theta = np.asarray(theta, dtype=float)
-        value = self._deviance_function()(theta if std is None else std.theta_tilde(theta))
-        return value if std is None else std.objective(value, self.REML)
+        the user's scale: lme4's ``devfun`` (``mkLmerDevfun``)."""
+        return self.devfun(theta)
+
+    @property
+    def devfun(self) -> ProfiledDeviance:
+        """The deviance function of the fit (:func:`skmixed.deviance`), rebuilt from the model after unpickling."""
+        if "devfun" not in self._cache:
+            self._cache["devfun"] = ProfiledDeviance(self.model)
+        return self._cache["devfun"]
 
     @property
     def df_resid(self) -> int:
@@ -113,53 +166,27 @@ class LmerResult:
 
     def _term_covariances(self) -> list[np.ndarray]:
         """σ² T_i T_i' for each term."""
-        out = []
-        for i, t in enumerate(self.re.terms):
-            T = t.T(self.re.term_theta(self.theta, i))
-            out.append(self.sigma**2 * T @ T.T)
-        return out
+        return term_covariances(self.re, self.theta, self.sigma)
 
     def _group_names(self) -> list[str]:
-        """lme4's names for terms: a factor seen again gets ``.1``, ``.2``, ..."""
-        seen: dict[str, int] = {}
-        names = []
-        for t in self.re.terms:
-            c = seen.get(t.group, 0)
-            names.append(t.group if c == 0 else f"{t.group}.{c}")
-            seen[t.group] = c + 1
-        return names
+        return group_names(self.re)
 
     @property
     def varcorr(self) -> pd.DataFrame:
         """Variance components like lme4's ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
-        rows = []
-        for name, t, V in zip(self._group_names(), self.re.terms, self._term_covariances()):
-            sd = np.sqrt(np.diag(V))
-            for j in range(t.k):
-                rows.append((name, t.effects[j], None, V[j, j], sd[j]))
-            for j in range(t.k):
-                for l in range(j + 1, t.k):
-                    corr = V[l, j] / (sd[j] * sd[l]) if sd[j] > 0 and sd[l] > 0 else np.nan
-                    rows.append((name, t.effects[j], t.effects[l], V[l, j], corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        return varcorr_table(self.re, self.theta, self.sigma)
 
     @property
     def is_singular(self) -> bool:
         """A diagonal element of some T_i at (or within 1e-4 of) zero: a zero variance or a ±1 correlation.
 
         Judged on θ of the fitted problem (weights of mean 1), so that it does not depend on the weights' units."""
-        lower = self.re.theta_lower
-        theta = self.standardization.theta_tilde(self.theta) if self.standardization is not None else self.theta
-        return bool(np.any(np.abs(theta[lower == 0]) < SINGULAR_TOL))
+        theta = self.standardization.theta_tilde(self.theta)
+        return bool(np.any(np.abs(theta[self.re.theta_lower == 0]) < SINGULAR_TOL))
 
     def icc(self) -> pd.Series:
         """Intra-class correlation per grouping factor, for models whose terms are all random intercepts."""
-        if any(t.effects != ["(Intercept)"] for t in self.re.terms):
-            raise OptionError("the ICC is defined here for random-intercept models only, e.g. y ~ x + (1 | g)")
-        variances = [V[0, 0] for V in self._term_covariances()]
-        total = sum(variances) + self.sigma**2
-        return pd.Series([v / total for v in variances], index=self._group_names(), name="ICC")
+        return icc(self.re, self.theta, self.sigma, self.sigma**2)
 
     @property
     def ngroups(self) -> dict[str, int]:
@@ -178,18 +205,20 @@ class LmerResult:
         """Conditional modes b̂ per grouping factor: a DataFrame of levels × effects."""
         return self._by_factor(self.re.split_b(self.solution.b))
 
-    def _deviance_function(self) -> ProfiledDeviance:
-        if "devfun" not in self._cache:
-            self._cache["devfun"] = ProfiledDeviance(self.cp, self.re, self.REML)
-        return self._cache["devfun"]
+    def _cholesky_at(self, theta_tilde: np.ndarray):
+        """A Cholesky factor of the fitted PLS problem's A at θ̃."""
+        return self.devfun.standardized.backend.cholesky_at(theta_tilde)
 
     def condvar(self) -> list[np.ndarray]:
         """Per term, ℓ × k × k conditional covariances of b given y (lme4's ``condVar``)."""
         if "condvar" not in self._cache:
             std = self.standardization
-            theta, sigma = (self.theta, self.sigma) if std is None else (std.theta_tilde(self.theta), self.sigma / np.sqrt(std.c))
             # b = s·b̃ and σ = s√c·σ̃: σ²ΛA⁻¹Λ' in the user's units is (sσ̃)² Λ̃A⁻¹Λ̃' = (σ/√c)² Λ̃A⁻¹Λ̃'
-            self._cache["condvar"] = self._deviance_function().conditional_variances(theta, sigma)
+            theta = std.theta_tilde(self.theta)
+            chol = self._cholesky_at(theta)
+            if chol is None:
+                raise ArithmeticError("cannot factor A at the fitted θ")
+            self._cache["condvar"] = conditional_variances(chol, self.re, theta, self.sigma / np.sqrt(std.c))
         return self._cache["condvar"]
 
     @property
@@ -217,35 +246,6 @@ class LmerResult:
         """Pearson residuals divided by σ: (y − ŷ)·√w / σ."""
         return self.residuals * np.sqrt(self.frame.weights) / self.sigma
 
-    def _select_terms(self, re_form) -> list[int]:
-        if re_form is None:
-            return list(range(len(self.re.terms)))
-        if re_form is np.nan or (isinstance(re_form, str) and re_form.replace(" ", "") in ("~0", "NA", "population", "~1")):
-            return []
-        if not isinstance(re_form, str):
-            raise OptionError("re_form must be None (all terms), '~0' / 'population' (none) or a formula like '~(1|g)'")
-        text = re_form if re_form.strip().startswith("~") else f"~ {re_form}"
-        bars = parse_formula(f"y {text.strip()}").bars
-        wanted = {(b.group, b.lhs.replace(" ", "")) for b in bars}
-        chosen = [i for i, t in enumerate(self.re.terms) if (t.group, t.bar.lhs.replace(" ", "")) in wanted]
-        if len(chosen) != len(bars):
-            known = ", ".join(str(t.bar) for t in self.re.terms)
-            raise OptionError(f"re_form {re_form!r} names terms that are not in the model; its terms are {known}")
-        return chosen
-
-    def _new_offset(self, newdata: pd.DataFrame, offset) -> np.ndarray:
-        """The offset of new data: ``offset`` (a column name or an array), the fit's offset column, and offset() terms."""
-        off = np.zeros(len(newdata))
-        if offset is not None:
-            off += _column_or_array(offset, newdata, "offset", fit=False)
-        elif self.frame.offset_array:
-            raise DataError("the model was fitted with an offset array: pass offset= for the new data")
-        elif self.frame.offset_column is not None:
-            off += _column_or_array(self.frame.offset_column, newdata, "offset", fit=False)
-        for expr in self.parsed.offsets:
-            off += _numeric_vector(expr, newdata, "offset")
-        return off
-
     def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None) -> np.ndarray:
         """Predictions Xβ̂ + Zb̂ + offset; ``re_form='~0'`` gives the population (fixed-effects) prediction.
 
@@ -256,44 +256,15 @@ class LmerResult:
         otherwise they raise an error naming them.  A row with a missing grouping value gets
         the population prediction; a missing covariate gives NaN.
         """
-        terms = self._select_terms(re_form)
-        if newdata is None:
-            pred = self.frame.X @ self.solution.beta + self.frame.offset
-            blocks = self.re.split_b(self.solution.b)
-            for i in terms:
-                t = self.re.terms[i]
-                pred = pred + np.einsum("rk,rk->r", t.values, blocks[i][t.factor.codes])
-            return pred
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
-        bars = [self.re.terms[i].bar for i in terms]
-        variables = model_variables(self.parsed, newdata, response=False, bars=bars)
-        newdata, _ = prepare_data(variables, newdata, fit=False)
-        check_like_fit(variables, newdata, self.frame.data)
-        pred = fixed_matrix(self.frame.x_spec, self.frame.x_names, self.parsed.text, newdata) @ self.solution.beta
-        pred = pred + self._new_offset(newdata, offset)
-        blocks = self.re.split_b(self.solution.b)
-        for i in terms:
-            t = self.re.terms[i]
-            codes = t.factor.encode(newdata)
-            new = codes < 0
-            if new.any() and not allow_new_levels:
-                unseen = t.factor.new_levels(newdata, codes)
-                if unseen:
-                    raise DataError(
-                        f"newdata has levels of {t.group!r} not in the fit ({', '.join(unseen[:5])}); "
-                        "pass allow_new_levels=True to predict those at the population level"
-                    )
-            values = np.nan_to_num(np.asarray(encode_new(t.spec, newdata, f"random-effects term {t.bar}"), dtype=float))
-            contrib = np.einsum("rk,rk->r", values, blocks[i][np.where(new, 0, codes)])
-            pred = pred + np.where(new, 0.0, contrib)
-        return pred
+        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels, offset=offset)
 
     def refit_ml(self) -> "LmerResult":
-        """This model fitted by maximum likelihood (itself if it already is)."""
-        from .lmm import refit
-
-        return refit(self, REML=False)
+        """This model fitted by maximum likelihood (itself if it already is), from the current θ."""
+        if not self.REML:
+            return self
+        model = self.model.with_reml(False)
+        devfun = ProfiledDeviance(model)
+        return lmer_result(model, devfun, optimize(devfun, start=self.theta))
 
     # --- display ------------------------------------------------------------
     def summary(self):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .design import Design, check_squares, design_matrix
+from .model_matrix import Design, check_squares, design_matrix
 from .exceptions import DataError
 from .formula import RandomBar
 from .grouping import GroupingFactor, grouping_factor
@@ -195,23 +195,3 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
         check_squares(design.values, design.names, f"column of the random-effects term {bar}")
         terms.append(ReTerm(bar, gf, design))
     return RandomEffects(_lme4_order(terms))
-
-
-def check_identifiable(re: RandomEffects, n: int) -> None:
-    """lme4's checks for an LMM: each factor has >1 and < n levels, and each term has fewer than n effects."""
-    for t in re.terms:
-        if t.n_levels < 2:
-            raise DataError(
-                f"the grouping factor {t.group!r} has only {t.n_levels} level: a random effect needs at least 2 "
-                f"levels; drop the term ({t.bar}) or use {t.group!r} as a fixed effect"
-            )
-        if t.n_levels >= n:
-            raise DataError(
-                f"the grouping factor {t.group!r} has {t.n_levels} levels for {n} observations: each level needs "
-                "replicates for its variance to be told apart from the residual variance"
-            )
-        if t.q >= n:
-            raise DataError(
-                f"the term {t.bar} has {t.q} random effects for {n} observations: the random-effects parameters "
-                "and the residual variance are unidentifiable"
-            )

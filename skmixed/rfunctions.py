@@ -2,9 +2,9 @@
 
 :mod:`skmixed.rsyntax` writes a formula's R code as Python: ``as.numeric`` becomes
 ``as_numeric`` (see ``PYTHON_SPELLING`` there), ``!`` ``&`` ``|`` ``%in%`` become
-``_r_not`` ``_r_and`` ``_r_or`` ``_r_in``, parentheses inside a call ``_r_paren(...)`` (so
-columns are named with them, as R names them), and a parenthesised term such as ``(x == 1)``
-``_r_value(...)``.  :func:`context` gives formulaic those names.
+``_r_not`` ``_r_and`` ``_r_or`` ``_r_in`` and R's sequence ``a:b`` inside a call ``_r_seq``,
+parentheses inside a call ``_r_paren(...)`` (so columns are named with them, as R names them),
+and a parenthesised term such as ``(x == 1)`` ``_r_value(...)``.  :func:`context` gives formulaic those names.
 
 Logical values are factors in R's model matrices, with levels FALSE and TRUE (R's
 ``model.matrix``): a term such as ``I(x > 2)`` (written ``_r_value(I(x > 2))``) is coded as
@@ -40,7 +40,7 @@ def _is_logical(x) -> bool:
     return False
 
 
-def _logical_factor(x) -> pd.Series:
+def logical_factor(x) -> pd.Series:
     """A logical vector as R's model matrix codes it: a factor with levels FALSE, TRUE."""
     s = _series(x)
     missing = s.isna().to_numpy()
@@ -55,7 +55,7 @@ def identity(x):
 
 def model_term(x):
     """A term's value as R's model matrix reads it: a logical becomes the factor FALSE/TRUE, the rest is unchanged."""
-    return _logical_factor(x) if np.ndim(x) == 1 and _is_logical(x) else x
+    return logical_factor(x) if np.ndim(x) == 1 and _is_logical(x) else x
 
 
 def _label(value) -> str:
@@ -269,13 +269,11 @@ _FUNCTIONS = {
 }
 _STATEFUL = {"poly": poly, "ns": splines.ns, "bs": splines.bs, "factor": factor, "as_factor": as_factor, "relevel": relevel}
 
-#: every name a formula's Python may use besides the data's columns.
-NAMES = (*_FUNCTIONS, *_STATEFUL)
-
 
 def context() -> dict:
-    """The names of :data:`NAMES` for formulaic's ``context``; poly, ns, bs, factor and relevel keep their
-    state (coefficients, knots, levels) in the model spec, so new data are encoded as the fit's data."""
+    """Every name a formula's Python may use besides the data's columns, for formulaic's ``context``; poly, ns,
+    bs, factor, as.factor and relevel keep their state (coefficients, knots, levels) in the model spec, so new
+    data are encoded as the fit's data were."""
     from formulaic.utils.stateful_transforms import stateful_transform
 
     return {**_FUNCTIONS, **{name: stateful_transform(f) for name, f in _STATEFUL.items()}}

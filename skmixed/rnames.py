@@ -14,6 +14,7 @@ import ast
 import re
 from functools import lru_cache
 
+from .formula import unquoted
 from .rsyntax import (
     R_SPELLING,
     BinOp,
@@ -175,13 +176,9 @@ def _split_column(column: str, factors: list[str]) -> list[tuple[str, str]] | No
 
 def _split_unknown(column: str) -> list[tuple[str, str]]:
     """A column without its factors: pieces at ':' outside brackets, parentheses and quotes."""
-    pieces, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(column):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"`":
-            quote = ch
-        elif ch in "([":
+    pieces, depth, start = [], 0, 0
+    for i, ch in unquoted(column):
+        if ch in "([":
             depth += 1
         elif ch in ")]":
             depth -= 1

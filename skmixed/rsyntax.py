@@ -303,7 +303,7 @@ R_SPELLING = {py: r for r, py in PYTHON_SPELLING.items() if r != "as.double"}
 #: R operators evaluated by functions of skmixed.rfunctions (R's semantics, not Python's bitwise ones).
 OPERATOR_FUNCTIONS = {"&": "_r_and", "&&": "_r_and", "|": "_r_or", "||": "_r_or", "%in%": "_r_in", ":": "_r_seq"}
 _PYTHON_OPS = {"+": "+", "-": "-", "*": "*", "/": "/", "^": "**", "%%": "%", "%/%": "//", **{c: c for c in COMPARISONS}}
-_PYTHON_BP = {"+": 9, "-": 9, "*": 10, "/": 10, "%": 10, "//": 10, "**": 12, **{c: 4 for c in COMPARISONS}}
+_PYTHON_BP = {"+": 9, "-": 9, "*": 10, "/": 10, "%": 10, "//": 10, "**": 12, **dict.fromkeys(COMPARISONS, 4)}
 #: R functions with no equivalent here, and what to write instead.
 UNSUPPORTED_FUNCTIONS = {
     "interaction": "write the interaction with ':' (a:b), or add the combined column to the DataFrame",

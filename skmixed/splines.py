@@ -24,7 +24,7 @@ import numpy as np
 
 
 def spline_design(knots: np.ndarray, x: np.ndarray, order: int, deriv: int = 0) -> np.ndarray:
-    """Values (or ``deriv``-th derivatives) at x of the B-splines of ``order`` on ``knots`` (n × (len(knots) − order))."""
+    """Values (or ``deriv``-th derivative) at x of the B-splines of ``order`` on ``knots``: n × (len(knots) − order)."""
     from scipy.interpolate import BSpline
 
     n_basis = len(knots) - order

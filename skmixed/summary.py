@@ -37,7 +37,7 @@ def random_effects_rows(m, variance: bool = True) -> tuple[list[str], list[list[
                 row.append(_g(V[j, j], 5))
             row.append(_g(sd[j], 5))
             if has_corr:
-                corr = [V[j, l] / (sd[j] * sd[l]) if sd[j] > 0 and sd[l] > 0 else np.nan for l in range(j)]
+                corr = [V[j, k] / (sd[j] * sd[k]) if sd[j] > 0 and sd[k] > 0 else np.nan for k in range(j)]
                 row.append(" ".join(f"{c:5.2f}" for c in corr))
             rows.append(row)
     last = ["Residual", ""] + ([_g(m.sigma**2, 5)] if variance else []) + [_g(m.sigma, 5)]

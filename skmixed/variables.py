@@ -15,14 +15,15 @@ column and the fix instead of a traceback from deep in numpy, pandas or formulai
 from __future__ import annotations
 
 import difflib
-import keyword
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .exceptions import DataError, FormulaError
-from .formula import ParsedFormula, _split_top
+from .formula import ParsedFormula, split_top
+from .model_matrix import formula_context, formulaic_error, parsed_rhs, plain_columns
+from .rnames import factor_variables
 
 
 def column_error(name: str, data: pd.DataFrame, role: str) -> DataError:
@@ -45,7 +46,7 @@ def column(data: pd.DataFrame, name: str, role: str) -> pd.Series:
 
 
 def present(values: pd.Series) -> np.ndarray:
-    """Rows where ``values`` is not missing, from its values (pandas' notna costs ~50 µs per column)."""
+    """Rows where ``values`` is not missing, read from its values or codes (cheaper than pandas' notna, once a column)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         return values.array.codes >= 0
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub":
@@ -120,27 +121,7 @@ def drop_unused_categories(values: pd.Series) -> pd.Series:
 
 def is_arithmetic(expr: str) -> bool:
     """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b)."""
-    return len(_split_top(expr, "+-*/:%^")) > 1
-
-
-def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
-    """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
-    intercept, columns = True, []
-    for sign, term in _split_top(expr, "+-"):
-        if not term:
-            continue
-        if sign == "-":
-            return None
-        if term in ("0", "1"):
-            intercept = intercept and term == "1"
-            continue
-        if not term.isidentifier() or keyword.iskeyword(term) or term in columns or term not in data.columns:
-            return None
-        values = data[term]
-        if isinstance(values, pd.DataFrame) or values.dtype.kind not in "iuf":
-            return None
-        columns.append(term)
-    return intercept, columns
+    return len(split_top(expr, "+-*/:%^")) > 1
 
 
 def _expression_names(expr: str) -> set[str]:
@@ -150,9 +131,6 @@ def _expression_names(expr: str) -> set[str]:
     formulaic's ``required_variables`` misses the arguments of its stateful transforms
     (``poly``, ``scale``, ``center``), so rows missing x would reach them, and splits dotted names.
     """
-    from .design import parsed_rhs
-    from .rnames import factor_variables
-
     return {name for term in parsed_rhs(expr) for factor in term.factors for name in factor_variables(factor)}
 
 
@@ -162,8 +140,6 @@ def expression_variables(expr: str, data: pd.DataFrame) -> set[str]:
     if plain is not None:
         return set(plain[1])
     from formulaic.transforms import TRANSFORMS
-
-    from .design import formula_context, formulaic_error
 
     try:
         names = _expression_names(expr)
@@ -179,7 +155,7 @@ class ModelVariables:
 
     values: dict[str, str]
     groups: list[str]
-    factors: list[str] = field(default_factory=list)  # value columns that are Categoricals (found by prepare_data)
+    factor_columns: list[str] = field(default_factory=list)  # value columns that are Categoricals (found by prepare_data)
 
 
 def model_variables(parsed: ParsedFormula, data: pd.DataFrame, response: bool = True, bars=None) -> ModelVariables:
@@ -226,7 +202,7 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
             if role == "offset variable" and not pd.api.types.is_numeric_dtype(values.dtype):
                 raise DataError(f"the offset variable {name!r} must be numeric, not of dtype {values.dtype}")
             if isinstance(values.dtype, pd.CategoricalDtype):
-                variables.factors.append(name)
+                variables.factor_columns.append(name)
         ok = present(values)
         if fit and not ok.any():
             raise DataError(f"column {name!r} has only missing values: drop it from the formula or fill it")
@@ -237,7 +213,7 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
 def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame) -> pd.DataFrame:
     """``used`` with the unused categories of its factor columns dropped, as R's model.frame drops unused levels."""
     dropped = {}
-    for name in variables.factors:
+    for name in variables.factor_columns:
         values = used[name]
         pruned = drop_unused_categories(values)
         if pruned is not values:

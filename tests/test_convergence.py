@@ -1,4 +1,4 @@
-"""The one convergence check every fit goes through (skmixed.optimize.minimize), and the boundary probe."""
+"""The one convergence check every fit goes through (skmixed.optimizers.minimize), and the boundary probe."""
 import warnings
 
 import numpy as np
@@ -7,7 +7,8 @@ import pytest
 
 import skmixed
 from skmixed.exceptions import ConvergenceWarning
-from skmixed.optimize import OptSummary, bobyqa, minimize
+from skmixed.convergence import minimize
+from skmixed.optimizers import OptSummary, bobyqa
 
 
 def data(seed: int = 0, groups: int = 20, per: int = 6) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pytest
 
 import skmixed
 from skmixed import datasets
-from skmixed.design import design_matrix, formula_context
+from skmixed.model_matrix import design_matrix, formula_context
 from skmixed.exceptions import FormulaError
 from skmixed.formula import parse_formula
 from skmixed.rnames import from_python

@@ -268,6 +268,6 @@ def test_estimators_raise_input_or_sklearn_validation_errors_only(case, name, fo
                 est.fit(X, y, groups=groups).predict(X, groups=groups)
         except skmixed.InputError:
             pass
-        except Exception as error:  # noqa: BLE001 - the point of the test
+        except Exception as error:  # the point of the test: anything else must be scikit-learn's validation
             if not _raised_by_sklearn_validation(error):
                 raise

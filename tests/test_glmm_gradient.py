@@ -7,12 +7,9 @@ import pytest
 from scipy import special
 
 import skmixed
-from skmixed.design import model_frame
 from skmixed.families import Binomial, Gamma, Gaussian, InverseGaussian, NegativeBinomial, Poisson
-from skmixed.formula import parse_formula
 from skmixed.laplace_gradient import LaplaceGradient
-from skmixed.pirls import GlmmDeviance
-from skmixed.reterms import random_effects
+from skmixed.pirls import Pirls
 
 
 def data(seed: int = 1, n: int = 120) -> pd.DataFrame:
@@ -26,11 +23,9 @@ def data(seed: int = 1, n: int = 120) -> pd.DataFrame:
     })
 
 
-def engine(formula, df, family, weights=None, offset=None) -> GlmmDeviance:
-    parsed = parse_formula(formula)
-    frame = model_frame(parsed, df, weights=weights, offset=offset, binomial=isinstance(family, Binomial))
-    re = random_effects(parsed.bars, frame.data)
-    return GlmmDeviance(frame.y, frame.X, re, family, frame.weights, frame.offset, frame.trials)
+def engine(formula, df, family, weights=None, offset=None) -> Pirls:
+    """The PIRLS of the model as the stages build it (X standardized: β in its coordinates)."""
+    return skmixed.deviance(skmixed.build(formula, df, family=family, weights=weights, offset=offset)).pirls
 
 
 def five_point(f, x: np.ndarray, h: float = 1e-3) -> np.ndarray:

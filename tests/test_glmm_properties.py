@@ -7,11 +7,8 @@ import pytest
 from scipy import integrate, optimize, special, stats
 
 import skmixed
-from skmixed.design import model_frame
 from skmixed.families import Binomial, Gaussian, NegativeBinomial, Poisson
-from skmixed.formula import parse_formula
-from skmixed.pirls import GlmmDeviance, gauss_hermite
-from skmixed.reterms import random_effects
+from skmixed.pirls import Pirls, gauss_hermite
 
 
 def small_data(seed: int, n: int = 90) -> pd.DataFrame:
@@ -28,11 +25,9 @@ def small_data(seed: int, n: int = 90) -> pd.DataFrame:
     })
 
 
-def engine(formula: str, df: pd.DataFrame, family, weights=None) -> GlmmDeviance:
-    parsed = parse_formula(formula)
-    frame = model_frame(parsed, df, weights=weights, binomial=isinstance(family, Binomial))
-    re = random_effects(parsed.bars, frame.data)
-    return GlmmDeviance(frame.y, frame.X, re, family, frame.weights, frame.offset, frame.trials)
+def engine(formula: str, df: pd.DataFrame, family, weights=None) -> Pirls:
+    """The PIRLS of the model as the stages build it (X standardized: β in its coordinates)."""
+    return skmixed.deviance(skmixed.build(formula, df, family=family, weights=weights)).pirls
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -52,7 +47,7 @@ def test_laplace_is_exact_for_a_gaussian_identity_model(seed, weighted):
         assert laplace == pytest.approx(exact, rel=1e-10)
 
 
-def brute_force_deviance(eng: GlmmDeviance, theta: float, beta: np.ndarray) -> float:
+def brute_force_deviance(eng: Pirls, theta: float, beta: np.ndarray) -> float:
     """−2 log ∏_j ∫ ∏_{i in j} p(y_i | b) N(b; 0, θ²) db by adaptive quadrature (scalar intercept term)."""
     codes = eng.re.terms[0].factor.codes
     fixed = eng.X @ beta + eng.offset
@@ -60,7 +55,7 @@ def brute_force_deviance(eng: GlmmDeviance, theta: float, beta: np.ndarray) -> f
     for j in range(eng.re.terms[0].n_levels):
         rows = codes == j
 
-        def integrand(b):
+        def integrand(b, rows=rows):
             mu = eng.family.linkinv(fixed[rows] + b)
             return np.exp(-0.5 * eng.family.aic(eng.y[rows], eng.trials[rows], mu, eng.wt[rows], 0.0)) * stats.norm.pdf(b, 0, theta)
 
@@ -238,10 +233,10 @@ def test_arithmetic_responses_are_evaluated_not_read_as_formula_terms():
 
 def test_without_derivatives_the_covariance_comes_from_rx(cbpp_fit, monkeypatch):
     """lme4 skips the finite-difference Hessian from 10⁴ rows on; then vcov is (RX'RX)⁻¹ at the mode."""
-    import skmixed.glmm
+    import skmixed.glmm_fitting
     from skmixed import datasets
 
-    monkeypatch.setattr(skmixed.glmm, "DERIVS_MAX_NOBS", 10)
+    monkeypatch.setattr(skmixed.glmm_fitting, "DERIVS_MAX_NOBS", 10)
     m = skmixed.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", datasets.load("cbpp"))
     assert m.hessian_vcov is None
     assert m.objective == pytest.approx(cbpp_fit.objective, abs=1e-6)

@@ -52,7 +52,7 @@ OBJECTIVES = {"objective": 1, "deviance": 1, "aic": 1, "bic": 1, "loglik": -1}  
 
 # statsmodels' lme03 and lme05 with (0 + exog_re_0 | groups), a column of ones not named "(Intercept)", once
 # stopped at θ = 0, stationary for the even deviance, 8 units of −2 log L above lme4; the boundary probe of
-# skmixed.optimize.minimize catches it (tests/test_convergence.py).
+# skmixed.optimizers.minimize catches it (tests/test_convergence.py).
 
 
 def _cases(source: str) -> list:

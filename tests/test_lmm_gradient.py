@@ -6,11 +6,8 @@ import pytest
 from reference import load_data, references
 
 import skmixed
-from skmixed.design import model_frame
-from skmixed.formula import parse_formula
-from skmixed.optimize import bobyqa
-from skmixed.pls import ProfiledDeviance, cross_products
-from skmixed.reterms import random_effects
+from skmixed.backends import DenseBackend, SparseBackend
+from skmixed.optimizers import bobyqa
 
 
 def random_data(seed: int, n: int = 150) -> pd.DataFrame:
@@ -29,16 +26,13 @@ FORMULAS = [
 ]
 
 
-def deviance(formula, df, reml, weights=None) -> ProfiledDeviance:
-    parsed = parse_formula(formula)
-    frame = model_frame(parsed, df, weights=weights)
-    re = random_effects(parsed.bars, frame.data)
-    return ProfiledDeviance(cross_products(re.Z, frame.X, frame.y, frame.weights, frame.offset), re, reml)
+def deviance(formula, df, reml, weights=None) -> skmixed.ProfiledDeviance:
+    return skmixed.deviance(skmixed.build(formula, df, REML=reml, weights=weights))
 
 
 def random_theta(dev, rng) -> np.ndarray:
     """A θ with diagonals in (0.2, 1.5) (some negative: f is even in each column of T) and off-diagonals N(0, 0.5²)."""
-    lower = dev.re.theta_lower
+    lower = dev.model.re.theta_lower
     diag = rng.uniform(0.2, 1.5, len(lower)) * rng.choice([-1.0, 1.0], len(lower))
     return np.where(lower == 0, diag, rng.normal(0, 0.5, len(lower)))
 
@@ -59,7 +53,7 @@ def assert_gradient_matches_finite_differences(dev, rng, points: int, h: float =
 @pytest.mark.parametrize("weights", [None, "w"])
 def test_dense_gradient_matches_finite_differences(formula, reml, weights):
     dev = deviance(formula, random_data(1), reml, weights)
-    assert not dev.sparse and dev.has_gradient
+    assert isinstance(dev.standardized.backend, DenseBackend) and dev.has_gradient
     assert_gradient_matches_finite_differences(dev, np.random.default_rng(2), points=3)
 
 
@@ -67,10 +61,13 @@ def test_dense_gradient_matches_finite_differences(formula, reml, weights):
 @pytest.mark.parametrize("reml", [False, True])
 def test_dense_solution_equals_sparse_solution(formula, reml):
     dev = deviance(formula, random_data(3), reml, "w")
+    model = dev.model
+    sparse_path = SparseBackend(model.cp, model.re, reml, "the same model on the sparse path")
     rng = np.random.default_rng(4)
     for _ in range(3):
         theta = random_theta(dev, rng)
-        dense, sparse = dev.solve(theta), dev._solve(theta)[0]  # _solve is the sparse path
+        std = model.standardization
+        dense, sparse = dev.solve(theta), std.solution(sparse_path.solve(std.theta_tilde(theta)), reml)
         assert dense.deviance == pytest.approx(sparse.deviance, rel=1e-12)
         for name in ("pwrss", "ldL2", "ldRX2", "sigma"):
             assert getattr(dense, name) == pytest.approx(getattr(sparse, name), rel=1e-10, abs=1e-12), name
@@ -81,7 +78,7 @@ def test_dense_solution_equals_sparse_solution(formula, reml):
 def test_canonical_theta_flips_columns_and_keeps_the_deviance():
     dev = deviance("y ~ x * z + (1 + x + z | g)", random_data(5), reml=True)
     theta = np.array([-0.8, 0.3, -0.2, 0.9, 0.4, -0.6])  # T columns: (θ₁, θ₂, θ₃), (θ₄, θ₅), (θ₆)
-    canonical = dev.re.canonical_theta(theta)
+    canonical = dev.model.re.canonical_theta(theta)
     np.testing.assert_array_equal(canonical, [0.8, -0.3, 0.2, 0.9, 0.4, 0.6])
     assert dev(canonical) == pytest.approx(dev(theta), rel=1e-13)
 
@@ -93,10 +90,10 @@ def test_gradient_fit_reaches_the_bobyqa_optimum(formula):
     m = skmixed.lmer(formula, df)
     assert m.optsum.optimizer.startswith("scipy L-BFGS-B")
     dev = deviance(formula, df, reml=True)
-    ref = bobyqa(dev, dev.re.theta_init, dev.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
+    ref = bobyqa(dev, dev.model.re.theta_init, dev.model.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
     assert m.objective <= ref.objective + 1e-8
     np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-3, atol=1e-4)
-    assert np.all(m.theta[dev.re.theta_lower == 0] >= 0)
+    assert np.all(m.theta[dev.model.re.theta_lower == 0] >= 0)
 
 
 def test_singular_fit_lands_on_the_bound():
@@ -128,10 +125,10 @@ def test_sparse_gradient_for_terms_on_one_factor(formula, reml):
     gradient inverts those blocks."""
     df = many_levels(7)
     dev = deviance(formula, df, reml, "w")
-    assert dev.sparse and dev.has_gradient
+    assert not isinstance(dev.standardized.backend, DenseBackend) and dev.has_gradient
     assert_gradient_matches_finite_differences(dev, np.random.default_rng(8), points=2)
     m = skmixed.lmer(formula, df, REML=reml, weights="w")
     assert m.optsum.optimizer.startswith("scipy L-BFGS-B")
-    ref = bobyqa(dev, dev.re.theta_init, dev.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
+    ref = bobyqa(dev, dev.model.re.theta_init, dev.model.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
     assert m.objective <= ref.objective + 1e-8
     np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-3, atol=1e-4)

@@ -231,8 +231,7 @@ def test_glmer_user_errors(shell, cbpp_ns, capsys, cell, message):
 def test_in_a_jupyter_kernel_the_fit_is_html_and_an_error_is_one_line():
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_notebook
-
-    from skmixed.demo import kernel_env
+    from notebook_kernel import kernel_env
 
     nb = new_notebook(cells=[
         new_code_cell("%load_ext skmixed.magics\nfrom skmixed import datasets\nsleep = datasets.load('sleepstudy')"),

@@ -1,14 +1,13 @@
 """The tutorials in notebooks/: committed clean, sources named by author and title, and each one runs top to bottom
 in a fresh python3 kernel (its checks of published numbers are asserts, so a check that no longer holds fails here)."""
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_kernel import run_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -38,27 +37,11 @@ def test_notebook_text(path):
     assert "$" not in "\n".join(c.source for c in cells if c.cell_type == "markdown")
 
 
-def _kernel_env() -> dict:
-    """This checkout of skmixed first on the kernel's path; matplotlib's inline backend, so plots are outputs."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    env.pop("MPLBACKEND", None)
-    return env
-
-
 def _execute(path: Path):
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=300,
-        resources={"metadata": {"path": str(path.parent)}},
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the kernel's notice about local TCP sockets
-    )
     try:
-        client.execute(env=_kernel_env())
+        return run_notebook(path)
     except Exception as error:  # a failing cell: reported by the notebook's own test
         return error
-    return nb
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,8 @@ def slope_fit(sleep):
         ("start", [True, False, True], "start must be a number or a sequence of numbers"),
         ("start", {"thetas": [1, 0, 1]}, r"start may have the keys 'theta', not \['thetas'\]"),
         ("start", {"theta": [1, 0, 1], "fixef": [250, 10]}, "lmer profiles β out of the deviance"),
-        ("start", [1, 0], r"start must have 3 values of θ.*\(Subject.\(Intercept\), Subject.Days.\(Intercept\), Subject.Days\), not 2"),
+        ("start", [1, 0], (r"start must have 3 values of θ.*\(Subject.\(Intercept\), "
+                           r"Subject.Days.\(Intercept\), Subject.Days\), not 2")),
         ("start", [-1, 0, 1], r"negative diagonal elements \(Subject.\(Intercept\) = -1\)"),
         ("start", {"theta": [1, 0, -0.5]}, r"negative diagonal elements \(Subject.Days = -0.5\)"),
     ],

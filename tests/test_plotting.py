@@ -4,13 +4,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from scipy import stats
 
-import skmixed  # noqa: E402
-from skmixed import datasets, plotting  # noqa: E402
+import skmixed
+from skmixed import datasets, plotting
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_group_lines_ols_are_separate_least_squares_fits(orthodont_fit):
         assert x[0] == 8 and x[-1] == 14
         np.testing.assert_allclose(y, intercept + slope * x, rtol=1e-10)
     styles = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines()}
-    assert styles["M01"] == "-" and styles["F01"] == "--"  # boys solid, girls dashed (seed 000, Figure 1)
+    assert styles["M01"] == "-" and styles["F01"] == "--"  # boys solid, girls dashed (de Leeuw, "Linear Multilevel Models", Figure 1)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Male", "Female"]
 
 

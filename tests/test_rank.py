@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.design import drop_aliased
+from skmixed.rank import drop_aliased
 
 
 def sequential_rank_rule(X: np.ndarray, tol: float = 1e-7) -> list[int]:

@@ -6,7 +6,7 @@ from threadpoolctl import ThreadpoolController, threadpool_limits
 
 import skmixed
 from skmixed import datasets
-from skmixed.factor import single_blas_thread
+from skmixed.blas import single_blas_thread
 
 WAIT = 30  # seconds: a generous bound, only reached if the hand-over below deadlocks
 

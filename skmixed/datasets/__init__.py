@@ -7,7 +7,7 @@ Exported once from R's mlmRev, lme4 and nlme packages.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +27,7 @@ def _resolve(name: str) -> str:
     return lookup[name.lower()]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _meta(name: str) -> dict:
     return json.loads((_DATA / f"{name}.json").read_text())
 
@@ -42,7 +42,7 @@ def load(name: str) -> pd.DataFrame:
     """The data set ``name`` (case-insensitive) as a DataFrame with factors in R's level order."""
     name = _resolve(name)
     meta = _meta(name)
-    df = pd.read_csv(_DATA / f"{name}.csv.gz", dtype={c: str for c in meta["levels"]}, keep_default_na=True)
+    df = pd.read_csv(_DATA / f"{name}.csv.gz", dtype=dict.fromkeys(meta["levels"], str), keep_default_na=True)
     ordered = set(meta.get("ordered", []))
     for col, levels in meta["levels"].items():
         levels = levels if isinstance(levels, list) else [levels]

@@ -13,18 +13,25 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import _check_sample_weight, check_array, check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from ..exceptions import DataError, OptionError
 from ..formula import parse_formula
+from ..glm import GlmFit
 from ..variables import column, model_variables, present
 from .encoding import (
     ArrayEncoding,
     FormulaEncoding,
     check_columns,
+    estimable_grouping_factors,
     formula_columns,
     group_frame,
-    keep_estimable_factors,
     random_slope_indices,
 )
 
@@ -66,8 +73,8 @@ class MixedModelEstimator(BaseEstimator):
         """Fit the mixed model ``formula`` on ``data`` with ``lmer``/``glmer``; return its result."""
         raise NotImplementedError
 
-    def _fit_fixed(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
-        """Fit ``η = β₀ + Xβ`` with no random effects; return (β̂ including β₀ first, residual variance)."""
+    def _fit_fixed(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> GlmFit:
+        """Fit ``η = β₀ + Xβ`` with no random effects (:func:`skmixed.glm.fit_glm` with the estimator's family)."""
         raise NotImplementedError
 
     def _max_levels(self, n: int) -> int:
@@ -105,9 +112,9 @@ class MixedModelEstimator(BaseEstimator):
                 )
             return self._finish_fixed(X, y, weights, ArrayEncoding(feature_names, [], [], []))
         gframe, gnames = group_frame(groups, n)
-        factors = keep_estimable_factors(gframe, gnames, n, self._max_levels(n))
-        encoding = ArrayEncoding(feature_names, gnames, slopes, factors)
-        if not factors:
+        kept = estimable_grouping_factors(gframe, gnames, n, self._max_levels(n))
+        encoding = ArrayEncoding(feature_names, gnames, slopes, kept)
+        if not kept:
             return self._finish_fixed(X, y, weights, encoding)
         result = self._fit_mixed(encoding.formula(), encoding.frame(X, gframe, y), weights)
         return self._finish_mixed(result, encoding)
@@ -155,13 +162,13 @@ class MixedModelEstimator(BaseEstimator):
             )
 
     def _finish_fixed(self, X, y, weights, encoding: ArrayEncoding):
-        beta, dispersion = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
+        fit = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
         self.encoding_ = encoding
         self.result_ = None
-        self.intercept_, self.coef_ = float(beta[0]), np.asarray(beta[1:], dtype=float)
+        self.intercept_, self.coef_ = float(fit.beta[0]), np.asarray(fit.beta[1:], dtype=float)
         self.random_effects_ = {}
         self.variance_components_ = pd.DataFrame(
-            [("Residual", None, None, dispersion, np.sqrt(dispersion))], columns=["grp", "var1", "var2", "vcov", "sdcor"]
+            [("Residual", None, None, fit.dispersion, np.sqrt(fit.dispersion))], columns=["grp", "var1", "var2", "vcov", "sdcor"]
         )
         return self
 

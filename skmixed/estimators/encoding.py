@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..design import column_error, parsed_rhs
 from ..exceptions import DataError, FormulaError, OptionError
 from ..formula import parse_formula
-from ..rnames import factor_variables
 from ..rsyntax import is_syntactic, r_name
+from ..variables import column_error, expression_variables
 
 RESPONSE = "y"
 
@@ -128,7 +127,7 @@ def _model_columns(user_names: list[str], prefix: str, taken: set[str], group: b
 
 @dataclass
 class ArrayEncoding:
-    """Array mode: X and groups as model-frame columns; ``factors`` are the grouping factors kept in the model.
+    """Array mode: X and groups as model-frame columns; ``grouping_factors``: the columns of groups kept in the model.
 
     ``feature_data`` and ``group_columns`` are the DataFrame's columns (the user's names, or ``x{j}`` /
     ``g{k}``); ``feature_columns`` are the coefficients' names, as R prints them (``Days``, ```dose (mg)```);
@@ -138,7 +137,7 @@ class ArrayEncoding:
     feature_names: list[str]
     group_names: list[str]
     slopes: list[int]
-    factors: list[int]
+    grouping_factors: list[int]
     feature_data: list[str] = field(init=False)
     feature_columns: list[str] = field(init=False)
     group_columns: list[str] = field(init=False)
@@ -155,14 +154,10 @@ class ArrayEncoding:
         self._user = dict(zip(self.feature_data + self.group_columns, self.feature_names + self.group_names))
         self._user.update(zip(self.feature_columns, self.feature_names))
 
-    @property
-    def n_features(self) -> int:
-        return len(self.feature_names)
-
     def formula(self) -> str:
         fixed = " + ".join(self.feature_columns)
         lhs = " + ".join(["1"] + [self.feature_columns[j] for j in self.slopes])
-        bars = " + ".join(f"({lhs} | {r_name(self.group_columns[k])})" for k in self.factors)
+        bars = " + ".join(f"({lhs} | {r_name(self.group_columns[k])})" for k in self.grouping_factors)
         return f"{self.response} ~ {fixed} + {bars}"
 
     def frame(self, X: np.ndarray, groups: pd.DataFrame | None, y=None) -> pd.DataFrame:
@@ -183,7 +178,7 @@ class ArrayEncoding:
         return self._user.get(column, column)
 
 
-def keep_estimable_factors(groups: pd.DataFrame, names: list[str], n: int, max_levels: int) -> list[int]:
+def estimable_grouping_factors(groups: pd.DataFrame, names: list[str], n: int, max_levels: int) -> list[int]:
     """Indices of grouping factors whose variance can be estimated: ≥ 2 levels and at most ``max_levels``.
 
     A factor with one level (a CV fold holding a single group) or one level per row has no
@@ -217,14 +212,14 @@ def keep_estimable_factors(groups: pd.DataFrame, names: list[str], n: int, max_l
 # --- formula mode -----------------------------------------------------------------
 @dataclass
 class FormulaEncoding:
-    """Formula mode: ``response ~ rhs`` on the DataFrame X plus the response column; ``columns``: X's columns it reads."""
+    """Formula mode: ``response ~ rhs`` on DataFrame X plus the response column; ``columns``: X's columns it reads."""
 
     rhs: str
     response: str
     columns: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_text(cls, formula, X) -> "FormulaEncoding":
+    def from_text(cls, formula, X) -> FormulaEncoding:
         if not isinstance(formula, str):
             raise FormulaError(f"formula must be a string such as '~ x + (1 | g)', not {type(formula).__name__}")
         text = formula.strip()
@@ -259,19 +254,15 @@ class FormulaEncoding:
         return data
 
 
-def _rhs_variables(expr: str) -> set[str]:
-    return {v for term in parsed_rhs(expr) for f in term.factors for v in factor_variables(f)}
-
-
 def formula_columns(result) -> list[str]:
     """The data columns a fitted model reads: fixed-effect, random-effect and offset variables, grouping factors."""
-    parsed = result.parsed
+    parsed, data = result.parsed, result.frame.data
     used: set[str] = set()
     for expr in (parsed.fixed, *parsed.offsets, *(bar.lhs for bar in parsed.bars)):
-        used |= _rhs_variables(expr)
+        used |= expression_variables(expr, data)
     for bar in parsed.bars:
         used |= set(bar.group.split(":"))
-    return sorted(v for v in used if v in result.frame.data.columns and v != parsed.response)
+    return sorted(v for v in used if v in data.columns and v != parsed.response)
 
 
 def check_columns(X: pd.DataFrame, columns: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 Model: ``η = Xβ + Zb``, ``μ = g⁻¹(η)``, y | b from the family, ``b ~ N(0, ΛΛ')``; fitted by
 ``skmixed.glmer``. Without groups (array mode) there is no b: a GLM fitted by IRLS
-(:mod:`skmixed.estimators.glm`) with the same families.
+(:func:`skmixed.glm.fit_glm`) with the same families.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from sklearn.utils.validation import validate_data
 
 from ..exceptions import DataError
 from ..families import Binomial, Family, Gaussian, get_family
+from ..glm import GlmFit, fit_glm
 from ..glmm import glmer
 from ..links import EPS
 from ..options import FAMILY_NAMES, NAGQ_MAX
 from .base import MixedModelEstimator
-from .glm import fit_glm, pearson_dispersion
 
 
 class _GeneralizedMixedModel(MixedModelEstimator):
@@ -44,11 +44,12 @@ class _GeneralizedMixedModel(MixedModelEstimator):
         self.family_ = getattr(result, "family", family)  # glmer hands a Gaussian identity model to lmer
         return result
 
-    def _fit_fixed(self, X, y, weights):
+    def _fit_fixed(self, X, y, weights) -> GlmFit:
         family = self._family()
         family.check_response(y, weights)
-        beta, self.family_ = fit_glm(X, y, weights, family)
-        return beta, pearson_dispersion(X, y, weights, beta, self.family_)
+        fit = fit_glm(X, y, weights, family)
+        self.family_ = fit.family
+        return fit
 
     def _finish_fixed(self, X, y, weights, encoding):
         super()._finish_fixed(X, y, weights, encoding)
@@ -126,7 +127,7 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
     -----
     Missing values are refused in ``fit`` and ``predict`` alike, as for :class:`skmixed.MixedLM`.
     Two classes only; ``classes_[1]`` is the success. Array mode without ``groups`` fits a
-    binomial GLM (logistic regression without penalty) by IRLS. ``predict_proba`` and
+    binomial GLM (for the logit link, logistic regression without penalty) by IRLS. ``predict_proba`` and
     ``predict`` use the BLUPs of levels seen in the fit and the population prediction for
     unseen levels (or without groups); ``decision_function`` is the log-odds of
     ``classes_[1]`` (the linear predictor for the logit link), so ``predict`` picks

@@ -1,9 +1,10 @@
 """``MixedLM``: the linear mixed model ``y = Xβ + Zb + ε`` as a scikit-learn regressor (wraps ``lmer``)."""
 from __future__ import annotations
 
-import numpy as np
 from sklearn.base import RegressorMixin
 
+from ..families import Gaussian
+from ..glm import GlmFit, fit_glm
 from ..lmm import lmer
 from .base import MixedModelEstimator
 
@@ -77,15 +78,10 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
     def _fit_mixed(self, formula, data, weights):
         return lmer(formula, data, REML=self.reml, weights=weights)
 
-    def _fit_fixed(self, X, y, weights):
-        """Weighted least squares ``min Σ wᵢ (yᵢ − β₀ − xᵢ'β)²``; residual variance on n − rank degrees of freedom."""
-        design = np.column_stack([np.ones(len(y)), X])
-        root_w = np.sqrt(weights)
-        beta, _, rank, _ = np.linalg.lstsq(design * root_w[:, None], y * root_w, rcond=None)
-        resid = y - design @ beta
-        df = int(np.count_nonzero(weights)) - rank
-        dispersion = float(weights @ resid**2 / df) if df > 0 else np.nan
-        return beta, dispersion
+    def _fit_fixed(self, X, y, weights) -> GlmFit:
+        """Weighted least squares ``min Σ wᵢ (yᵢ − β₀ − xᵢ'β)²``, the Gaussian GLM (one IRLS step solves it);
+        the residual variance on n − rank degrees of freedom."""
+        return fit_glm(X, y, weights, Gaussian())
 
     def predict(self, X, groups=None):
         """Xβ̂ + Zb̂: BLUPs for levels seen in the fit, the population prediction Xβ̂ for the others."""

@@ -1,8 +1,9 @@
 """``%%lmer`` and ``%%glmer``: fit the lme4 formula in the cell body to a DataFrame of the user namespace.
 
-User errors (unknown DataFrame or column, bad option, formula typo: the ``FormulaError``,
-``DataError`` and other ``ValueError`` that the fit raises for its input) are raised as IPython's
-``UsageError``, which IPython shows as one message without a traceback.
+User errors (unknown DataFrame or column, bad option, formula typo: the ``InputError`` subclasses
+``FormulaError``, ``DataError`` and ``OptionError`` that the fit raises for its input) are raised as
+IPython's ``UsageError``, which IPython shows as one message without a traceback; any other error
+keeps its traceback.
 """
 from __future__ import annotations
 
@@ -16,26 +17,20 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, argument_group, magic_arguments, parse_argstring
 
 from ..exceptions import InputError
-
-
+from ..formula import unquoted
 
 def formula_from_cell(cell: str) -> str:
     """The cell body as one formula: ``#`` comments (outside quotes) dropped, lines joined."""
     lines = []
     for line in cell.splitlines():
-        quote = None
-        for i, ch in enumerate(line):
-            if quote:
-                quote = None if ch == quote else quote
-            elif ch in "'\"`":
-                quote = ch
-            elif ch == "#":
-                line = line[:i]
-                break
-        lines.append(line)
+        comment = next((i for i, ch in unquoted(line) if ch == "#"), len(line))
+        lines.append(line[:comment])
     formula = " ".join(" ".join(lines).split())
     if not formula:
-        raise UsageError("no formula: write an lme4 formula such as 'y ~ x + (1 | group)' in the cell body, or after the options of a line magic")
+        raise UsageError(
+            "no formula: write an lme4 formula such as 'y ~ x + (1 | group)' in the cell body, "
+            "or after the options of a line magic"
+        )
     return formula
 
 
@@ -120,12 +115,13 @@ class MixedModelMagics(Magics):
         formula = formula_from_cell(cell)
         out = _output_name(args.out)
         data = _dataframe(self.shell.user_ns, args.data)
+        if isinstance(data, pd.DataFrame):  # the summary's "Data:" line names the variable, as lme4's names the expression
+            data = data.copy(deep=False)
+            data.attrs["name"] = args.data
         try:
             result = fit(formula, data, weights=args.weights, offset=args.offset, **options)
         except InputError as e:  # FormulaError, DataError, OptionError: the user's to fix; a bug keeps its traceback
             raise UsageError(str(e)) from None
-        if hasattr(result, "data_name"):
-            result.data_name = args.data
         if out:
             self.shell.user_ns[out] = result
         return None if args.quiet else result

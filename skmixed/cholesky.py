@@ -5,19 +5,16 @@ levels first) its block of A is diagonal, ``A = [D B'; B C]``, and
 
     L = [D^½ 0; B D^-½ L₂₂],  L₂₂L₂₂' = S = C − B D⁻¹ B'  (dense, order q − q₁),
 
-so the only real factorization is a small dense one (InstEval: 1142², Dallas-shaped:
-887²) and no fill-reducing ordering is needed.  It is chosen from the structure, not by
-timing (timings swing with machine load): when S is small and dense (crossed factors:
-InstEval's S is 22% full, Dallas' 15%).  A nested model's S is sparse and stays with CHOLMOD.
+so the only real factorization is a small dense one (of order q − q₁: a thousand or so for
+crossed models) and no fill-reducing ordering is needed.  It is chosen from the structure:
+when S is small, and dense (crossed factors) or so small that a dense Cholesky costs less
+than CHOLMOD's overhead.  A large nested model's S is sparse and stays with CHOLMOD, whose
+mode and ordering :mod:`skmixed._cholmod` picks.
 
 :class:`BlockedCholesky` is refactored from A's values (any weights: the GLMM's PIRLS);
 :class:`ScalarTermsCholesky` from Λ alone, for an LMM whose terms are all scalar.
 """
 from __future__ import annotations
-
-import threading
-from contextlib import contextmanager
-from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,12 +27,12 @@ MAX_DENSE = 3000
 #: ... when at least this fraction of it is structurally nonzero, or it is this small whatever its fill (a nested
 #: model's S is sparse; at order 256 a dense Cholesky is ~6 MFlop, less than CHOLMOD's call overhead)
 MIN_DENSITY, SMALL_SCHUR = 0.1, 256
-#: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (VerbAgg: every person answers every item) and small
+#: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (every person answers every item, say) and small
 DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 #: G diag(w) G' from per-count dense Gram matrices when they take at most this much memory ...
 MAX_GROUPED_BYTES = 2 * 1024**3
-#: ... and are not more than this many times the sparse product's multiply-adds (a dense pass costs ~1 ns an
-#: entry, scipy's two-pass sparse product ~12 ns a multiply-add: 1.26 s for 10⁸ on the 2-core machine)
+#: ... and are not more than this many times the sparse product's multiply-adds (a dense pass over an entry
+#: costs about a tenth of a multiply-add of scipy's two-pass sparse product)
 GROUPED_PER_SPARSE = 5
 
 
@@ -78,8 +75,8 @@ class _Blocked:
         self._L22 = L22
 
     def _set_l21(self, L21: sp.csc_matrix) -> np.ndarray:
-        """Keep L₂₁, as a dense array when it is small and full (VerbAgg: 24 × 316, every person answers
-        every item; its solves are then BLAS calls), and return L₂₁L₂₁' (dense)."""
+        """Keep L₂₁, as a dense array when it is small and full (its solves are then BLAS calls), and return
+        L₂₁L₂₁' (dense)."""
         if self._dense_l21:
             self._L21 = L21.toarray()
             return self._L21 @ self._L21.T
@@ -181,9 +178,9 @@ class ScalarTermsCholesky(_Blocked):
 
     The weights λ₁²/dₛ depend on s only through nₛ, so ``G diag(w) G' = Σₖ w(nₖ) Mₖ`` over the
     distinct counts, ``Mₖ = Σ_{nₛ = nₖ} GₛGₛ'`` formed once.  That is used where the dense
-    passes are cheaper than scipy's sparse product (10M rows, 1M × 2000 crossed levels: 29
-    counts, 1.3 s → 0.1 s an evaluation); otherwise L₂₁ is formed on G's pattern and L₂₁L₂₁'
-    by a sparse product, as in :class:`BlockedCholesky` but without assembling A.
+    passes are cheaper than scipy's sparse product (a million levels with a few dozen distinct
+    counts); otherwise L₂₁ is formed on G's pattern and L₂₁L₂₁' by a sparse product, as in
+    :class:`BlockedCholesky` but without assembling A.
     """
 
     def __init__(self, ZtZ: sp.spmatrix, q1: int):
@@ -242,8 +239,9 @@ class ScalarTermsCholesky(_Blocked):
         return self._inverse_traces(self._scaled_gram * (self._l2[:, None] * self._l2[None, :]))
 
 
-def make_scalar_factor(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
-    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small and dense."""
+def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
+    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small and either
+    dense or of order at most ``SMALL_SCHUR`` (then a dense Cholesky costs less than CHOLMOD's overhead)."""
     q2 = ZtZ.shape[0] - q1
     if not (q1 >= 1 and 1 <= q2 <= MAX_DENSE):
         return None
@@ -254,7 +252,7 @@ def make_scalar_factor(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
     return factor if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR else None
 
 
-def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):
+def make_cholesky(A_lower: sp.csc_matrix, diagonal_block: int = 0):
     """A Cholesky factor of A: blocked when the leading ``diagonal_block`` columns form a diagonal
     block and the Schur complement is small and dense; CHOLMOD's otherwise."""
     q2 = A_lower.shape[0] - diagonal_block
@@ -266,78 +264,3 @@ def make_factor(A_lower: sp.csc_matrix, diagonal_block: int = 0):
         if blocked is not None and blocked.density >= MIN_DENSITY:
             return blocked
     return SparseCholesky(A_lower)
-
-
-@lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController  # lazily: import cost
-
-    return ThreadpoolController()  # inspecting the loaded libraries costs ~60 µs: once, not per fit
-
-
-class _OneBlasThread:
-    """A process-wide, reference-counted BLAS limit: the first fit to enter sets one thread, the last to leave
-    restores the counts the first one found.
-
-    The thread count is a property of the process, not of a fit.  A limiter per fit would restore
-    the count it saw on entry, which an overlapping fit in another thread may already have
-    lowered to one: A saves 2 and sets 1, B saves 1, A restores 2 while B still runs, B restores
-    1, and the process stays on one thread for good.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._users = 0
-        self._limiter = None  # threadpoolctl's limiter of the first entrant: it holds the original counts
-
-    def __enter__(self):
-        with self._lock:
-            if self._users == 0:
-                with _openblas_control():
-                    self._limiter = _blas_controller().limit(limits=1, user_api="blas")
-            self._users += 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0:
-                with _openblas_control():
-                    self._limiter.restore_original_limits()
-                self._limiter = None
-
-
-@contextmanager
-def _openblas_control():
-    """Let this thread set OpenBLAS's process-wide pool size, and let go of it afterwards.
-
-    threadpoolctl ≥ 3.8 lets only one thread, the first to set a limit, change a process-wide
-    (pthreads) OpenBLAS pool, and silently ignores the others until that thread lets go; the
-    first and last fits here may run in different threads, so each change takes and releases
-    that control.  Older threadpoolctl has no such control (nothing to do).
-    """
-    import threadpoolctl
-
-    release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
-    if release is not None:
-        release(force=True)
-    try:
-        yield
-    finally:
-        if release is not None:
-            release(force=True)
-
-
-_ONE_BLAS_THREAD = _OneBlasThread()
-
-
-def single_blas_thread() -> _OneBlasThread:
-    """Run a fit's dense work on one BLAS thread (a context manager; fits may overlap in threads and nest).
-
-    The dense matrices here are at most a few thousand square, where a second thread gains
-    little on an idle machine and loses badly on a busy one; measured on the 2-core machine:
-    InstEval 4.1 s with two threads against 3.5 s with one, Dallas-shaped 8.4 against 3.0 s,
-    sleepstudy ML (while the test suite ran on the other core) 224 against 2 ms, VerbAgg 148
-    against 112 ms.  Inside GridSearchCV(n_jobs=...) threads would also be oversubscribed.
-    """
-    return _ONE_BLAS_THREAD

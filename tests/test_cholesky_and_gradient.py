@@ -4,14 +4,13 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed._cholmod import SparseCholesky
-from skmixed.design import model_frame
 from skmixed import factor as factor_module
-from skmixed.factor import BlockedCholesky, ScalarTermsCholesky, make_factor, make_scalar_factor
-from skmixed.formula import parse_formula
-from skmixed.optimize import bobyqa
-from skmixed.pls import ProfiledDeviance, cross_products
-from skmixed.reterms import random_effects
+from skmixed._cholmod import SparseCholesky
+from skmixed import cholesky as cholesky_module
+from skmixed.backends import ScalarTermsBackend
+from skmixed.cholesky import BlockedCholesky, ScalarTermsCholesky, make_cholesky, make_scalar_cholesky
+from skmixed.optimizers import bobyqa
+from skmixed.pls import PenalizedCholesky
 
 
 def crossed_data(seed=0, n=600):
@@ -34,18 +33,21 @@ def fully_crossed_data(seed=0):
 FORMULA = "y ~ x + (1 | s) + (1 | d) + (1 | dept)"
 
 
-def deviance(df, reml):
-    p = parse_formula(FORMULA)
-    fr = model_frame(p, df)
-    re = random_effects(p.bars, fr.data)
-    return ProfiledDeviance(cross_products(re.Z, fr.X, fr.y, fr.weights, fr.offset), re, reml)
+def deviance(df, reml, formula=FORMULA):
+    return skmixed.deviance(skmixed.build(formula, df, REML=reml))
+
+
+def A_at(dev, theta):
+    """A = Λ'Z'ZΛ + I of the model at θ (lower triangle, on its fixed pattern)."""
+    penalized = PenalizedCholesky(dev.model.cp.ZtZ, dev.model.re)
+    return penalized.gram.update(penalized.lam.values(np.asarray(theta, dtype=float)))
 
 
 @pytest.mark.parametrize("data, dense_l21", [(crossed_data, False), (fully_crossed_data, True)])
 def test_blocked_factor_equals_cholmod(data, dense_l21):
     dev = deviance(data(), reml=True)
-    A = dev.gram.update(dev.lam.values(np.array([0.7, 1.3, 0.4])))
-    blocked, sparse = BlockedCholesky(A, dev.re.terms[0].q), SparseCholesky(A)
+    A = A_at(dev, [0.7, 1.3, 0.4])
+    blocked, sparse = BlockedCholesky(A, dev.model.re.terms[0].q), SparseCholesky(A)
     assert isinstance(blocked._L21, np.ndarray) == dense_l21
     assert blocked.logdet() == pytest.approx(sparse.logdet(), rel=1e-12)
     b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
@@ -56,7 +58,7 @@ def test_blocked_factor_equals_cholmod(data, dense_l21):
     np.testing.assert_allclose(blocked.solve_Lt(blocked.solve_L(b)), np.linalg.solve(dense, b), rtol=1e-9, atol=1e-12)
     tr1, diag2 = blocked.inverse_traces()
     inv = np.linalg.inv(dense)
-    q1 = dev.re.terms[0].q
+    q1 = dev.model.re.terms[0].q
     assert tr1 == pytest.approx(np.trace(inv[:q1, :q1]), rel=1e-10)
     np.testing.assert_allclose(diag2, np.diag(inv)[q1:], rtol=1e-10)
 
@@ -64,15 +66,15 @@ def test_blocked_factor_equals_cholmod(data, dense_l21):
 @pytest.mark.parametrize("grouped", [False, True])
 def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
     """The factor refactored from λ alone (per-count Gram matrices or the sparse product) equals the one from A."""
-    monkeypatch.setattr(factor_module, "GROUPED_PER_SPARSE", 1e9 if grouped else 0.0)
+    monkeypatch.setattr(cholesky_module, "GROUPED_PER_SPARSE", 1e9 if grouped else 0.0)
     dev = deviance(crossed_data(), reml=True)
     theta = np.array([0.7, 1.3, 0.4])
-    A = dev.gram.update(dev.lam.values(theta))
-    q1 = dev.re.terms[0].q
+    A = A_at(dev, theta)
+    q1 = dev.model.re.terms[0].q
     blocked = BlockedCholesky(A, q1)
-    scalar = make_scalar_factor(dev.cp.ZtZ, q1)
+    scalar = make_scalar_cholesky(dev.model.cp.ZtZ, q1)
     assert isinstance(scalar, ScalarTermsCholesky) and (scalar._grams is not None) == grouped
-    scalar.refactor_lambda(np.repeat(theta, [t.q for t in dev.re.terms]))
+    scalar.refactor_lambda(np.repeat(theta, [t.q for t in dev.model.re.terms]))
     assert scalar.logdet() == pytest.approx(blocked.logdet(), rel=1e-12)
     b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
     for method in ("solve_L", "solve_Lt", "solve"):
@@ -86,9 +88,9 @@ def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
 
 def test_factor_choice_follows_structure():
     dev = deviance(crossed_data(), reml=True)
-    A = dev.gram.update(dev.lam.values(np.ones(3)))
-    assert isinstance(make_factor(A, dev.re.terms[0].q), BlockedCholesky)  # crossed: dense Schur complement
-    assert isinstance(make_factor(A, 0), SparseCholesky)  # first term not scalar
+    A = A_at(dev, np.ones(3))
+    assert isinstance(make_cholesky(A, dev.model.re.terms[0].q), BlockedCholesky)  # crossed: dense Schur complement
+    assert isinstance(make_cholesky(A, 0), SparseCholesky)  # first term not scalar
 
 
 def fd_gradient(dev, theta, h=1e-4):
@@ -142,11 +144,9 @@ def test_nested_scalar_terms_use_the_small_dense_schur_complement(reml):
     """A nested model's S is sparse but small: the blocked factor still applies, and with it the gradient."""
     df = nested_data()
     formula = "y ~ x + (1 | s) + (1 | d)"
-    p = parse_formula(formula)
-    fr = model_frame(p, df)
-    re = random_effects(p.bars, fr.data)
-    dev = ProfiledDeviance(cross_products(re.Z, fr.X, fr.y, fr.weights, fr.offset), re, reml)
-    assert dev.sparse and isinstance(dev.chol, ScalarTermsCholesky) and dev.chol.density < factor_module.MIN_DENSITY
+    dev = deviance(df, reml, formula)
+    backend = dev.standardized.backend
+    assert isinstance(backend, ScalarTermsBackend) and backend.chol.density < cholesky_module.MIN_DENSITY
     theta = np.array([0.8, 0.6])
     value, grad = dev.value_and_gradient(theta)
     np.testing.assert_allclose(grad, fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)

@@ -1,0 +1,234 @@
+"""Three ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
+
+Each backend takes θ (of the standardized problem, :mod:`skmixed.standardize`) and gives the
+PLS solution (:class:`~skmixed.pls.PlsSolution`: β̂, û, r², log-determinants, the deviance) and,
+where it has one, the analytic gradient:
+
+* :class:`DenseBackend`: one dense Cholesky of the bordered cross-products of [Z X y]
+  (:mod:`skmixed.dense_pls`); a gradient for any terms.  For few random effects the sparse
+  machinery costs more in call overhead than this dense work.
+* :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or nested), the
+  blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
+  a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
+* :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
+  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient only when every
+  term has the same grouping factor (A is then block diagonal by level, and A⁻¹ on A's pattern
+  is ℓ small inverses).  Other models (nested or crossed vector terms) would need a selected
+  inverse of the sparse factor per evaluation, which scikit-sparse does not offer: the
+  optimizer then works without a gradient (BOBYQA).
+
+:func:`choose_backend` makes the choice and records why (``backend.reason``).
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+from scipy.linalg.lapack import dtrtrs
+
+from ._cholmod import NotPositiveDefinite
+from .cholesky import make_scalar_cholesky
+from .dense_pls import DensePls
+from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
+from .reterms import RandomEffects
+
+#: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
+#: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
+MAX_DENSE_Q = 100
+
+
+class _Backend:
+    """What every backend shares: the problem (cross-products, terms, REML) and Λ's map."""
+
+    name = ""
+    has_gradient = False
+
+    def __init__(self, cp: CrossProducts, re: RandomEffects, reml: bool, reason: str):
+        self.cp, self.re, self.reml, self.reason = cp, re, reml, reason
+        self.p = cp.XtX.shape[0]
+        self.lam = LambdaMap(re)
+
+    @property
+    def dof(self) -> int:
+        return self.cp.n - self.p if self.reml else self.cp.n
+
+    def solve(self, theta: np.ndarray) -> PlsSolution | None:
+        """The PLS solution at θ, or None where A or RX'RX is not positive definite."""
+        raise NotImplementedError
+
+    def solve_with_gradient(self, theta: np.ndarray) -> tuple[PlsSolution | None, np.ndarray | None]:
+        """The solution and the gradient of its deviance in θ; (None, None) where it is not defined."""
+        raise NotImplementedError
+
+    def cholesky_at(self, theta: np.ndarray):
+        """A Cholesky factor of A at θ (for conditional variances), or None where A is not positive definite."""
+        raise NotImplementedError
+
+    def _ztr(self, sol: PlsSolution) -> np.ndarray:
+        """Z'r = Z'y − Z'Xβ̂ − Z'Zb̂ at the solution."""
+        return self.cp.Zty - self.cp.ZtX @ sol.beta - self.cp.ZtZ @ sol.b
+
+
+class DenseBackend(_Backend):
+    """The bordered dense Cholesky of :mod:`skmixed.dense_pls`."""
+
+    name = "dense"
+    has_gradient = True
+
+    def __init__(self, cp, re, reml, reason):
+        super().__init__(cp, re, reml, reason)
+        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re.lambda_pattern)
+
+    def solve(self, theta):
+        dense = self._dense
+        if not dense.decompose(theta):
+            return None
+        beta, u, b = dense.coefficients()
+        return profiled_solution(theta, beta, u, b, dense.pwrss, dense.ldL2, dense.ldRX2, dense.RX, self.cp.n, self.p,
+                                 self.cp.log_det_w, self.reml)
+
+    def solve_with_gradient(self, theta):
+        sol = self.solve(theta)
+        return sol, None if sol is None else self._dense.gradient(sol.beta, sol.u, sol.b, self.reml, self.dof)
+
+    def cholesky_at(self, theta):
+        penalized = PenalizedCholesky(self.cp.ZtZ, self.re)  # the dense path has no Cholesky factor of A alone: a sparse one, once
+        return penalized.chol if penalized.refactor(self.lam.values(theta)) else None
+
+
+class ScalarTermsBackend(_Backend):
+    """Scalar terms on the blocked factor refactored from Λ = diag(λ) alone.
+
+    With θₖ scaling term k's b = θₖu, Z'r = Z'y − Z'Xβ̂ − Z'Zb̂, W = Z'X − Z'ZΛA⁻¹Λ'Z'X and C = RX'RX:
+    ∂log|A|/∂θₖ = (2/θₖ) Σ_{j∈k} (1 − (A⁻¹)ⱼⱼ),  ∂r²/∂θₖ = −2 Σ_{j∈k} (Z'r)ⱼuⱼ,
+    ∂log|C|/∂θₖ = −2θₖ Σ_{j∈k} ‖(W RX⁻¹)ⱼ‖²  (REML only).
+    """
+
+    name = "blocked, scalar terms"
+    has_gradient = True
+
+    def __init__(self, cp, re, reml, reason, chol):
+        super().__init__(cp, re, reml, reason)
+        self.chol = chol
+        self._sizes = np.array([t.q for t in re.terms])
+        self._term_of_column = np.repeat(np.arange(len(re.terms)), self._sizes)
+
+    def _solve(self, theta):
+        try:
+            self.chol.refactor_lambda(theta[self._term_of_column])
+        except NotPositiveDefinite:
+            return None, None
+        return solve_on_factor(self.chol, self.lam, self.cp, theta, self.reml)
+
+    def solve(self, theta):
+        return self._solve(theta)[0]
+
+    def cholesky_at(self, theta):
+        try:
+            self.chol.refactor_lambda(theta[self._term_of_column])
+        except NotPositiveDefinite:
+            return None
+        return self.chol
+
+    def solve_with_gradient(self, theta):
+        sol, RZX = self._solve(theta)
+        if sol is None:
+            return None, None
+        cp, term = self.cp, self._term_of_column
+        g_pwrss = -2.0 * np.bincount(term, self._ztr(sol) * sol.u, minlength=len(theta))
+        trace_first, diag_rest = self.chol.inverse_traces()  # the blocked factor's block 1 is the first term
+        traces = np.concatenate([[trace_first], np.bincount(term[self.re.terms[0].q :] - 1, diag_rest, minlength=len(theta) - 1)])
+        safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
+        grad = np.where(theta != 0, 2.0 * (self._sizes - traces) / safe, 0.0) + self.dof * g_pwrss / sol.pwrss
+        if self.reml and self.p:
+            AinvLZX = self.chol.solve_Lt(RZX)  # A⁻¹Λ'Z'X = P'L'⁻¹ RZX
+            W = cp.ZtX - cp.ZtZ @ self.lam.dot_matrix(self.lam.values(theta), AinvLZX)
+            V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W': columns are (W RX⁻¹)ⱼ
+            grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=len(theta))
+        return sol, grad
+
+
+class SparseBackend(_Backend):
+    """A assembled on its fixed pattern (:class:`~skmixed.pls.ScaledGram`) and refactored per θ."""
+
+    def __init__(self, cp, re, reml, reason):
+        super().__init__(cp, re, reml, reason)
+        self.penalized = PenalizedCholesky(cp.ZtZ, re)
+        self.gram, self.chol = self.penalized.gram, self.penalized.chol
+        self.has_gradient = len({t.group for t in re.terms}) == 1
+        self.name = f"sparse ({type(self.chol).__name__})"
+
+    def _solve(self, theta):
+        if not self.penalized.refactor(self.lam.values(theta)):
+            return None, None
+        return solve_on_factor(self.chol, self.lam, self.cp, theta, self.reml)
+
+    def solve(self, theta):
+        return self._solve(theta)[0]
+
+    def cholesky_at(self, theta):
+        return self.chol if self.penalized.refactor(self.lam.values(theta)) else None
+
+    def solve_with_gradient(self, theta):
+        """For terms on one grouping factor (the formulas of :mod:`skmixed.dense_pls`, on the sparse factor).
+
+        With E_m = ∂Λ/∂θ_m, G = A⁻¹Λ'Z'X, W = Z'X − Z'ZΛG and C = RX'RX:
+        ∂r²/∂θ_m = −2 (Z'r)'E_m û,  ∂log|A|/∂θ_m = tr(A⁻¹ ∂A/∂θ_m),  ∂log|C|/∂θ_m = −2 tr(C⁻¹W'E_m G).
+        A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`~skmixed.pls.ScaledGram` products), so the
+        trace needs A⁻¹ only on A's pattern: here the inverses of A's ℓ diagonal blocks, one per level.
+        """
+        sol, RZX = self._solve(theta)
+        if sol is None:
+            return None, None
+        cp, lam_map, gram = self.cp, self.lam, self.gram
+        rows, cols, index = lam_map.rows, lam_map.cols, lam_map.theta_index
+        n_theta = len(theta)
+        lam = lam_map.values(theta)
+        level, local_row, local_col, size, weight = self._level_blocks
+        blocks = np.zeros((len(self.re.terms[0].factor.levels), size, size))
+        A_values = gram.matrix.data  # A at θ, as :meth:`_solve` assembled it
+        blocks[level, local_row, local_col] = A_values
+        blocks[level, local_col, local_row] = A_values
+        A_inverse = np.linalg.inv(blocks)[level, local_row, local_col]
+        products = A_inverse[gram.target] * weight * gram.zdata[gram.z]
+        grad = np.bincount(index[gram.l1], products * lam[gram.l2], minlength=n_theta)
+        grad += np.bincount(index[gram.l2], products * lam[gram.l1], minlength=n_theta)
+        grad -= (2.0 * self.dof / sol.pwrss) * np.bincount(index, self._ztr(sol)[rows] * sol.u[cols], minlength=n_theta)
+        if self.reml and self.p:
+            G = self.chol.solve_Lt(RZX)  # A⁻¹Λ'Z'X = P'L'⁻¹ RZX
+            W = cp.ZtX - cp.ZtZ @ lam_map.dot_matrix(lam, G)
+            U = dtrtrs(sol.RX, G.T, lower=0, trans=1)[0]  # RX'⁻¹G'
+            V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W'; (GC⁻¹W')[b, a] = U[:, b]·V[:, a]
+            grad -= 2.0 * np.bincount(index, np.einsum("ij,ij->j", U[:, cols], V[:, rows]), minlength=n_theta)
+        return sol, grad
+
+    @cached_property
+    def _level_blocks(self):
+        """For A's stored lower entries: their level, row and column within the level's block, the block size
+        (Σ kᵢ), and per ScaledGram product the weight of its entry in tr(A⁻¹dA) (2 off the diagonal, 1 on it)."""
+        re, A = self.re, self.gram.matrix
+        level, local = np.empty(re.q, dtype=np.int64), np.empty(re.q, dtype=np.int64)
+        within = 0
+        for i, t in enumerate(re.terms):
+            offset = np.arange(t.q)
+            level[re.col_offsets[i] : re.col_offsets[i + 1]] = offset // t.k
+            local[re.col_offsets[i] : re.col_offsets[i + 1]] = within + offset % t.k
+            within += t.k
+        A_cols = np.repeat(np.arange(re.q), np.diff(A.indptr))
+        weight = np.where((A.indices == A_cols)[self.gram.target], 1.0, 2.0)
+        return level[A_cols], local[A.indices], local[A_cols], within, weight
+
+
+def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend:
+    """The backend for this model, with the reason for the choice (``backend.reason``)."""
+    if re.q <= MAX_DENSE_Q:
+        return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
+    if all(t.k == 1 for t in re.terms):
+        chol = make_scalar_cholesky(cp.ZtZ, re.terms[0].q)
+        if chol is not None:
+            return ScalarTermsBackend(cp, re, reml, "scalar terms whose Schur complement is small and dense (or tiny): "
+                                      "the blocked factor refactored from Λ, with a gradient", chol)
+    one_factor = len({t.group for t in re.terms}) == 1
+    return SparseBackend(cp, re, reml, "the sparse factor of A; " + (
+        "one grouping factor, so a per-level gradient" if one_factor else
+        "nested or crossed terms with vector effects: no gradient (BOBYQA)"))

@@ -1,0 +1,180 @@
+"""Model matrices of formula right-hand sides, built by formulaic with R's coding and R's column names.
+
+formulaic evaluates a right-hand side such as ``Days + factor(g) + poly(x, 2)`` on a
+DataFrame with the R functions of :mod:`skmixed.rfunctions`, coding factors as R's
+``model.matrix`` does (:class:`skmixed.contrasts.RMaterializer`); the columns are renamed as
+R names them (:mod:`skmixed.rnames`).  Its ``ModelSpec`` keeps the state of stateful
+transforms (factor levels, ``poly`` coefficients, spline knots) so that new data are encoded
+as the fit's data were, which prediction needs.
+
+A sum of plain numeric columns is read straight from the data (:func:`design_matrix`);
+formulaic, whose import is a large share of ``import skmixed``, is then imported only if new
+data must be encoded.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import DataError, FormulaError
+from .formula import split_top
+from .rfunctions import context as r_context
+from .rnames import column_name
+
+
+@lru_cache(maxsize=256)
+def parsed_rhs(expr: str):
+    """formulaic's parse of a right-hand side, cached: Formula objects are immutable, and a refit (a grid
+    search, a cross-validation) parses the same right-hand sides again."""
+    from formulaic import Formula
+
+    return Formula(expr)
+
+
+def formulaic_error() -> type[Exception]:
+    """formulaic's error class (for ``except formulaic_error() as e``, evaluated only when something is raised)."""
+    from formulaic.errors import FormulaicError
+
+    return FormulaicError
+
+
+@lru_cache(maxsize=1)
+def formula_context() -> dict:
+    """formulaic's evaluation ``context``: R's functions and constants (:func:`skmixed.rfunctions.context`)."""
+    return r_context()
+
+
+def r_names(model_spec, formula_text: str) -> list[str]:
+    """R's names for all columns: each factor printed as R's deparse prints it, the factors of an
+    interaction ordered by their first appearance in the formula (R's variable order)."""
+    names = []
+    for st in model_spec.structure:
+        for col in st.columns:
+            names.append("(Intercept)" if col == "Intercept" else column_name(col, st.term.factors, formula_text))
+    return names
+
+
+def model_matrix(expr: str, data: pd.DataFrame, role: str):
+    """formulaic's model matrix of a right-hand side, coded as R codes factors; errors name the term and the fix."""
+    from .contrasts import RMaterializer
+
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):  # non-finite results get our own error, naming the column
+            return parsed_rhs(expr).get_model_matrix(
+                data, context=formula_context(), na_action="ignore", materializer=RMaterializer
+            )
+    except formulaic_error() as e:
+        raise FormulaError(f"cannot evaluate the {role} {expr!r}: {e}") from None
+
+
+def encode_new(spec, data: pd.DataFrame, role: str):
+    """New data through a fitted ModelSpec (as the fit's data were coded); errors name the problem."""
+    from . import contrasts  # noqa: F401  (registers the materializer that a fitted or unpickled spec names)
+
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return spec.get_model_matrix(data, context=formula_context(), na_action="ignore")
+    except formulaic_error() as e:
+        raise DataError(f"cannot encode the new data for the {role}: {e}") from None
+
+
+@dataclass
+class Design:
+    """The model matrix of a right-hand side: ``values`` (n × k), R's column ``names``, and ``spec``."""
+
+    values: np.ndarray
+    names: list[str]
+    expr: str
+    role: str
+    rows: pd.DataFrame | None = None  # the data the values came from, until ``spec`` is built from them
+    _spec: object = None
+
+    @property
+    def spec(self):
+        """formulaic's ModelSpec of ``expr`` on the fit's rows: encodes new data identically (for prediction)."""
+        if self._spec is None:
+            self._spec = model_matrix(self.expr, self.rows, self.role).model_spec
+            self.rows = None
+        return self._spec
+
+
+def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
+    """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
+    intercept, columns = True, []
+    for sign, term in split_top(expr, "+-"):
+        if not term:
+            continue
+        if sign == "-":
+            return None
+        if term in ("0", "1"):
+            intercept = intercept and term == "1"
+            continue
+        if not term.isidentifier() or keyword.iskeyword(term) or term in columns or term not in data.columns:
+            return None
+        values = data[term]
+        if isinstance(values, pd.DataFrame) or values.dtype.kind not in "iuf":
+            return None
+        columns.append(term)
+    return intercept, columns
+
+
+def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | None = None) -> Design:
+    """The model matrix of ``expr`` on ``data``; ``names_from`` orders interaction names (see :func:`r_names`).
+
+    A sum of plain numeric columns (``Days``, ``1 + Days``, ``0 + x + z``) is read straight
+    from the data, as formulaic would build it (intercept first, then the columns in order);
+    formulaic's spec, which a small fit would otherwise spend much of its time on, is built
+    only when new data need encoding.  Anything else goes through formulaic.
+    """
+    plain = plain_columns(expr, data)
+    if plain is None:
+        mm = model_matrix(expr, data, role)
+        return Design(
+            np.asarray(mm, dtype=float), r_names(mm.model_spec, names_from or expr), expr, role, _spec=mm.model_spec
+        )
+    intercept, columns = plain
+    values = np.empty((len(data), int(intercept) + len(columns)))
+    if intercept:
+        values[:, 0] = 1.0
+    for j, name in enumerate(columns, start=int(intercept)):
+        values[:, j] = data[name].to_numpy(dtype=float)
+    return Design(values, ["(Intercept)"] * intercept + columns, expr, role, rows=data)
+
+
+def fixed_matrix(frame_spec, names: list[str], formula_text: str, data: pd.DataFrame) -> np.ndarray:
+    """Encode new data with the fitted fixed-effects spec, keeping only the fitted (non-aliased) columns."""
+    mm = encode_new(frame_spec, data, "fixed effects")
+    cols = {n: i for i, n in enumerate(r_names(frame_spec, formula_text))}
+    return np.asarray(mm, dtype=float)[:, [cols[n] for n in names]]
+
+
+def numeric_column(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
+    """The R expression ``expr`` (an offset, a response) evaluated on ``data`` as one numeric column."""
+    mm = model_matrix(f"0 + {expr}", data, role)
+    if mm.shape[1] != 1:
+        raise DataError(f"the {role} {expr!r} must be one numeric column, not {mm.shape[1]} columns (is it a factor?)")
+    return np.asarray(mm.iloc[:, 0], dtype=float)
+
+
+def check_squares(values: np.ndarray, names: list[str], role: str) -> None:
+    """Every column's sum of squares must be finite: the fit works with cross-products such as y'y and X'X.
+
+    A value beyond ~1e150 overflows them and every estimate would be NaN; the error asks to rescale.
+    """
+    if values.size == 0 or np.max(np.abs(values)) < 1e150:  # then a sum of squares is finite for n < 1e8 rows
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        ok = np.isfinite(np.einsum("ij,ij->j", values, values))
+    if not ok.all():
+        j = int(np.flatnonzero(~ok)[0])
+        big = float(np.max(np.abs(values[:, j])))
+        scale = 10.0 ** (np.floor(np.log10(big)) - 3)
+        raise DataError(
+            f"the {role} {names[j]!r} has values up to {big:.3g}, too large to square in double precision: "
+            f"rescale it (e.g. divide it by {scale:.0e}) and scale the estimates back"
+        )

@@ -1,0 +1,96 @@
+"""The response of a model, in the forms R accepts: numbers, and for a binomial model its three other forms.
+
+``y`` is a column or an R expression of columns (``log(y)``, ``a - b``; a comparison such
+as ``y > 2`` is parsed into 0/1 by :mod:`skmixed.formula`).  A binomial response may also be
+``cbind(successes, failures)`` (y the proportion, the trials multiplying the weights, as in
+R's ``glm``), a two-level factor (the second level is a success) or logical.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import DataError
+from .formula import split_top
+from .grouping import factor_codes
+from .model_matrix import numeric_column
+from .variables import is_arithmetic
+
+
+def _is_text_or_factor(values: pd.Series) -> bool:
+    return (
+        isinstance(values.dtype, pd.CategoricalDtype) or values.dtype == object or pd.api.types.is_string_dtype(values)
+    )
+
+
+def _cbind_arguments(expr: str) -> list[str] | None:
+    """The arguments of ``cbind(a, b)``, or None if ``expr`` is not a cbind call."""
+    m = re.match(r"^cbind\s*\((.*)\)$", expr.strip())
+    return [a for _, a in split_top(m.group(1), ",")] if m else None
+
+
+def _expression_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
+    """A column or an R expression of columns; arithmetic such as ``a - b`` or ``s / n`` is evaluated as such."""
+    if expr in data.columns:
+        values = data[expr]
+        if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)):
+            raise DataError(f"the {role} {expr!r} must be numbers, not values of dtype {values.dtype}")
+        return np.asarray(values, dtype=float)
+    if is_arithmetic(expr):
+        expr = f"I({expr})"
+    return numeric_column(expr, data, role)
+
+
+def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
+    """The response as float; a non-numeric response is an error that names it."""
+    if expr in data.columns and _is_text_or_factor(data[expr]):
+        raise DataError(
+            f"the response {expr!r} is not numeric (dtype {data[expr].dtype}); the model needs a numeric response "
+            "(a two-level factor is a binomial response for glmer)"
+        )
+    if _cbind_arguments(expr) is not None:
+        raise DataError(
+            f"{expr!r} is a binomial response (successes, failures): fit it with skmixed.glmer(..., family='binomial')"
+        )
+    return _expression_vector(expr, data, "response")
+
+
+def _successes_and_trials(expr: str, args: list[str], data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``cbind(s, f)``: the proportion s/(s + f) (0 where there are no trials) and the trials s + f."""
+    if len(args) != 2:
+        raise DataError(
+            f"cbind() in a binomial response takes two columns (successes, failures), not {len(args)}: {expr!r}"
+        )
+    s, f = (_expression_vector(a, data, "response") for a in args)
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(f))):
+        raise DataError(f"the counts in {expr!r} must be finite numbers of successes and failures")
+    if np.any(s < 0) or np.any(f < 0):
+        raise DataError(f"the counts in {expr!r} must be non-negative (successes, failures)")
+    trials = s + f
+    if not np.any(trials > 0):
+        raise DataError(f"every row of {expr!r} has zero trials (0 successes and 0 failures): there is nothing to fit")
+    return np.divide(s, trials, out=np.zeros_like(s), where=trials > 0), trials
+
+
+def binomial_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """A binomial response as (proportion y, trials or None), from R's forms of it.
+
+    ``cbind(s, f)`` gives y = s/(s + f) and trials s + f; a two-level factor (or
+    strings) gives 1 for the second level; booleans and 0/1 or proportions (with
+    weights = trials) are taken as they are.
+    """
+    args = _cbind_arguments(expr)
+    if args is not None:
+        return _successes_and_trials(expr, args, data)
+    if expr in data.columns and _is_text_or_factor(data[expr]):
+        codes, levels = factor_codes(expr, data[expr])
+        if len(levels) != 2:
+            raise DataError(
+                f"the binomial response {expr!r} has {len(levels)} levels {list(levels)[:6]}; it needs two "
+                "(the second counts as success): recode it, e.g. (column == 'yes')"
+            )
+        return (codes == 1).astype(float), None
+    return _expression_vector(expr, data, "response"), None
