@@ -40,14 +40,15 @@ def test_every_public_name_has_a_page(conf, tmp_path):
 
 
 def test_a_name_added_to_all_appears(conf, tmp_path, monkeypatch):
-    def build(formula, data):
-        """A public stage added later."""
+    def confint(result, level=0.95):
+        """A public function added later."""
 
-    monkeypatch.setattr(skmixed, "build", build, raising=False)
-    monkeypatch.setattr(skmixed, "__all__", [*skmixed.__all__, "build"])
+    assert not hasattr(skmixed, "confint")
+    monkeypatch.setattr(skmixed, "confint", confint, raising=False)
+    monkeypatch.setattr(skmixed, "__all__", [*skmixed.__all__, "confint"])
     conf.write_api(tmp_path)
-    assert ".. autofunction:: skmixed.build\n" in (tmp_path / "skmixed.build.rst").read_text()
-    assert "   skmixed.build\n" in (tmp_path / "index.rst").read_text()
+    assert ".. autofunction:: skmixed.confint\n" in (tmp_path / "skmixed.confint.rst").read_text()
+    assert "   skmixed.confint\n" in (tmp_path / "index.rst").read_text()
 
 
 def test_each_object_is_documented_once(conf, tmp_path):
