@@ -15,6 +15,7 @@ with unknown θ is fitted as lme4's ``glmer.nb`` does: a Poisson fit, θ from it
 Here β is the coefficient vector of the standardized X̃ (:mod:`skmixed.standardize`); the
 summary returned is on the user's scale.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .blas import single_blas_thread
+from .convergence import finite_difference, gradient_hessian, minimize
 from .exceptions import DataError
 from .families import NegativeBinomial, Poisson, theta_ml
 from .laplace_gradient import LaplaceGradient
-from .convergence import finite_difference, gradient_hessian, minimize
 from .optimizers import OptSummary, bfgs_symmetric, bobyqa
 from .options import glmer_start
 from .pirls import Mode, Pirls, gauss_hermite, rx_scales
@@ -73,7 +74,14 @@ def optimize_glmm(objective, start=None, check_conv: bool = True, maxeval: int =
 
 
 def _fit(
-    pirls: Pirls, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol: float | None = None
+    pirls: Pirls,
+    nAGQ: int,
+    theta0,
+    beta0,
+    check_conv: bool,
+    maxeval: int,
+    derivs: bool = True,
+    tol: float | None = None,
 ) -> _Fit:
     """Stage 1 (nAGQ = 0 deviance over θ), then for nAGQ ≥ 1 stage 2 over (θ, β) (``tol``: see :func:`_stage2`);
     for nAGQ = 1, where the gradient is available, :func:`_fit_with_gradient` instead."""
@@ -84,9 +92,15 @@ def _fit(
             return fit
     lower = pirls.re.theta_lower
     tol1 = LOOSE_TOL if nAGQ > 0 else 1e-8  # stage 1 only gives stage 2 its start
-    opt = minimize(lambda x0: bobyqa(pirls.nagq0, x0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval),
-                   theta0, lower, f=pirls.nagq0, check=nAGQ == 0 and check_conv, newton_steps=1,
-                   hessian=pirls.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS)
+    opt = minimize(
+        lambda x0: bobyqa(pirls.nagq0, x0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval),
+        theta0,
+        lower,
+        f=pirls.nagq0,
+        check=nAGQ == 0 and check_conv,
+        newton_steps=1,
+        hessian=pirls.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS,
+    )
     mode = pirls.joint_mode(opt.theta)
     if not np.all(np.isfinite(mode.beta)):
         raise DataError(
@@ -99,8 +113,16 @@ def _fit(
     return _stage2(pirls, nAGQ, opt.theta, mode.beta if beta0 is None else beta0, check_conv, maxeval, derivs, tol)
 
 
-def _refit(pirls: Pirls, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True,
-           tol: float | None = None) -> _Fit:
+def _refit(
+    pirls: Pirls,
+    nAGQ: int,
+    theta0,
+    beta0,
+    check_conv: bool,
+    maxeval: int,
+    derivs: bool = True,
+    tol: float | None = None,
+) -> _Fit:
     """Stage 2 only, from (θ0, β0) (a refit after a small change of the model, e.g. the negative binomial θ)."""
     if nAGQ == 1 and LaplaceGradient.available(pirls):
         fit = _fit_with_gradient(pirls, theta0, beta0, check_conv, maxeval, derivs)
@@ -109,8 +131,9 @@ def _refit(pirls: Pirls, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: in
     return _stage2(pirls, nAGQ, theta0, beta0, check_conv, maxeval, derivs, tol)
 
 
-def _fit_with_gradient(pirls: Pirls, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True,
-                       em_start: bool = False) -> _Fit | None:
+def _fit_with_gradient(
+    pirls: Pirls, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, em_start: bool = False
+) -> _Fit | None:
     """nAGQ = 1 with the analytic gradient: BFGS over (θ, β), then a Newton step on the Hessian from gradient
     differences, which also gives the covariance of β̂.  None if PIRLS fails at the start (BOBYQA takes over).
 
@@ -148,20 +171,36 @@ def _fit_with_gradient(pirls: Pirls, theta0, beta0, check_conv: bool, maxeval: i
     def optimizer(x0):  # BFGS in z = (θ, (β − β0)/scale), reported in (θ, β)
         z_start = np.concatenate([x0[:k], (x0[k:] - beta0) / scale])
         # without the Newton finish (the negative binomial's inner refits) BFGS goes on to an f accurate to ~1e-11
-        opt = bfgs_symmetric(scaled_value_and_gradient, z_start, gtol=1e-3 if check_conv else 1e-5, maxiter=maxeval,
-                        canonical=lambda z: np.concatenate([pirls.re.canonical_theta(z[:k]), z[k:]]), hess_inv0=hess_inv0)
+        opt = bfgs_symmetric(
+            scaled_value_and_gradient,
+            z_start,
+            gtol=1e-3 if check_conv else 1e-5,
+            maxiter=maxeval,
+            canonical=lambda z: np.concatenate([pirls.re.canonical_theta(z[:k]), z[k:]]),
+            hess_inv0=hess_inv0,
+        )
         opt.optimizer += " over (θ, β)"
         opt.map(unscaled, lambda value: value)
         return opt
 
     lower = np.concatenate([pirls.re.theta_lower, np.full(p, -np.inf)])
     with_derivs = derivs and hessian_covariance(pirls.n, k + p, 1)
-    optsum = minimize(optimizer, np.concatenate([theta0, beta0]), lower, f_and_grad=value_and_gradient,
-                      scale=np.concatenate([np.ones(k), 1 / scale]), check=check_conv, hessian=with_derivs,
-                      newton_steps=1, hessian_step=1e-5)
+    optsum = minimize(
+        optimizer,
+        np.concatenate([theta0, beta0]),
+        lower,
+        f_and_grad=value_and_gradient,
+        scale=np.concatenate([np.ones(k), 1 / scale]),
+        check=check_conv,
+        hessian=with_derivs,
+        newton_steps=1,
+        hessian_step=1e-5,
+    )
     optsum.n_evaluations = len(seen)
     if with_derivs and optsum.hessian is None:  # lme4's vcov uses the Hessian: computed even without the check
-        optsum.hessian = gradient_hessian(value_and_gradient, optsum.theta, value_and_gradient(optsum.theta)[1], lower, 1e-5)
+        optsum.hessian = gradient_hessian(
+            value_and_gradient, optsum.theta, value_and_gradient(optsum.theta)[1], lower, 1e-5
+        )
     theta, beta = optsum.theta[:k], optsum.theta[k:]
     mode = pirls.mode(theta, beta)
     return _Fit(theta, beta, mode, pirls.laplace_of(mode), optsum)
@@ -181,7 +220,9 @@ def _gradient_start(pirls: Pirls, gradient: LaplaceGradient, theta0, beta0, em_s
     return (theta0, beta0, pirls.fixed_rx(mode0)) if mode0.converged else None
 
 
-def _initial_inverse_hessian(f_and_grad, z0: np.ndarray, k: int, RX: np.ndarray | None, scale: np.ndarray) -> np.ndarray:
+def _initial_inverse_hessian(
+    f_and_grad, z0: np.ndarray, k: int, RX: np.ndarray | None, scale: np.ndarray
+) -> np.ndarray:
     """A diagonal-block guess of the inverse Hessian at z0 = (θ, (β − β0)/scale): (2RX'RX)⁻¹ on the β scale
     (the working linear model's information) and, for each θ_m, 1/max(|∂²f/∂θ_m²|, 1) from a gradient difference."""
     n = len(z0)
@@ -202,7 +243,14 @@ def _initial_inverse_hessian(f_and_grad, z0: np.ndarray, k: int, RX: np.ndarray 
 
 
 def _stage2(
-    pirls: Pirls, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol: float | None = None
+    pirls: Pirls,
+    nAGQ: int,
+    theta0,
+    beta0,
+    check_conv: bool,
+    maxeval: int,
+    derivs: bool = True,
+    tol: float | None = None,
 ) -> _Fit:
     """BOBYQA over (θ, β) of the Laplace (nAGQ = 1) or AGQ deviance; β searched in units of its standard error.
 
@@ -232,14 +280,29 @@ def _stage2(
 
     def optimizer(x0):  # BOBYQA in z = (θ, (β − β0)/scale), β in units of its standard error, reported in (θ, β)
         z_start = np.concatenate([x0[:k], (x0[k:] - beta0) / scale])
-        opt = bobyqa(lambda z: deviance(unscaled(z)), z_start, lower, xtol_abs=tol, ftol_abs=tol, maxeval=maxeval,
-                     initial_step=step)
+        opt = bobyqa(
+            lambda z: deviance(unscaled(z)),
+            z_start,
+            lower,
+            xtol_abs=tol,
+            ftol_abs=tol,
+            maxeval=maxeval,
+            initial_step=step,
+        )
         opt.optimizer += " over (θ, β)"
         opt.map(unscaled, lambda value: value)
         return opt
 
-    optsum = minimize(optimizer, np.concatenate([theta0, beta0]), lower, f=deviance,
-                      scale=np.concatenate([np.ones(k), 1 / scale]), check=check_conv, hessian=with_derivs, newton_steps=1)
+    optsum = minimize(
+        optimizer,
+        np.concatenate([theta0, beta0]),
+        lower,
+        f=deviance,
+        scale=np.concatenate([np.ones(k), 1 / scale]),
+        check=check_conv,
+        hessian=with_derivs,
+        newton_steps=1,
+    )
     if with_derivs and optsum.hessian is None:  # lme4's vcov uses the Hessian: computed even without the check
         optsum.hessian = finite_difference(deviance, optsum.theta, lower)[1]
     theta, beta = optsum.theta[:k], optsum.theta[k:]
@@ -274,7 +337,9 @@ def _fit_negative_binomial(pirls: Pirls, nAGQ: int, theta0, beta0, check_conv: b
             current = refit(current, False)
             return current.objective
 
-        res = minimize_scalar(profile, bounds=(np.log(th0) - 3, np.log(th0) + 3), method="bounded", options={"xatol": 5e-5})
+        res = minimize_scalar(
+            profile, bounds=(np.log(th0) - 3, np.log(th0) + 3), method="bounded", options={"xatol": 5e-5}
+        )
     pirls.family = nb.with_theta(float(np.exp(res.x)))
     return refit(current, True)
 

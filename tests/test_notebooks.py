@@ -1,4 +1,5 @@
 """The seed notebooks run top to bottom in a fresh python3 kernel; each asserts that it reproduces its seed."""
+
 from pathlib import Path
 
 import nbformat
