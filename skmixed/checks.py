@@ -112,7 +112,8 @@ def warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[s
     warnings.warn(
         f"complete or quasi-complete separation: a combination of the fixed effects {involved} predicts {what} "
         f"of at least {n_sep} observations perfectly, so these estimates diverge to ±infinity and their standard "
-        "errors are meaningless; drop or merge the predictors or levels concerned, or use a penalized (e.g. Bayesian) model",
+        "errors are meaningless; drop or merge the predictors or levels concerned, or use a penalized "
+        "(e.g. Bayesian) model",
         UserWarning,
         stacklevel=3,
     )
