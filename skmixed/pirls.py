@@ -37,6 +37,10 @@ It is built from deviance residuals, so lme4's objective for nAGQ > 1 omits the 
 values are not comparable with Laplace fits.  We optimise the same function and report
 that constant added back (:meth:`Pirls.agq_constant`), i.e. the full −2 log-likelihood,
 which for nAGQ = 1 is exactly the Laplace value.
+
+Why one module of some 450 lines: PIRLS and the deviances it defines share the mode, the family's
+state and Z'WZ's fixed pattern; the docstring above is their derivation, and splitting them would
+put the formulas in one file and their only users in another.
 """
 
 from __future__ import annotations

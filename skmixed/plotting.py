@@ -159,6 +159,8 @@ def group_lines(
 ):
     """One fitted line per level of a grouping factor against the column ``x`` (growth curves).
 
+    (Some 65 lines, most of them its ten keyword arguments and this docstring; the body is short.)
+
     ``kind="blup"``: the model's prediction Xβ̂ + Zb̂ for that group (shrunken lines);
     ``kind="ols"``: a separate least-squares polynomial of degree ``degree`` per group (no pooling);
     ``kind="population"``: Xβ̂ alone. A GLMM's lines are means g⁻¹(η). Lines span each group's

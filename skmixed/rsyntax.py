@@ -8,6 +8,9 @@ model-matrix columns (``I(x^2)``, ``exp(Days/10)``, ``poly(x, 2, raw = TRUE)1``)
 :func:`to_python` writes a value expression as the Python code formulaic evaluates with
 the functions of :mod:`skmixed.rfunctions` (:mod:`skmixed.rnames` reads it back to name
 columns as R names them).
+
+Why one module of some 420 lines: a recursive-descent parser of R's expression grammar, its
+printer and its translation to Python walk the same node types; each is short, the grammar is one.
 """
 
 from __future__ import annotations
