@@ -3,6 +3,7 @@
 lme4's and the peers' figures are read from ``reference_times.json`` (measured once on
 the project's 2-core machine kind); neither R nor the peers are needed here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,13 @@ HERE = Path(__file__).parent
 
 
 def _run(name: str, timeout: float) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run_case", name], capture_output=True, text=True,
-                          timeout=timeout, cwd=HERE.parent)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_case", name],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=HERE.parent,
+    )
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -45,7 +51,18 @@ def main(argv=None) -> None:
     reference = json.loads((HERE / "reference_times.json").read_text())
     names = args.cases or ["first_call", *CASES]
     print(f"reference figures: {reference['machine']}")
-    header = ["case", "rows", "levels", "ours", "evals", "objective − lme4's", "peak GB", "target", "lme4 1.1-31", "peers"]
+    header = [
+        "case",
+        "rows",
+        "levels",
+        "ours",
+        "evals",
+        "objective − lme4's",
+        "peak GB",
+        "target",
+        "lme4 1.1-31",
+        "peers",
+    ]
     rows = []
     for name in names:
         if name in args.skip:
@@ -55,12 +72,25 @@ def main(argv=None) -> None:
         peers = "; ".join(f"{k}: {v}" for k, v in ref.get("peers", {}).items()) or "-"
         target = _fmt_seconds(ref["target_s"]) if "target_s" in ref else "-"
         if "error" in res:
-            rows.append([name, "-", "-", "failed: " + res["error"][:60], "-", "-", "-", target, ref.get("lme4", "-"), peers])
+            rows.append(
+                [name, "-", "-", "failed: " + res["error"][:60], "-", "-", "-", target, ref.get("lme4", "-"), peers]
+            )
         else:
             met = "" if "target_s" not in ref else (" ✓" if res["seconds"] <= ref["target_s"] else " ✗")
-            rows.append([name, f"{res['rows']:,}", res["levels"], _fmt_seconds(res["seconds"]) + met,
-                         str(res["evaluations"] or "-"), _objective_check(res.get("objective"), ref.get("lme4_objective")),
-                         f"{res['peak_gb']:.2f}", target, ref.get("lme4", "-"), peers])
+            rows.append(
+                [
+                    name,
+                    f"{res['rows']:,}",
+                    res["levels"],
+                    _fmt_seconds(res["seconds"]) + met,
+                    str(res["evaluations"] or "-"),
+                    _objective_check(res.get("objective"), ref.get("lme4_objective")),
+                    f"{res['peak_gb']:.2f}",
+                    target,
+                    ref.get("lme4", "-"),
+                    peers,
+                ]
+            )
         print("  done:", " | ".join(rows[-1][:6]), flush=True)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     print()

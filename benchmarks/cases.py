@@ -1,4 +1,5 @@
 """The benchmark cases: data, formula and how to fit them."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -44,8 +45,14 @@ CASES = {
         Case("chem97", _dataset("Chem97"), "score ~ gcsecnt + (1 | school) + (1 | lea)"),
         Case("insteval", _dataset("InstEval"), "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"),
         Case("dallas", _synthetic("dallas_like"), "tli ~ Gr + Sx + Eth + (1 | ids) + (1 | Campus)", REML=False),
-        Case("verbagg", _dataset("VerbAgg"), "r2 ~ (Anger + Gender + btype + situ) + (1 | id) + (1 | item)",
-             REML=False, family="binomial", repeat=7),
+        Case(
+            "verbagg",
+            _dataset("VerbAgg"),
+            "r2 ~ (Anger + Gender + btype + situ) + (1 | id) + (1 | item)",
+            REML=False,
+            family="binomial",
+            repeat=7,
+        ),
         Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
     ]
 }

@@ -6,6 +6,7 @@ records (mean about 2.7), skewed campus sizes, a quarter of records at a campus 
 student's own.
 ``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,14 +34,16 @@ def dallas_like(n_students: int = 134_712, n_campus: int = 887, seed: int = 2004
     u_campus = rng.normal(0, 3.5, n_campus)
     grade_effect = np.array([0, 0, 0, 0.0, 2.0, 3.5, 5.0, 6.0, 7.0, 8.0, 8.5, 9.0])
     tli = 70 + grade_effect[grade] + 1.5 * sex + u_student[student] + u_campus[campus] + rng.normal(0, 7.0, n)
-    return pd.DataFrame({
-        "tli": tli,
-        "Gr": pd.Categorical(grade.astype(str), categories=[str(g) for g in range(3, 12)]),
-        "Sx": pd.Categorical(np.where(sex == 1, "M", "F"), categories=["F", "M"]),
-        "Eth": pd.Categorical(eth, categories=["W", "B", "H", "A", "O"]),
-        "ids": pd.Categorical.from_codes(student, [str(i) for i in range(n_students)]),
-        "Campus": pd.Categorical.from_codes(campus, [str(i) for i in range(n_campus)]),
-    })
+    return pd.DataFrame(
+        {
+            "tli": tli,
+            "Gr": pd.Categorical(grade.astype(str), categories=[str(g) for g in range(3, 12)]),
+            "Sx": pd.Categorical(np.where(sex == 1, "M", "F"), categories=["F", "M"]),
+            "Eth": pd.Categorical(eth, categories=["W", "B", "H", "A", "O"]),
+            "ids": pd.Categorical.from_codes(student, [str(i) for i in range(n_students)]),
+            "Campus": pd.Categorical.from_codes(campus, [str(i) for i in range(n_campus)]),
+        }
+    )
 
 
 def crossed(n_rows: int = 10_000_000, n_a: int = 1_000_000, n_b: int = 2_000, seed: int = 10) -> pd.DataFrame:
@@ -48,8 +51,10 @@ def crossed(n_rows: int = 10_000_000, n_a: int = 1_000_000, n_b: int = 2_000, se
     a = rng.integers(0, n_a, n_rows)
     b = rng.integers(0, n_b, n_rows)
     y = 5.0 + rng.normal(0, 1.0, n_a)[a] + rng.normal(0, 0.5, n_b)[b] + rng.normal(0, 1.0, n_rows)
-    return pd.DataFrame({
-        "y": y,
-        "a": pd.Categorical.from_codes(a, np.arange(n_a).astype(str)),
-        "b": pd.Categorical.from_codes(b, np.arange(n_b).astype(str)),
-    })
+    return pd.DataFrame(
+        {
+            "y": y,
+            "a": pd.Categorical.from_codes(a, np.arange(n_a).astype(str)),
+            "b": pd.Categorical.from_codes(b, np.arange(n_b).astype(str)),
+        }
+    )

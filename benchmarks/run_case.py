@@ -2,6 +2,7 @@
 
 Each case runs in its own process so that the peak resident memory is the case's own.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """skmixed: mixed-effects models with lme4's numerics, native to scikit-learn and Jupyter."""
+
 import importlib
 
 from . import families

@@ -1,4 +1,5 @@
 """Likelihood-ratio comparison of nested mixed models (lme4's ``anova(m1, m2, ...)``)."""
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,16 @@ def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
     prev = None
     for i in order:
         m = models[i]
-        row = {"npar": m.npar, "AIC": m.aic, "BIC": m.bic, "logLik": m.loglik, "deviance": m.deviance,
-               "Chisq": np.nan, "Df": np.nan, "Pr(>Chisq)": np.nan}
+        row = {
+            "npar": m.npar,
+            "AIC": m.aic,
+            "BIC": m.bic,
+            "logLik": m.loglik,
+            "deviance": m.deviance,
+            "Chisq": np.nan,
+            "Df": np.nan,
+            "Pr(>Chisq)": np.nan,
+        }
         if prev is not None:
             chisq = max(prev.deviance - m.deviance, 0.0)
             df = m.npar - prev.npar
@@ -73,16 +82,20 @@ def check_comparable(models) -> None:
     if len(set(discrete)) > 1:
         k = discrete.index(not discrete[0]) + 1
         raise OptionError(
-            f"anova cannot compare model 1 ({_kind(models[0])}) with model {k} ({_kind(models[k - 1])}): one likelihood "
-            "is a density of a continuous response, the other a probability of a discrete one"
+            f"anova cannot compare model 1 ({_kind(models[0])}) with model {k} ({_kind(models[k - 1])}): one "
+            "likelihood is a density of a continuous response, the other a probability of a discrete one"
         )
     nobs = {m.nobs for m in models}
     if len(nobs) > 1:
-        raise DataError(f"models were fitted to different numbers of observations {sorted(nobs)}: compare models fitted to the same rows")
+        raise DataError(
+            f"models were fitted to different numbers of observations {sorted(nobs)}: "
+            "compare models fitted to the same rows"
+        )
     responses = list(dict.fromkeys(m.parsed.response for m in models))
     if len(responses) > 1:
         raise DataError(
-            f"the models have different responses ({', '.join(map(repr, responses))}): their likelihoods are not comparable"
+            f"the models have different responses ({', '.join(map(repr, responses))}): "
+            "their likelihoods are not comparable"
         )
     first = models[0]
     for k, m in enumerate(models[1:], start=2):

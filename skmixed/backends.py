@@ -19,6 +19,7 @@ where it has one, the analytic gradient:
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
 """
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -84,15 +85,29 @@ class DenseBackend(_Backend):
         if not dense.decompose(theta):
             return None
         beta, u, b = dense.coefficients()
-        return profiled_solution(theta, beta, u, b, dense.pwrss, dense.ldL2, dense.ldRX2, dense.RX, self.cp.n, self.p,
-                                 self.cp.log_det_w, self.reml)
+        return profiled_solution(
+            theta,
+            beta,
+            u,
+            b,
+            dense.pwrss,
+            dense.ldL2,
+            dense.ldRX2,
+            dense.RX,
+            self.cp.n,
+            self.p,
+            self.cp.log_det_w,
+            self.reml,
+        )
 
     def solve_with_gradient(self, theta):
         sol = self.solve(theta)
         return sol, None if sol is None else self._dense.gradient(sol.beta, sol.u, sol.b, self.reml, self.dof)
 
     def cholesky_at(self, theta):
-        penalized = PenalizedCholesky(self.cp.ZtZ, self.re)  # the dense path has no Cholesky factor of A alone: a sparse one, once
+        penalized = PenalizedCholesky(
+            self.cp.ZtZ, self.re
+        )  # the dense path has no Cholesky factor of A alone: a sparse one, once
         return penalized.chol if penalized.refactor(self.lam.values(theta)) else None
 
 
@@ -137,7 +152,9 @@ class ScalarTermsBackend(_Backend):
         cp, term = self.cp, self._term_of_column
         g_pwrss = -2.0 * np.bincount(term, self._ztr(sol) * sol.u, minlength=len(theta))
         trace_first, diag_rest = self.chol.inverse_traces()  # the blocked factor's block 1 is the first term
-        traces = np.concatenate([[trace_first], np.bincount(term[self.re.terms[0].q :] - 1, diag_rest, minlength=len(theta) - 1)])
+        traces = np.concatenate(
+            [[trace_first], np.bincount(term[self.re.terms[0].q :] - 1, diag_rest, minlength=len(theta) - 1)]
+        )
         safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
         grad = np.where(theta != 0, 2.0 * (self._sizes - traces) / safe, 0.0) + self.dof * g_pwrss / sol.pwrss
         if self.reml and self.p:
@@ -226,9 +243,23 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
     if all(t.k == 1 for t in re.terms):
         chol = make_scalar_cholesky(cp.ZtZ, re.terms[0].q)
         if chol is not None:
-            return ScalarTermsBackend(cp, re, reml, "scalar terms whose Schur complement is small and dense (or tiny): "
-                                      "the blocked factor refactored from Λ, with a gradient", chol)
+            return ScalarTermsBackend(
+                cp,
+                re,
+                reml,
+                "scalar terms whose Schur complement is small and dense (or tiny): "
+                "the blocked factor refactored from Λ, with a gradient",
+                chol,
+            )
     one_factor = len({t.group for t in re.terms}) == 1
-    return SparseBackend(cp, re, reml, "the sparse factor of A; " + (
-        "one grouping factor, so a per-level gradient" if one_factor else
-        "nested or crossed terms with vector effects: no gradient (BOBYQA)"))
+    return SparseBackend(
+        cp,
+        re,
+        reml,
+        "the sparse factor of A; "
+        + (
+            "one grouping factor, so a per-level gradient"
+            if one_factor
+            else "nested or crossed terms with vector effects: no gradient (BOBYQA)"
+        ),
+    )

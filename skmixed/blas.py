@@ -4,6 +4,7 @@ The dense matrices of a fit are at most a few thousand square, where a second th
 little on an idle machine and loses badly on a busy one (the benchmarks' history records the
 measurements); inside ``GridSearchCV(n_jobs=...)`` threads would also be oversubscribed.
 """
+
 from __future__ import annotations
 
 import threading

@@ -7,6 +7,7 @@
 * (Quasi-)complete separation of a binomial response, or of the zero counts of a count response,
   by the fixed effects: the estimates would diverge, which lme4 reports only as convergence trouble.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -94,9 +95,13 @@ def warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[s
         return
     signed = su[strict, None] * Xu[strict]
     res = linprog(
-        -signed.sum(axis=0), A_ub=-signed, b_ub=np.zeros(len(signed)),
-        A_eq=Xu[~strict] if (~strict).any() else None, b_eq=np.zeros(int((~strict).sum())) if (~strict).any() else None,
-        bounds=[(-1, 1)] * X.shape[1], method="highs",
+        -signed.sum(axis=0),
+        A_ub=-signed,
+        b_ub=np.zeros(len(signed)),
+        A_eq=Xu[~strict] if (~strict).any() else None,
+        b_eq=np.zeros(int((~strict).sum())) if (~strict).any() else None,
+        bounds=[(-1, 1)] * X.shape[1],
+        method="highs",
     )
     if res.status != 0 or -res.fun <= 1e-7:
         return
@@ -106,8 +111,9 @@ def warn_if_separated(X: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[s
     what = "a zero count (a mean of 0)" if counts else "the outcome"
     warnings.warn(
         f"complete or quasi-complete separation: a combination of the fixed effects {involved} predicts {what} "
-        f"of at least {n_sep} observations perfectly, so these estimates diverge to ±infinity and their standard errors are "
-        "meaningless; drop or merge the predictors or levels concerned, or use a penalized (e.g. Bayesian) model",
+        f"of at least {n_sep} observations perfectly, so these estimates diverge to ±infinity and their standard "
+        "errors are meaningless; drop or merge the predictors or levels concerned, or use a penalized "
+        "(e.g. Bayesian) model",
         UserWarning,
         stacklevel=3,
     )

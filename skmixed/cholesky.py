@@ -14,6 +14,7 @@ mode and ordering :mod:`skmixed._cholmod` picks.
 :class:`BlockedCholesky` is refactored from A's values (any weights: the GLMM's PIRLS);
 :class:`ScalarTermsCholesky` from Λ alone, for an LMM whose terms are all scalar.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -126,7 +127,11 @@ class BlockedCholesky(_Blocked):
         off = np.flatnonzero(first & (rows >= q1))  # B (q₂ × q₁), CSC in A's storage order
         self._off = off
         self._B = sp.csc_matrix(
-            (np.zeros(len(off)), rows[off] - q1, np.concatenate([[0], np.cumsum(np.bincount(cols[off], minlength=q1))])),
+            (
+                np.zeros(len(off)),
+                rows[off] - q1,
+                np.concatenate([[0], np.cumsum(np.bincount(cols[off], minlength=q1))]),
+            ),
             shape=(self.q2, q1),
         )
         self._B_cols = cols[off]
@@ -136,7 +141,8 @@ class BlockedCholesky(_Blocked):
         self._dense_l21 = size <= DENSE_L21_MAX and len(off) >= DENSE_L21_FILL * size
         self.refactor(A)
         pattern = abs(self._B) @ abs(self._B).T + sp.csc_matrix(
-            (np.ones(len(low)), (self._low_rows, self._low_cols)), shape=(self.q2, self.q2))
+            (np.ones(len(low)), (self._low_rows, self._low_cols)), shape=(self.q2, self.q2)
+        )
         self.density = (pattern + pattern.T).nnz / self.q2**2
 
     def refactor(self, A_lower: sp.csc_matrix) -> None:
@@ -165,7 +171,7 @@ class _DiagScaled:
         return self.r[:, None] * (self.G @ (self.c[:, None] * x))
 
     @property
-    def T(self) -> "_DiagScaled":
+    def T(self) -> _DiagScaled:
         return _DiagScaled(self.c, self.G.T, self.r)
 
 
@@ -226,7 +232,9 @@ class ScalarTermsCholesky(_Blocked):
             self._L21 = _DiagScaled(l2, self._G, l1 / self._root)
         else:
             G = self._G
-            L21 = sp.csc_matrix((G.data * l2[G.indices] * (l1 / self._root)[self._G_cols], G.indices, G.indptr), shape=G.shape)
+            L21 = sp.csc_matrix(
+                (G.data * l2[G.indices] * (l1 / self._root)[self._G_cols], G.indices, G.indptr), shape=G.shape
+            )
             S -= self._set_l21(L21)
         S[np.diag_indices_from(S)] += 1.0
         self._factor_schur(S)

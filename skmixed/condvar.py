@@ -5,6 +5,7 @@ diagonal blocks (one k × k block per level of each term) are wanted.  With ``LL
 the Gram matrices of the columns of ``L⁻¹PΛ'`` belonging to each level, solved for a few hundred
 levels at a time so that memory stays bounded.
 """
+
 from __future__ import annotations
 
 import numpy as np

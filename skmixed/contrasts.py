@@ -19,6 +19,7 @@ Unused levels are dropped before coding by the model frame (R's ``drop.unused.le
 see :func:`skmixed.variables.drop_unused_levels`.  This module imports formulaic, so it is
 imported on first use (a model of plain numeric columns never needs it).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -98,7 +99,9 @@ class RMaterializer(PandasMaterializer):
             return super()._encode_evaled_factor(factor, spec, drop_rows, reduced_rank=reduced_rank)
         state = spec.encoder_state.get(factor.expr)
         if _is_logical(_raw(factor.values)):
-            factor.values = FactorValues(logical_factor(_raw(factor.values)).array, metadata=factor.values.__formulaic_metadata__)
+            factor.values = FactorValues(
+                logical_factor(_raw(factor.values)).array, metadata=factor.values.__formulaic_metadata__
+            )
         values = pd.Series(_raw(factor.values))
         _check_levels(factor.expr, values, state[1] if state else None)
         missing = values.isna().to_numpy()
@@ -116,13 +119,19 @@ class RMaterializer(PandasMaterializer):
         if fitting and _is_ordered(_raw(values)):
             encoder_state["ordered"] = True
         if not encoder_state.get("ordered"):
-            return super()._encode_categorical(values, metadata, encoder_state, spec, drop_rows, reduced_rank=reduced_rank)
+            return super()._encode_categorical(
+                values, metadata, encoder_state, spec, drop_rows, reduced_rank=reduced_rank
+            )
         if drop_rows:
             values = drop_nulls(values, indices=drop_rows)
         return as_columns(
             encode_contrasts(
-                values, contrasts=RPolyContrasts(), reduced_rank=reduced_rank,
-                _metadata=metadata, _state=encoder_state, _spec=spec,
+                values,
+                contrasts=RPolyContrasts(),
+                reduced_rank=reduced_rank,
+                _metadata=metadata,
+                _state=encoder_state,
+                _spec=spec,
             )
         )
 

@@ -18,10 +18,11 @@
    evaluate scaled gradient" where the Hessian is not positive definite, and the Hessian's
    eigenvalues (negative: a saddle, not a minimum; a tiny ratio: parameters not determined).
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg as la
@@ -102,9 +103,20 @@ class _Derivatives:
 
 
 # --- the common finish ----------------------------------------------------------------------
-def minimize(optimizer: Callable[[np.ndarray], OptSummary], x0: np.ndarray, lower: np.ndarray, *, f=None,
-             f_and_grad=None, scale: np.ndarray | None = None, check: bool = True, hessian: bool = True,
-             newton_steps: int = 3, hessian_step: float = 1e-4, grad_tol: float = GRAD_TOL) -> OptSummary:
+def minimize(
+    optimizer: Callable[[np.ndarray], OptSummary],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    *,
+    f=None,
+    f_and_grad=None,
+    scale: np.ndarray | None = None,
+    check: bool = True,
+    hessian: bool = True,
+    newton_steps: int = 3,
+    hessian_step: float = 1e-4,
+    grad_tol: float = GRAD_TOL,
+) -> OptSummary:
     """Run ``optimizer(x0)``, then the steps 1–5 of the module docstring; warn (ConvergenceWarning) on failure.
 
     ``f`` or ``f_and_grad`` is the objective; ``scale`` puts the parameters on one footing for the probe
@@ -173,8 +185,9 @@ def _free(x: np.ndarray, lower: np.ndarray) -> np.ndarray:
     return ~(np.isfinite(lower) & (x - lower < SINGULAR_TOL))
 
 
-def _newton(deriv: _Derivatives, summary: OptSummary, lower: np.ndarray, steps: int, grad_tol: float,
-            hessian: bool) -> None:
+def _newton(
+    deriv: _Derivatives, summary: OptSummary, lower: np.ndarray, steps: int, grad_tol: float, hessian: bool
+) -> None:
     """Newton steps on the free components, kept while f falls; leaves the gradient and Hessian at the optimum.
 
     A step is taken while the gradient exceeds ``grad_tol``, and once more when the Hessian is at hand anyway.
@@ -223,14 +236,18 @@ def _check(summary: OptSummary, lower: np.ndarray, scale: np.ndarray, grad_tol: 
         if g is None or not np.all(np.isfinite(g[free])):
             problems.append("unable to evaluate the gradient at the optimum")
         else:
-            problems += _derivative_problems(g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol)
+            problems += _derivative_problems(
+                g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol
+            )
     if summary.return_code in ("MAXEVAL_REACHED", "MAXTIME_REACHED"):
         problems.insert(0, f"the optimizer ({summary.optimizer}) stopped at its limit of {summary.maxeval} evaluations")
     elif not summary.converged:
         if problems:
             problems.insert(0, f"convergence code {summary.return_code} from {summary.optimizer}")
         else:
-            summary.messages.append(f"{summary.optimizer} stopped with {summary.return_code}; the derivatives show a minimum")
+            summary.messages.append(
+                f"{summary.optimizer} stopped with {summary.return_code}; the derivatives show a minimum"
+            )
     summary.converged = not problems
     for message in problems:
         summary.messages.append(message)
@@ -249,7 +266,9 @@ def _derivative_problems(g: np.ndarray, H: np.ndarray | None, scale: np.ndarray,
     worst_each = np.abs(g) if scaled is None else np.minimum(np.abs(scaled), np.abs(g))
     j = int(np.argmax(worst_each))
     if worst_each[j] > grad_tol:
-        problems.append(f"Model failed to converge with max|grad| = {worst_each[j]:.6g} (tol = {grad_tol}, component {j + 1})")
+        problems.append(
+            f"Model failed to converge with max|grad| = {worst_each[j]:.6g} (tol = {grad_tol}, component {j + 1})"
+        )
     if H is not None and np.all(np.isfinite(H)):
         D = 1.0 / scale  # eigenvalues in coordinates where each parameter's typical size is 1
         ev = np.linalg.eigvalsh(H * np.outer(D, D))

@@ -22,6 +22,7 @@ matrices of order q + p + 1; the O((q + p)³) work overtakes that overhead near 
 (see :data:`skmixed.backends.MAX_DENSE_Q`).  It also gives every such model, vector terms included, an analytic
 gradient, which the sparse path has only for scalar terms on the blocked factor.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,12 +30,19 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
 
 
-
 class DensePls:
     """One profiled-deviance evaluation at a time: :meth:`factor` at θ, then the quantities it leaves."""
 
-    def __init__(self, ZtZ: sp.spmatrix, ZtX: np.ndarray, Zty: np.ndarray, XtX: np.ndarray, Xty: np.ndarray,
-                 yty: float, lambda_pattern: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    def __init__(
+        self,
+        ZtZ: sp.spmatrix,
+        ZtX: np.ndarray,
+        Zty: np.ndarray,
+        XtX: np.ndarray,
+        Xty: np.ndarray,
+        yty: float,
+        lambda_pattern: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ):
         q, p = ZtX.shape
         self.q, self.p = q, p
         n = q + p + 1

@@ -8,15 +8,16 @@ The backend (dense, blocked or sparse) is chosen once, in :func:`skmixed.backend
 which records why.  For a GLMM, :class:`GlmmObjective`: the Laplace (nAGQ = 1), adaptive
 Gauss–Hermite (nAGQ > 1) or nAGQ = 0 deviance, evaluated by penalized IRLS (:mod:`skmixed.pirls`).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from .backends import choose_backend
+from .exceptions import OptionError
 from .model import GeneralizedLinearMixedModel, LinearMixedModel
 from .options import check_nagq
 from .pirls import Pirls, gauss_hermite
-from .exceptions import OptionError
 from .pls import PlsSolution, profiled_solution
 
 
@@ -74,8 +75,9 @@ class StandardizedDeviance:
         r = model.y - model.X @ sol.beta - model.re.Z @ sol.b
         pwrss = float(model.weights @ r**2 + sol.u @ sol.u)
         b = self.backend
-        return profiled_solution(sol.theta, sol.beta, sol.u, sol.b, pwrss, sol.ldL2, sol.ldRX2, sol.RX, b.cp.n, b.p,
-                                 b.cp.log_det_w, b.reml)
+        return profiled_solution(
+            sol.theta, sol.beta, sol.u, sol.b, pwrss, sol.ldL2, sol.ldRX2, sol.RX, b.cp.n, b.p, b.cp.log_det_w, b.reml
+        )
 
 
 class ProfiledDeviance:

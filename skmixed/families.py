@@ -11,6 +11,7 @@ observations, as R's ``family()$aic`` computes it.  lme4's Laplace objective use
 The module is over 400 lines on purpose: one short class per R family, which are read and
 checked side by side against R's ``family`` objects; :func:`get_family` needs them all.
 """
+
 from __future__ import annotations
 
 import re
@@ -124,7 +125,11 @@ class Family:
         return f"{self.name}  ( {self.link.name} )"
 
     def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.link.name == other.link.name and getattr(self, "theta", None) == getattr(other, "theta", None)
+        return (
+            type(self) is type(other)
+            and self.link.name == other.link.name
+            and getattr(self, "theta", None) == getattr(other, "theta", None)
+        )
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.link.name))
@@ -171,7 +176,11 @@ class Binomial(Family):
         return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
     def dev_resids(self, y, mu, wt):
-        return 2 * wt * (y * np.log(np.where(y > 0, y, 1.0) / mu) + (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0) / (1 - mu)))
+        return (
+            2
+            * wt
+            * (y * np.log(np.where(y > 0, y, 1.0) / mu) + (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0) / (1 - mu)))
+        )
 
     def aic_minus_deviance(self, y, n, wt):
         m = n if np.any(n > 1) else wt
@@ -216,7 +225,9 @@ class Binomial(Family):
         if not _is_integer(wt * y):
             warnings.warn(
                 "non-integer number of successes in a binomial model: a proportion response needs weights = "
-                "number of trials", UserWarning, stacklevel=3,
+                "number of trials",
+                UserWarning,
+                stacklevel=3,
             )
 
 
@@ -283,7 +294,9 @@ class Gamma(Family):
         """At fixed φ, ∂aic/∂μ_i = (∂d_i/∂μ_i)/φ; φ̂ = dev/Σw adds ∂aic/∂φ · (∂d_i/∂μ_i)/Σw."""
         wsum = np.sum(wt)
         disp = dev / wsum
-        daic_ddisp = -2 * np.sum(wt * (special.digamma(1 / disp) + np.log(mu * disp) - np.log(y) + y / mu - 1)) / disp**2
+        daic_ddisp = (
+            -2 * np.sum(wt * (special.digamma(1 / disp) + np.log(mu * disp) - np.log(y) + y / mu - 1)) / disp**2
+        )
         return self.dev_resids_deriv(y, mu, wt) * (1 / disp + daic_ddisp / wsum)
 
     def check_response(self, y, wt):
@@ -353,7 +366,9 @@ class NegativeBinomial(Family):
 
     def __init__(self, theta: float | None = None, link: str | None = None):
         if theta is not None and not (isinstance(theta, (int, float)) and np.isfinite(theta) and theta > 0):
-            raise OptionError(f"the negative binomial θ must be a positive number (or None to estimate it), not {theta!r}")
+            raise OptionError(
+                f"the negative binomial θ must be a positive number (or None to estimate it), not {theta!r}"
+            )
         self.theta = None if theta is None else float(theta)
         super().__init__(link)
 
@@ -395,8 +410,12 @@ class NegativeBinomial(Family):
     def aic(self, y, n, mu, wt, dev):
         th = self._theta()
         logp = (
-            special.gammaln(th + y) - special.gammaln(th) - special.gammaln(y + 1)
-            + th * np.log(th) + special.xlogy(y, mu) - (y + th) * np.log(mu + th)
+            special.gammaln(th + y)
+            - special.gammaln(th)
+            - special.gammaln(y + 1)
+            + th * np.log(th)
+            + special.xlogy(y, mu)
+            - (y + th) * np.log(mu + th)
         )
         return float(-2 * np.sum(wt * logp))
 
@@ -412,11 +431,17 @@ class NegativeBinomial(Family):
 
 def theta_ml(y: np.ndarray, mu: np.ndarray, wt: np.ndarray, limit: int = 25, eps: float = 1e-4) -> float:
     """Maximum-likelihood negative-binomial θ for fixed means μ (Newton's method on the score, as MASS::theta.ml)."""
+
     def score(t):
-        return np.sum(wt * (special.digamma(t + y) - special.digamma(t) + np.log(t) + 1 - np.log(t + mu) - (y + t) / (mu + t)))
+        return np.sum(
+            wt * (special.digamma(t + y) - special.digamma(t) + np.log(t) + 1 - np.log(t + mu) - (y + t) / (mu + t))
+        )
 
     def info(t):
-        return np.sum(wt * (-special.polygamma(1, t + y) + special.polygamma(1, t) - 1 / t + 2 / (mu + t) - (y + t) / (mu + t) ** 2))
+        return np.sum(
+            wt
+            * (-special.polygamma(1, t + y) + special.polygamma(1, t) - 1 / t + 2 / (mu + t) - (y + t) / (mu + t) ** 2)
+        )
 
     t = np.sum(wt) / np.sum(wt * (y / mu - 1) ** 2)
     for _ in range(limit):
@@ -452,7 +477,9 @@ def get_family(family) -> Family:
     if isinstance(family, type) and issubclass(family, Family):
         return family()
     if not isinstance(family, str):
-        raise OptionError(f"family must be a name such as 'binomial' or an object from skmixed.families, not {family!r}")
+        raise OptionError(
+            f"family must be a name such as 'binomial' or an object from skmixed.families, not {family!r}"
+        )
     m = _CALL.match(family)
     key = m.group(1).lower() if m else family.strip().lower()
     if key not in _NAMES:

@@ -7,13 +7,14 @@ preconditioned by :func:`~skmixed.pls.theta_scale` and started from moment estim
 (:func:`~skmixed.pls.moment_theta`); otherwise by BOBYQA from Λ = I, as lme4 does.  A GLMM goes
 to :func:`skmixed.glmm_fitting.optimize_glmm`.  The summary returned is on the user's scale.
 """
+
 from __future__ import annotations
 
 from .blas import single_blas_thread
+from .convergence import minimize
 from .deviance import GlmmObjective, ProfiledDeviance
 from .exceptions import OptionError
 from .glmm_fitting import optimize_glmm
-from .convergence import minimize
 from .optimizers import OptSummary, bobyqa, lbfgsb_symmetric
 from .options import check_fit_options, lmer_start
 from .pls import moment_theta, theta_scale
@@ -46,17 +47,32 @@ def _optimize_lmm(devfun: ProfiledDeviance, start, check_conv: bool, maxeval: in
     hessian = cp.n < DERIVS_MAX_NOBS and re.n_theta < DERIVS_MAX_THETA  # lme4's calc.derivs rule
     with single_blas_thread():
         if dev.has_gradient:
-            def optimizer(x0):
-                return lbfgsb_symmetric(dev.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale,
-                                        maxfun=maxeval)
 
-            optsum = minimize(optimizer, theta0, lower, f_and_grad=dev.value_and_gradient, scale=scale,
-                              check=check_conv, hessian=hessian)
+            def optimizer(x0):
+                return lbfgsb_symmetric(
+                    dev.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale, maxfun=maxeval
+                )
+
+            optsum = minimize(
+                optimizer,
+                theta0,
+                lower,
+                f_and_grad=dev.value_and_gradient,
+                scale=scale,
+                check=check_conv,
+                hessian=hessian,
+            )
         else:
-            optsum = minimize(lambda x0: bobyqa(dev, x0, lower, maxeval=maxeval), theta0, lower, f=dev,
-                              scale=scale, check=check_conv, hessian=hessian)
+            optsum = minimize(
+                lambda x0: bobyqa(dev, x0, lower, maxeval=maxeval),
+                theta0,
+                lower,
+                f=dev,
+                scale=scale,
+                check=check_conv,
+                hessian=hessian,
+            )
         final = dev.final_solution(optsum.theta).deviance  # penalized RSS from the residuals
     optsum.map(std.theta, lambda value: std.objective(value, model.REML))
     optsum.objective = std.objective(final, model.REML)
     return optsum
-

@@ -10,6 +10,7 @@ the whole right side is the bar ``(x | g)`` and the fixed part is ``1``, as in l
 evaluates (names that are no Python identifier, such as ``days.since``, backquoted; R functions
 from :mod:`skmixed.rfunctions`).
 """
+
 from __future__ import annotations
 
 import re as regex  # the regular-expression module ("re" elsewhere names random-effects terms)
@@ -148,13 +149,17 @@ def formula_python(node: Node, text: str) -> str:
         return f"({formula_python(node.inner, text)})"
     if isinstance(node, Name):
         if node.id == ".":
-            raise syntax_error(text, node.pos, "'.' (all other columns) is not supported: list the columns in the formula")
+            raise syntax_error(
+                text, node.pos, "'.' (all other columns) is not supported: list the columns in the formula"
+            )
         return python_name(node.id)
     if isinstance(node, Num):
         return repr(node.value)
     if isinstance(node, Call) and node.func == "c":
         raise syntax_error(
-            text, node.pos, "c(...) is not a variable: in a formula '%in%' means nesting; for membership write I(x %in% c(...))"
+            text,
+            node.pos,
+            "c(...) is not a variable: in a formula '%in%' means nesting; for membership write I(x %in% c(...))",
         )
     if isinstance(node, Call):  # a term that may be logical goes through _r_value, which codes it as R does
         return f"_r_value({to_python(node, text)})" if node.func in _LOGICAL_CALLS else to_python(node, text)
@@ -168,12 +173,14 @@ def _bar_misplaced(node: Node, text: str) -> FormulaError:
     shown = deparse(_strip(bar))
     if (isinstance(node, BinOp) and node.op in _LOGICAL_OPS) or (isinstance(node, Unary) and node.op == "!"):
         return syntax_error(
-            text, node.pos,
+            text,
+            node.pos,
             f"{node.op!r} binds more loosely than '+' in R, so it takes in the random-effects term ({shown}): "
             "put the comparison in parentheses, e.g. y ~ (x == TRUE) + (1 | g)",
         )
     return syntax_error(
-        text, node.pos,
+        text,
+        node.pos,
         f"the random-effects term ({shown}) sits inside {deparse(node)!r}: add random-effects terms with '+', "
         f"e.g. ... + ({shown})",
     )
@@ -204,12 +211,15 @@ def _group_parts(node: Node, text: str) -> list[list[str]]:
     elif isinstance(node, Name):
         if ":" in node.id or "/" in node.id:
             raise syntax_error(
-                text, node.pos, f"the grouping column {node.id!r} has ':' or '/' in its name, which a formula reads as "
+                text,
+                node.pos,
+                f"the grouping column {node.id!r} has ':' or '/' in its name, which a formula reads as "
                 "interaction or nesting: rename the column",
             )
         return [[node.id]]
     raise syntax_error(
-        text, node.pos,
+        text,
+        node.pos,
         f"cannot read the grouping factor {deparse(node)!r}: write a column name, an interaction 'a:b' or a "
         "nesting 'a/b' (to group by an expression such as factor(g), add it to the DataFrame as a column)",
     )
@@ -239,7 +249,9 @@ def _term_factors(node: Node, text: str) -> list[tuple[str, ...]]:
             out = _union(out, [_merge(a, b) for a in out for b in base])
         return out
     if _is_formula_op(inner):
-        raise syntax_error(text, inner.pos, f"cannot expand {deparse(inner)!r} inside an uncorrelated term '(... || g)'")
+        raise syntax_error(
+            text, inner.pos, f"cannot expand {deparse(inner)!r} inside an uncorrelated term '(... || g)'"
+        )
     return [(formula_python(node, text),)]
 
 
@@ -262,7 +274,9 @@ def _uncorrelated(lhs: Node, text: str) -> list[str]:
         if isinstance(term, Num) and term.value in (0, 1):
             intercept = term.value == 1 and sign == "+"
         elif sign == "-":
-            raise syntax_error(text, term.pos, f"cannot remove {deparse(term)!r} inside an uncorrelated term '(... || g)'")
+            raise syntax_error(
+                text, term.pos, f"cannot remove {deparse(term)!r} inside an uncorrelated term '(... || g)'"
+            )
         else:
             terms = _union(terms, _term_factors(term, text))
     terms.sort(key=len)
@@ -354,7 +368,9 @@ def parse_formula(text: str) -> ParsedFormula:
     for sign, term in _signed_terms(tree.right):
         if _is_bar(term):
             if sign == "-":
-                raise syntax_error(source, term.pos, f"a random-effects term cannot be removed with '-': {deparse(_strip(term))!r}")
+                raise syntax_error(
+                    source, term.pos, f"a random-effects term cannot be removed with '-': {deparse(_strip(term))!r}"
+                )
             bars.extend(_bars(term, source))
         elif _has_bar(term):
             raise _bar_misplaced(term, source)

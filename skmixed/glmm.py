@@ -1,6 +1,7 @@
 """``glmer``: fit a generalized linear mixed model, lme4's ``glmer`` as a composition of the public stages
 (:mod:`skmixed.stages`): build → deviance (Laplace, quadrature or nAGQ = 0) → optimize → make_result.
 How a GLMM is optimised: :mod:`skmixed.glmm_fitting`; its deviances: :mod:`skmixed.pirls`."""
+
 from __future__ import annotations
 
 import warnings

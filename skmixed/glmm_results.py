@@ -7,6 +7,7 @@ What differs: the likelihood (Laplace or AGQ, see :mod:`skmixed.pirls`), the
 response scale (``fitted``, ``predict(type="response")``), deviance residuals,
 z tests, and whether there is a dispersion σ (Gamma, inverse Gaussian, Gaussian).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,7 +26,7 @@ from .results import LmerResult, warn_if_singular
 from .variance import icc
 
 
-def glmer_result(model, objective, optsum: OptSummary) -> "GlmerResult":
+def glmer_result(model, objective, optsum: OptSummary) -> GlmerResult:
     """The fitted GLMM at ``optsum``'s (θ, β) (θ for nAGQ = 0): the mode there, on the user's scale (β = S⁻¹β̃,
     RX = R̃X·S for the standardized X = X̃S); the covariance of β̂ from the Hessian where lme4 uses it."""
     pirls, nAGQ, std = objective.pirls, objective.nAGQ, model.standardization
@@ -35,16 +36,26 @@ def glmer_result(model, objective, optsum: OptSummary) -> "GlmerResult":
         mode = pirls.joint_mode(theta)
     else:
         mode = pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
-    value = pirls.laplace_of(mode) if objective.rule is None else pirls.agq_of(mode, objective.rule) + pirls.agq_constant(mode)
+    value = (
+        pirls.laplace_of(mode)
+        if objective.rule is None
+        else pirls.agq_of(mode, objective.rule) + pirls.agq_constant(mode)
+    )
     fam = pirls.family
     working = pirls.working_solution(mode)  # the PLS problem of the working response at the mode
     wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
     pwrss = wrss + mode.usq
     lam = pirls.lam_map.values(theta)
     solution = PlsSolution(
-        theta=np.array(theta, dtype=float), beta=std.beta(mode.beta), u=mode.u.copy(), b=pirls.lam_map.dot(lam, mode.u),
-        pwrss=pwrss, ldL2=mode.ldL2, ldRX2=np.nan if working is None else working.ldRX2 + 2 * std.log_det_S,
-        RX=np.full((p, p), np.nan) if working is None else std.RX(working.RX), deviance=value,
+        theta=np.array(theta, dtype=float),
+        beta=std.beta(mode.beta),
+        u=mode.u.copy(),
+        b=pirls.lam_map.dot(lam, mode.u),
+        pwrss=pwrss,
+        ldL2=mode.ldL2,
+        ldRX2=np.nan if working is None else working.ldRX2 + 2 * std.log_det_S,
+        RX=np.full((p, p), np.nan) if working is None else std.RX(working.RX),
+        deviance=value,
         sigma=float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0,
     )
     hessian_vcov = None
@@ -52,7 +63,12 @@ def glmer_result(model, objective, optsum: OptSummary) -> "GlmerResult":
         V = _vcov_from_hessian(optsum.hessian, k)
         hessian_vcov = None if V is None else std.vcov(V)
     result = GlmerResult(
-        model=model, solution=solution, optsum=optsum, cp=pirls.working_cross_products(mode), family=fam, nAGQ=nAGQ,
+        model=model,
+        solution=solution,
+        optsum=optsum,
+        cp=pirls.working_cross_products(mode),
+        family=fam,
+        nAGQ=nAGQ,
         hessian_vcov=hessian_vcov,
         nb_theta_estimated=isinstance(model.family, NegativeBinomial) and model.family.theta is None,
     )
@@ -153,7 +169,9 @@ class GlmerResult(LmerResult):
     def icc(self) -> pd.Series:
         """Latent-scale intra-class correlation: residual variance π²/3 (logit) or 1 (probit), binomial only."""
         if not isinstance(self.family, Binomial) or self.family.link.name not in ("logit", "probit"):
-            raise OptionError("the ICC of a GLMM is defined here on the latent scale of binomial logit or probit models")
+            raise OptionError(
+                "the ICC of a GLMM is defined here on the latent scale of binomial logit or probit models"
+            )
         return icc(self.re, self.theta, self.sigma, np.pi**2 / 3 if self.family.link.name == "logit" else 1.0)
 
     # --- fitted values, residuals, prediction ---------------------------------
@@ -185,7 +203,9 @@ class GlmerResult(LmerResult):
         """Pearson residuals divided by σ."""
         return self.residuals_pearson / self.sigma
 
-    def predict(self, newdata=None, re_form=None, allow_new_levels: bool = True, offset=None, type: str = "link") -> np.ndarray:
+    def predict(
+        self, newdata=None, re_form=None, allow_new_levels: bool = True, offset=None, type: str = "link"
+    ) -> np.ndarray:
         """Predictions on the link scale (``type="link"``, lme4's default) or as means (``type="response"``).
 
         ``re_form``, ``allow_new_levels`` and ``offset`` as for :meth:`LmerResult.predict`.
@@ -195,7 +215,7 @@ class GlmerResult(LmerResult):
         eta = super().predict(newdata, re_form=re_form, allow_new_levels=allow_new_levels, offset=offset)
         return self.family.linkinv(eta) if type == "response" else eta
 
-    def refit_ml(self) -> "GlmerResult":
+    def refit_ml(self) -> GlmerResult:
         """A GLMM is fitted by maximum likelihood already."""
         return self
 

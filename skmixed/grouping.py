@@ -12,6 +12,7 @@ levels.  Strings given for a factor of numbers are matched through the numbers' 
 R, whose levels are strings.  Strings are made from the levels for display only (the index
 of ``ranef``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,7 +43,11 @@ def _check_hashable_kind(name: str, values: pd.Series) -> None:
         unhashable = [t for t in types if t in ("list", "dict", "set", "ndarray", "DataFrame", "Series")]
         if len(types) == 1 and not unhashable:  # one kind of hashable value (tuples, say): levels as they are
             return
-        problem = f"unhashable values ({', '.join(unhashable)})" if unhashable else f"values of different types ({', '.join(types)})"
+        problem = (
+            f"unhashable values ({', '.join(unhashable)})"
+            if unhashable
+            else f"values of different types ({', '.join(types)})"
+        )
         raise DataError(
             f"the grouping factor {name!r} has {problem}: a level must be one number, string or date; convert the "
             f"column to one type, e.g. data[{name!r}].astype(str)"
@@ -76,7 +81,9 @@ def _is_text(values) -> bool:
         return _is_text(dtype.categories)
     if isinstance(dtype, pd.StringDtype):
         return True
-    return (dtype == object or pd.api.types.is_string_dtype(dtype)) and pd.api.types.infer_dtype(values, skipna=True) == "string"
+    return (dtype == object or pd.api.types.is_string_dtype(dtype)) and pd.api.types.infer_dtype(
+        values, skipna=True
+    ) == "string"
 
 
 def _labels(levels: pd.Index) -> np.ndarray:

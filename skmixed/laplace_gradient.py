@@ -32,6 +32,7 @@ from (HH⁻¹)_cc = 1: ``(H⁻¹)_cc = (1 − Σ_{a≥q₁} H_ca (H⁻¹)_ac)/H_
 (q − q₁ solves instead of q).  Otherwise H⁻¹ is formed whole.  Either is kept for
 q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -158,7 +159,9 @@ class LaplaceGradient:
         unit[np.arange(q1, q), np.arange(q - q1)] = 1.0
         columns = chol.solve(unit)
         H = pl.penalized.gram.matrix.data
-        below = np.bincount(self._below_col, H[self._below_pos] * columns[self._below_col, self._below_row], minlength=q1)
+        below = np.bincount(
+            self._below_col, H[self._below_pos] * columns[self._below_col, self._below_row], minlength=q1
+        )
         return np.concatenate([columns.ravel(), (1.0 - below) / H[self._diag_pos]])
 
     def gradient(self, mode: Mode) -> tuple[np.ndarray, np.ndarray | None]:

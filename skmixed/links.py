@@ -1,4 +1,5 @@
 """Link functions ``η = g(μ)`` for GLMMs, with R's numerics (``make.link`` and its C code's clamps)."""
+
 from __future__ import annotations
 
 import numpy as np

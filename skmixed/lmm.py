@@ -1,5 +1,6 @@
 """``lmer``: fit a linear mixed model, lme4's ``lmer`` as a composition of the public stages
 (:mod:`skmixed.stages`): build → deviance → optimize → make_result."""
+
 from __future__ import annotations
 
 import pandas as pd

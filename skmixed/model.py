@@ -7,6 +7,7 @@ the cross-products, formed once).  The later stages only read it:
 
     build(formula, data, ...) → deviance(model) → optimize(devfun) → make_result(model, devfun, optsum)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .checks import check_glmm_terms, check_identifiable, check_not_constant, warn_if_separated
-from .frame import ModelFrame, model_frame
 from .exceptions import FormulaError
 from .families import Binomial, Family, NegativeBinomial, Poisson, get_family
 from .formula import ParsedFormula, parse_formula
+from .frame import ModelFrame, model_frame
 from .options import check_data_options
 from .pls import CrossProducts, cross_products
 from .reterms import RandomEffects, random_effects
@@ -45,7 +46,7 @@ class LinearMixedModel:
     cp: CrossProducts
     data_name: str | None = None
 
-    def with_reml(self, REML: bool) -> "LinearMixedModel":
+    def with_reml(self, REML: bool) -> LinearMixedModel:
         """The same model for the other criterion (the data and cross-products are shared)."""
         return dataclasses.replace(self, REML=bool(REML))
 
@@ -79,8 +80,11 @@ def build(formula: str, data: pd.DataFrame, *, REML: bool = True, family=None, w
     fam = None if family is None else get_family(family)
     parsed = parse_formula(formula)
     if not parsed.bars:
-        alternative = ("by ordinary least squares (e.g. sklearn's LinearRegression or statsmodels' ols)" if fam is None
-                       else "as a GLM without random effects (e.g. statsmodels' glm)")
+        alternative = (
+            "by ordinary least squares (e.g. sklearn's LinearRegression or statsmodels' ols)"
+            if fam is None
+            else "as a GLM without random effects (e.g. statsmodels' glm)"
+        )
         raise FormulaError(
             f"the formula {formula!r} has no random-effects term: add one such as (1 | group), or fit it {alternative}"
         )
@@ -97,12 +101,23 @@ def _linear(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, REML: b
     check_identifiable(re, len(frame.y))
     X, y, w, std = standardize(frame.X, frame.y - frame.offset, frame.weights)
     return LinearMixedModel(
-        formula=parsed.text, parsed=parsed, frame=frame, re=re, REML=REML, standardization=std, X=X, y=y, weights=w,
-        cp=cross_products(re.Z, X, y, w), data_name=name,
+        formula=parsed.text,
+        parsed=parsed,
+        frame=frame,
+        re=re,
+        REML=REML,
+        standardization=std,
+        X=X,
+        y=y,
+        weights=w,
+        cp=cross_products(re.Z, X, y, w),
+        data_name=name,
     )
 
 
-def _generalized(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, fam: Family, name) -> GeneralizedLinearMixedModel:
+def _generalized(
+    parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, fam: Family, name
+) -> GeneralizedLinearMixedModel:
     check_glmm_terms(re, len(frame.y))
     fam.check_response(frame.y, frame.weights)
     check_not_constant(frame.y, frame.weights, fam, parsed.response)
@@ -110,5 +125,12 @@ def _generalized(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, fa
         warn_if_separated(frame.X, frame.y, frame.weights, frame.x_names, counts=not isinstance(fam, Binomial))
     X, _, _, std = standardize(frame.X, frame.y, frame.weights, response=False)
     return GeneralizedLinearMixedModel(
-        formula=parsed.text, parsed=parsed, frame=frame, re=re, family=fam, standardization=std, X=X, data_name=name,
+        formula=parsed.text,
+        parsed=parsed,
+        frame=frame,
+        re=re,
+        family=fam,
+        standardization=std,
+        X=X,
+        data_name=name,
     )

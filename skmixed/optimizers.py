@@ -5,13 +5,15 @@ ftol_abs = 1e-8) where no gradient is available, scipy's L-BFGS-B or BFGS where 
 run ends in the convergence checks of :func:`skmixed.convergence.minimize`.  Every evaluation is
 logged (:attr:`OptSummary.fitlog`), as MixedModels.jl's ``OptSummary`` does.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import nlopt
 import numpy as np
+
 
 @dataclass
 class OptSummary:
@@ -118,17 +120,28 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initi
         code = "ROUNDOFF_LIMITED"
     x, fx = logged.best()
     return OptSummary(
-        optimizer="nlopt LN_BOBYQA", theta_init=x0, objective_init=float(f0), theta=np.maximum(x, lower),
-        objective=float(fx), n_evaluations=len(logged.log), converged=code in _CONVERGED_CODES, return_code=code,
-        lower=lower, tolerances={"xtol_abs": xtol_abs, "ftol_abs": ftol_abs}, maxeval=maxeval, fitlog=logged.log,
+        optimizer="nlopt LN_BOBYQA",
+        theta_init=x0,
+        objective_init=float(f0),
+        theta=np.maximum(x, lower),
+        objective=float(fx),
+        n_evaluations=len(logged.log),
+        converged=code in _CONVERGED_CODES,
+        return_code=code,
+        lower=lower,
+        tolerances={"xtol_abs": xtol_abs, "ftol_abs": ftol_abs},
+        maxeval=maxeval,
+        fitlog=logged.log,
     )
 
 
-def _scipy_symmetric(f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = "") -> OptSummary:
+def _scipy_symmetric(
+    f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = ""
+) -> OptSummary:
     """scipy's ``method`` on f(x) given ``f_and_grad``, unbounded, in coordinates x·``scale``; the minimiser is
     mapped by ``canonical``.  A run whose message contains ``stalled`` (the line search stopped at rounding
-    level) counts as converged: the checks of :func:`skmixed.convergence.minimize` then judge the point; non-finite values are
-    returned as a huge f so the line search backs off."""
+    level) counts as converged: the checks of :func:`skmixed.convergence.minimize` then judge the point;
+    non-finite values are returned as a huge f so the line search backs off."""
     from scipy.optimize import minimize as scipy_minimize  # lazily: import cost
 
     x0 = np.asarray(x0, dtype=float)
@@ -147,9 +160,17 @@ def _scipy_symmetric(f_and_grad, x0, method: str, options: dict, canonical, scal
     converged = bool(res.success) or stalled in code
     tolerances = {k: v for k, v in options.items() if k in ("ftol", "gtol")}
     return OptSummary(
-        optimizer=f"scipy {method} (analytic gradient)", theta_init=x0, objective_init=logged.log[0][1],
-        theta=canonical(res.x / scale), objective=float(res.fun), n_evaluations=len(logged.log), converged=converged,
-        return_code=code, tolerances=tolerances, maxeval=limit, fitlog=logged.log,
+        optimizer=f"scipy {method} (analytic gradient)",
+        theta_init=x0,
+        objective_init=logged.log[0][1],
+        theta=canonical(res.x / scale),
+        objective=float(res.fun),
+        n_evaluations=len(logged.log),
+        converged=converged,
+        return_code=code,
+        tolerances=tolerances,
+        maxeval=limit,
+        fitlog=logged.log,
     )
 
 

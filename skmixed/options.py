@@ -16,6 +16,7 @@ coercions that would turn a typo into a different model:
   diagonal elements of each relative covariance factor are ≥ 0) are checked once the
   random-effects terms are known (:func:`lmer_start`, :func:`glmer_start`).
 """
+
 from __future__ import annotations
 
 from numbers import Integral, Real
@@ -44,7 +45,9 @@ def switch(value, name: str) -> bool:
 
 def count(value, name: str, low: int, high: int | None = None, meaning: str = "") -> int:
     """``value`` as an int in [low, high]: an int, or a float with no fractional part (``1e5``)."""
-    whole = isinstance(value, Integral) or (isinstance(value, Real) and np.isfinite(value) and float(value).is_integer())
+    whole = isinstance(value, Integral) or (
+        isinstance(value, Real) and np.isfinite(value) and float(value).is_integer()
+    )
     if isinstance(value, (bool, np.bool_)) or not whole or value < low or (high is not None and value > high):
         bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
         raise OptionError(f"{name} must be an integer {bounds}{meaning}, not {value!r}")

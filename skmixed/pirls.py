@@ -37,7 +37,12 @@ It is built from deviance residuals, so lme4's objective for nAGQ > 1 omits the 
 values are not comparable with Laplace fits.  We optimise the same function and report
 that constant added back (:meth:`Pirls.agq_constant`), i.e. the full −2 log-likelihood,
 which for nAGQ = 1 is exactly the Laplace value.
+
+Why one module of some 450 lines: PIRLS and the deviances it defines share the mode, the family's
+state and Z'WZ's fixed pattern; the docstring above is their derivation, and splitting them would
+put the formulas in one file and their only users in another.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -149,8 +154,14 @@ class Pirls:
         WX = self.X * W[:, None]
         Wz = W * zr
         return CrossProducts(
-            ZtZ=self._ztz, ZtX=np.asarray(self.Zt @ WX), Zty=self.Zt @ Wz, XtX=self.X.T @ WX, Xty=self.X.T @ Wz,
-            yty=float(zr @ Wz), n=self.n, log_det_w=0.0,
+            ZtZ=self._ztz,
+            ZtX=np.asarray(self.Zt @ WX),
+            Zty=self.Zt @ Wz,
+            XtX=self.X.T @ WX,
+            Xty=self.X.T @ Wz,
+            yty=float(zr @ Wz),
+            n=self.n,
+            log_det_w=0.0,
         )
 
     # --- family pieces ------------------------------------------------------------
@@ -194,7 +205,8 @@ class Pirls:
         return step < STEP_TOL or quadratic or (step < 1e-8 and step > 0.5 * previous)
 
     def _final_ldL2(self, ldL2: float, step: float, lam, eta, mu) -> float:
-        """The last factor's log-determinant (of W's matrix) if the last step left W unchanged to round-off, else a fresh one."""
+        """The last factor's log-determinant (of W's matrix) if the last step left W unchanged to round-off, else a
+        fresh one."""
         return ldL2 if step < 1e-13 and np.isfinite(ldL2) else self._ldL2_at(lam, eta, mu)
 
     def _ldL2_at(self, lam: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> float:
@@ -229,23 +241,49 @@ class Pirls:
         ldL2, previous = np.nan, np.inf
         for it in range(1, MAX_ITER + 1):
             if not np.isfinite(pdev):
-                return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "the linear predictor gives invalid means")
+                return Mode(
+                    theta, beta, u, eta, mu, np.nan, pdev, False, it, "the linear predictor gives invalid means"
+                )
             W, resid = self._working(eta, mu)
-            newton = not self.family.is_canonical and self.refactor(lam, self.family.observed_weights(self.y, mu, eta, self.wt))
+            newton = not self.family.is_canonical and self.refactor(
+                lam, self.family.observed_weights(self.y, mu, eta, self.wt)
+            )
             if not newton and not self.refactor(lam, W):
                 return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite")
             ldL2 = np.nan if newton else self.penalized.chol.logdet()
             target = u + self.penalized.chol.solve(self.lam_map.t_dot(lam, self._zt_dot(W * resid)) - u)
             new = self._halve(pdev, u, target, lambda v: fixed + self._random_part(lam, v))
             if new is None:
-                return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "step-halving failed to reduce the penalized deviance")
+                return Mode(
+                    theta,
+                    beta,
+                    u,
+                    eta,
+                    mu,
+                    np.nan,
+                    pdev,
+                    False,
+                    it,
+                    "step-halving failed to reduce the penalized deviance",
+                )
             u_new, eta_new, mu_new, pdev_new, full = new
             step = self._step_size(u_new - u, eta_new - eta, eta_new)
             u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
             if self._converged(step, previous, full and (newton or self.family.is_canonical)):
                 return Mode(theta, beta, u, eta, mu, self._final_ldL2(ldL2, step, lam, eta, mu), pdev, True, it)
             previous = step
-        return Mode(theta, beta, u, eta, mu, self._ldL2_at(lam, eta, mu), pdev, False, MAX_ITER, f"no convergence in {MAX_ITER} iterations")
+        return Mode(
+            theta,
+            beta,
+            u,
+            eta,
+            mu,
+            self._ldL2_at(lam, eta, mu),
+            pdev,
+            False,
+            MAX_ITER,
+            f"no convergence in {MAX_ITER} iterations",
+        )
 
     def _halve(self, pdev, x, target, linear_predictor):
         """Move from x toward target, halving the step until pdev does not increase; None if it always does.
@@ -303,14 +341,27 @@ class Pirls:
             start = target if x is None else x
             new = self._halve(pdev, start, target, linear_predictor)
             if new is None:
-                return self._joint_failure(theta, x, eta, mu, it, "step-halving failed to reduce the penalized deviance")
+                return self._joint_failure(
+                    theta, x, eta, mu, it, "step-halving failed to reduce the penalized deviance"
+                )
             x_new, eta_new, mu_new, pdev_new, full = new
             step = self._step_size(x_new[-q:] - (x[-q:] if x is not None else 0), eta_new - eta, eta_new)
             x, eta, mu, pdev = x_new, eta_new, mu_new, pdev_new
             if self._converged(step, previous, full and self.family.is_canonical):
                 return Mode(theta, x[:-q], x[-q:], eta, mu, self._final_ldL2(ldL2, step, lam, eta, mu), pdev, True, it)
             previous = step
-        return Mode(theta, x[:-q], x[-q:], eta, mu, self._ldL2_at(lam, eta, mu), pdev, False, MAX_ITER, f"no convergence in {MAX_ITER} iterations")
+        return Mode(
+            theta,
+            x[:-q],
+            x[-q:],
+            eta,
+            mu,
+            self._ldL2_at(lam, eta, mu),
+            pdev,
+            False,
+            MAX_ITER,
+            f"no convergence in {MAX_ITER} iterations",
+        )
 
     def _joint_failure(self, theta, x, eta, mu, it, message) -> Mode:
         q = self.q

@@ -4,6 +4,7 @@ Each function draws on ``ax`` (a new figure when omitted) and returns the matplo
 Artists carry labels (``"conditional modes"``, ``"no pooling"``, a group's level, ...) so the
 drawn data can be read back from the Axes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -158,6 +159,8 @@ def group_lines(
 ):
     """One fitted line per level of a grouping factor against the column ``x`` (growth curves).
 
+    (Some 65 lines, most of them its ten keyword arguments and this docstring; the body is short.)
+
     ``kind="blup"``: the model's prediction Xβ̂ + Zb̂ for that group (shrunken lines);
     ``kind="ols"``: a separate least-squares polynomial of degree ``degree`` per group (no pooling);
     ``kind="population"``: Xβ̂ alone. A GLMM's lines are means g⁻¹(η). Lines span each group's
@@ -168,7 +171,9 @@ def group_lines(
         raise OptionError(f"kind must be 'blup', 'ols' or 'population', not {kind!r}")
     glmm = getattr(result, "family", None) is not None
     if glmm and kind == "ols":
-        raise OptionError("separate least-squares lines need a linear mixed model; for a GLMM use kind='blup' or 'population'")
+        raise OptionError(
+            "separate least-squares lines need a linear mixed model; for a GLMM use kind='blup' or 'population'"
+        )
     group = _group(result, group)
     data = result.frame.data
     for col in [x] + ([by] if by else []):
@@ -194,11 +199,19 @@ def group_lines(
     if by:
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], ls=LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", label=v) for i, v in enumerate(by_levels)]
+        handles = [
+            Line2D([], [], ls=LINESTYLES[i % len(LINESTYLES)], color=f"C{i}", label=v) for i, v in enumerate(by_levels)
+        ]
         ax.legend(handles=handles, title=by, fontsize="small")
     ax.set_xlabel(x)
     ax.set_ylabel(result.parsed.response)
-    ax.set_title({"blup": "BLUP lines (partial pooling)", "ols": "separate least squares (no pooling)", "population": "population lines"}[kind])
+    ax.set_title(
+        {
+            "blup": "BLUP lines (partial pooling)",
+            "ols": "separate least squares (no pooling)",
+            "population": "population lines",
+        }[kind]
+    )
     return ax
 
 
@@ -212,7 +225,9 @@ def no_pooling(result, group: str | None = None) -> tuple[pd.DataFrame, pd.DataF
     Framework", eq. (17). Groups too small for their own fit get NaN.
     """
     if getattr(result, "family", None) is not None:
-        raise OptionError("no-pooling fits compare least squares per group with BLUPs: they need a linear mixed model (lmer)")
+        raise OptionError(
+            "no-pooling fits compare least squares per group with BLUPs: they need a linear mixed model (lmer)"
+        )
     group = _group(result, group)
     terms = [t for t in result.re.terms if t.group == group]
     effects = [e for t in terms for e in t.effects]
@@ -236,8 +251,9 @@ def shrinkage(result, group: str | None = None, effects=None, ax=None):
     """No pooling vs partial pooling: each group's own least-squares estimate joined to its BLUP β̂ + b̂_j.
 
     With one random effect the estimates are plotted against the group size n_j, with β̂ as the
-    fully pooled line (small groups move furthest: Gill and Womack, "The Multilevel Model Framework", eq. (17)). With several, two of them
-    (``effects``, default the first two) span the plane and each group is an arrow-like segment.
+    fully pooled line (small groups move furthest: Gill and Womack, "The Multilevel Model Framework",
+    eq. (17)). With several, two of them (``effects``, default the first two) span the plane and each
+    group is an arrow-like segment.
     """
     separate, partial = no_pooling(result, group)
     group = _group(result, group)
@@ -254,7 +270,11 @@ def shrinkage(result, group: str | None = None, effects=None, ax=None):
         n = np.bincount(result.re.flist()[group].codes, minlength=len(separate)).astype(float)
         a, b = separate[e].to_numpy(), partial[e].to_numpy()
         ax.axhline(result.fixef.get(e, 0.0), color="0.4", lw=1, ls="--", label="complete pooling (β̂)")
-        ax.add_collection(LineCollection([[(n[i], a[i]), (n[i], b[i])] for i in np.flatnonzero(ok)], colors="0.7", lw=1, label="shrinkage"))
+        ax.add_collection(
+            LineCollection(
+                [[(n[i], a[i]), (n[i], b[i])] for i in np.flatnonzero(ok)], colors="0.7", lw=1, label="shrinkage"
+            )
+        )
         ax.plot(n[ok], a[ok], "o", mfc="none", color="C3", ms=4, label="no pooling")
         ax.plot(n, b, "o", color="C0", ms=3, label="partial pooling")
         ax.set_xlabel(f"observations per {group}")
@@ -262,7 +282,11 @@ def shrinkage(result, group: str | None = None, effects=None, ax=None):
     else:
         e1, e2 = names[:2]
         A, B = separate[[e1, e2]].to_numpy(), partial[[e1, e2]].to_numpy()
-        ax.add_collection(LineCollection([[tuple(A[i]), tuple(B[i])] for i in np.flatnonzero(ok)], colors="0.7", lw=1, label="shrinkage"))
+        ax.add_collection(
+            LineCollection(
+                [[tuple(A[i]), tuple(B[i])] for i in np.flatnonzero(ok)], colors="0.7", lw=1, label="shrinkage"
+            )
+        )
         ax.plot(A[ok, 0], A[ok, 1], "o", mfc="none", color="C3", ms=4, label="no pooling")
         ax.plot(B[:, 0], B[:, 1], "o", color="C0", ms=3, label="partial pooling")
         ax.plot([result.fixef.get(e1, 0.0)], [result.fixef.get(e2, 0.0)], "+", color="k", ms=10, mew=2, label="β̂")

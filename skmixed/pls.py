@@ -16,6 +16,7 @@ once, so one evaluation costs nothing that grows with the number of rows.  Here:
 cross-products, Λ's map from θ, A on a fixed pattern, the solution record and the solve
 on a Cholesky factor of A; :mod:`skmixed.backends` evaluates the deviance with them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ class CrossProducts:
     log_det_w: float
 
 
-def cross_products(Z: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray, offset: np.ndarray | None = None) -> CrossProducts:
+def cross_products(
+    Z: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray, offset: np.ndarray | None = None
+) -> CrossProducts:
     """The weighted cross-products of Z, X and y − offset.
 
     √W scales the stored values of Z's CSR form (rows contiguous) in place of a diagonal sparse
@@ -201,15 +204,25 @@ class LambdaMap:
         return np.column_stack([self.dot(lam, U[:, j]) for j in range(U.shape[1])])
 
 
-def profiled_solution(theta, beta, u, b, pwrss, ldL2, ldRX2, RX, n: int, p: int, log_det_w: float, reml: bool) -> PlsSolution:
+def profiled_solution(
+    theta, beta, u, b, pwrss, ldL2, ldRX2, RX, n: int, p: int, log_det_w: float, reml: bool
+) -> PlsSolution:
     """The solution record with its profiled deviance ``log|A| − log|W| [+ log|RX'RX|] + dof(1 + log(2πr²/dof))``."""
     dof = n - p if reml else n
     deviance = ldL2 - log_det_w + dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof))
     if reml:
         deviance += ldRX2
     return PlsSolution(
-        theta=np.array(theta, dtype=float), beta=beta, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
-        deviance=float(deviance), sigma=float(np.sqrt(pwrss / dof)),
+        theta=np.array(theta, dtype=float),
+        beta=beta,
+        u=u,
+        b=b,
+        pwrss=pwrss,
+        ldL2=ldL2,
+        ldRX2=ldRX2,
+        RX=RX,
+        deviance=float(deviance),
+        sigma=float(np.sqrt(pwrss / dof)),
     )
 
 
@@ -234,8 +247,9 @@ def solve_on_factor(chol, lam_map: LambdaMap, cp: CrossProducts, theta: np.ndarr
     if pwrss <= 0:
         return None, None
     u = chol.solve_Lt(cu - RZX @ beta)
-    solution = profiled_solution(theta, beta, u, lam_map.dot(lam, u), pwrss, chol.logdet(), ldRX2, RX, cp.n, p,
-                                 cp.log_det_w, reml)
+    solution = profiled_solution(
+        theta, beta, u, lam_map.dot(lam, u), pwrss, chol.logdet(), ldRX2, RX, cp.n, p, cp.log_det_w, reml
+    )
     return solution, RZX
 
 

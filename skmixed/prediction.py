@@ -3,15 +3,16 @@
 ``Xβ̂ + Zb̂ + offset`` with the terms ``re_form`` keeps.  New data are coded as the fit's data were:
 factors by the fitted levels and contrasts, grouping factors by value, offsets as the fit's.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .frame import row_values
-from .model_matrix import encode_new, fixed_matrix, numeric_column
 from .exceptions import DataError, OptionError
 from .formula import parse_formula
+from .frame import row_values
+from .model_matrix import encode_new, fixed_matrix, numeric_column
 from .reterms import RandomEffects
 from .variables import check_like_fit, model_variables, prepare_data
 
@@ -33,6 +34,7 @@ def select_terms(re: RandomEffects, re_form) -> list[int]:
         raise OptionError(f"re_form {re_form!r} names terms that are not in the model; its terms are {known}")
     return chosen
 
+
 def new_offset(result, newdata: pd.DataFrame, offset) -> np.ndarray:
     """The offset of new data: ``offset`` (a column name or an array), the fit's offset column, and offset() terms."""
     off = np.zeros(len(newdata))
@@ -46,7 +48,10 @@ def new_offset(result, newdata: pd.DataFrame, offset) -> np.ndarray:
         off += numeric_column(expr, newdata, "offset")
     return off
 
-def predict(result, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None) -> np.ndarray:
+
+def predict(
+    result, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None
+) -> np.ndarray:
     """Predictions Xβ̂ + Zb̂ + offset; ``re_form='~0'`` gives the population (fixed-effects) prediction.
 
     New data are coded as the fit's data were: factors by the fitted levels and contrasts

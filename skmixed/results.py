@@ -7,6 +7,7 @@ result lives and rebuilt from the model record after unpickling.  Analyses that 
 in their own modules (:mod:`skmixed.prediction`, :mod:`skmixed.variance`, :mod:`skmixed.condvar`,
 :mod:`skmixed.summary`, :mod:`skmixed.anova`); the accessors here delegate to them.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -17,19 +18,20 @@ import numpy as np
 import pandas as pd
 
 from .condvar import conditional_variances
+from .convergence import SINGULAR_TOL
 from .deviance import ProfiledDeviance
 from .exceptions import SingularFitWarning
 from .fitting import optimize
 from .model import LinearMixedModel
-from .convergence import SINGULAR_TOL
 from .optimizers import OptSummary
 from .pls import CrossProducts, PlsSolution
 from .prediction import predict
 from .variance import group_names, icc, term_covariances, varcorr_table
 
 
-def lmer_result(model: LinearMixedModel, devfun: ProfiledDeviance, optsum: OptSummary) -> "LmerResult":
-    """The fitted LMM at ``optsum``'s θ: the PLS solution there (penalized RSS from the residuals), on the user's scale."""
+def lmer_result(model: LinearMixedModel, devfun: ProfiledDeviance, optsum: OptSummary) -> LmerResult:
+    """The fitted LMM at ``optsum``'s θ: the PLS solution there (penalized RSS from the residuals), on the user's
+    scale."""
     std = model.standardization
     solution = std.solution(devfun.standardized.final_solution(std.theta_tilde(optsum.theta)), model.REML)
     result = LmerResult(model=model, solution=solution, optsum=optsum, cp=model.cp)
@@ -40,7 +42,9 @@ def lmer_result(model: LinearMixedModel, devfun: ProfiledDeviance, optsum: OptSu
 
 def warn_if_singular(result) -> None:
     if result.is_singular:
-        warnings.warn("boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=4)
+        warnings.warn(
+            "boundary (singular) fit: see result.is_singular and result.varcorr", SingularFitWarning, stacklevel=4
+        )
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,9 @@ class LmerResult:
         """Pearson residuals divided by σ: (y − ŷ)·√w / σ."""
         return self.residuals * np.sqrt(self.frame.weights) / self.sigma
 
-    def predict(self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None) -> np.ndarray:
+    def predict(
+        self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None
+    ) -> np.ndarray:
         """Predictions Xβ̂ + Zb̂ + offset; ``re_form='~0'`` gives the population (fixed-effects) prediction.
 
         New data are coded as the fit's data were: factors by the fitted levels and contrasts
@@ -258,7 +264,7 @@ class LmerResult:
         """
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels, offset=offset)
 
-    def refit_ml(self) -> "LmerResult":
+    def refit_ml(self) -> LmerResult:
         """This model fitted by maximum likelihood (itself if it already is), from the current θ."""
         if not self.REML:
             return self

@@ -5,6 +5,7 @@ Term ``(lhs | g)`` with k effects and ℓ levels owns q = kℓ columns of Z, lev
 ``Λ_i = I_ℓ ⊗ T_i`` with ``T_i`` lower triangular, filled column-wise from θ_i, so
 ``Var(b_i) = σ² Λ_i Λ_i'``.  Diagonal elements of ``T_i`` have lower bound 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .model_matrix import Design, check_squares, design_matrix
 from .exceptions import DataError
 from .formula import RandomBar
 from .grouping import GroupingFactor, grouping_factor
+from .model_matrix import Design, check_squares, design_matrix
 
 
 @dataclass
@@ -129,7 +130,9 @@ class RandomEffects:
 
         Built as CSR (every row has the same Σkᵢ entries, in column order) and converted once.
         """
-        columns = np.hstack([t.factor.codes[:, None] * t.k + (np.arange(t.k) + start) for t, start in zip(self.terms, self.col_offsets)])
+        columns = np.hstack(
+            [t.factor.codes[:, None] * t.k + (np.arange(t.k) + start) for t, start in zip(self.terms, self.col_offsets)]
+        )
         values = np.hstack([t.values for t in self.terms])
         n, per_row = columns.shape
         indptr = np.arange(0, n * per_row + 1, per_row)
@@ -167,7 +170,9 @@ class RandomEffects:
 
     def split_b(self, b: np.ndarray) -> list[np.ndarray]:
         """The vector b (length q) as one ℓ × k array per term."""
-        return [b[self.col_offsets[i] : self.col_offsets[i + 1]].reshape(t.n_levels, t.k) for i, t in enumerate(self.terms)]
+        return [
+            b[self.col_offsets[i] : self.col_offsets[i + 1]].reshape(t.n_levels, t.k) for i, t in enumerate(self.terms)
+        ]
 
     def flist(self) -> dict[str, GroupingFactor]:
         """Distinct grouping factors in term order."""

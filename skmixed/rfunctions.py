@@ -13,6 +13,7 @@ interaction without main effect).
 ``factor()`` labels levels as R's ``as.character`` does (``1``, ``2.5``, ``1e+05``, ``TRUE``)
 so that column names and the levels matched on new data are R's.
 """
+
 from __future__ import annotations
 
 from functools import reduce
@@ -151,7 +152,16 @@ def as_logical(x):
     """R's ``as.logical()``: numbers are TRUE unless 0; the strings TRUE/true/T/True and FALSE/false/F/False."""
     s = _series(x)
     if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-        words = {"TRUE": True, "true": True, "T": True, "True": True, "FALSE": False, "false": False, "F": False, "False": False}
+        words = {
+            "TRUE": True,
+            "true": True,
+            "T": True,
+            "True": True,
+            "FALSE": False,
+            "false": False,
+            "F": False,
+            "False": False,
+        }
         return s.map(lambda v: words.get(v) if isinstance(v, str) else None)
     values = s.astype(float)
     return values.where(values.isna(), values != 0)
@@ -254,20 +264,67 @@ def _r_in(x, table):
 
 #: Python name -> value, for formulaic's evaluation context.
 _FUNCTIONS = {
-    "TRUE": True, "FALSE": False, "T": True, "F": False, "pi": np.pi, "NULL": None, "NA": np.nan,
-    "Inf": np.inf, "NaN": np.nan,
-    "I": identity, "_r_value": model_term, "_r_paren": identity, "_r_not": _r_not, "_r_and": _r_and, "_r_or": _r_or, "_r_in": _r_in, "_r_seq": _r_seq,
-    "c": c, "as_numeric": as_numeric,
-    "as_integer": as_integer, "as_logical": as_logical, "as_character": as_character, "is_na": pd.isna,
-    "log": log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10, "log2": np.log2,
-    "log1p": np.log1p, "expm1": np.expm1, "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor,
-    "ceiling": np.ceil, "trunc": np.trunc, "sign": np.sign, "round": round_, "signif": signif,
-    "ifelse": ifelse, "pmin": lambda *a: reduce(np.minimum, a), "pmax": lambda *a: reduce(np.maximum, a),
-    "mean": _reduction(np.mean), "median": _reduction(np.median), "sum": _reduction(np.sum),
-    "min": _reduction(np.min), "max": _reduction(np.max), "sd": _reduction(np.std, ddof=1),
-    "var": _reduction(np.var, ddof=1), "length": len, "np": np,
+    "TRUE": True,
+    "FALSE": False,
+    "T": True,
+    "F": False,
+    "pi": np.pi,
+    "NULL": None,
+    "NA": np.nan,
+    "Inf": np.inf,
+    "NaN": np.nan,
+    "I": identity,
+    "_r_value": model_term,
+    "_r_paren": identity,
+    "_r_not": _r_not,
+    "_r_and": _r_and,
+    "_r_or": _r_or,
+    "_r_in": _r_in,
+    "_r_seq": _r_seq,
+    "c": c,
+    "as_numeric": as_numeric,
+    "as_integer": as_integer,
+    "as_logical": as_logical,
+    "as_character": as_character,
+    "is_na": pd.isna,
+    "log": log,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "log10": np.log10,
+    "log2": np.log2,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "floor": np.floor,
+    "ceiling": np.ceil,
+    "trunc": np.trunc,
+    "sign": np.sign,
+    "round": round_,
+    "signif": signif,
+    "ifelse": ifelse,
+    "pmin": lambda *a: reduce(np.minimum, a),
+    "pmax": lambda *a: reduce(np.maximum, a),
+    "mean": _reduction(np.mean),
+    "median": _reduction(np.median),
+    "sum": _reduction(np.sum),
+    "min": _reduction(np.min),
+    "max": _reduction(np.max),
+    "sd": _reduction(np.std, ddof=1),
+    "var": _reduction(np.var, ddof=1),
+    "length": len,
+    "np": np,
 }
-_STATEFUL = {"poly": poly, "ns": splines.ns, "bs": splines.bs, "factor": factor, "as_factor": as_factor, "relevel": relevel}
+_STATEFUL = {
+    "poly": poly,
+    "ns": splines.ns,
+    "bs": splines.bs,
+    "factor": factor,
+    "as_factor": as_factor,
+    "relevel": relevel,
+}
 
 
 def context() -> dict:

@@ -8,6 +8,7 @@ user's parentheses restored — so :func:`column_name` can print a column as R's
 :func:`factor_variables` lists the data columns a factor reads, with dotted and
 backquoted names kept whole (formulaic's own list splits ``days.since`` at the dot).
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,8 +33,15 @@ from .rsyntax import (
 
 _BACKQUOTED = re.compile(r"`([^`]*)`")
 _PY_BINARY = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "^", ast.Mod: "%%", ast.FloorDiv: "%/%",
-    ast.BitAnd: "&", ast.BitOr: "|",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.Div: "/",
+    ast.Pow: "^",
+    ast.Mod: "%%",
+    ast.FloorDiv: "%/%",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
 }
 _PY_COMPARE = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.Gt: ">", ast.LtE: "<=", ast.GtE: ">="}
 _FUNCTION_OPERATORS = {"_r_and": "&", "_r_or": "|", "_r_in": "%in%", "_r_seq": ":"}

@@ -8,7 +8,11 @@ model-matrix columns (``I(x^2)``, ``exp(Days/10)``, ``poly(x, 2, raw = TRUE)1``)
 :func:`to_python` writes a value expression as the Python code formulaic evaluates with
 the functions of :mod:`skmixed.rfunctions` (:mod:`skmixed.rnames` reads it back to name
 columns as R names them).
+
+Why one module of some 420 lines: a recursive-descent parser of R's expression grammar, its
+printer and its translation to Python walk the same node types; each is short, the grammar is one.
 """
+
 from __future__ import annotations
 
 import keyword
@@ -33,9 +37,23 @@ Node = Name | Num | Str | Call | BinOp | Unary | Paren | Raw
 # --- R's grammar ------------------------------------------------------------------------
 #: binding power of R's binary operators, loosest first (R's ``?Syntax``); ``%any%`` binds at 8.
 BINARY = {
-    "~": 1, "||": 2, "|": 2, "&&": 3, "&": 3,
-    "==": 5, "!=": 5, "<": 5, ">": 5, "<=": 5, ">=": 5,
-    "+": 6, "-": 6, "*": 7, "/": 7, ":": 9, "^": 11,
+    "~": 1,
+    "||": 2,
+    "|": 2,
+    "&&": 3,
+    "&": 3,
+    "==": 5,
+    "!=": 5,
+    "<": 5,
+    ">": 5,
+    "<=": 5,
+    ">=": 5,
+    "+": 6,
+    "-": 6,
+    "*": 7,
+    "/": 7,
+    ":": 9,
+    "^": 11,
 }
 SPECIAL = 8
 UNARY = {"~": 1, "!": 4, "-": 10, "+": 10}
@@ -54,7 +72,12 @@ _TOKEN = re.compile(
 )
 
 _UNSUPPORTED_OPS = {
-    "[": "indexing", "$": "'$'", "@": "'@'", "<-": "assignment", "->": "assignment", "{": "braces",
+    "[": "indexing",
+    "$": "'$'",
+    "@": "'@'",
+    "<-": "assignment",
+    "->": "assignment",
+    "{": "braces",
 }
 
 
@@ -121,7 +144,9 @@ class _Parser:
         if tok is None:
             raise syntax_error(self.text, len(self.text), f"missing {text!r} in formula")
         if tok.text != text:
-            raise syntax_error(self.text, tok.pos, f"unexpected {tok.text!r}: expected {text!r} to close the {opening.text!r}")
+            raise syntax_error(
+                self.text, tok.pos, f"unexpected {tok.text!r}: expected {text!r} to close the {opening.text!r}"
+            )
         self.i += 1
 
     def parse(self) -> Node:
@@ -211,8 +236,24 @@ def parse(text: str) -> Node:
 
 # --- printing as R ------------------------------------------------------------------------
 _RESERVED = {
-    "if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE", "NULL",
-    "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "in",
+    "if",
+    "else",
+    "repeat",
+    "while",
+    "function",
+    "for",
+    "next",
+    "break",
+    "TRUE",
+    "FALSE",
+    "NULL",
+    "Inf",
+    "NaN",
+    "NA",
+    "NA_integer_",
+    "NA_real_",
+    "NA_character_",
+    "in",
 }
 _UNSPACED = {"/", "^", ":", "%%", "%/%"}
 _SYNTACTIC = re.compile(r"^(?:[^\W\d_]|\.(?![\d]))[\w.]*$")
@@ -295,9 +336,15 @@ def deparse(node: Node) -> str:
 # --- writing Python for formulaic --------------------------------------------------------------
 #: R spellings whose Python spelling differs (R names with dots; argument names with dots).
 PYTHON_SPELLING = {
-    "as.numeric": "as_numeric", "as.double": "as_numeric", "as.integer": "as_integer", "as.factor": "as_factor",
-    "as.logical": "as_logical", "as.character": "as_character", "is.na": "is_na",
-    "Boundary.knots": "Boundary_knots", "na.rm": "na_rm",
+    "as.numeric": "as_numeric",
+    "as.double": "as_numeric",
+    "as.integer": "as_integer",
+    "as.factor": "as_factor",
+    "as.logical": "as_logical",
+    "as.character": "as_character",
+    "is.na": "is_na",
+    "Boundary.knots": "Boundary_knots",
+    "na.rm": "na_rm",
 }
 R_SPELLING = {py: r for r, py in PYTHON_SPELLING.items() if r != "as.double"}
 #: R operators evaluated by functions of skmixed.rfunctions (R's semantics, not Python's bitwise ones).

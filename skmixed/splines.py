@@ -16,6 +16,7 @@ Outside the boundary knots (new data), ``ns`` continues linearly and ``bs`` by i
 Taylor polynomial at a pivot a quarter of the way into the outer knot interval, as R's
 functions do.  The knots are the state formulaic keeps, so new data use the fit's basis.
 """
+
 from __future__ import annotations
 
 from math import factorial
@@ -77,8 +78,10 @@ def bs(x, df=None, knots=None, degree=3, intercept=False, Boundary_knots=None, _
     ok = np.isfinite(x)
     inside = ok & (x >= boundary[0]) & (x <= boundary[1])
     basis[inside] = spline_design(all_knots, x[inside], order)
-    for side, pivot in ((x < boundary[0], 0.75 * boundary[0] + 0.25 * all_knots[order]),
-                        (x > boundary[1], 0.75 * boundary[1] + 0.25 * all_knots[-order - 1])):
+    for side, pivot in (
+        (x < boundary[0], 0.75 * boundary[0] + 0.25 * all_knots[order]),
+        (x > boundary[1], 0.75 * boundary[1] + 0.25 * all_knots[-order - 1]),
+    ):
         side &= ok
         if side.any():  # the Taylor polynomial of the basis at the pivot
             derivs = np.vstack([spline_design(all_knots, [pivot], order, d) / factorial(d) for d in range(order)])

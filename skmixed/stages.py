@@ -9,6 +9,7 @@
 Each stage's output is plain data the next one reads (the deviance function keeps its last
 evaluation, and a GLMM's its PIRLS warm starts); ``lmer`` and ``glmer`` are these four calls.
 """
+
 from __future__ import annotations
 
 from .deviance import GlmmObjective, ProfiledDeviance, deviance
@@ -20,8 +21,15 @@ from .optimizers import OptSummary
 from .results import LmerResult, lmer_result
 
 __all__ = [
-    "build", "deviance", "optimize", "make_result", "LinearMixedModel", "GeneralizedLinearMixedModel",
-    "ProfiledDeviance", "GlmmObjective", "OptSummary",
+    "build",
+    "deviance",
+    "optimize",
+    "make_result",
+    "LinearMixedModel",
+    "GeneralizedLinearMixedModel",
+    "ProfiledDeviance",
+    "GlmmObjective",
+    "OptSummary",
 ]
 
 

@@ -23,6 +23,7 @@ determinant of X's change of basis):
 A GLMM's response cannot be shifted or scaled, nor its prior weights rescaled, so only X is
 (``response=False``): γ = 0, s = c = 1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,10 +85,16 @@ class Standardization:
         """The fitted problem's PLS solution on the user's scale."""
         root_c = np.sqrt(self.c)
         return PlsSolution(
-            theta=self.theta(sol.theta), beta=self.beta(sol.beta), u=self.s * root_c * sol.u, b=self.s * sol.b,
-            pwrss=self.s**2 * self.c * sol.pwrss, ldL2=sol.ldL2,
-            ldRX2=sol.ldRX2 + self.p * np.log(self.c) + 2 * self.log_det_S, RX=self.RX(sol.RX),
-            deviance=self.objective(sol.deviance, reml), sigma=self.s * root_c * sol.sigma,
+            theta=self.theta(sol.theta),
+            beta=self.beta(sol.beta),
+            u=self.s * root_c * sol.u,
+            b=self.s * sol.b,
+            pwrss=self.s**2 * self.c * sol.pwrss,
+            ldL2=sol.ldL2,
+            ldRX2=sol.ldRX2 + self.p * np.log(self.c) + 2 * self.log_det_S,
+            RX=self.RX(sol.RX),
+            deviance=self.objective(sol.deviance, reml),
+            sigma=self.s * root_c * sol.sigma,
         )
 
     def objective(self, value: float, reml: bool) -> float:
@@ -120,8 +127,11 @@ def standardize(X: np.ndarray, y: np.ndarray, weights: np.ndarray, response: boo
         return X_tilde, y, weights, Standardization(S, np.zeros(p), 1.0, 1.0, n)
     magnitude = float(np.max(np.abs(y * sw)))
     if magnitude == 0 or not np.isfinite(magnitude):
-        raise DataError("the response is zero in every row: there is nothing to model" if magnitude == 0
-                        else "the response has non-finite values")
+        raise DataError(
+            "the response is zero in every row: there is nothing to model"
+            if magnitude == 0
+            else "the response has non-finite values"
+        )
     r = y * sw / magnitude  # prescaled: squares of values near 1e300 would overflow
     coef = Q.T @ r
     r = r - Q @ coef

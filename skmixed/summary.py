@@ -1,4 +1,5 @@
 """lme4-style text and HTML summaries of a fitted mixed model."""
+
 from __future__ import annotations
 
 import html
@@ -207,7 +208,11 @@ class Summary:
         lines = _header(m) + ["", _fit_statistics(m), ""]
         if hasattr(m, "residuals_scaled"):
             q = np.quantile(m.residuals_scaled, [0, 0.25, 0.5, 0.75, 1])
-            lines += ["Scaled residuals: ", _table([[f"{v:.4f}" for v in q]], ["Min", "1Q", "Median", "3Q", "Max"], set(range(5))), ""]
+            lines += [
+                "Scaled residuals: ",
+                _table([[f"{v:.4f}" for v in q]], ["Min", "1Q", "Median", "3Q", "Max"], set(range(5))),
+                "",
+            ]
         header, rows = random_effects_rows(m, variance=True)
         lines += ["Random effects:", _table(rows, header, {2, 3}), _groups_line(m), ""]
         coef = self.coefficients

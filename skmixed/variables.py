@@ -12,6 +12,7 @@ column and the fix instead of a traceback from deep in numpy, pandas or formulai
 * a column with only missing values is an error naming it;
 * duplicate column names that the model reads are an error.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,7 +47,7 @@ def column(data: pd.DataFrame, name: str, role: str) -> pd.Series:
 
 
 def present(values: pd.Series) -> np.ndarray:
-    """Rows where ``values`` is not missing, read from its values or codes (cheaper than pandas' notna, once a column)."""
+    """Rows where ``values`` is not missing, read from its values or codes (cheaper than pandas' notna)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         return values.array.codes >= 0
     if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub":
@@ -79,10 +80,16 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
         return values
     if isinstance(dtype, (pd.CategoricalDtype, pd.StringDtype)):
         return values
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+    if (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    ):
         raise _time_error(name, role)
     if pd.api.types.is_complex_dtype(dtype):
-        raise DataError(f"the {role} {name!r} has complex values: a model needs real numbers (e.g. data[{name!r}].real)")
+        raise DataError(
+            f"the {role} {name!r} has complex values: a model needs real numbers (e.g. data[{name!r}].real)"
+        )
     if pd.api.types.is_bool_dtype(dtype):  # pandas' nullable booleans stay logical (a FALSE/TRUE factor in a model)
         return values
     if pd.api.types.is_numeric_dtype(dtype):
@@ -155,7 +162,9 @@ class ModelVariables:
 
     values: dict[str, str]
     groups: list[str]
-    factor_columns: list[str] = field(default_factory=list)  # value columns that are Categoricals (found by prepare_data)
+    factor_columns: list[str] = field(
+        default_factory=list
+    )  # value columns that are Categoricals (found by prepare_data)
 
 
 def model_variables(parsed: ParsedFormula, data: pd.DataFrame, response: bool = True, bars=None) -> ModelVariables:
@@ -171,7 +180,12 @@ def model_variables(parsed: ParsedFormula, data: pd.DataFrame, response: bool = 
         if parsed.response in data.columns:
             add({parsed.response}, "response")
         else:
-            add(expression_variables(f"I({parsed.response})" if is_arithmetic(parsed.response) else parsed.response, data), "response variable")
+            add(
+                expression_variables(
+                    f"I({parsed.response})" if is_arithmetic(parsed.response) else parsed.response, data
+                ),
+                "response variable",
+            )
     add(expression_variables(parsed.fixed, data), "fixed-effect variable")
     for expr in parsed.offsets:
         add(expression_variables(expr, data), "offset variable")

@@ -1,4 +1,5 @@
 """Variance components of a fit: each term's covariance σ²TT', lme4's VarCorr table, and the ICC."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,9 +38,9 @@ def varcorr_table(re: RandomEffects, theta: np.ndarray, sigma: float, residual: 
         for j in range(t.k):
             rows.append((name, t.effects[j], None, V[j, j], sd[j]))
         for j in range(t.k):
-            for l in range(j + 1, t.k):
-                corr = V[l, j] / (sd[j] * sd[l]) if sd[j] > 0 and sd[l] > 0 else np.nan
-                rows.append((name, t.effects[j], t.effects[l], V[l, j], corr))
+            for i in range(j + 1, t.k):
+                corr = V[i, j] / (sd[j] * sd[i]) if sd[j] > 0 and sd[i] > 0 else np.nan
+                rows.append((name, t.effects[j], t.effects[i], V[i, j], corr))
     if residual:
         rows.append(("Residual", None, None, sigma**2, sigma))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])

@@ -25,7 +25,9 @@ def fit_reference(key: str):
         ref = references(None)[key]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = skmixed.lmer(ref["formula"], load_data(ref), REML=ref["REML"], weights=ref.get("weights"), offset=ref.get("offset"))
+            m = skmixed.lmer(
+                ref["formula"], load_data(ref), REML=ref["REML"], weights=ref.get("weights"), offset=ref.get("offset")
+            )
         _FITS[key] = (m, list(caught))
     return _FITS[key]
 

@@ -7,6 +7,7 @@ Two sets of fits, each made with lme4 1.1-31 by the R script beside it:
 each factor's levels in R's order.  Nothing here looks outside the repository, and a
 missing file raises: references must never silently vanish from the suite.
 """
+
 from __future__ import annotations
 
 import json

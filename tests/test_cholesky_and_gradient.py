@@ -1,12 +1,12 @@
 """The blocked Cholesky factor and the analytic gradient of the profiled deviance."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import skmixed
-from skmixed import factor as factor_module
-from skmixed._cholmod import SparseCholesky
 from skmixed import cholesky as cholesky_module
+from skmixed._cholmod import SparseCholesky
 from skmixed.backends import ScalarTermsBackend
 from skmixed.cholesky import BlockedCholesky, ScalarTermsCholesky, make_cholesky, make_scalar_cholesky
 from skmixed.optimizers import bobyqa
@@ -54,7 +54,9 @@ def test_blocked_factor_equals_cholmod(data, dense_l21):
     dense = A.toarray() + np.tril(A.toarray(), -1).T
     np.testing.assert_allclose(blocked.solve(b), np.linalg.solve(dense, b), rtol=1e-9, atol=1e-12)
     # L⁻¹ and L'⁻¹ are those of one factor: ‖L⁻¹b‖² = b'A⁻¹b, and L'⁻¹L⁻¹ = A⁻¹
-    np.testing.assert_allclose((blocked.solve_L(b) ** 2).sum(0), np.einsum("ij,ij->j", b, np.linalg.solve(dense, b)), rtol=1e-9)
+    np.testing.assert_allclose(
+        (blocked.solve_L(b) ** 2).sum(0), np.einsum("ij,ij->j", b, np.linalg.solve(dense, b)), rtol=1e-9
+    )
     np.testing.assert_allclose(blocked.solve_Lt(blocked.solve_L(b)), np.linalg.solve(dense, b), rtol=1e-9, atol=1e-12)
     tr1, diag2 = blocked.inverse_traces()
     inv = np.linalg.inv(dense)
@@ -79,7 +81,9 @@ def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
     b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
     for method in ("solve_L", "solve_Lt", "solve"):
         np.testing.assert_allclose(getattr(scalar, method)(b), getattr(blocked, method)(b), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(getattr(scalar, method)(b[:, 0]), getattr(blocked, method)(b[:, 0]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(scalar, method)(b[:, 0]), getattr(blocked, method)(b[:, 0]), rtol=1e-10, atol=1e-12
+        )
     tr_s, diag_s = scalar.inverse_traces()
     tr_b, diag_b = blocked.inverse_traces()
     assert tr_s == pytest.approx(tr_b, rel=1e-11)
@@ -95,8 +99,13 @@ def test_factor_choice_follows_structure():
 
 def fd_gradient(dev, theta, h=1e-4):
     """4th-order central differences of the deviance."""
-    return np.array([(-dev(theta + 2 * h * e) + 8 * dev(theta + h * e) - 8 * dev(theta - h * e) + dev(theta - 2 * h * e)) / (12 * h)
-                     for e in np.eye(len(theta))])
+    return np.array(
+        [
+            (-dev(theta + 2 * h * e) + 8 * dev(theta + h * e) - 8 * dev(theta - h * e) + dev(theta - 2 * h * e))
+            / (12 * h)
+            for e in np.eye(len(theta))
+        ]
+    )
 
 
 @pytest.mark.parametrize("reml", [False, True])

@@ -1,4 +1,5 @@
 """The one convergence check every fit goes through (skmixed.optimizers.minimize), and the boundary probe."""
+
 import warnings
 
 import numpy as np
@@ -6,8 +7,8 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.exceptions import ConvergenceWarning
 from skmixed.convergence import minimize
+from skmixed.exceptions import ConvergenceWarning
 from skmixed.optimizers import OptSummary, bobyqa
 
 
@@ -27,11 +28,14 @@ def quiet(fn, *args, **kw):
 
 
 # --- the stationary point θ = 0 -------------------------------------------------------------
-@pytest.mark.parametrize("formula,start", [
-    ("y ~ x + (0 + one | g)", [0.0]),  # the issue's case: a scalar term's deviance is even in θ, ∇f(0) = 0
-    ("y ~ x + (1 | g)", [0.0]),
-    ("y ~ x + (1 + x | g)", [0.0, 0.0, 0.0]),  # a vector term at T = 0: every first derivative vanishes
-])
+@pytest.mark.parametrize(
+    "formula,start",
+    [
+        ("y ~ x + (0 + one | g)", [0.0]),  # the issue's case: a scalar term's deviance is even in θ, ∇f(0) = 0
+        ("y ~ x + (1 | g)", [0.0]),
+        ("y ~ x + (1 + x | g)", [0.0, 0.0, 0.0]),  # a vector term at T = 0: every first derivative vanishes
+    ],
+)
 def test_a_start_on_the_bound_does_not_stop_the_fit_there(formula, start):
     df = data()
     stuck = quiet(skmixed.lmer, formula, df, start=start)
@@ -61,6 +65,7 @@ def test_glmm_start_on_the_bound():
 
 def test_probe_restarts_an_optimizer_that_stopped_on_a_stationary_bound():
     """f(θ) = (θ² − 1)²: even, ∇f(0) = 0, f(0) = 1 > f(1) = 0.  An optimizer that returns θ = 0 is restarted."""
+
     def f(x):
         return float((x[0] ** 2 - 1) ** 2)
 
@@ -79,8 +84,12 @@ def test_probe_restarts_an_optimizer_that_stopped_on_a_stationary_bound():
 
 def test_a_true_minimum_on_the_bound_stays_there():
     """f(θ) = (θ + 1)²: the constrained minimum is θ = 0, and the probe finds nothing lower."""
-    summary = minimize(lambda x0: bobyqa(lambda x: float((x[0] + 1) ** 2), x0, np.zeros(1)), np.ones(1), np.zeros(1),
-                       f=lambda x: float((x[0] + 1) ** 2))
+    summary = minimize(
+        lambda x0: bobyqa(lambda x: float((x[0] + 1) ** 2), x0, np.zeros(1)),
+        np.ones(1),
+        np.zeros(1),
+        f=lambda x: float((x[0] + 1) ** 2),
+    )
     assert summary.theta[0] == 0.0 and summary.converged and not any("restarted" in m for m in summary.messages)
 
 
@@ -102,6 +111,7 @@ def test_evaluation_limit_is_reported_whatever_the_number_of_parameters(k):
 def _stub(x, value, code, converged=False):
     def optimizer(x0):
         return OptSummary("stub", x0, value, np.asarray(x, dtype=float), value, 1, converged, code)
+
     return optimizer
 
 
@@ -110,8 +120,13 @@ def test_roundoff_is_not_convergence_unless_the_derivatives_show_a_minimum():
         return float(np.sum((x - 1) ** 2))
 
     with pytest.warns(ConvergenceWarning, match="convergence code ROUNDOFF_LIMITED"):
-        away = minimize(_stub([0.5, 0.5], f(np.array([0.5, 0.5])), "ROUNDOFF_LIMITED"), np.zeros(2),
-                        np.full(2, -np.inf), f=f, newton_steps=0)
+        away = minimize(
+            _stub([0.5, 0.5], f(np.array([0.5, 0.5])), "ROUNDOFF_LIMITED"),
+            np.zeros(2),
+            np.full(2, -np.inf),
+            f=f,
+            newton_steps=0,
+        )
     assert not away.converged
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
@@ -121,12 +136,14 @@ def test_roundoff_is_not_convergence_unless_the_derivatives_show_a_minimum():
 
 def test_a_saddle_is_reported_through_the_hessian():
     """At a saddle the gradient is 0 but the Hessian is not positive definite: lme4's two messages."""
+
     def f(x):
         return float(x[0] ** 2 - x[1] ** 2)
 
     with pytest.warns(ConvergenceWarning) as caught:
-        summary = minimize(_stub([0.0, 0.0], 0.0, "SUCCESS", converged=True), np.zeros(2), np.full(2, -np.inf), f=f,
-                           newton_steps=0)
+        summary = minimize(
+            _stub([0.0, 0.0], 0.0, "SUCCESS", converged=True), np.zeros(2), np.full(2, -np.inf), f=f, newton_steps=0
+        )
     text = " | ".join(str(w.message) for w in caught)
     assert "unable to evaluate scaled gradient" in text and "1 negative eigenvalues" in text
     assert not summary.converged
@@ -137,7 +154,9 @@ def test_large_gradient_is_reported_with_its_component():
         return float(np.sum((x - 1) ** 2))
 
     with pytest.warns(ConvergenceWarning, match=r"max\|grad\| = 0.707107 \(tol = 0.002, component 2\)"):
-        minimize(_stub([1.0, 0.5], 0.25, "SUCCESS", converged=True), np.zeros(2), np.full(2, -np.inf), f=f, newton_steps=0)
+        minimize(
+            _stub([1.0, 0.5], 0.25, "SUCCESS", converged=True), np.zeros(2), np.full(2, -np.inf), f=f, newton_steps=0
+        )
 
 
 def test_glmm_with_many_rows_is_still_checked():
@@ -160,7 +179,13 @@ def test_lmer_at_its_evaluation_limit_warns():
     n, groups = 900, 150
     g, h = rng.integers(0, groups, n), rng.integers(0, 10, n)
     x = rng.normal(size=n)
-    y = x + rng.normal(size=groups)[g] + 0.5 * rng.normal(size=groups)[g] * x + rng.normal(size=10)[h] + rng.normal(size=n)
+    y = (
+        x
+        + rng.normal(size=groups)[g]
+        + 0.5 * rng.normal(size=groups)[g] * x
+        + rng.normal(size=10)[h]
+        + rng.normal(size=n)
+    )
     df = pd.DataFrame({"y": y, "x": x, "g": g, "h": h})
     with pytest.warns(ConvergenceWarning, match="limit of 5 evaluations"):
         m = skmixed.lmer("y ~ x + (1 + x | g) + (1 | h)", df, maxeval=5)

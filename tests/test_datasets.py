@@ -1,4 +1,5 @@
 """skmixed.datasets: the shipped data sets, their sizes and structure, R's factor levels, descriptions."""
+
 import json
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def test_matches_the_r_export_used_by_the_reference_fits(name):
             assert list(df[col].cat.categories) == as_list(levels[col]), col
             assert (df[col].astype(str).to_numpy() == ref[col].astype(str).to_numpy()).all(), col
         else:
-            np.testing.assert_allclose(df[col].to_numpy(dtype=float), ref[col].to_numpy(dtype=float), rtol=1e-12, err_msg=col)
+            np.testing.assert_allclose(
+                df[col].to_numpy(dtype=float), ref[col].to_numpy(dtype=float), rtol=1e-12, err_msg=col
+            )
 
 
 def test_describe_says_what_and_where_from():

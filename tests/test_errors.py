@@ -1,4 +1,5 @@
 """Bad input gets a clear error naming the problem (and the fix), never a deep traceback or a silent answer."""
+
 import numpy as np
 import pandas as pd
 import pytest

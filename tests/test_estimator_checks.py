@@ -3,6 +3,7 @@
 Every check passes: no estimator opts out of any (sklearn 1.9 takes opt-outs as
 ``expected_failed_checks``; there are none to give).
 """
+
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmixed import GLMM, GLMMClassifier, MixedLM

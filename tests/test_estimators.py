@@ -1,5 +1,6 @@
 """The sklearn estimators: MixedLM, GLMM and GLMMClassifier equal lmer/glmer in both input modes; pipelines,
 grouped CV, GLMs without groups, errors."""
+
 import pickle
 
 import numpy as np
@@ -50,7 +51,9 @@ def test_array_and_formula_mode_equal_lmer_with_a_random_slope(sleep, slope_fit)
         assert list(blups.columns) == ["(Intercept)", "Days"] and blups.index.name == "Subject"
         np.testing.assert_allclose(blups.to_numpy(), slope_fit.ranef["Subject"].to_numpy(), rtol=1e-10)
         assert list(est.variance_components_["grp"]) == ["Subject"] * 3 + ["Residual"]
-    np.testing.assert_allclose(array_mode.predict(sleep[["Days"]], groups=sleep["Subject"]), slope_fit.fitted, rtol=1e-10)
+    np.testing.assert_allclose(
+        array_mode.predict(sleep[["Days"]], groups=sleep["Subject"]), slope_fit.fitted, rtol=1e-10
+    )
     np.testing.assert_allclose(formula_mode.predict(sleep), slope_fit.fitted, rtol=1e-10)
     assert list(array_mode.feature_names_in_) == ["Days"] and array_mode.n_features_in_ == 1
     assert list(formula_mode.feature_names_in_) == ["Days", "Subject"] and formula_mode.n_features_in_ == 2
@@ -131,8 +134,9 @@ def test_fitted_estimator_pickles_and_clones(sleep):
     est = MixedLM(random_slopes=["Days"]).fit(sleep[["Days"]], sleep["Reaction"], groups=sleep["Subject"])
     est.result_.condvar()  # builds the factor-backed cache; it must not reach the pickle
     copy = pickle.loads(pickle.dumps(est))
-    np.testing.assert_array_equal(copy.predict(sleep[["Days"]], groups=sleep["Subject"]),
-                                  est.predict(sleep[["Days"]], groups=sleep["Subject"]))
+    np.testing.assert_array_equal(
+        copy.predict(sleep[["Days"]], groups=sleep["Subject"]), est.predict(sleep[["Days"]], groups=sleep["Subject"])
+    )
     assert "devfun" not in copy.result_._cache
     assert "Random effects" in str(copy.summary())
     fresh = clone(est)
@@ -141,7 +145,9 @@ def test_fitted_estimator_pickles_and_clones(sleep):
 
 def test_pipeline_grid_search_with_group_kfold_without_routing(sleep):
     X, y, g = sleep[["Days"]], sleep["Reaction"], sleep["Subject"]
-    search = GridSearchCV(make_pipeline(StandardScaler(), MixedLM()), {"mixedlm__reml": [True, False]}, cv=GroupKFold(3))
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), MixedLM()), {"mixedlm__reml": [True, False]}, cv=GroupKFold(3)
+    )
     search.fit(X, y, groups=g, mixedlm__groups=g)
     model = search.best_estimator_[-1]
     assert model.result_ is not None and len(model.random_effects_["Subject"]) == 18
@@ -255,12 +261,15 @@ def test_grouped_cv_notebook_runs():
     path = Path(__file__).parent.parent / "notebooks" / "sklearn_grouped_cv.ipynb"
     notebook = nbformat.read(path, as_version=4)
     assert all(not c.outputs for c in notebook.cells if c.cell_type == "code"), "commit the notebook without outputs"
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
 
 
 # --- GLMM and GLMMClassifier ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def contraception():
@@ -284,7 +293,9 @@ def test_classifier_array_and_formula_mode_equal_glmer(contraception):
         np.testing.assert_allclose([est.intercept_, *est.coef_], result.fixef.to_numpy(), rtol=1e-8)
         assert est.result_.objective == pytest.approx(ref["objective"], abs=0.01)
         assert list(est.classes_) == ["N", "Y"]
-        np.testing.assert_allclose(est.random_effects_["district"].to_numpy(), result.ranef["district"].to_numpy(), rtol=1e-8)
+        np.testing.assert_allclose(
+            est.random_effects_["district"].to_numpy(), result.ranef["district"].to_numpy(), rtol=1e-8
+        )
         assert list(est.variance_components_["grp"]) == ["district"]
     proba = array_mode.predict_proba(X, groups=data["district"])
     np.testing.assert_allclose(proba[:, 1], result.fitted, rtol=1e-10)
@@ -320,7 +331,9 @@ def test_classifier_with_metadata_routing_in_array_mode(contraception):
     data, X = contraception
     with sklearn.config_context(enable_metadata_routing=True):
         est = GLMMClassifier(nAGQ=0).set_fit_request(groups=True)
-        scores = cross_val_score(est, X, data["use"], scoring="roc_auc", cv=GroupKFold(3), params={"groups": data["district"]})
+        scores = cross_val_score(
+            est, X, data["use"], scoring="roc_auc", cv=GroupKFold(3), params={"groups": data["district"]}
+        )
     assert np.all((scores > 0.5) & (scores < 0.8))
     fitted = est.fit(X, data["use"], groups=data["district"])
     assert fitted.result_.nAGQ == 0 and len(fitted.random_effects_["district"]) == 60

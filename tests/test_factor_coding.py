@@ -4,6 +4,7 @@ new levels refused at prediction, pandas' "string" dtype as a factor.
 Reference numbers come from lme4 1.1-31 (R 4.2.2), written by tests/fixtures/input_data.R to
 tests/fixtures/input_data.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,9 @@ def test_prediction_codes_new_data_with_the_fitted_polynomial_contrasts(insteval
 
 def test_unordered_factors_get_treatment_contrasts_with_the_same_fit(insteval, insteval_fit):
     ref = R["insteval_unordered"]
-    unordered = insteval.assign(studage=insteval["studage"].cat.as_unordered(), lectage=insteval["lectage"].cat.as_unordered())
+    unordered = insteval.assign(
+        studage=insteval["studage"].cat.as_unordered(), lectage=insteval["lectage"].cat.as_unordered()
+    )
     m = fit("y ~ studage + lectage + service + (1 | dept)", unordered)
     assert list(m.fixef.index) == ref["fixef_names"]
     np.testing.assert_allclose(m.fixef, ref["fixef"], rtol=1e-6)
@@ -190,8 +193,11 @@ def test_new_data_must_give_a_factor_where_the_fit_had_one(column, value, fitted
 LOGICAL = [
     ("Reaction ~ long + (1 | Subject)", 1813.8266375410, {"(Intercept)": 271.63017889, "longTRUE": 53.75542556}),
     ("Reaction ~ 0 + long + (1 | Subject)", 1813.8266375410, {"longFALSE": 271.63017889, "longTRUE": 325.38560444}),
-    ("Reaction ~ Days:long + (1 | Subject)", 1782.5693174425,
-     {"(Intercept)": 254.48682585, "Days:longFALSE": 8.46416731, "Days:longTRUE": 10.15911386}),
+    (
+        "Reaction ~ Days:long + (1 | Subject)",
+        1782.5693174425,
+        {"(Intercept)": 254.48682585, "Days:longFALSE": 8.46416731, "Days:longTRUE": 10.15911386},
+    ),
 ]
 
 

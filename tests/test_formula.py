@@ -1,4 +1,5 @@
 """Splitting lme4 formulas into response, fixed part, bars and offsets."""
+
 import pytest
 
 from skmixed.exceptions import FormulaError

@@ -4,6 +4,7 @@ Reference numbers: tests/fixtures/formula_forms.json, written by tests/fixtures/
 (lme4 1.1-31, R 4.2) from lme4's sleepstudy, which skmixed ships, with the columns that
 :func:`sleep` adds here.
 """
+
 import json
 import warnings
 from pathlib import Path
@@ -14,9 +15,9 @@ import pytest
 
 import skmixed
 from skmixed import datasets
-from skmixed.model_matrix import design_matrix, formula_context
 from skmixed.exceptions import FormulaError
 from skmixed.formula import parse_formula
+from skmixed.model_matrix import design_matrix, formula_context
 from skmixed.rnames import from_python
 from skmixed.rsyntax import deparse, parse, to_python
 
@@ -59,11 +60,20 @@ def test_lmer_form_matches_lme4(ref, sleep):
 
 def test_bare_bar_is_the_whole_right_side():
     """lme4's findbars/nobars: in `y ~ x | g` the bar takes the whole right side; the fixed part is 1."""
-    for text, lhs in [("y ~ x | g", "x"), ("y ~ (1 + x) | g", "1 + x"), ("y ~ x + 1 | g", "x + 1"), ("y ~ ((1 + x | g))", "1 + x")]:
+    for text, lhs in [
+        ("y ~ x | g", "x"),
+        ("y ~ (1 + x) | g", "1 + x"),
+        ("y ~ x + 1 | g", "x + 1"),
+        ("y ~ ((1 + x | g))", "1 + x"),
+    ]:
         p = parse_formula(text)
         assert (p.fixed, [(b.lhs, b.group) for b in p.bars]) == ("1", [(lhs, "g")])
     assert [(b.lhs, b.group) for b in parse_formula("y ~ x || g/h").bars] == [
-        ("1", "g"), ("0 + x", "g"), ("1", "h:g"), ("0 + x", "h:g")]
+        ("1", "g"),
+        ("0 + x", "g"),
+        ("1", "h:g"),
+        ("0 + x", "h:g"),
+    ]
 
 
 def test_uncorrelated_terms_expand_interactions_as_r_terms():
@@ -83,7 +93,9 @@ def test_names_a_formula_quotes_reach_the_data(sleep):
 def test_logical_response_is_a_binomial_success(response, sleep):
     ref = R["glmer"][0]
     m = skmixed.glmer(f"{response} ~ Days + (1 | Subject)", sleep, family="binomial")
-    explicit = skmixed.glmer("y01 ~ Days + (1 | Subject)", sleep.assign(y01=(sleep["Reaction"] > 250) * 1.0), family="binomial")
+    explicit = skmixed.glmer(
+        "y01 ~ Days + (1 | Subject)", sleep.assign(y01=(sleep["Reaction"] > 250) * 1.0), family="binomial"
+    )
     np.testing.assert_allclose(m.fixef.to_numpy(), explicit.fixef.to_numpy(), rtol=1e-12)
     assert list(m.fixef.index) == as_list(ref["fixef_names"])
     # lme4's optimizer stops at a log-likelihood 6e-4 lower; the estimates agree to 3e-3
@@ -111,7 +123,10 @@ def test_spline_bases_are_r_splines(ref):
 
 def test_predictions_reuse_the_fits_transforms(sleep):
     """ns knots, poly coefficients, relevel's and logical factors' levels come from the fit, not from newdata."""
-    m = fit("Reaction ~ ns(Days, 3) + poly(Days, 2) + relevel(factor(Days %/% 3), ref = '2') + I(Days > 4) + (1 | Subject)", sleep)
+    m = fit(
+        "Reaction ~ ns(Days, 3) + poly(Days, 2) + relevel(factor(Days %/% 3), ref = '2') + I(Days > 4) + (1 | Subject)",
+        sleep,
+    )
     rows = [3, 50, 101, 179]
     np.testing.assert_allclose(m.predict(sleep.iloc[rows]), m.fitted[rows], rtol=1e-12)
 
@@ -152,8 +167,11 @@ def test_constructs_that_cannot_be_read_name_themselves(formula, fragment):
 
 def test_r_functions_evaluate_as_r(sleep):
     m = fit("Reaction ~ relevel(factor(Days %/% 3), ref = 2) + (1 | Subject)", sleep)
-    assert list(m.fixef.index)[1:] == ['relevel(factor(Days%/%3), ref = 2)0', 'relevel(factor(Days%/%3), ref = 2)2',
-                                       'relevel(factor(Days%/%3), ref = 2)3']  # ref = 2: the second level, "1"
+    assert list(m.fixef.index)[1:] == [
+        "relevel(factor(Days%/%3), ref = 2)0",
+        "relevel(factor(Days%/%3), ref = 2)2",
+        "relevel(factor(Days%/%3), ref = 2)3",
+    ]  # ref = 2: the second level, "1"
     with pytest.raises(FormulaError, match="not a level"):
         fit("Reaction ~ relevel(factor(Days), ref = 'z') + (1 | Subject)", sleep)
     data = sleep.assign(code=sleep["Days"].astype(str))

@@ -7,6 +7,7 @@
 
 ``make test`` runs a bounded number of examples (the ``default`` profile of conftest.py); ``make fuzz`` many more.
 """
+
 import warnings
 
 import numpy as np
@@ -33,7 +34,13 @@ def datasets(draw):
     h = rng.integers(0, 4, n)
     x = rng.normal(size=n) * draw(st.sampled_from([1e-3, 1.0, 1e3]))
     tau, sigma = draw(st.sampled_from([0.0, 0.3, 1.0, 3.0])), draw(st.sampled_from([0.1, 1.0]))
-    y = 1.0 + 0.5 * x / np.std(x) + tau * rng.normal(size=levels)[g] + 0.5 * rng.normal(size=4)[h] + sigma * rng.normal(size=n)
+    y = (
+        1.0
+        + 0.5 * x / np.std(x)
+        + tau * rng.normal(size=levels)[g]
+        + 0.5 * rng.normal(size=4)[h]
+        + sigma * rng.normal(size=n)
+    )
     return pd.DataFrame({"y": y, "x": x, "g": g, "h": h, "w": rng.uniform(0.2, 3.0, n)})
 
 
@@ -80,8 +87,12 @@ def test_row_order(df, formula, reml, seed):
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(datasets(), st.sampled_from(FORMULAS), st.sampled_from(["int", "str", "category", "datetime", "float"]),
-       st.integers(0, 2**31 - 1))
+@given(
+    datasets(),
+    st.sampled_from(FORMULAS),
+    st.sampled_from(["int", "str", "category", "datetime", "float"]),
+    st.integers(0, 2**31 - 1),
+)
 def test_group_levels_relabelled_or_of_another_dtype(df, formula, dtype, seed):
     base = try_fit(formula, df)
     assume(base is not None)
@@ -134,7 +145,6 @@ def test_weight_units(df, formula, reml, log_scale):
     same_fit(m, base, theta=base.theta / np.sqrt(k), sigma=base.sigma * np.sqrt(k))
 
 
-
 # --- bad input ----------------------------------------------------------------------------------
 def _column(kind: str, n: int, rng: np.random.Generator):
     levels = rng.integers(0, max(2, n // 4), n)
@@ -161,10 +171,41 @@ def _column(kind: str, n: int, rng: np.random.Generator):
     }[kind]
 
 
-KINDS = ["float", "float_nan", "float_inf", "all_nan", "constant", "huge", "int", "bool", "str", "mixed", "none",
-         "category", "ordered", "datetime", "timedelta", "Int64", "string", "lists", "complex"]
-TERMS = ["{a}", "log({a})", "poly({a}, 2)", "scale({a})", "factor({a})", "{a}:{b}", "{a} * {b}", "I({a}^2)",
-         "0", "1", "-1", "offset({a})"]
+KINDS = [
+    "float",
+    "float_nan",
+    "float_inf",
+    "all_nan",
+    "constant",
+    "huge",
+    "int",
+    "bool",
+    "str",
+    "mixed",
+    "none",
+    "category",
+    "ordered",
+    "datetime",
+    "timedelta",
+    "Int64",
+    "string",
+    "lists",
+    "complex",
+]
+TERMS = [
+    "{a}",
+    "log({a})",
+    "poly({a}, 2)",
+    "scale({a})",
+    "factor({a})",
+    "{a}:{b}",
+    "{a} * {b}",
+    "I({a}^2)",
+    "0",
+    "1",
+    "-1",
+    "offset({a})",
+]
 BARS = ["(1 | {g})", "({a} | {g})", "(1 | {g}/{h})", "({a} || {g})", "(1 | {g}:{h})", "(0 + {a} | {g})"]
 
 
@@ -173,7 +214,9 @@ def bad_inputs(draw):
     """A data frame of odd columns, a formula over them (and names that are not columns), and odd options."""
     n = draw(st.integers(2, 60))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
-    names = draw(st.lists(st.sampled_from(["y", "x", "z", "g", "h", "w", "x.1", "my x"]), min_size=2, max_size=6, unique=True))
+    names = draw(
+        st.lists(st.sampled_from(["y", "x", "z", "g", "h", "w", "x.1", "my x"]), min_size=2, max_size=6, unique=True)
+    )
     likely = st.sampled_from(["float", "float", "int", "str", "category"] + KINDS)  # mostly usable columns
     df = pd.DataFrame({name: _column(draw(likely), n, rng) for name in names})
     pick = st.sampled_from(names * 4 + ["missing"]).map(lambda v: v if v.replace(".", "_").isidentifier() else f"`{v}`")
@@ -185,12 +228,22 @@ def bad_inputs(draw):
     fixed = " + ".join(fill(t) for t in draw(st.lists(st.sampled_from(TERMS), min_size=1, max_size=3)))
     bars = " + ".join(fill(t) for t in draw(st.lists(st.sampled_from(BARS), min_size=0, max_size=2)))
     formula = f"{response} ~ {fixed}" + (f" + {bars}" if bars else "")
-    options = draw(st.one_of(st.just({}), st.fixed_dictionaries({}, optional={
-        "weights": st.sampled_from([draw(pick).strip("`"), "missing", np.ones(n), -np.ones(n), np.ones(n + 1)]),
-        "offset": st.sampled_from([draw(pick).strip("`"), np.zeros(n), "text"]),
-        "start": st.sampled_from(["x", [1.0], [np.nan], {"theta": [1.0]}, {"bad": 1}, -1.0]),
-        "REML": st.sampled_from([True, False, "FALSE", 0, None, 2]),
-    })))
+    options = draw(
+        st.one_of(
+            st.just({}),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "weights": st.sampled_from(
+                        [draw(pick).strip("`"), "missing", np.ones(n), -np.ones(n), np.ones(n + 1)]
+                    ),
+                    "offset": st.sampled_from([draw(pick).strip("`"), np.zeros(n), "text"]),
+                    "start": st.sampled_from(["x", [1.0], [np.nan], {"theta": [1.0]}, {"bad": 1}, -1.0]),
+                    "REML": st.sampled_from([True, False, "FALSE", 0, None, 2]),
+                },
+            ),
+        )
+    )
     if draw(st.integers(0, 9)) == 0:
         df = df.rename(columns={names[0]: names[1]})  # duplicate column names
     return df, formula, options
@@ -202,23 +255,42 @@ def odd_inputs(draw):
     n = draw(st.integers(8, 80))
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     g = rng.integers(0, draw(st.integers(2, 8)), n)
-    group = draw(st.sampled_from(["int", "str", "category", "Int64", "string", "bool", "float", "uint8", "datetime", "none"]))
+    group = draw(
+        st.sampled_from(["int", "str", "category", "Int64", "string", "bool", "float", "uint8", "datetime", "none"])
+    )
     x = rng.normal(size=n)
     covariate = draw(st.sampled_from(["float", "float32", "Int64", "object", "int", "uint8", "bool", "nan"]))
     y = rng.poisson(2.0, n).astype(float) if draw(st.booleans()) else rng.normal(size=n)
-    df = pd.DataFrame({
-        "y": pd.array(y, dtype=draw(st.sampled_from(["float64", "float32", "Float64"]))),
-        "x": {"float": x, "float32": x.astype(np.float32), "Int64": pd.array(np.round(3 * x), dtype="Int64"),
-              "object": np.array(list(x), dtype=object), "int": np.round(3 * x).astype(int),
-              "uint8": (np.abs(3 * x) % 5).astype(np.uint8), "bool": x > 0,
-              "nan": np.where(rng.random(n) < 0.2, np.nan, x)}[covariate],
-        "g": {"int": g, "str": np.array([f"s{v}" for v in g], dtype=object), "category": pd.Categorical(g),
-              "Int64": pd.array(g, dtype="Int64"), "string": pd.array([f"t{v}" for v in g], dtype="string"),
-              "bool": g % 2 == 0, "float": g.astype(float), "uint8": g.astype(np.uint8),
-              "datetime": pd.Timestamp("2022-03-01") + pd.to_timedelta(g, unit="D"),
-              "none": np.array([None if v == 0 else f"s{v}" for v in g], dtype=object)}[group],
-    })
-    formula = draw(st.sampled_from(["y ~ x + (1 | g)", "y ~ factor(x) + (1 | g)", "y ~ x + (x | g)", "y ~ 1 + (1 | g)"]))
+    df = pd.DataFrame(
+        {
+            "y": pd.array(y, dtype=draw(st.sampled_from(["float64", "float32", "Float64"]))),
+            "x": {
+                "float": x,
+                "float32": x.astype(np.float32),
+                "Int64": pd.array(np.round(3 * x), dtype="Int64"),
+                "object": np.array(list(x), dtype=object),
+                "int": np.round(3 * x).astype(int),
+                "uint8": (np.abs(3 * x) % 5).astype(np.uint8),
+                "bool": x > 0,
+                "nan": np.where(rng.random(n) < 0.2, np.nan, x),
+            }[covariate],
+            "g": {
+                "int": g,
+                "str": np.array([f"s{v}" for v in g], dtype=object),
+                "category": pd.Categorical(g),
+                "Int64": pd.array(g, dtype="Int64"),
+                "string": pd.array([f"t{v}" for v in g], dtype="string"),
+                "bool": g % 2 == 0,
+                "float": g.astype(float),
+                "uint8": g.astype(np.uint8),
+                "datetime": pd.Timestamp("2022-03-01") + pd.to_timedelta(g, unit="D"),
+                "none": np.array([None if v == 0 else f"s{v}" for v in g], dtype=object),
+            }[group],
+        }
+    )
+    formula = draw(
+        st.sampled_from(["y ~ x + (1 | g)", "y ~ factor(x) + (1 | g)", "y ~ x + (x | g)", "y ~ 1 + (1 | g)"])
+    )
     return df, formula, {}
 
 
@@ -248,8 +320,7 @@ def _raised_by_sklearn_validation(error: Exception) -> bool:
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(bad_inputs(), odd_inputs()), st.sampled_from(["MixedLM", "GLMMClassifier", "GLMM"]),
-       st.booleans())
+@given(st.one_of(bad_inputs(), odd_inputs()), st.sampled_from(["MixedLM", "GLMMClassifier", "GLMM"]), st.booleans())
 def test_estimators_raise_input_or_sklearn_validation_errors_only(case, name, formula_mode):
     df, formula, _ = case
     estimator = getattr(skmixed, name)

@@ -1,4 +1,5 @@
 """Bad input to glmer gets a clear error (or warning) naming the problem and the fix."""
+
 import warnings
 
 import numpy as np
@@ -15,11 +16,16 @@ def counts() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     g = np.repeat(np.arange(10), 8)
     x = rng.normal(size=g.size)
-    return pd.DataFrame({
-        "y": rng.poisson(np.exp(0.3 + 0.5 * x + rng.normal(scale=0.5, size=10)[g])).astype(float),
-        "b": rng.binomial(1, 0.4, g.size).astype(float), "x": x, "g": [f"g{i}" for i in g],
-        "h": [f"h{i % 4}" for i in range(g.size)], "n": rng.integers(2, 9, g.size),
-    })
+    return pd.DataFrame(
+        {
+            "y": rng.poisson(np.exp(0.3 + 0.5 * x + rng.normal(scale=0.5, size=10)[g])).astype(float),
+            "b": rng.binomial(1, 0.4, g.size).astype(float),
+            "x": x,
+            "g": [f"g{i}" for i in g],
+            "h": [f"h{i % 4}" for i in range(g.size)],
+            "n": rng.integers(2, 9, g.size),
+        }
+    )
 
 
 def test_negative_counts(counts):

@@ -1,4 +1,5 @@
 """The analytic gradient of the Laplace deviance (skmixed.laplace_gradient) and glmer's gradient path."""
+
 import warnings
 
 import numpy as np
@@ -15,12 +16,25 @@ from skmixed.pirls import Pirls
 def data(seed: int = 1, n: int = 120) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     g, h, x = rng.integers(0, 8, n), rng.integers(0, 5, n), rng.normal(size=n)
-    eta = -0.3 + 0.6 * x + rng.normal(scale=0.8, size=8)[g] + 0.4 * rng.normal(size=8)[g] * x + 0.5 * rng.normal(size=5)[h]
-    return pd.DataFrame({
-        "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h],
-        "yb": rng.binomial(1, special.expit(eta)).astype(float), "yc": rng.poisson(np.exp(eta)).astype(float),
-        "yg": rng.gamma(2.0, np.exp(eta) / 2), "w": rng.uniform(0.5, 2.0, n), "off": rng.normal(scale=0.3, size=n),
-    })
+    eta = (
+        -0.3
+        + 0.6 * x
+        + rng.normal(scale=0.8, size=8)[g]
+        + 0.4 * rng.normal(size=8)[g] * x
+        + 0.5 * rng.normal(size=5)[h]
+    )
+    return pd.DataFrame(
+        {
+            "x": x,
+            "g": [f"g{i}" for i in g],
+            "h": [f"h{i}" for i in h],
+            "yb": rng.binomial(1, special.expit(eta)).astype(float),
+            "yc": rng.poisson(np.exp(eta)).astype(float),
+            "yg": rng.gamma(2.0, np.exp(eta) / 2),
+            "w": rng.uniform(0.5, 2.0, n),
+            "off": rng.normal(scale=0.3, size=n),
+        }
+    )
 
 
 def engine(formula, df, family, weights=None, offset=None) -> Pirls:
@@ -68,15 +82,21 @@ def test_mode_derivative_predicts_the_next_mode():
     x = np.array([0.8, 0.2, 0.6, 0.5, -0.2, 0.3])
     gradient = LaplaceGradient(eng)
     du_dx = gradient.gradient(eng.mode(x[:k], x[k:]))[1]
-    numeric = np.column_stack([
-        (eng.mode((x + e)[:k], (x + e)[k:]).u - eng.mode((x - e)[:k], (x - e)[k:]).u) / 2e-5 for e in 1e-5 * np.eye(len(x))
-    ])
+    numeric = np.column_stack(
+        [
+            (eng.mode((x + e)[:k], (x + e)[k:]).u - eng.mode((x - e)[:k], (x - e)[k:]).u) / 2e-5
+            for e in 1e-5 * np.eye(len(x))
+        ]
+    )
     np.testing.assert_allclose(du_dx, numeric, atol=1e-7 * np.max(np.abs(numeric)))
 
 
-FAMILIES = [Binomial(link=link) for link in Binomial.links] + [Poisson(link=link) for link in Poisson.links] + [
-    F(link=link) for F in (Gamma, InverseGaussian, Gaussian) for link in F.links
-] + [NegativeBinomial(2.5, link=link) for link in NegativeBinomial.links]
+FAMILIES = (
+    [Binomial(link=link) for link in Binomial.links]
+    + [Poisson(link=link) for link in Poisson.links]
+    + [F(link=link) for F in (Gamma, InverseGaussian, Gaussian) for link in F.links]
+    + [NegativeBinomial(2.5, link=link) for link in NegativeBinomial.links]
+)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=repr)
@@ -95,8 +115,9 @@ def test_family_derivatives(family):
     def weights(e):
         return wt * family.mu_eta(e) ** 2 / family.variance(family.linkinv(e))
 
-    np.testing.assert_allclose(family.weights_deriv(mu, eta, wt), (weights(eta + h) - weights(eta - h)) / (2 * h),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        family.weights_deriv(mu, eta, wt), (weights(eta + h) - weights(eta - h)) / (2 * h), rtol=1e-6, atol=1e-8
+    )
 
     def aic(m):
         return family.aic(y, trials, m, wt, float(np.sum(family.dev_resids(y, m, wt))))
@@ -113,10 +134,13 @@ def fit(formula, df, family, **kwargs):
     return m, caught
 
 
-@pytest.mark.parametrize("formula, family", [
-    ("yb ~ x + (x | g) + (1 | h)", Binomial(link="probit")),
-    ("yc ~ x + (1 | g) + (1 | h)", Poisson()),
-])
+@pytest.mark.parametrize(
+    "formula, family",
+    [
+        ("yb ~ x + (x | g) + (1 | h)", Binomial(link="probit")),
+        ("yc ~ x + (1 | g) + (1 | h)", Poisson()),
+    ],
+)
 def test_gradient_path_agrees_with_the_derivative_free_path(formula, family, monkeypatch):
     df = data(8, n=200)
     quasi_newton, _ = fit(formula, df, family)
@@ -155,7 +179,9 @@ def test_large_models_keep_bobyqa(monkeypatch):
     df = data()
     eng = engine("yb ~ x + (x | g) + (1 | h)", df, Binomial())
     assert LaplaceGradient.available(eng)
-    monkeypatch.setattr(lg, "MAX_INVERSE_ENTRIES", eng.q * eng.q - 1)  # first term not scalar: the whole inverse is needed
+    monkeypatch.setattr(
+        lg, "MAX_INVERSE_ENTRIES", eng.q * eng.q - 1
+    )  # first term not scalar: the whole inverse is needed
     assert not LaplaceGradient.available(eng)
     m, _ = fit("yb ~ x + (x | g) + (1 | h)", df, Binomial())
     assert "BOBYQA" in m.optsum.optimizer

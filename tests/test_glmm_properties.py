@@ -1,4 +1,5 @@
 """Properties of PIRLS, the Laplace and AGQ deviances and the glmer pipeline, checked against direct computation."""
+
 import pickle
 
 import numpy as np
@@ -16,13 +17,25 @@ def small_data(seed: int, n: int = 90) -> pd.DataFrame:
     g = rng.integers(0, 6, n)
     h = rng.integers(0, 4, n)
     x = rng.normal(size=n)
-    eta = -0.3 + 0.6 * x + rng.normal(scale=0.8, size=6)[g] + 0.4 * rng.normal(size=6)[g] * x + 0.5 * rng.normal(size=4)[h]
-    return pd.DataFrame({
-        "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h],
-        "yb": rng.binomial(1, special.expit(eta)).astype(float), "yc": rng.poisson(np.exp(eta)).astype(float),
-        "yn": eta + rng.normal(size=n), "w": rng.uniform(0.5, 2.0, n),
-        "size": rng.integers(1, 8, n),
-    })
+    eta = (
+        -0.3
+        + 0.6 * x
+        + rng.normal(scale=0.8, size=6)[g]
+        + 0.4 * rng.normal(size=6)[g] * x
+        + 0.5 * rng.normal(size=4)[h]
+    )
+    return pd.DataFrame(
+        {
+            "x": x,
+            "g": [f"g{i}" for i in g],
+            "h": [f"h{i}" for i in h],
+            "yb": rng.binomial(1, special.expit(eta)).astype(float),
+            "yc": rng.poisson(np.exp(eta)).astype(float),
+            "yn": eta + rng.normal(size=n),
+            "w": rng.uniform(0.5, 2.0, n),
+            "size": rng.integers(1, 8, n),
+        }
+    )
 
 
 def engine(formula: str, df: pd.DataFrame, family, weights=None) -> Pirls:
@@ -37,7 +50,10 @@ def test_laplace_is_exact_for_a_gaussian_identity_model(seed, weighted):
     df = small_data(seed)
     eng = engine("yn ~ x + (x | g) + (1 | h)", df, Gaussian(), weights="w" if weighted else None)
     Z, w = eng.Z.toarray(), eng.wt
-    for theta, beta in [(np.array([0.8, 0.2, 0.5, 0.6]), np.array([-0.2, 0.5])), (np.array([1.5, -0.4, 0.1, 0.0]), np.array([0.3, 1.0]))]:
+    for theta, beta in [
+        (np.array([0.8, 0.2, 0.5, 0.6]), np.array([-0.2, 0.5])),
+        (np.array([1.5, -0.4, 0.1, 0.0]), np.array([0.3, 1.0])),
+    ]:
         mode = eng.mode(theta, beta)
         assert mode.converged
         laplace = mode.ldL2 + mode.pdev + len(w) * np.log(2 * np.pi) - np.log(w).sum()
@@ -57,13 +73,17 @@ def brute_force_deviance(eng: Pirls, theta: float, beta: np.ndarray) -> float:
 
         def integrand(b, rows=rows):
             mu = eng.family.linkinv(fixed[rows] + b)
-            return np.exp(-0.5 * eng.family.aic(eng.y[rows], eng.trials[rows], mu, eng.wt[rows], 0.0)) * stats.norm.pdf(b, 0, theta)
+            return np.exp(-0.5 * eng.family.aic(eng.y[rows], eng.trials[rows], mu, eng.wt[rows], 0.0)) * stats.norm.pdf(
+                b, 0, theta
+            )
 
         total += -2 * np.log(integrate.quad(integrand, -12 * theta, 12 * theta, epsabs=0, epsrel=1e-12, limit=200)[0])
     return total
 
 
-@pytest.mark.parametrize("family, response", [(Binomial(), "yb"), (Poisson(), "yc"), (Binomial(link="probit"), "cbind(yc, size)")])
+@pytest.mark.parametrize(
+    "family, response", [(Binomial(), "yb"), (Poisson(), "yc"), (Binomial(link="probit"), "cbind(yc, size)")]
+)
 def test_agq_with_many_nodes_is_the_exact_integral(family, response):
     df = small_data(5)
     eng = engine(f"{response} ~ x + (1 | g)", df, family)
@@ -79,12 +99,15 @@ def test_agq_with_many_nodes_is_the_exact_integral(family, response):
     assert eng.agq_of(mode, gauss_hermite(1)) + constant == pytest.approx(eng.laplace_of(mode), rel=1e-12)
 
 
-@pytest.mark.parametrize("family, response", [
-    (Poisson(), "yc"),  # canonical link: IRLS is Newton
-    (NegativeBinomial(theta=2.0), "yc"),  # the rest: Newton steps on the observed information
-    (Binomial(link="probit"), "yb"),
-    (skmixed.families.Gamma(link="log"), "yc + 0.5"),
-])
+@pytest.mark.parametrize(
+    "family, response",
+    [
+        (Poisson(), "yc"),  # canonical link: IRLS is Newton
+        (NegativeBinomial(theta=2.0), "yc"),  # the rest: Newton steps on the observed information
+        (Binomial(link="probit"), "yb"),
+        (skmixed.families.Gamma(link="log"), "yc + 0.5"),
+    ],
+)
 def test_pirls_finds_the_minimum_of_the_penalized_deviance(family, response):
     df = small_data(6)
     eng = engine(f"{response} ~ x + (x | g) + (1 | h)", df, family)
@@ -137,7 +160,11 @@ def test_binomial_response_forms_give_the_same_fit():
         np.testing.assert_allclose(m.fixef, a.fixef, atol=2e-4)
         np.testing.assert_allclose(m.theta, a.theta, atol=2e-4)
     # Bernoulli rows have no binomial coefficients: −2 logLik differs by exactly −2 Σ log C(n, k)
-    log_choose = special.gammaln(cbpp["size"] + 1) - special.gammaln(cbpp.incidence + 1) - special.gammaln(cbpp["size"] - cbpp.incidence + 1)
+    log_choose = (
+        special.gammaln(cbpp["size"] + 1)
+        - special.gammaln(cbpp.incidence + 1)
+        - special.gammaln(cbpp["size"] - cbpp.incidence + 1)
+    )
     assert c.objective - a.objective == pytest.approx(2 * log_choose.sum(), abs=1e-4)
     assert d.objective == pytest.approx(c.objective, rel=1e-10) and e.objective == pytest.approx(c.objective, rel=1e-10)
 
@@ -197,8 +224,9 @@ def test_negative_binomial_with_known_theta_and_dispersion_families():
     g = np.repeat(np.arange(20), 12)
     x = rng.normal(size=g.size)
     mu = np.exp(0.5 + 0.4 * x + rng.normal(scale=0.5, size=20)[g])
-    df = pd.DataFrame({"y": rng.negative_binomial(3, 3 / (3 + mu)).astype(float), "x": x, "g": g,
-                       "pos": rng.gamma(2.0, mu / 2.0)})
+    df = pd.DataFrame(
+        {"y": rng.negative_binomial(3, 3 / (3 + mu)).astype(float), "x": x, "g": g, "pos": rng.gamma(2.0, mu / 2.0)}
+    )
     est = skmixed.glmer("y ~ x + (1 | g)", df, family="negative_binomial")
     fixed = skmixed.glmer("y ~ x + (1 | g)", df, family=NegativeBinomial(theta=est.nb_theta))
     assert fixed.objective == pytest.approx(est.objective, abs=1e-6)

@@ -6,6 +6,7 @@ slightly lower (≤ 1e-3) and lme4's Hessian-based standard errors differ from o
 to ~1.5% (emulating lme4's PIRLS reproduces its values; see skmixed.pirls).  For AGQ fits
 both use the mode and agree to ~1e-5.
 """
+
 import warnings
 
 import numpy as np
@@ -26,8 +27,14 @@ def fit_glmm(key: str):
         family = NegativeBinomial() if ref["family"] == "negative_binomial" else ref["family"]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = skmixed.glmer(ref["formula"], load_data(ref), family=family, nAGQ=ref["nAGQ"],
-                              weights=ref.get("weights"), offset=ref.get("offset"))
+            m = skmixed.glmer(
+                ref["formula"],
+                load_data(ref),
+                family=family,
+                nAGQ=ref["nAGQ"],
+                weights=ref.get("weights"),
+                offset=ref.get("offset"),
+            )
         _FITS[key] = (m, list(caught))
     return _FITS[key]
 
@@ -82,7 +89,11 @@ def test_covariance_parameters(fitted):
     vc = m.varcorr
     assert len(vc) == len(as_list(ref["varcorr"]))
     for row in ref["varcorr"]:
-        sel = (vc.grp == row["grp"]) & (vc.var1.fillna("") == row.get("var1", "")) & (vc.var2.fillna("") == row.get("var2", ""))
+        sel = (
+            (vc.grp == row["grp"])
+            & (vc.var1.fillna("") == row.get("var1", ""))
+            & (vc.var2.fillna("") == row.get("var2", ""))
+        )
         assert sel.sum() == 1, f"no varcorr row for {row}"
         assert vc.loc[sel].iloc[0].sdcor == pytest.approx(row["sdcor"], rel=2e-3, abs=1e-5)
     if "nb_theta" in ref:

@@ -1,4 +1,5 @@
 """`import skmixed` and a first fit of plain columns load only what they need (the first-call budget is 1 s)."""
+
 import subprocess
 import sys
 

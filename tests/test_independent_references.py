@@ -27,6 +27,7 @@ Every value names the repository, file and line it comes from.  How they are com
 * Printed with few digits (e.g. MixedModels.jl's ``8151.40``, statsmodels' hand-typed values,
   some of them truncated): the value's last printed digit is its error.
 """
+
 import json
 import re
 import warnings
@@ -145,16 +146,24 @@ def ours(case: str, name: str, ref: dict):
         value = {
             "objective": lambda: m.objective,
             "deviance": lambda: m.objective - saturated(m),
-            "loglik": lambda: m.loglik, "aic": lambda: m.aic, "bic": lambda: m.bic,
-            "theta": lambda: m.theta, "singular": lambda: m.is_singular,
-            "fixef": lambda: m.fixef.to_numpy(), "fixef_se": lambda: m.fixef_se.to_numpy(), "vcov": lambda: vcov,
+            "loglik": lambda: m.loglik,
+            "aic": lambda: m.aic,
+            "bic": lambda: m.bic,
+            "theta": lambda: m.theta,
+            "singular": lambda: m.is_singular,
+            "fixef": lambda: m.fixef.to_numpy(),
+            "fixef_se": lambda: m.fixef_se.to_numpy(),
+            "vcov": lambda: vcov,
             "fixef_corr": lambda: vcov[0, 1] / np.sqrt(vcov[0, 0] * vcov[1, 1]),
-            "sigma": lambda: m.sigma, "sigma2": lambda: m.sigma**2,
+            "sigma": lambda: m.sigma,
+            "sigma2": lambda: m.sigma**2,
             "re_sd": lambda: variances.sdcor.to_numpy(),
             "re_var": lambda: variances[variances.grp == ref.get("factor", variances.grp.iloc[0])].vcov.to_numpy(),
             "re_cov": lambda: _re_cov(m),
-            "fitted_first": lambda: m.fitted[0], "residual_first": lambda: m.residuals[0],
-            "fitted_head": lambda: m.fitted[:5], "residuals_head": lambda: m.residuals[:5],
+            "fitted_first": lambda: m.fitted[0],
+            "residual_first": lambda: m.residuals[0],
+            "fitted_head": lambda: m.fitted[:5],
+            "residuals_head": lambda: m.residuals[:5],
             "objective_at_theta": lambda: m.profiled_deviance(ref["theta"]),
         }[q]()
     value = np.asarray(value, dtype=float)
@@ -166,8 +175,15 @@ def ours(case: str, name: str, ref: dict):
 def _scale(case: str, q: str) -> float:
     """The natural size of a quantity, for those that vanish at a singular fit: σ², σ or 1 (θ)."""
     m = fitted(case)
-    return {"re_cov": m.sigma**2, "re_var": m.sigma**2, "condvar": m.sigma**2, "ranef": m.sigma,
-            "ranef_sd": m.sigma, "re_sd": m.sigma, "theta": 1.0}.get(q, 0.0)
+    return {
+        "re_cov": m.sigma**2,
+        "re_var": m.sigma**2,
+        "condvar": m.sigma**2,
+        "ranef": m.sigma,
+        "ranef_sd": m.sigma,
+        "re_sd": m.sigma,
+        "theta": 1.0,
+    }.get(q, 0.0)
 
 
 def printing_error(ref: dict) -> np.ndarray:

@@ -4,6 +4,7 @@ the fix; odd but valid dtypes fit as their plain equivalents; missing values are
 Reference numbers for poly()/scale() on the complete rows come from lme4 1.1-31 (R 4.2.2), written by
 tests/fixtures/input_data.R to tests/fixtures/input_data.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,13 @@ def counts():
 
 
 # --- missing values: dropped on the raw variables, before transforms -----------------------------------
-@pytest.mark.parametrize("key, formula", [
-    ("sleepstudy_poly_complete", "Reaction ~ poly(Days, 2) + (1 | Subject)"),
-    ("sleepstudy_scale_complete", "Reaction ~ scale(Days) + (1 | Subject)"),
-])
+@pytest.mark.parametrize(
+    "key, formula",
+    [
+        ("sleepstudy_poly_complete", "Reaction ~ poly(Days, 2) + (1 | Subject)"),
+        ("sleepstudy_scale_complete", "Reaction ~ scale(Days) + (1 | Subject)"),
+    ],
+)
 def test_transforms_see_only_the_complete_rows(sleep, key, formula):
     """lme4 on the complete rows gives these numbers (R's poly() itself stops on NA)."""
     ref = R[key]
@@ -61,11 +65,14 @@ def test_transforms_see_only_the_complete_rows(sleep, key, formula):
     np.testing.assert_allclose(m.fitted[:10], ref["fitted_head"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("formula", [
-    "Reaction ~ center(Days) + (1 | Subject)",
-    "Reaction ~ 1 + (poly(Days, 2) | Subject)",
-    "Reaction ~ log(x + 1) + (1 | Subject)",
-])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ center(Days) + (1 | Subject)",
+        "Reaction ~ 1 + (poly(Days, 2) | Subject)",
+        "Reaction ~ log(x + 1) + (1 | Subject)",
+    ],
+)
 def test_missing_rows_are_dropped_before_any_transform(sleep, formula):
     data = sleep.assign(Days=sleep["Days"].astype(float), x=sleep["Days"].astype(float))
     missing = np.arange(0, len(data), 5)
@@ -139,10 +146,16 @@ def test_duplicate_column_names(sleep):
 @pytest.mark.parametrize("kind", ["datetime", "timedelta", "datetime_tz"])
 def test_dates_in_the_model_must_be_numbers(sleep, where, kind):
     days = pd.to_timedelta(sleep["Days"], unit="D")
-    value = {"datetime": pd.Timestamp("2020-01-01") + days, "timedelta": days,
-             "datetime_tz": pd.Timestamp("2020-01-01", tz="UTC") + days}[kind]
-    formula = {"fixed": "Reaction ~ t + (1 | Subject)", "response": "t ~ Days + (1 | Subject)",
-               "slope": "Reaction ~ Days + (t | Subject)"}[where]
+    value = {
+        "datetime": pd.Timestamp("2020-01-01") + days,
+        "timedelta": days,
+        "datetime_tz": pd.Timestamp("2020-01-01", tz="UTC") + days,
+    }[kind]
+    formula = {
+        "fixed": "Reaction ~ t + (1 | Subject)",
+        "response": "t ~ Days + (1 | Subject)",
+        "slope": "Reaction ~ Days + (t | Subject)",
+    }[where]
     message = _error(formula, sleep.assign(t=value))
     assert "'t' holds dates or durations" in message and "days since a date" in message
 
@@ -151,18 +164,27 @@ def test_dates_in_the_model_must_be_numbers(sleep, where, kind):
 @pytest.mark.parametrize("value", ["column", "array", "categorical", "datetime", "lists"])
 def test_weights_and_offsets_must_be_numbers(sleep, role, value):
     n = len(sleep)
-    given = {"column": "text", "array": np.array(["1"] * n), "categorical": "cat", "datetime": "when",
-             "lists": "lists"}[value]
+    given = {
+        "column": "text",
+        "array": np.array(["1"] * n),
+        "categorical": "cat",
+        "datetime": "when",
+        "lists": "lists",
+    }[value]
     data = sleep.assign(text="1", cat=pd.Categorical(["1"] * n), when=pd.Timestamp("2020-01-01"), lists=[[1.0]] * n)
     assert f"{role} must be numbers" in _error("Reaction ~ Days + (1 | Subject)", data, **{role: given})
 
 
 def test_offset_term_must_be_numeric(sleep):
-    assert "offset variable 'o' must be numeric" in _error("Reaction ~ Days + offset(o) + (1 | Subject)", sleep.assign(o="1"))
+    assert "offset variable 'o' must be numeric" in _error(
+        "Reaction ~ Days + offset(o) + (1 | Subject)", sleep.assign(o="1")
+    )
 
 
 def test_binomial_response_with_no_trials_at_all(counts):
-    message = _error("cbind(incidence, failures) ~ period + (1 | herd)", counts.assign(incidence=0, failures=0), glmm=True)
+    message = _error(
+        "cbind(incidence, failures) ~ period + (1 | herd)", counts.assign(incidence=0, failures=0), glmm=True
+    )
     assert "every row of 'cbind(incidence, failures)' has zero trials" in message
 
 
@@ -182,8 +204,15 @@ def test_values_too_large_to_square(sleep, column, role):
 
 
 @pytest.mark.parametrize("value", [np.nan, None, pd.NA], ids=["nan", "None", "NA"])
-@pytest.mark.parametrize("formula", ["Reaction ~ Days + x + (1 | Subject)", "x ~ Days + (1 | Subject)",
-                                     "Reaction ~ Days + (1 | x)", "Reaction ~ Days + (x | Subject)"])
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ Days + x + (1 | Subject)",
+        "x ~ Days + (1 | Subject)",
+        "Reaction ~ Days + (1 | x)",
+        "Reaction ~ Days + (x | Subject)",
+    ],
+)
 def test_a_column_with_only_missing_values_is_named(sleep, formula, value):
     assert "column 'x' has only missing values" in _error(formula, sleep.assign(x=value))
 
@@ -191,8 +220,10 @@ def test_a_column_with_only_missing_values_is_named(sleep, formula, value):
 @pytest.mark.parametrize("kind", ["complex covariate", "complex response", "interval", "period", "mixed object"])
 def test_values_that_are_neither_numbers_nor_factors(sleep, kind):
     data = sleep.assign(
-        c=sleep["Days"] + 1j, iv=pd.IntervalIndex.from_breaks(np.arange(len(sleep) + 1)),
-        p=pd.Period("2020-01", freq="M") + sleep["Days"], mix=pd.Series([1, "a"] * (len(sleep) // 2), dtype=object),
+        c=sleep["Days"] + 1j,
+        iv=pd.IntervalIndex.from_breaks(np.arange(len(sleep) + 1)),
+        p=pd.Period("2020-01", freq="M") + sleep["Days"],
+        mix=pd.Series([1, "a"] * (len(sleep) // 2), dtype=object),
     )
     formula, expected = {
         "complex covariate": ("Reaction ~ c + (1 | Subject)", "'c' has complex values"),
@@ -223,7 +254,9 @@ def test_numeric_dtypes_fit_as_float(sleep, kind):
 def test_nullable_missing_values_are_dropped_like_nan(sleep, kind):
     x = sleep["Days"].astype(float).where(sleep.index % 9 != 0)
     reference = fit("Reaction ~ x + (1 | Subject)", sleep.assign(x=x))
-    values = x.astype(kind) if kind != "object" else pd.Series([None if np.isnan(v) else int(v) for v in x], dtype=object)
+    values = (
+        x.astype(kind) if kind != "object" else pd.Series([None if np.isnan(v) else int(v) for v in x], dtype=object)
+    )
     m = fit("Reaction ~ x + (1 | Subject)", sleep.assign(x=values))
     assert m.nobs == reference.nobs == 160
     np.testing.assert_allclose(m.fixef, reference.fixef, rtol=1e-12)
@@ -236,12 +269,16 @@ def test_category_of_ints_is_a_factor(sleep):
 
 @pytest.mark.parametrize("role", ["weights", "offset"])
 def test_weights_or_offset_with_only_missing_values(sleep, role):
-    assert f"{role} has only missing values" in _error("Reaction ~ Days + (1 | Subject)", sleep.assign(w=np.nan), **{role: "w"})
+    assert f"{role} has only missing values" in _error(
+        "Reaction ~ Days + (1 | Subject)", sleep.assign(w=np.nan), **{role: "w"}
+    )
 
 
 def test_nullable_booleans_and_sparse_numbers_fit_and_predict_as_floats(sleep):
-    flag = (sleep["Days"] % 2 == 0)
-    reference = fit("Reaction ~ Days + flag + (1 | Subject)", sleep.assign(flag=flag.astype(float).where(sleep["Days"] != 5)))
+    flag = sleep["Days"] % 2 == 0
+    reference = fit(
+        "Reaction ~ Days + flag + (1 | Subject)", sleep.assign(flag=flag.astype(float).where(sleep["Days"] != 5))
+    )
     data = sleep.assign(flag=flag.astype("boolean").where(sleep["Days"] != 5))
     m = fit("Reaction ~ Days + flag + (1 | Subject)", data)
     np.testing.assert_allclose(m.fixef, reference.fixef, rtol=1e-12)
@@ -249,8 +286,11 @@ def test_nullable_booleans_and_sparse_numbers_fit_and_predict_as_floats(sleep):
     assert np.isnan(pred[data["Days"] == 5]).all()
     np.testing.assert_allclose(pred[m.frame.keep], m.fitted, rtol=1e-12)
     sparse = sleep.assign(Days=pd.arrays.SparseArray(sleep["Days"].astype(float)))
-    np.testing.assert_allclose(fit("Reaction ~ Days + (Days | Subject)", sparse).fixef,
-                               fit("Reaction ~ Days + (Days | Subject)", sleep).fixef, rtol=1e-12)
+    np.testing.assert_allclose(
+        fit("Reaction ~ Days + (Days | Subject)", sparse).fixef,
+        fit("Reaction ~ Days + (Days | Subject)", sleep).fixef,
+        rtol=1e-12,
+    )
 
 
 def test_estimator_groups_of_complex_numbers_are_levels_by_value(sleep):

@@ -9,6 +9,7 @@ that effect to 1e-6 (LMMs) or 1e-4 (GLMMs) relative:
 * w · k:  Var(ε) = σ²W⁻¹ and Var(b) = σ²ΛΛ' are unchanged by σ → σ√k, θ → θ/√k; β, b̂ and both criteria
   are unchanged (the distribution of y is the same).
 """
+
 import warnings
 
 import numpy as np
@@ -78,12 +79,21 @@ def test_response_shift_and_scale(formula, reml):
         m = fit(formula, df.assign(y=df.y + shift), REML=reml)
         beta = base.fixef.to_numpy().copy()
         beta[0] += shift
-        assert_transformed(m, base, beta=beta, theta=base.theta, sigma=base.sigma, b=blups(base), objective=base.objective)
+        assert_transformed(
+            m, base, beta=beta, theta=base.theta, sigma=base.sigma, b=blups(base), objective=base.objective
+        )
     for k in (1e8, 1e-8):
         m = fit(formula, df.assign(y=df.y * k), REML=reml)
         objective = base.objective + 2 * (n - p if reml else n) * np.log(k)
-        assert_transformed(m, base, beta=base.fixef.to_numpy() * k, theta=base.theta, sigma=base.sigma * k,
-                           b=blups(base) * k, objective=objective)
+        assert_transformed(
+            m,
+            base,
+            beta=base.fixef.to_numpy() * k,
+            theta=base.theta,
+            sigma=base.sigma * k,
+            b=blups(base) * k,
+            objective=objective,
+        )
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
@@ -106,8 +116,15 @@ def test_weights_scale(formula, reml):
     base = fit(formula, df, REML=reml, weights="w")
     for k in (1e12, 1e-12):
         m = fit(formula, df, REML=reml, weights=df.w * k)
-        assert_transformed(m, base, beta=base.fixef.to_numpy(), theta=base.theta / np.sqrt(k),
-                           sigma=base.sigma * np.sqrt(k), b=blups(base), objective=base.objective)
+        assert_transformed(
+            m,
+            base,
+            beta=base.fixef.to_numpy(),
+            theta=base.theta / np.sqrt(k),
+            sigma=base.sigma * np.sqrt(k),
+            b=blups(base),
+            objective=base.objective,
+        )
         assert m.is_singular == base.is_singular
         assert_close(m.fixef_se.to_numpy(), base.fixef_se.to_numpy(), LMM_TOL, "SE")
         for (name, sd), (_, sd0) in zip(m.ranef_sd.items(), base.ranef_sd.items()):
@@ -178,8 +195,9 @@ def test_glmm_covariate_shift(family, formula, nAGQ):
     m = gfit(formula, df.assign(x=df.x + shift), family, nAGQ=nAGQ)
     beta = base.fixef.to_numpy().copy()
     beta[0] -= shift * beta[1]
-    assert_transformed(m, base, beta=beta, theta=base.theta, sigma=base.sigma, b=blups(base), objective=base.objective,
-                       tol=GLMM_TOL)
+    assert_transformed(
+        m, base, beta=beta, theta=base.theta, sigma=base.sigma, b=blups(base), objective=base.objective, tol=GLMM_TOL
+    )
     assert m.fixef_se["x"] == pytest.approx(base.fixef_se["x"], rel=GLMM_TOL)
 
 
@@ -191,5 +209,13 @@ def test_glmm_gamma_response_scale():
     m = gfit("yg ~ x + (1 | g)", df.assign(yg=df.yg * k), skmixed.families.Gamma(link="log"))
     beta = base.fixef.to_numpy().copy()
     beta[0] += np.log(k)
-    assert_transformed(m, base, beta=beta, theta=base.theta, sigma=base.sigma, b=blups(base),
-                       objective=base.objective + 2 * base.nobs * np.log(k), tol=GLMM_TOL)
+    assert_transformed(
+        m,
+        base,
+        beta=beta,
+        theta=base.theta,
+        sigma=base.sigma,
+        b=blups(base),
+        objective=base.objective + 2 * base.nobs * np.log(k),
+        tol=GLMM_TOL,
+    )

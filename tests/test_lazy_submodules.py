@@ -1,4 +1,5 @@
 """`import skmixed` alone gives access to its subpackages, each loaded on first use (PEP 562)."""
+
 import pytest
 from test_import_cost import HEAVY, loaded_after
 

@@ -1,5 +1,6 @@
 """The dense small-q path (skmixed.dense_pls): its solution equals the sparse path's, its gradient equals finite
 differences for vector, uncorrelated and crossed terms, and the fits it drives reach BOBYQA's optimum."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,7 +45,12 @@ def assert_gradient_matches_finite_differences(dev, rng, points: int, h: float =
         value, grad = dev.value_and_gradient(theta)
         assert value == pytest.approx(dev(theta), rel=1e-13)
         steps = np.eye(len(theta)) * h
-        fd = np.array([(-dev(theta + 2 * e) + 8 * dev(theta + e) - 8 * dev(theta - e) + dev(theta - 2 * e)) / (12 * h) for e in steps])
+        fd = np.array(
+            [
+                (-dev(theta + 2 * e) + 8 * dev(theta + e) - 8 * dev(theta - e) + dev(theta - 2 * e)) / (12 * h)
+                for e in steps
+            ]
+        )
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
 
 

@@ -1,4 +1,5 @@
 """Properties of the sparse PLS fit checked against dense linear algebra on small random problems."""
+
 import pickle
 
 import numpy as np
@@ -6,10 +7,10 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.model_matrix import design_matrix, model_matrix, r_names
 from skmixed.grouping import factor_codes
-from skmixed.variables import present
+from skmixed.model_matrix import design_matrix, model_matrix, r_names
 from skmixed.pls import cross_products
+from skmixed.variables import present
 
 
 def random_data(seed: int, n: int = 120) -> pd.DataFrame:
@@ -17,7 +18,14 @@ def random_data(seed: int, n: int = 120) -> pd.DataFrame:
     g = rng.integers(0, 8, n)
     h = rng.integers(0, 5, n)
     x = rng.normal(size=n)
-    y = 1 + 0.5 * x + rng.normal(size=8)[g] + rng.normal(size=8)[g] * x + 0.7 * rng.normal(size=5)[h] + rng.normal(size=n)
+    y = (
+        1
+        + 0.5 * x
+        + rng.normal(size=8)[g]
+        + rng.normal(size=8)[g] * x
+        + 0.7 * rng.normal(size=5)[h]
+        + rng.normal(size=n)
+    )
     return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": h, "w": rng.uniform(0.5, 2.0, n)})
 
 
@@ -87,7 +95,9 @@ def test_results_do_not_depend_on_row_order():
     assert a.objective == pytest.approx(b.objective, rel=1e-9)
     np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-5)
     np.testing.assert_allclose(a.theta, b.theta, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(a.ranef["g"].to_numpy(), b.ranef["g"].loc[a.ranef["g"].index].to_numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        a.ranef["g"].to_numpy(), b.ranef["g"].loc[a.ranef["g"].index].to_numpy(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_ml_and_reml_relations():
@@ -129,14 +139,18 @@ def test_per_evaluation_work_is_independent_of_n():
     assert not any(isinstance(v, np.ndarray) and v.shape and v.shape[0] == len(large) for v in vars(backend).values())
 
 
-@pytest.mark.parametrize("expr", ["1", "x", "x + 1", "0 + x", "w + x", "0 + h + x", "x - 1", "x + x", "g", "log(w)", "x:w"])
+@pytest.mark.parametrize(
+    "expr", ["1", "x", "x + 1", "0 + x", "w + x", "0 + h + x", "x - 1", "x + x", "g", "log(w)", "x:w"]
+)
 def test_design_matrix_equals_formulaic(expr):
     """Plain numeric columns are read directly (formulaic's spec is only built for new data); the rest, by formulaic."""
     df, new = random_data(8), random_data(9, n=10)
     design, mm = design_matrix(expr, df, "test"), model_matrix(expr, df, "test")
     np.testing.assert_array_equal(design.values, np.asarray(mm, dtype=float))
     assert design.names == r_names(mm.model_spec, expr)
-    np.testing.assert_array_equal(np.asarray(design.spec.get_model_matrix(new)), np.asarray(mm.model_spec.get_model_matrix(new)))
+    np.testing.assert_array_equal(
+        np.asarray(design.spec.get_model_matrix(new)), np.asarray(mm.model_spec.get_model_matrix(new))
+    )
 
 
 def test_factor_and_missing_rows_from_codes_equal_pandas():
@@ -145,8 +159,14 @@ def test_factor_and_missing_rows_from_codes_equal_pandas():
     expected = s.cat.remove_unused_categories()
     np.testing.assert_array_equal(codes, expected.cat.codes.to_numpy())
     assert list(levels) == list(expected.cat.categories)
-    for column in [s, pd.Series([1.0, np.nan]), pd.Series([1, 2]), pd.Series(["a", None]), pd.Series([1, None], dtype="Int64"),
-                   pd.Series([True, False])]:
+    for column in [
+        s,
+        pd.Series([1.0, np.nan]),
+        pd.Series([1, 2]),
+        pd.Series(["a", None]),
+        pd.Series([1, None], dtype="Int64"),
+        pd.Series([True, False]),
+    ]:
         np.testing.assert_array_equal(present(column), column.notna().to_numpy())
 
 

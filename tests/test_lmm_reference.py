@@ -1,4 +1,5 @@
 """Every LMM in the lme4 reference sets: criterion, estimates, variance components, BLUPs, predictions."""
+
 import numpy as np
 import pytest
 from conftest import fit_reference
@@ -43,7 +44,11 @@ def test_covariance_parameters(fitted):
     assert m.is_singular == ref["singular"]
     vc = m.varcorr
     for row in ref["varcorr"]:
-        sel = (vc.grp == row["grp"]) & (vc.var1.fillna("") == row.get("var1", "")) & (vc.var2.fillna("") == row.get("var2", ""))
+        sel = (
+            (vc.grp == row["grp"])
+            & (vc.var1.fillna("") == row.get("var1", ""))
+            & (vc.var2.fillna("") == row.get("var2", ""))
+        )
         assert sel.sum() == 1, f"no varcorr row for {row}"
         got = vc.loc[sel].iloc[0]
         assert got.sdcor == pytest.approx(row["sdcor"], rel=REL, abs=1e-6)
@@ -62,7 +67,9 @@ def test_conditional_modes_and_sds(fitted):
 def test_fitted_and_population_predictions(fitted):
     m, _, ref = fitted
     np.testing.assert_allclose(m.fitted[:5], array(ref, "fitted_head"), rtol=0, atol=1e-3 * m.sigma)
-    np.testing.assert_allclose(m.predict(re_form="~0")[:5], array(ref, "predict_population_head"), rtol=1e-6, atol=1e-3 * m.sigma)
+    np.testing.assert_allclose(
+        m.predict(re_form="~0")[:5], array(ref, "predict_population_head"), rtol=1e-6, atol=1e-3 * m.sigma
+    )
 
 
 def test_messages_like_lme4(fitted):

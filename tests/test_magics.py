@@ -1,4 +1,5 @@
 """The %%lmer / %%glmer magics, driven through IPython's InteractiveShell as a notebook or terminal would."""
+
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
@@ -54,13 +55,18 @@ def test_cell_fits_like_lmer_and_is_the_cells_value(shell, ns):
 
 
 def test_multiline_formula_with_comments(shell, ns):
-    cell = "%%lmer -d sleep -o fm\n# sleep deprivation\nReaction ~ Days   # fixed\n   + (Days | Subject)  # by subject\n"
+    cell = (
+        "%%lmer -d sleep -o fm\n# sleep deprivation\nReaction ~ Days   # fixed\n   + (Days | Subject)  # by subject\n"
+    )
     result = run(shell, cell)
     assert result.result.formula == "Reaction ~ Days + (Days | Subject)"
 
 
 def test_formula_from_cell_keeps_hashes_inside_quotes():
-    assert formula_from_cell("y ~ C(g, levels=['#1', '#2'])  # note\n + (1 | g)") == "y ~ C(g, levels=['#1', '#2']) + (1 | g)"
+    assert (
+        formula_from_cell("y ~ C(g, levels=['#1', '#2'])  # note\n + (1 | g)")
+        == "y ~ C(g, levels=['#1', '#2']) + (1 | g)"
+    )
 
 
 def test_ml_weights_offset_match_lmer(shell, ns):
@@ -191,7 +197,11 @@ def test_glmer_cell_fits_like_glmer(shell, cbpp_ns):
         ("--nagq 5", CBPP, dict(nAGQ=5)),
         ("--nagq 0", CBPP, dict(nAGQ=0)),
         ("--weights size", "incidence / size ~ period + (1 | herd)", dict(weights="size")),
-        ("--family poisson --offset logsize", "incidence ~ period + (1 | herd)", dict(family="poisson", offset="logsize")),
+        (
+            "--family poisson --offset logsize",
+            "incidence ~ period + (1 | herd)",
+            dict(family="poisson", offset="logsize"),
+        ),
     ],
 )
 def test_glmer_options_match_glmer(shell, cbpp_ns, options, formula, kwargs):
@@ -214,9 +224,15 @@ def test_glmer_line_magic_and_display(shell, cbpp_ns, capsys):
     "cell, message",
     [
         (f"%%glmer -d cbpp --family binomal\n{CBPP}", "unknown family 'binomal'"),
-        (f"%%glmer -d cbpp --family poisson --link logit\n{CBPP}", "link 'logit' is not available for the poisson family"),
+        (
+            f"%%glmer -d cbpp --family poisson --link logit\n{CBPP}",
+            "link 'logit' is not available for the poisson family",
+        ),
         (f"%%glmer -d cbpp --nagq -1\n{CBPP}", "nAGQ must be an integer from 0"),
-        ("%%glmer -d cbpp --nagq 5\nincidence / size ~ 1 + (1 | herd) + (1 | period)", "single scalar random-effects term"),
+        (
+            "%%glmer -d cbpp --nagq 5\nincidence / size ~ 1 + (1 | herd) + (1 | period)",
+            "single scalar random-effects term",
+        ),
         (f"%%glmer -d cbpp --nagq many\n{CBPP}", "argument --nagq: invalid int value: 'many'"),
         (f"%%glmer -d cbpp --ml\n{CBPP}", "unrecognized arguments: --ml"),
         (f"%%glmer -d cbp\n{CBPP}", "did you mean 'cbpp'"),
@@ -233,13 +249,18 @@ def test_in_a_jupyter_kernel_the_fit_is_html_and_an_error_is_one_line():
     from nbformat.v4 import new_code_cell, new_notebook
     from notebook_kernel import kernel_env
 
-    nb = new_notebook(cells=[
-        new_code_cell("%load_ext skmixed.magics\nfrom skmixed import datasets\nsleep = datasets.load('sleepstudy')"),
-        new_code_cell("%%lmer -d sleep\nReaction ~ Days + (Days | Subject)"),
-        new_code_cell("%%lmer -d sleep\nReaction ~ Dayz + (Days | Subject)"),
-    ])
-    client = NotebookClient(nb, kernel_name="python3", timeout=60, allow_errors=True,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                "%load_ext skmixed.magics\nfrom skmixed import datasets\nsleep = datasets.load('sleepstudy')"
+            ),
+            new_code_cell("%%lmer -d sleep\nReaction ~ Days + (Days | Subject)"),
+            new_code_cell("%%lmer -d sleep\nReaction ~ Dayz + (Days | Subject)"),
+        ]
+    )
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=60, allow_errors=True, extra_arguments=["--IPKernelApp.log_level=ERROR"]
+    )
     client.execute(env=kernel_env())
     [shown] = nb.cells[1].outputs
     assert shown.output_type == "execute_result"

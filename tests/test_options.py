@@ -1,5 +1,6 @@
 """The options of lmer, glmer, anova and the estimators: a bad value is an error naming the option, the value and
 what is accepted; never a raw traceback, never silently another model (Python reads REML="FALSE" as true)."""
+
 import json
 from pathlib import Path
 
@@ -56,8 +57,14 @@ def slope_fit(sleep):
         ("start", [True, False, True], "start must be a number or a sequence of numbers"),
         ("start", {"thetas": [1, 0, 1]}, r"start may have the keys 'theta', not \['thetas'\]"),
         ("start", {"theta": [1, 0, 1], "fixef": [250, 10]}, "lmer profiles β out of the deviance"),
-        ("start", [1, 0], (r"start must have 3 values of θ.*\(Subject.\(Intercept\), "
-                           r"Subject.Days.\(Intercept\), Subject.Days\), not 2")),
+        (
+            "start",
+            [1, 0],
+            (
+                r"start must have 3 values of θ.*\(Subject.\(Intercept\), "
+                r"Subject.Days.\(Intercept\), Subject.Days\), not 2"
+            ),
+        ),
         ("start", [-1, 0, 1], r"negative diagonal elements \(Subject.\(Intercept\) = -1\)"),
         ("start", {"theta": [1, 0, -0.5]}, r"negative diagonal elements \(Subject.Days = -0.5\)"),
     ],
@@ -125,7 +132,9 @@ def test_glmer_takes_lme4s_named_start(cbpp):
     """lme4: glmer(..., start = list(theta =, fixef =)); either part alone too."""
     default = skmixed.glmer(CBPP, cbpp)
     both = skmixed.glmer(CBPP, cbpp, start={"theta": [0.5], "fixef": [-1.4, -1.0, -1.1, -1.6]}, nAGQ=1.0)
-    np.testing.assert_allclose(both.optsum.theta_init, [0.5, -1.4, -1.0, -1.1, -1.6], rtol=1e-14)  # via the standardized β
+    np.testing.assert_allclose(
+        both.optsum.theta_init, [0.5, -1.4, -1.0, -1.1, -1.6], rtol=1e-14
+    )  # via the standardized β
     assert 0 <= LME4["cbpp_start"] - both.objective < 6e-4  # at or below lme4's −2 log L (184.05313)
     assert both.objective == pytest.approx(default.objective, abs=1e-9)
     theta_only = skmixed.glmer(CBPP, cbpp, start=0.5)
@@ -150,7 +159,9 @@ def test_anova_refuses_what_is_not_a_model(slope_fit):
 
 
 def test_anova_needs_two_models(slope_fit):
-    with pytest.raises(OptionError, match="at least two nested models.*one-model table of sequential F tests is not available"):
+    with pytest.raises(
+        OptionError, match="at least two nested models.*one-model table of sequential F tests is not available"
+    ):
         skmixed.anova(slope_fit)
     with pytest.raises(OptionError, match="needs at least two"):
         skmixed.anova()
@@ -174,7 +185,9 @@ def test_anova_refuses_models_of_different_responses_or_data(slope_fit, sleep):
         skmixed.anova(slope_fit, logged)
     shifted = sleep.assign(Reaction=sleep["Reaction"] + np.arange(len(sleep)) % 3)
     other = skmixed.lmer("Reaction ~ Days + (1 | Subject)", shifted)
-    with pytest.raises(DataError, match=r"model 2 was fitted to different data than model 1 \(the values of 'Reaction' differ\)"):
+    with pytest.raises(
+        DataError, match=r"model 2 was fitted to different data than model 1 \(the values of 'Reaction' differ\)"
+    ):
         skmixed.anova(slope_fit, other)
     fewer = skmixed.lmer("Reaction ~ Days + (1 | Subject)", sleep.iloc[1:])
     with pytest.raises(DataError, match=r"different numbers of observations \[179, 180\]"):

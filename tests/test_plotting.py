@@ -120,7 +120,9 @@ def test_group_lines_ols_are_separate_least_squares_fits(orthodont_fit):
         assert x[0] == 8 and x[-1] == 14
         np.testing.assert_allclose(y, intercept + slope * x, rtol=1e-10)
     styles = {ln.get_label(): ln.get_linestyle() for ln in ax.get_lines()}
-    assert styles["M01"] == "-" and styles["F01"] == "--"  # boys solid, girls dashed (de Leeuw, "Linear Multilevel Models", Figure 1)
+    assert (
+        styles["M01"] == "-" and styles["F01"] == "--"
+    )  # boys solid, girls dashed (de Leeuw, "Linear Multilevel Models", Figure 1)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Male", "Female"]
 
 
@@ -192,7 +194,10 @@ def test_no_pooling_holds_other_fixed_effects_at_their_estimates(orthodont_fit):
     r = girl["distance"] - beta["SexFemale"] - beta["age:SexFemale"] * girl["age"]
     slope, intercept = np.polyfit(girl["age"], r, 1)
     np.testing.assert_allclose(separate.loc["F01"], [intercept, slope], rtol=1e-10)
-    np.testing.assert_allclose(partial.loc["F01"], beta[["(Intercept)", "age"]].to_numpy() + orthodont_fit.ranef["Subject"].loc["F01"].to_numpy())
+    np.testing.assert_allclose(
+        partial.loc["F01"],
+        beta[["(Intercept)", "age"]].to_numpy() + orthodont_fit.ranef["Subject"].loc["F01"].to_numpy(),
+    )
 
 
 def test_no_pooling_leaves_groups_too_small_for_their_own_fit_empty():
@@ -218,7 +223,12 @@ def test_glmm_residuals_are_pearson_against_fitted_probabilities(contraception_f
     b = contraception_fit.ranef["district"]["(Intercept)"]
     data = contraception_fit.frame.data
     beta = contraception_fit.fixef
-    eta = beta["(Intercept)"] + beta["age"] * data["age"] + beta["urbanY"] * (data["urban"] == "Y") + b[data["district"].astype(str)].to_numpy()
+    eta = (
+        beta["(Intercept)"]
+        + beta["age"] * data["age"]
+        + beta["urbanY"] * (data["urban"] == "Y")
+        + b[data["district"].astype(str)].to_numpy()
+    )
     mu = 1 / (1 + np.exp(-eta.to_numpy()))
     np.testing.assert_allclose(x, mu, rtol=1e-9)
     np.testing.assert_allclose(r, (y - mu) / np.sqrt(mu * (1 - mu)), rtol=1e-8)
@@ -229,7 +239,9 @@ def test_glmm_group_lines_are_probabilities_and_no_pooling_is_refused(contracept
     x, y = line(ax, "1")
     beta, b = contraception_fit.fixef, contraception_fit.ranef["district"].loc["1", "(Intercept)"]
     urban = contraception_fit.frame.data.query("district == '1'")["urban"].iloc[0] == "Y"
-    np.testing.assert_allclose(y, 1 / (1 + np.exp(-(beta["(Intercept)"] + b + beta["age"] * x + beta["urbanY"] * urban))), rtol=1e-9)
+    np.testing.assert_allclose(
+        y, 1 / (1 + np.exp(-(beta["(Intercept)"] + b + beta["age"] * x + beta["urbanY"] * urban))), rtol=1e-9
+    )
     with pytest.raises(ValueError, match="need a linear mixed model"):
         plotting.group_lines(contraception_fit, "age", kind="ols")
     with pytest.raises(ValueError, match="need a linear mixed model"):

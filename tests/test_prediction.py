@@ -1,5 +1,6 @@
 """Grouping factors keep their levels as values and code new data by value: predictions on the fit's own
 data equal the fitted values whatever the grouping column's dtype, and interaction levels never collide."""
+
 from __future__ import annotations
 
 import pickle
@@ -54,8 +55,21 @@ def _subject_as(sleep, kind):
     return sleep.assign(Subject=columns[kind])
 
 
-KINDS = ["category", "int", "uint8", "float", "Int64", "str", "string", "category_of_ints", "datetime",
-         "datetime_tz", "timedelta", "period", "bool_pairs"]
+KINDS = [
+    "category",
+    "int",
+    "uint8",
+    "float",
+    "Int64",
+    "str",
+    "string",
+    "category_of_ints",
+    "datetime",
+    "datetime_tz",
+    "timedelta",
+    "period",
+    "bool_pairs",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -72,8 +86,12 @@ def test_every_dtype_of_grouping_column_gives_the_same_fit_and_predictions(sleep
     blups = m.ranef["Subject"]
     assert blups.index.is_unique and all(isinstance(v, str) for v in blups.index)  # display strings, derived
     codes = grouping_factor("Subject", data).codes
-    np.testing.assert_allclose(blups.to_numpy()[codes].sum(axis=1), reference.ranef["Subject"].to_numpy()[
-        grouping_factor("Subject", sleep).codes].sum(axis=1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        blups.to_numpy()[codes].sum(axis=1),
+        reference.ranef["Subject"].to_numpy()[grouping_factor("Subject", sleep).codes].sum(axis=1),
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_datetime_levels_display_as_dates_and_match_in_new_data(sleep):
@@ -88,19 +106,29 @@ def test_level_order_is_r_factor_order(sleep):
     """Sorted values (ints numerically: 2 before 10), or a Categorical's categories in their order."""
     data = sleep.assign(g=np.where(sleep["Days"] % 3 == 0, 10, np.where(sleep["Days"] % 3 == 1, 2, 1)))
     assert list(grouping_factor("g", data).labels) == ["1", "2", "10"]
-    cat = pd.Categorical(sleep["Subject"].astype(str), categories=sorted(sleep["Subject"].astype(str).unique(), reverse=True))
+    cat = pd.Categorical(
+        sleep["Subject"].astype(str), categories=sorted(sleep["Subject"].astype(str).unique(), reverse=True)
+    )
     m = fit(FORMULA, sleep.assign(Subject=cat))
     assert list(m.ranef["Subject"].index) == list(cat.categories)
     orth = load("Orthodont")  # an ordered factor from nlme: levels M16, M05, ... as in R
-    assert list(fit("distance ~ age + (1 | Subject)", orth).ranef["Subject"].index) == list(orth["Subject"].cat.categories)
+    assert list(fit("distance ~ age + (1 | Subject)", orth).ranef["Subject"].index) == list(
+        orth["Subject"].cat.categories
+    )
 
 
 def test_interaction_levels_with_colons_do_not_collide():
     """("a:b", "c") and ("a", "b:c") both print as "a:b:c" but are two levels, matched part by part."""
     rng = np.random.default_rng(3)
     n = 120
-    data = pd.DataFrame({"a": np.tile(["a:b", "a"], n // 2), "b": np.tile(["c", "b:c"], n // 2),
-                         "h": np.repeat(np.arange(6), n // 6), "x": rng.normal(size=n)})
+    data = pd.DataFrame(
+        {
+            "a": np.tile(["a:b", "a"], n // 2),
+            "b": np.tile(["c", "b:c"], n // 2),
+            "h": np.repeat(np.arange(6), n // 6),
+            "x": rng.normal(size=n),
+        }
+    )
     data.loc[::4, "b"] = "d"
     data["y"] = data["x"] + 3 * (data["a"] == "a") + rng.normal(size=6)[data["h"]] + rng.normal(size=n)
     m = fit("y ~ x + (1 | a:b) + (1 | h)", data)

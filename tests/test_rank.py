@@ -1,4 +1,5 @@
 """Aliased fixed-effect columns are found by R's rule in a few QRs; more columns than rows is an input error."""
+
 import warnings
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The lme4 reference set is complete: a fixture lost or renamed fails here instead of silently dropping tests."""
+
 import pytest
 from reference import SETS, as_list, data_file, load_data, references
 

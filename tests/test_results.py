@@ -1,4 +1,5 @@
 """The result object: predictions, re_form, new levels, summaries, ICC and anova."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,9 +65,16 @@ def test_offsets_in_new_data():
 
 def test_summary_reads_like_lme4(slope):
     text = str(slope.summary())
-    for fragment in ["Linear mixed model fit by REML ['lmerMod']", "REML criterion at convergence: 1743.6",
-                     "Scaled residuals:", "Subject  (Intercept)", "Residual", "Number of obs: 180, groups:  Subject, 18",
-                     "Estimate Std. Error t value", "Correlation of Fixed Effects:"]:
+    for fragment in [
+        "Linear mixed model fit by REML ['lmerMod']",
+        "REML criterion at convergence: 1743.6",
+        "Scaled residuals:",
+        "Subject  (Intercept)",
+        "Residual",
+        "Number of obs: 180, groups:  Subject, 18",
+        "Estimate Std. Error t value",
+        "Correlation of Fixed Effects:",
+    ]:
         assert fragment in text, fragment
     assert "<table" in slope._repr_html_()
     assert "REML criterion at convergence: 1743.6283" in str(slope)

@@ -1,4 +1,5 @@
 """The public stages build → deviance → optimize → make_result, of which lmer and glmer are the composition."""
+
 import dataclasses
 import pickle
 import warnings
@@ -61,9 +62,12 @@ def test_the_deviance_function_is_on_the_users_scale(sleep):
     assert sol.sigma == pytest.approx(m.sigma, rel=1e-10)
 
 
-@pytest.mark.parametrize("formula,backend,gradient", [
-    ("Reaction ~ Days + (Days | Subject)", DenseBackend, True),
-])
+@pytest.mark.parametrize(
+    "formula,backend,gradient",
+    [
+        ("Reaction ~ Days + (Days | Subject)", DenseBackend, True),
+    ],
+)
 def test_backend_choice_is_recorded(sleep, formula, backend, gradient):
     devfun = skmixed.deviance(skmixed.build(formula, sleep))
     assert isinstance(devfun.standardized.backend, backend) and devfun.has_gradient == gradient
@@ -107,8 +111,9 @@ def test_refit_by_ml_shares_the_model_record(sleep):
         reml = skmixed.lmer("Reaction ~ Days + (Days | Subject)", sleep)
     ml = reml.refit_ml()
     assert not ml.REML and ml.model.cp is reml.model.cp
-    assert ml.objective == pytest.approx(skmixed.lmer("Reaction ~ Days + (Days | Subject)", sleep, REML=False).objective,
-                                         rel=1e-10)
+    assert ml.objective == pytest.approx(
+        skmixed.lmer("Reaction ~ Days + (Days | Subject)", sleep, REML=False).objective, rel=1e-10
+    )
 
 
 def test_stage_arguments_are_checked(sleep):
@@ -122,7 +127,10 @@ def test_stage_arguments_are_checked(sleep):
         skmixed.make_result(model, object(), skmixed.optimize(devfun))
     with pytest.raises(skmixed.OptionError, match="skmixed.build"):
         skmixed.deviance(sleep)
-    cbpp = skmixed.build("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period)",
-                         datasets.load("cbpp"), family="binomial")
+    cbpp = skmixed.build(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period)",
+        datasets.load("cbpp"),
+        family="binomial",
+    )
     with pytest.raises(skmixed.OptionError, match="single scalar random-effects term"):
         skmixed.deviance(cbpp, nAGQ=5)

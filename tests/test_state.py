@@ -1,4 +1,5 @@
 """Process state a fit touches: the BLAS thread count is restored however fits overlap or nest."""
+
 import threading
 
 import pytest
@@ -69,12 +70,18 @@ def test_nested_use_keeps_the_limit_until_the_outer_leaves():
 def test_concurrent_and_failing_fits_restore_the_count():
     sleep = datasets.load("sleepstudy")
     with threadpool_limits(limits=2, user_api="blas"):
-        fits = [threading.Thread(target=skmixed.lmer, args=("Reaction ~ Days + (Days | Subject)", sleep)) for _ in range(3)]
+        fits = [
+            threading.Thread(target=skmixed.lmer, args=("Reaction ~ Days + (Days | Subject)", sleep)) for _ in range(3)
+        ]
         for t in fits:
             t.start()
         for t in fits:
             t.join(WAIT)
         assert blas_threads() == {2}
         with pytest.raises(skmixed.OptionError, match="fixef"):  # raised inside the limited block
-            skmixed.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", datasets.load("cbpp"), start={"fixef": [1.0]})
+            skmixed.glmer(
+                "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                datasets.load("cbpp"),
+                start={"fixef": [1.0]},
+            )
         assert blas_threads() == {2}

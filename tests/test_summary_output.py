@@ -2,6 +2,7 @@
 
 R's text: tests/fixtures/formula_forms.json, written by tests/fixtures/formula_forms.R (lme4 1.1-31).
 """
+
 import json
 import warnings
 from pathlib import Path
@@ -28,7 +29,7 @@ def _fit(ref):
 
 def _block(m) -> list[str]:
     text = str(m.summary())
-    lines = text[text.index("Correlation of Fixed Effects:"):].splitlines()
+    lines = text[text.index("Correlation of Fixed Effects:") :].splitlines()
     return [line.rstrip() for line in lines if line.strip()]
 
 

@@ -4,6 +4,7 @@
 level order (ordered factors stay ordered); ``describe("Exam")`` says what it holds.
 Exported once from R's mlmRev, lme4 and nlme packages.
 """
+
 from __future__ import annotations
 
 import json

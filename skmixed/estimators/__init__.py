@@ -1,4 +1,5 @@
 """scikit-learn estimators around the ``lmer``/``glmer`` cores: ``MixedLM``, ``GLMM``, ``GLMMClassifier``."""
+
 from .glmm import GLMM, GLMMClassifier
 from .linear import MixedLM
 

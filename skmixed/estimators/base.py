@@ -5,6 +5,7 @@ which core fits the mixed model (:meth:`_fit_mixed`: ``lmer`` or ``glmer``), how
 without random effects is fitted (:meth:`_fit_fixed`), and how the linear predictor
 ``η = Xβ̂ + Zb̂`` becomes a prediction.
 """
+
 from __future__ import annotations
 
 from numbers import Integral
@@ -96,8 +97,10 @@ class MixedModelEstimator(BaseEstimator):
             return self._fit_formula(X, y, groups, sample_weight)
         X, y = self._validate_X_y(X, y)
         if X.dtype.kind not in "biuf":
-            raise DataError(f"X must hold numbers in array mode, not values of dtype {X.dtype}: convert its columns, "
-                            "or pass a DataFrame and a formula")
+            raise DataError(
+                f"X must hold numbers in array mode, not values of dtype {X.dtype}: convert its columns, "
+                "or pass a DataFrame and a formula"
+            )
         y = self._check_target(y)
         weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         n, p = X.shape
@@ -126,7 +129,9 @@ class MixedModelEstimator(BaseEstimator):
                 "do not pass groups (and do not request it with set_fit_request)"
             )
         if self.random_slopes is not None:
-            raise OptionError("random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)")
+            raise OptionError(
+                "random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)"
+            )
         encoding = FormulaEncoding.from_text(self.formula, X)
         validate_data(self, X, skip_check_array=True)
         self._check_no_missing(X, encoding.formula)
@@ -168,7 +173,8 @@ class MixedModelEstimator(BaseEstimator):
         self.intercept_, self.coef_ = float(fit.beta[0]), np.asarray(fit.beta[1:], dtype=float)
         self.random_effects_ = {}
         self.variance_components_ = pd.DataFrame(
-            [("Residual", None, None, fit.dispersion, np.sqrt(fit.dispersion))], columns=["grp", "var1", "var2", "vcov", "sdcor"]
+            [("Residual", None, None, fit.dispersion, np.sqrt(fit.dispersion))],
+            columns=["grp", "var1", "var2", "vcov", "sdcor"],
         )
         return self
 

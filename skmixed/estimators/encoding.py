@@ -7,6 +7,7 @@ coefficients, random effects and summary carry the user's names (backquoted wher
 Formula mode: X already is a DataFrame holding every column the formula names.
 The fitted encoding is kept on the estimator so ``predict`` encodes new data the same way.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -67,7 +68,9 @@ def group_frame(groups, n: int) -> tuple[pd.DataFrame, list[str]]:
         elif arr.ndim == 2:
             columns = [pd.Series(arr[:, k]) for k in range(arr.shape[1])]
         else:
-            raise DataError(f"groups must be 1-D (one grouping factor) or 2-D (one column per factor), not {arr.ndim}-D")
+            raise DataError(
+                f"groups must be 1-D (one grouping factor) or 2-D (one column per factor), not {arr.ndim}-D"
+            )
     if not columns:
         raise DataError("groups has no columns: pass one column per grouping factor, or groups=None")
     if len(columns[0]) != n:
@@ -196,13 +199,16 @@ def estimable_grouping_factors(groups: pd.DataFrame, names: list[str], n: int, m
         if n_levels < 2:
             warnings.warn(
                 f"the grouping factor {name!r} has a single level in the training data, so it gets no random "
-                "effect in this fit", UserWarning, stacklevel=3,
+                "effect in this fit",
+                UserWarning,
+                stacklevel=3,
             )
         elif n_levels > max_levels:
             warnings.warn(
                 f"the grouping factor {name!r} has {n_levels} levels for {n} rows: its variance cannot be told "
                 "apart from the residual variance, so it gets no random effect in this fit",
-                UserWarning, stacklevel=3,
+                UserWarning,
+                stacklevel=3,
             )
         else:
             kept.append(k)

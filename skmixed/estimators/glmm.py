@@ -4,6 +4,7 @@ Model: ``η = Xβ + Zb``, ``μ = g⁻¹(η)``, y | b from the family, ``b ~ N(0,
 ``skmixed.glmer``. Without groups (array mode) there is no b: a GLM fitted by IRLS
 (:func:`skmixed.glm.fit_glm`) with the same families.
 """
+
 from __future__ import annotations
 
 from numbers import Integral
@@ -134,7 +135,10 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
     ``classes_[1]`` where it is positive.
     """
 
-    _parameter_constraints: dict = {**_GeneralizedMixedModel._parameter_constraints, "link": [StrOptions(set(Binomial.links))]}
+    _parameter_constraints: dict = {
+        **_GeneralizedMixedModel._parameter_constraints,
+        "link": [StrOptions(set(Binomial.links))],
+    }
 
     def __init__(self, formula=None, random_slopes=None, link="logit", nAGQ=1):
         self.formula = formula
@@ -155,7 +159,9 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
             raise DataError(f"Only binary classification is supported. The type of the target is {y_type}.")
         self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise DataError(f"GLMMClassifier needs two classes in y to fit; y has only one class ({self.classes_[0]!r})")
+            raise DataError(
+                f"GLMMClassifier needs two classes in y to fit; y has only one class ({self.classes_[0]!r})"
+            )
         return (y == self.classes_[1]).astype(float)
 
     def __sklearn_tags__(self):

@@ -1,4 +1,5 @@
 """``MixedLM``: the linear mixed model ``y = Xβ + Zb + ε`` as a scikit-learn regressor (wraps ``lmer``)."""
+
 from __future__ import annotations
 
 from sklearn.base import RegressorMixin

@@ -1,4 +1,5 @@
 """IPython extension: ``%load_ext skmixed.magics`` registers the ``%%lmer`` and ``%%glmer`` cell magics."""
+
 from .cell import MixedModelMagics, formula_from_cell
 
 __all__ = ["MixedModelMagics", "formula_from_cell", "load_ipython_extension"]

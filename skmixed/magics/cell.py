@@ -5,6 +5,7 @@ User errors (unknown DataFrame or column, bad option, formula typo: the ``InputE
 IPython's ``UsageError``, which IPython shows as one message without a traceback; any other error
 keeps its traceback.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,6 +19,7 @@ from IPython.core.magic_arguments import argument, argument_group, magic_argumen
 
 from ..exceptions import InputError
 from ..formula import unquoted
+
 
 def formula_from_cell(cell: str) -> str:
     """The cell body as one formula: ``#`` comments (outside quotes) dropped, lines joined."""
@@ -90,21 +92,29 @@ def _apply(decorators, f):
 
 def _data_and_output(f):
     """The options both magics start with: the DataFrame and where to keep the fit."""
-    return _apply([
-        argument("-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)"),
-        argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable"),
-    ], f)
+    return _apply(
+        [
+            argument(
+                "-d", "--data", required=True, metavar="NAME", help="the pandas DataFrame to fit (a variable name)"
+            ),
+            argument("-o", "--out", metavar="NAME", help="store the fitted model in this variable"),
+        ],
+        f,
+    )
 
 
 def _columns_and_display(weights_help: str):
     """The options both magics end with: weight and offset columns, and quiet display."""
-    return lambda f: _apply([
-        argument_group("data columns"),
-        argument("--weights", metavar="COL", help=weights_help),
-        argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1"),
-        argument_group("display"),
-        argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)"),
-    ], f)
+    return lambda f: _apply(
+        [
+            argument_group("data columns"),
+            argument("--weights", metavar="COL", help=weights_help),
+            argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1"),
+            argument_group("display"),
+            argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)"),
+        ],
+        f,
+    )
 
 
 @magics_class
@@ -115,7 +125,9 @@ class MixedModelMagics(Magics):
         formula = formula_from_cell(cell)
         out = _output_name(args.out)
         data = _dataframe(self.shell.user_ns, args.data)
-        if isinstance(data, pd.DataFrame):  # the summary's "Data:" line names the variable, as lme4's names the expression
+        if isinstance(
+            data, pd.DataFrame
+        ):  # the summary's "Data:" line names the variable, as lme4's names the expression
             data = data.copy(deep=False)
             data.attrs["name"] = args.data
         try:
@@ -130,7 +142,9 @@ class MixedModelMagics(Magics):
     @_data_and_output
     @argument_group("criterion")
     @argument("--reml", action="store_true", help="fit by restricted maximum likelihood (the default)")
-    @argument("--ml", action="store_true", help="fit by maximum likelihood (for likelihood-ratio tests of fixed effects)")
+    @argument(
+        "--ml", action="store_true", help="fit by maximum likelihood (for likelihood-ratio tests of fixed effects)"
+    )
     @_columns_and_display(weights_help="column of prior weights")
     @line_cell_magic
     def lmer(self, line: str, cell: str | None = None):
@@ -159,11 +173,24 @@ class MixedModelMagics(Magics):
     @magic_arguments()
     @_data_and_output
     @argument_group("model")
-    @argument("--family", default="binomial", metavar="NAME",
-              help="binomial (default), poisson, gamma, inverse_gaussian, gaussian or negative_binomial")
-    @argument("--link", metavar="NAME", help="link function, e.g. logit, probit, cloglog, log (default: the family's canonical link)")
-    @argument("--nagq", type=int, default=1, metavar="N",
-              help="1: Laplace approximation (default); 0: fast PIRLS-only fit; N > 1: adaptive Gauss-Hermite with N nodes")
+    @argument(
+        "--family",
+        default="binomial",
+        metavar="NAME",
+        help="binomial (default), poisson, gamma, inverse_gaussian, gaussian or negative_binomial",
+    )
+    @argument(
+        "--link",
+        metavar="NAME",
+        help="link function, e.g. logit, probit, cloglog, log (default: the family's canonical link)",
+    )
+    @argument(
+        "--nagq",
+        type=int,
+        default=1,
+        metavar="N",
+        help="1: Laplace approximation (default); 0: fast PIRLS-only fit; N > 1: adaptive Gauss-Hermite with N nodes",
+    )
     @_columns_and_display(weights_help="column of prior weights (binomial: the number of trials)")
     @line_cell_magic
     def glmer(self, line: str, cell: str | None = None):
