@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbclient.exceptions import CellExecutionError, DeadKernelError
 from notebook_kernel import run_notebook
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def test_notebook_text(path):
 def _execute(path: Path):
     try:
         return run_notebook(path)
-    except Exception as error:  # a failing cell: reported by the notebook's own test
+    except (CellExecutionError, DeadKernelError, TimeoutError) as error:  # reported by the notebook's own test
         return error
 
 
