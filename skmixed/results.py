@@ -65,30 +65,37 @@ class LmerResult:
     # --- the model record ----------------------------------------------------
     @property
     def formula(self) -> str:
+        """The formula as parsed (lme4's spelling)."""
         return self.model.formula
 
     @property
     def parsed(self):
+        """The formula split into response, fixed part, random-effects terms and offsets."""
         return self.model.parsed
 
     @property
     def frame(self):
+        """The model frame: y, X, offset and weights of the rows used, and the rows themselves."""
         return self.model.frame
 
     @property
     def re(self):
+        """The random-effects terms: Z, the grouping factors and Λ's template."""
         return self.model.re
 
     @property
     def standardization(self):
+        """The change of variables between the user's model and the one fitted (:mod:`skmixed.standardize`)."""
         return self.model.standardization
 
     @property
     def data_name(self) -> str | None:
+        """The data's name, for the summary's "Data:" line (``data.attrs['name']``)."""
         return self.model.data_name
 
     @property
     def REML(self) -> bool:
+        """Whether θ was estimated by REML (False for ML and for every GLMM)."""
         return getattr(self.model, "REML", False)
 
     # --- likelihood -------------------------------------------------------
@@ -99,6 +106,7 @@ class LmerResult:
 
     @property
     def nobs(self) -> int:
+        """The number of observations used (rows with a missing value or weight 0 are left out)."""
         return self.cp.n
 
     @property
@@ -108,14 +116,17 @@ class LmerResult:
 
     @property
     def loglik(self) -> float:
+        """The log-likelihood (for a REML fit, the REML criterion's: −objective/2, as lme4's logLik)."""
         return -0.5 * self.objective
 
     @property
     def aic(self) -> float:
+        """Akaike's information criterion, objective + 2·npar."""
         return self.objective + 2 * self.npar
 
     @property
     def bic(self) -> float:
+        """The Bayesian information criterion, objective + log(n)·npar."""
         return self.objective + np.log(self.nobs) * self.npar
 
     @property
@@ -142,19 +153,23 @@ class LmerResult:
 
     @property
     def df_resid(self) -> int:
+        """Residual degrees of freedom, n − npar (lme4's df.resid)."""
         return self.nobs - self.npar
 
     # --- estimates --------------------------------------------------------
     @property
     def theta(self) -> np.ndarray:
+        """θ: the relative covariance factors' elements, column-wise per term, as lme4's getME(m, "theta")."""
         return self.solution.theta
 
     @property
     def sigma(self) -> float:
+        """The residual standard deviation σ."""
         return self.solution.sigma
 
     @property
     def fixef(self) -> pd.Series:
+        """The fixed-effects estimates β̂, by R's column names."""
         return pd.Series(self.solution.beta, index=self.frame.x_names, name="Estimate")
 
     @property
@@ -166,6 +181,7 @@ class LmerResult:
 
     @property
     def fixef_se(self) -> pd.Series:
+        """Standard errors of β̂: the square roots of vcov's diagonal."""
         return pd.Series(np.sqrt(np.diag(self.vcov)), index=self.frame.x_names, name="Std. Error")
 
     def _term_covariances(self) -> list[np.ndarray]:
@@ -194,6 +210,7 @@ class LmerResult:
 
     @property
     def ngroups(self) -> dict[str, int]:
+        """The number of levels of each grouping factor."""
         return {name: len(f.levels) for name, f in self.re.flist().items()}
 
     # --- random effects ---------------------------------------------------
@@ -243,6 +260,7 @@ class LmerResult:
 
     @property
     def residuals(self) -> np.ndarray:
+        """y − ŷ on the rows used (response residuals)."""
         return self.frame.y - self.fitted
 
     @property
@@ -274,6 +292,7 @@ class LmerResult:
 
     # --- display ------------------------------------------------------------
     def summary(self):
+        """lme4's summary: printed as lme4 prints it, HTML in a notebook, its tables as DataFrames."""
         from .summary import Summary
 
         return Summary(self)

@@ -252,37 +252,6 @@ def test_summary_uses_the_users_names(sleep):
     assert "Days" in text and "Subject" in text and "g0" not in text
 
 
-def test_grouped_cv_notebook_runs():
-    from pathlib import Path
-
-    import nbclient
-    import nbformat
-
-    path = Path(__file__).parent.parent / "notebooks" / "sklearn_grouped_cv.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    assert all(not c.outputs for c in notebook.cells if c.cell_type == "code"), "commit the notebook without outputs"
-    nbclient.NotebookClient(
-        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-
-
-# --- GLMM and GLMMClassifier ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def contraception():
-    data = load("Contraception")
-    X = pd.DataFrame({"age": data["age"], "urban": (data["urban"] == "Y").astype(float)})
-    return data, X
-
-
-@pytest.fixture(scope="module")
-def poisson_data():
-    return load_data(REFS["extra/poisson_offset_formula"])
-
-
 def test_classifier_array_and_formula_mode_equal_glmer(contraception):
     data, X = contraception
     ref = REFS["extra/contraception_laplace"]

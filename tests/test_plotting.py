@@ -148,7 +148,7 @@ def test_group_lines_bad_input(sleep_fit):
         plotting.group_lines(sleep_fit, "Days", levels=["999"])
 
 
-def test_shrinkage_of_group_means_is_seed_001_equation_17(dyestuff_fit):
+def test_shrinkage_of_group_means_is_gill_and_womack_equation_17(dyestuff_fit):
     """For y_ij = β0j + ε_ij the BLUP is (n_j/σ0² ȳ_j + 1/σ1² β̂0) / (n_j/σ0² + 1/σ1²), σ0 = σ, σ1 = the batch SD."""
     d = datasets.load("Dyestuff")
     means = d.groupby("Batch", observed=True)["Yield"].mean()
