@@ -252,6 +252,21 @@ def test_summary_uses_the_users_names(sleep):
     assert "Days" in text and "Subject" in text and "g0" not in text
 
 
+# --- GLMM and GLMMClassifier ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def contraception():
+    data = load("Contraception")
+    X = pd.DataFrame({"age": data["age"], "urban": (data["urban"] == "Y").astype(float)})
+    return data, X
+
+
+@pytest.fixture(scope="module")
+def poisson_data():
+    return load_data(REFS["extra/poisson_offset_formula"])
+
+
 def test_classifier_array_and_formula_mode_equal_glmer(contraception):
     data, X = contraception
     ref = REFS["extra/contraception_laplace"]
