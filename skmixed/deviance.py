@@ -15,9 +15,10 @@ import numpy as np
 
 from .backends import choose_backend
 from .exceptions import OptionError
+from .laplace import gauss_hermite, minus_two_loglik
 from .model import GeneralizedLinearMixedModel, LinearMixedModel
 from .options import check_nagq
-from .pirls import Pirls, gauss_hermite
+from .pirls import Pirls
 from .pls import PlsSolution, profiled_solution
 
 
@@ -142,7 +143,6 @@ class GlmmObjective:
         k = self.model.re.n_theta
         pirls = self.pirls
         if self.nAGQ == 0:
-            return pirls.nagq0(params)
+            return minus_two_loglik(pirls, pirls.joint_mode(params))
         theta, beta = params[:k], self.model.standardization.beta_tilde(params[k:])
-        mode = pirls.mode(theta, beta)
-        return pirls.laplace_of(mode) if self.rule is None else pirls.agq_of(mode, self.rule) + pirls.agq_constant(mode)
+        return minus_two_loglik(pirls, pirls.mode(theta, beta), self.rule)

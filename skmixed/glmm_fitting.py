@@ -27,10 +27,11 @@ from .blas import single_blas_thread
 from .convergence import finite_difference, gradient_hessian, minimize
 from .exceptions import DataError
 from .families import NegativeBinomial, Poisson, theta_ml
+from .laplace import agq, gauss_hermite, laplace, minus_two_loglik
 from .laplace_gradient import LaplaceGradient
 from .optimizers import OptSummary, bfgs_symmetric, bobyqa
 from .options import glmer_start
-from .pirls import Mode, Pirls, gauss_hermite, rx_scales
+from .pirls import Mode, Pirls, rx_scales
 
 DERIVS_MAX_NOBS = 10_000  # lme4's check.conv.nobsmax: above it, no Hessian (and vcov from RX)
 DERIVS_MAX_PARAMS = 20  # lme4's check.conv.nparmax for glmer
@@ -92,11 +93,15 @@ def _fit(
             return fit
     lower = pirls.re.theta_lower
     tol1 = LOOSE_TOL if nAGQ > 0 else 1e-8  # stage 1 only gives stage 2 its start
+
+    def nagq0(theta):  # the Laplace deviance at (θ, β̂(θ)), β̂ from the joint PIRLS: lme4's nAGQ = 0 objective
+        return laplace(pirls, pirls.joint_mode(theta))
+
     opt = minimize(
-        lambda x0: bobyqa(pirls.nagq0, x0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval),
+        lambda x0: bobyqa(nagq0, x0, lower, xtol_abs=tol1, ftol_abs=tol1, maxeval=maxeval),
         theta0,
         lower,
-        f=pirls.nagq0,
+        f=nagq0,
         check=nAGQ == 0 and check_conv,
         newton_steps=1,
         hessian=pirls.n < DERIVS_MAX_NOBS and len(lower) < DERIVS_MAX_PARAMS,
@@ -109,7 +114,7 @@ def _fit(
             "zero): drop or merge the predictors or levels concerned"
         )
     if nAGQ == 0:
-        return _Fit(opt.theta, mode.beta, mode, pirls.laplace_of(mode), opt)
+        return _Fit(opt.theta, mode.beta, mode, laplace(pirls, mode), opt)
     return _stage2(pirls, nAGQ, opt.theta, mode.beta if beta0 is None else beta0, check_conv, maxeval, derivs, tol)
 
 
@@ -220,7 +225,7 @@ def _fit_with_gradient(
         optsum.hessian = gradient_hessian(value_and_gradient, x, value_and_gradient(x)[1], lower, 1e-5)
     theta, beta = optsum.theta[:k], optsum.theta[k:]
     mode = pirls.mode(theta, beta)
-    return _Fit(theta, beta, mode, pirls.laplace_of(mode), optsum)
+    return _Fit(theta, beta, mode, laplace(pirls, mode), optsum)
 
 
 def _gradient_start(pirls: Pirls, gradient: LaplaceGradient, theta0, beta0, em_start: bool):
@@ -259,6 +264,12 @@ def _initial_inverse_hessian(
     return (inverse + inverse.T) / 2
 
 
+def _at(pirls: Pirls, theta, beta, rule) -> float:
+    """The stage-2 objective at (θ, β): the Laplace deviance, or lme4's AGQ deviance (without its constant)."""
+    mode = pirls.mode(theta, beta)
+    return laplace(pirls, mode) if rule is None else agq(pirls, mode, rule)
+
+
 def _stage2(
     pirls: Pirls, nAGQ: int, theta0, beta0, check_conv: bool, maxeval: int, derivs: bool = True, tol=None
 ) -> _Fit:
@@ -268,7 +279,7 @@ def _stage2(
     """
     k = pirls.re.n_theta
     rule = gauss_hermite(nAGQ) if nAGQ > 1 else None
-    deviance = _memoized(lambda x: pirls.laplace(x[:k], x[k:]) if rule is None else pirls.agq(x[:k], x[k:], rule))
+    deviance = _memoized(lambda x: _at(pirls, x[:k], x[k:], rule))
     units = _SeUnits(k, beta0, pirls.fixed_scales(pirls.mode(theta0, beta0)))
     lower = np.concatenate([pirls.re.theta_lower, np.full(len(beta0), -np.inf)])
     with_derivs = derivs and hessian_covariance(pirls.n, len(lower), nAGQ)
@@ -289,7 +300,7 @@ def _stage2(
         optsum.hessian = finite_difference(deviance, optsum.theta, lower)[1]
     theta, beta = optsum.theta[:k], optsum.theta[k:]
     mode = pirls.mode(theta, beta)
-    objective = pirls.laplace_of(mode) if rule is None else pirls.agq_of(mode, rule) + pirls.agq_constant(mode)
+    objective = minus_two_loglik(pirls, mode, rule)
     return _Fit(theta, beta, mode, objective, optsum)
 
 

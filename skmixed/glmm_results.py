@@ -20,6 +20,7 @@ import pandas as pd
 from .exceptions import ConvergenceWarning, OptionError
 from .families import Binomial, Family, NegativeBinomial
 from .glmm_fitting import hessian_covariance
+from .laplace import minus_two_loglik
 from .optimizers import OptSummary
 from .pls import PenalizedCholesky, PlsSolution
 from .results import LmerResult, warn_if_singular
@@ -36,11 +37,7 @@ def glmer_result(model, objective, optsum: OptSummary) -> GlmerResult:
         mode = pirls.joint_mode(theta)
     else:
         mode = pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
-    value = (
-        pirls.laplace_of(mode)
-        if objective.rule is None
-        else pirls.agq_of(mode, objective.rule) + pirls.agq_constant(mode)
-    )
+    value = minus_two_loglik(pirls, mode, objective.rule)
     fam = pirls.family
     working = pirls.working_solution(mode)  # the PLS problem of the working response at the mode
     wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))

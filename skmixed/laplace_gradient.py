@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .laplace import laplace
 from .pirls import Mode, Pirls
 
 #: the gradient forms q × (columns of H⁻¹) doubles, one solve per column, per evaluation, up to this many
@@ -109,7 +110,7 @@ class LaplaceGradient:
             x_last, u_last, du_dx = self._anchor
             u0 = u_last + du_dx @ (x - x_last)
         mode = self.pirls.mode(theta, beta, u0)
-        value = self.pirls.laplace_of(mode)
+        value = laplace(self.pirls, mode)
         if not (mode.converged and np.isfinite(value)):
             return np.inf, np.full(len(x), np.nan)
         grad, du_dx = self.gradient(mode)

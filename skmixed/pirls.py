@@ -1,4 +1,4 @@
-"""Penalized IRLS for a GLMM's conditional modes, and its Laplace and adaptive Gauss–Hermite deviances.
+"""Penalized IRLS for a GLMM's conditional modes (PIRLS).
 
 Model: ``η = Xβ + ZΛu + offset``, ``μ = g⁻¹(η)``, y | u from the family, ``u ~ N(0, I)``
 (so ``b = Λu``).  For given (θ, β), PIRLS finds the conditional mode
@@ -12,35 +12,7 @@ Z'WZ changes with W but not its sparsity pattern: the rows contributing to each
 entry are enumerated once, so an update is one ``bincount``, and CHOLMOD's symbolic
 analysis (done once, in :class:`~skmixed.pls.PenalizedCholesky`) is reused throughout.
 
-**Laplace deviance** (nAGQ = 1; lme4 1.1-31 ``glmResp::Laplace``):
-
-    ldL2 + ‖û‖² + aic(y, μ̂),    LL' = Λ'Z'WZΛ + I with W at the mode,
-
-where ``aic`` is the family's −2 log-likelihood of y given û as R's ``family()$aic``
-computes it — the normalising constants included (binomial coefficients, log y!, ...)
-and, for families with a dispersion, φ̂ = Σd_i/Σw plugged in plus 2.  lme4 reports
-this value as −2 logLik (cbpp, Laplace: 184.0531).  One difference: lme4 takes ldL2 from
-the factor of its last PIRLS iteration, i.e. with the weights of the iterate before the
-mode (tolPwrss = 1e-7), and restarts PIRLS from a fixed η.  Its objective is then higher
-by up to ~1e-3 (cbpp: 5.6e-4) and its Hessian-based standard errors differ by up to ~1.5%;
-emulating that shortcut reproduces lme4's cbpp objective to 3e-6 and standard errors to
-1e-5.  We use W at the mode, so the deviance is a smooth function of (θ, β).
-
-**Adaptive Gauss–Hermite deviance** (nAGQ > 1, a single scalar term; lme4's
-``glmerAGQ``): with ``devc_j(u) = u_j² + Σ_{i in level j} d_i``, ``s_j = 1/L_jj`` and the
-rule (z_k, w_k) for the standard normal,
-
-    Σ_j devc_j(û) + ldL2 − 2 Σ_j log Σ_k w_k exp(−½[devc_j(û_j + s_j z_k) − devc_j(û_j)] + ½ z_k²).
-
-It is built from deviance residuals, so lme4's objective for nAGQ > 1 omits the constant
-``aic − Σd_i`` (free of μ for the binomial, Poisson and negative binomial families): its
-values are not comparable with Laplace fits.  We optimise the same function and report
-that constant added back (:meth:`Pirls.agq_constant`), i.e. the full −2 log-likelihood,
-which for nAGQ = 1 is exactly the Laplace value.
-
-Why one module of some 450 lines: PIRLS and the deviances it defines share the mode, the family's
-state and Z'WZ's fixed pattern; the docstring above is their derivation, and splitting them would
-put the formulas in one file and their only users in another.
+The deviances of a mode (Laplace, adaptive Gauss–Hermite) are in :mod:`skmixed.laplace`.
 """
 
 from __future__ import annotations
@@ -82,15 +54,8 @@ class Mode:
         return float(self.u @ self.u)
 
 
-def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of the n-point rule for ∫ f(z) φ(z) dz (φ standard normal), symmetrised as lme4 does."""
-    z, w = np.polynomial.hermite_e.hermegauss(n)
-    w = w / np.sqrt(2 * np.pi)
-    return (z - z[::-1]) / 2, (w + w[::-1]) / 2
-
-
 class Pirls:
-    """For fixed data and family: conditional modes by PIRLS, and the Laplace, nAGQ = 0 and AGQ deviances."""
+    """For fixed data and family: the conditional modes by PIRLS, at fixed (θ, β) or jointly in β (nAGQ = 0)."""
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
         self.y, self.X, self.re = y, X, re
@@ -368,57 +333,6 @@ class Pirls:
         beta = np.full(self.p, np.nan) if x is None else x[:-q]
         u = np.zeros(q) if x is None else x[-q:]
         return Mode(theta, beta, u, eta, mu, np.nan, np.inf, False, it, message)
-
-    # --- deviances ------------------------------------------------------------------
-    def aic(self, mu: np.ndarray) -> float:
-        return self.family.aic(self.y, self.trials, mu, self.wt, float(np.sum(self._dev(mu))))
-
-    def laplace_of(self, mode: Mode) -> float:
-        """ldL2 + ‖û‖² + aic(μ̂): lme4's Laplace objective (−2 log-likelihood)."""
-        if not np.isfinite(mode.ldL2):
-            return np.inf
-        constant = self._constant
-        val = mode.ldL2 + (mode.pdev + constant if constant is not None else mode.usq + self.aic(mode.mu))
-        return float(val) if np.isfinite(val) else np.inf
-
-    def laplace(self, theta: np.ndarray, beta: np.ndarray) -> float:
-        return self.laplace_of(self.mode(theta, beta))
-
-    def nagq0(self, theta: np.ndarray) -> float:
-        """The Laplace deviance at (θ, β̂(θ)), β̂ from the joint PIRLS: lme4's nAGQ = 0 objective."""
-        return self.laplace_of(self.joint_mode(theta))
-
-    def agq(self, theta: np.ndarray, beta: np.ndarray, rule: tuple[np.ndarray, np.ndarray]) -> float:
-        """lme4's adaptive Gauss–Hermite deviance (deviance-residual scale) for one scalar term."""
-        return self.agq_of(self.mode(theta, beta), rule)
-
-    def agq_of(self, mode: Mode, rule: tuple[np.ndarray, np.ndarray]) -> float:
-        if not np.isfinite(mode.ldL2):
-            return np.inf
-        term = self.re.terms[0]
-        codes, z = term.factor.codes, term.values[:, 0]
-        lam = float(mode.theta[0])
-        W = self.working_weights(mode)
-        A = 1 + lam**2 * np.bincount(codes, W * z**2, minlength=term.n_levels)
-        sd = 1 / np.sqrt(A)
-        u = mode.u
-        fixed = mode.eta - lam * z * u[codes]
-        devc0 = u**2 + np.bincount(codes, self._dev(mode.mu), minlength=term.n_levels)
-        mult = np.zeros(term.n_levels)
-        for zk, wk in zip(*rule):
-            if zk == 0:
-                mult += wk
-                continue
-            uk = u + zk * sd
-            mu_k = self._mu(fixed + lam * z * uk[codes])
-            devc = uk**2 + np.bincount(codes, self._dev(mu_k), minlength=term.n_levels)
-            mult += wk * np.exp(-0.5 * (devc - devc0) + 0.5 * zk**2)
-        val = devc0.sum() + np.log(A).sum() - 2 * np.log(mult).sum()
-        return float(val) if np.isfinite(val) else np.inf
-
-    def agq_constant(self, mode: Mode) -> float:
-        """aic − Σ d_i at the mode: what lme4's nAGQ > 1 objective leaves out of −2 log-likelihood."""
-        return self.aic(mode.mu) - float(np.sum(self._dev(mode.mu)))
 
     # --- at the optimum -------------------------------------------------------------
     def working_cross_products(self, mode: Mode) -> CrossProducts:
