@@ -7,6 +7,7 @@ measurements); inside ``GridSearchCV(n_jobs=...)`` threads would also be oversub
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -78,3 +79,15 @@ _ONE_BLAS_THREAD = _OneBlasThread()
 def single_blas_thread() -> _OneBlasThread:
     """Run a fit's dense work on one BLAS thread (a context manager; fits may overlap in threads and nest)."""
     return _ONE_BLAS_THREAD
+
+
+def one_blas_thread(stage):
+    """``stage`` (a function) run under :func:`single_blas_thread`: every stage of a fit is, called alone or from
+    ``lmer``/``glmer`` (which hold the limit over all four, so that it is set once)."""
+
+    @functools.wraps(stage)
+    def limited(*args, **kwargs):
+        with _ONE_BLAS_THREAD:
+            return stage(*args, **kwargs)
+
+    return limited

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backends import choose_backend
+from .blas import one_blas_thread
 from .exceptions import OptionError
 from .laplace import gauss_hermite, minus_two_loglik
 from .model import GeneralizedLinearMixedModel, LinearMixedModel
@@ -22,6 +23,7 @@ from .pirls import Pirls
 from .pls import PlsSolution, profiled_solution
 
 
+@one_blas_thread
 def deviance(model, nAGQ: int = 1):
     """The objective of ``model``: a :class:`ProfiledDeviance` (LMM) or a :class:`GlmmObjective` (GLMM, with
     ``nAGQ`` = 0: β within PIRLS, 1: Laplace, > 1: quadrature nodes, one scalar term only)."""

@@ -10,7 +10,7 @@ to :func:`skmixed.glmm_fitting.optimize_glmm`.  The summary returned is on the u
 
 from __future__ import annotations
 
-from .blas import single_blas_thread
+from .blas import one_blas_thread
 from .convergence import minimize
 from .deviance import GlmmObjective, ProfiledDeviance
 from .exceptions import OptionError
@@ -23,6 +23,7 @@ DERIVS_MAX_NOBS = 10_000  # lme4's check.conv.nobsmax: from here on the Hessian 
 DERIVS_MAX_THETA = 10  # lme4's check.conv.nparmax for lmer
 
 
+@one_blas_thread
 def optimize(devfun, start=None, check_conv: bool = True, maxeval: int = 100_000) -> OptSummary:
     """Minimise ``devfun`` (from :func:`skmixed.deviance`) from ``start`` (θ, or lme4's ``{"theta": ..., "fixef":
     ...}``; the default as lme4's) with at most ``maxeval`` evaluations; ``check_conv``: lme4's checks, warned."""
@@ -45,34 +46,33 @@ def _optimize_lmm(devfun: ProfiledDeviance, start, check_conv: bool, maxeval: in
         theta0 = moment_theta(cp, re, scale) if dev.has_gradient else re.theta_init
     lower = re.theta_lower
     hessian = cp.n < DERIVS_MAX_NOBS and re.n_theta < DERIVS_MAX_THETA  # lme4's calc.derivs rule
-    with single_blas_thread():
-        if dev.has_gradient:
+    if dev.has_gradient:
 
-            def optimizer(x0):
-                return lbfgsb_symmetric(
-                    dev.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale, maxfun=maxeval
-                )
+        def optimizer(x0):
+            return lbfgsb_symmetric(
+                dev.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale, maxfun=maxeval
+            )
 
-            optsum = minimize(
-                optimizer,
-                theta0,
-                lower,
-                f_and_grad=dev.value_and_gradient,
-                scale=scale,
-                check=check_conv,
-                hessian=hessian,
-            )
-        else:
-            optsum = minimize(
-                lambda x0: bobyqa(dev, x0, lower, maxeval=maxeval),
-                theta0,
-                lower,
-                f=dev,
-                scale=scale,
-                check=check_conv,
-                hessian=hessian,
-            )
-        final = dev.final_solution(optsum.theta).deviance  # penalized RSS from the residuals
+        optsum = minimize(
+            optimizer,
+            theta0,
+            lower,
+            f_and_grad=dev.value_and_gradient,
+            scale=scale,
+            check=check_conv,
+            hessian=hessian,
+        )
+    else:
+        optsum = minimize(
+            lambda x0: bobyqa(dev, x0, lower, maxeval=maxeval),
+            theta0,
+            lower,
+            f=dev,
+            scale=scale,
+            check=check_conv,
+            hessian=hessian,
+        )
+    final = dev.final_solution(optsum.theta).deviance  # penalized RSS from the residuals
     optsum.map(std.theta, lambda value: std.objective(value, model.REML))
     optsum.objective = std.objective(final, model.REML)
     return optsum

@@ -8,6 +8,7 @@ import warnings
 
 import pandas as pd
 
+from .blas import single_blas_thread
 from .families import Gaussian
 from .options import check_glmer, theta_only
 from .stages import build, deviance, make_result, optimize
@@ -36,15 +37,16 @@ def glmer(
     :func:`skmixed.lmer`: incomplete rows are dropped before transforms are evaluated.
     """
     fam, nAGQ, check_conv, maxeval = check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
-    if isinstance(fam, Gaussian) and fam.link.name == "identity":
-        warnings.warn(
-            "a Gaussian GLMM with the identity link is a linear mixed model: fitted by lmer(REML=False) "
-            "(lme4 would call lmer with its default REML=TRUE); call skmixed.lmer directly",
-            UserWarning,
-            stacklevel=2,
-        )
-        model, start = build(formula, data, REML=False, weights=weights, offset=offset), theta_only(start)
-    else:
-        model = build(formula, data, family=fam, weights=weights, offset=offset)
-    devfun = deviance(model, nAGQ)
-    return make_result(model, devfun, optimize(devfun, start=start, check_conv=check_conv, maxeval=maxeval))
+    with single_blas_thread():  # once for the four stages (see skmixed.blas)
+        if isinstance(fam, Gaussian) and fam.link.name == "identity":
+            warnings.warn(
+                "a Gaussian GLMM with the identity link is a linear mixed model: fitted by lmer(REML=False) "
+                "(lme4 would call lmer with its default REML=TRUE); call skmixed.lmer directly",
+                UserWarning,
+                stacklevel=2,
+            )
+            model, start = build(formula, data, REML=False, weights=weights, offset=offset), theta_only(start)
+        else:
+            model = build(formula, data, family=fam, weights=weights, offset=offset)
+        devfun = deviance(model, nAGQ)
+        return make_result(model, devfun, optimize(devfun, start=start, check_conv=check_conv, maxeval=maxeval))

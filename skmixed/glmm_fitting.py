@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blas import single_blas_thread
 from .convergence import finite_difference, gradient_hessian, minimize
 from .exceptions import DataError
 from .families import NegativeBinomial, Poisson, theta_ml
@@ -62,7 +61,7 @@ def optimize_glmm(objective, start=None, check_conv: bool = True, maxeval: int =
     theta0, beta0 = glmer_start(start, model.re, model.X.shape[1])
     beta0 = None if beta0 is None else std.beta_tilde(beta0)
     # trial points far out (a diverging estimate) overflow exp() and squares: such a point's deviance is inf
-    with single_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         family = pirls.family
         if isinstance(family, NegativeBinomial) and family.theta is None:
             fit = _fit_negative_binomial(pirls, nAGQ, theta0, beta0, check_conv, maxeval)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .blas import single_blas_thread
 from .options import check_lmer
 from .results import LmerResult
 from .stages import build, deviance, make_result, optimize
@@ -31,6 +32,7 @@ def lmer(
     (its ``poly`` stops on NA and its ``scale`` centres on rows dropped afterwards), on purpose.
     """
     check_lmer(REML, weights, offset, start, check_conv, maxeval, data)  # every option before any work
-    model = build(formula, data, REML=REML, weights=weights, offset=offset)
-    devfun = deviance(model)
-    return make_result(model, devfun, optimize(devfun, start=start, check_conv=check_conv, maxeval=maxeval))
+    with single_blas_thread():  # once for the four stages (see skmixed.blas)
+        model = build(formula, data, REML=REML, weights=weights, offset=offset)
+        devfun = deviance(model)
+        return make_result(model, devfun, optimize(devfun, start=start, check_conv=check_conv, maxeval=maxeval))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .blas import one_blas_thread
 from .checks import check_glmm_terms, check_identifiable, check_not_constant, warn_if_separated
 from .exceptions import FormulaError
 from .families import Binomial, Family, NegativeBinomial, Poisson, get_family
@@ -68,6 +69,7 @@ class GeneralizedLinearMixedModel:
     data_name: str | None = None
 
 
+@one_blas_thread
 def build(formula: str, data: pd.DataFrame, *, REML: bool = True, family=None, weights=None, offset=None):
     """The model record of ``formula`` on ``data``: a :class:`LinearMixedModel`, or with ``family`` a
     :class:`GeneralizedLinearMixedModel` (fitted by PIRLS, whatever the family: ``glmer`` hands a Gaussian

@@ -12,6 +12,7 @@ evaluation, and a GLMM's its PIRLS warm starts); ``lmer`` and ``glmer`` are thes
 
 from __future__ import annotations
 
+from .blas import one_blas_thread
 from .deviance import GlmmObjective, ProfiledDeviance, deviance
 from .exceptions import OptionError
 from .fitting import optimize
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 
+@one_blas_thread
 def make_result(model, devfun, optsum: OptSummary) -> LmerResult | GlmerResult:
     """The fitted model at the optimum ``optsum`` found for ``devfun`` (lme4's ``mkMerMod``)."""
     if isinstance(model, LinearMixedModel) and isinstance(devfun, ProfiledDeviance):
