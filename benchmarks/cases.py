@@ -1,4 +1,4 @@
-"""The benchmark cases: data, formula and how to fit them."""
+"""The benchmark cases: data, formula and how to fit them, and (``action``) an analysis of the fit to time."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ class Case:
     repeat: int = 3
     #: one untimed fit first (cases of a few seconds or less)
     warm_up: bool = True
+    #: an analysis of the fitted result to time instead of the fit (a summary with p-values, intervals, ...); the fit's
+    #: own time is reported beside it, for targets stated as a multiple of it
+    action: Callable | None = None
 
 
 def _dataset(name: str) -> Callable[[], pd.DataFrame]:
