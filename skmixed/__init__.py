@@ -4,6 +4,7 @@ import importlib
 
 from . import families
 from .anova import anova
+from .emmeans import emmeans
 from .exceptions import (
     ConvergenceWarning,
     DataError,
@@ -43,6 +44,7 @@ __all__ = [
     "OptSummary",
     "families",
     "anova",
+    "emmeans",
     "LmerResult",
     "GlmerResult",
     "MixedLM",

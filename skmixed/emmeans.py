@@ -12,12 +12,13 @@ Pairwise comparisons are differences on the link scale, shown on the response sc
 ratios for a log link, odds ratios for a logit link (the tests stay on the link scale); for other links they stay
 differences on the link scale.
 
-``pairs(adjust=...)`` adjusts the p-values within each ``by`` group: Tukey's studentized range for a family of k
-means (p = P(Q_{k,df} > √2·|t|)), Holm's step-down method, or none.
+``pairs(adjust=...)`` adjusts the p-values within each ``by`` group: Tukey's studentized range for the family of
+its k means (p = P(Q_{k,df} > √2·|t|)), Holm's step-down method, or none.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from scipy import stats
 from .exceptions import OptionError
 from .linear_functions import check_level, ddf_method, linear_functions
 from .refgrid import ReferenceGrid, reference_grid
+from .rsyntax import r_number
 
 ADJUSTMENTS = ("tukey", "holm", "none")
 
@@ -172,13 +174,19 @@ def _cells(grid: ReferenceGrid, names: list[str]) -> tuple[pd.DataFrame, np.ndar
 
 
 def _labels(frame: pd.DataFrame, names: list[str]) -> list[str]:
-    """A cell's label as emmeans writes it: its levels joined by spaces; a number prefixed by its factor's name."""
+    """A cell's label as emmeans writes it: its levels joined by spaces, a numeric level prefixed by its variable's
+    name (``period1``), and a label holding ``-``, ``+``, ``/`` or ``*`` in parentheses (``(x-1)``)."""
     parts = []
     for name in names:
-        values = [str(v) for v in frame[name]]
+        values = [_text(v) for v in frame[name]]
         numeric = all(_is_number(v) for v in values)
         parts.append([f"{name}{v}" if numeric else v for v in values])
-    return [" ".join(p) for p in zip(*parts)]
+    labels = [" ".join(p) for p in zip(*parts)]
+    return [f"({label})" if re.search(r"[-+/*]", label) else label for label in labels]
+
+
+def _text(value) -> str:
+    return r_number(value) if isinstance(value, (float, np.floating)) else str(value)
 
 
 def _is_number(text: str) -> bool:
@@ -205,7 +213,7 @@ def _pairs(emm: EmmeansFrame, basis: _Basis, adjust: str) -> pd.DataFrame:
                 rows.append((f"{labels[i]} - {labels[j]}", key))
                 L.append(basis.L[i] - basis.L[j])
                 ok.append(basis.estimable[i] and basis.estimable[j])
-                family.append((key, int(basis.estimable[members].sum())))
+                family.append((key, len(members)))
     lf = linear_functions(basis.result, np.array(L).reshape(len(L), basis.L.shape[1]), basis.method, np.array(ok))
     stat, p = lf.statistic(), lf.p_values()
     p = _adjust(p, stat, lf.df, family, adjust)
