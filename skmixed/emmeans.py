@@ -200,9 +200,7 @@ def _is_number(text: str) -> bool:
 def _pairs(emm: EmmeansFrame, basis: _Basis, adjust: str) -> pd.DataFrame:
     labels = _labels(emm, basis.spec_vars)
     groups = (
-        emm.groupby(basis.by_vars, sort=False, observed=True).indices
-        if basis.by_vars
-        else {(): np.arange(len(emm))}
+        emm.groupby(basis.by_vars, sort=False, observed=True).indices if basis.by_vars else {(): np.arange(len(emm))}
     )
     rows, L, ok, family = [], [], [], []
     for key, members in groups.items():

@@ -133,7 +133,7 @@ def _grid_frame(dims: dict[str, list], factors: set[str], data: pd.DataFrame) ->
         )
     rows = [tuple(reversed(r)) for r in itertools.product(*reversed(list(dims.values())))]
     columns = {}
-    for j, (name, values) in enumerate(dims.items()):
+    for j, name in enumerate(dims):
         column = [r[j] for r in rows]
         dtype = data[name].dtype
         if isinstance(dtype, pd.CategoricalDtype):

@@ -27,7 +27,7 @@ def _case_id(case: dict) -> str:
 
 
 def _run(m, case: dict):
-    at = {k: v for k, v in case["at"].items()} if case["at"] else None
+    at = dict(case["at"]) if case["at"] else None
     return skmixed.emmeans(m, case["spec"], by=case["by"], ddf=case["ddf"], type=case["type"], at=at)
 
 
