@@ -20,6 +20,7 @@ import pandas as pd
 from reference import load_data
 
 import skmixed
+from skmixed.families import Binomial
 
 FIXTURE = Path(__file__).parent / "fixtures" / "inference" / "emmeans_r2.json"
 
@@ -63,7 +64,8 @@ def fit(model_id: str):
             if ref["family"] is None:
                 m = skmixed.lmer(ref["formula"], model_data(model_id), REML=ref["REML"])
             else:
-                m = skmixed.glmer(ref["formula"], model_data(model_id), family=ref["family"])
+                family = Binomial(link="probit") if ref["family"] == "binomial_probit" else ref["family"]
+                m = skmixed.glmer(ref["formula"], model_data(model_id), family=family)
         _FITS[model_id] = m
     return _FITS[model_id]
 
@@ -72,6 +74,8 @@ def at_r_estimates(model_id: str):
     """Our GLMM fit with lme4's θ, β and vcov(β̂) in place of ours."""
     m, ref = fit(model_id), references()["fits"][model_id]
     solution = dataclasses.replace(
-        m.solution, theta=np.array(ref["theta"], dtype=float), beta=np.array(list(ref["fixef"].values()), dtype=float)
+        m.solution,
+        theta=np.atleast_1d(np.array(ref["theta"], dtype=float)),
+        beta=np.array(list(ref["fixef"].values()), dtype=float),
     )
     return dataclasses.replace(m, solution=solution, hessian_vcov=np.array(ref["vcov"], dtype=float), _cache={})
