@@ -17,6 +17,7 @@ from .exceptions import (
 from .glmm import glmer
 from .glmm_results import GlmerResult
 from .lmm import lmer
+from .r2 import icc, r2
 from .results import LmerResult
 from .stages import (
     GeneralizedLinearMixedModel,
@@ -45,6 +46,8 @@ __all__ = [
     "families",
     "anova",
     "emmeans",
+    "r2",
+    "icc",
     "LmerResult",
     "GlmerResult",
     "MixedLM",

@@ -23,6 +23,7 @@ from .glmm_fitting import hessian_covariance
 from .laplace import minus_two_loglik
 from .optimizers import OptSummary
 from .pls import PenalizedCholesky, PlsSolution
+from .prediction import predict_frame
 from .results import LmerResult, warn_if_singular
 from .variance import icc
 
@@ -201,14 +202,25 @@ class GlmerResult(LmerResult):
         return self.residuals_pearson / self.sigma
 
     def predict(
-        self, newdata=None, re_form=None, allow_new_levels: bool = True, offset=None, type: str = "link"
-    ) -> np.ndarray:
+        self,
+        newdata=None,
+        re_form=None,
+        allow_new_levels: bool = True,
+        offset=None,
+        type: str = "link",
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+    ):
         """Predictions on the link scale (``type="link"``, lme4's default) or as means (``type="response"``).
 
-        ``re_form``, ``allow_new_levels`` and ``offset`` as for :meth:`LmerResult.predict`.
+        ``re_form``, ``allow_new_levels``, ``offset``, ``se_fit``, ``interval`` (``"confidence"`` only) and
+        ``level`` as for :meth:`LmerResult.predict`; on the response scale by the delta method.
         """
         if type not in ("link", "response"):
             raise OptionError(f"type must be 'link' or 'response', not {type!r}")
+        if se_fit or interval is not None:
+            return predict_frame(self, newdata, re_form, allow_new_levels, offset, se_fit, interval, level, type)
         eta = super().predict(newdata, re_form=re_form, allow_new_levels=allow_new_levels, offset=offset)
         return self.family.linkinv(eta) if type == "response" else eta
 

@@ -25,7 +25,7 @@ from .fitting import optimize
 from .model import LinearMixedModel
 from .optimizers import OptSummary
 from .pls import CrossProducts, PlsSolution
-from .prediction import predict
+from .prediction import predict, predict_frame
 from .variance import group_names, icc, term_covariances, varcorr_table
 
 
@@ -269,8 +269,15 @@ class LmerResult:
         return self.residuals * np.sqrt(self.frame.weights) / self.sigma
 
     def predict(
-        self, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None
-    ) -> np.ndarray:
+        self,
+        newdata: pd.DataFrame | None = None,
+        re_form=None,
+        allow_new_levels: bool = True,
+        offset=None,
+        se_fit: bool = False,
+        interval: str | None = None,
+        level: float = 0.95,
+    ) -> np.ndarray | pd.DataFrame:
         """Predictions Xβ̂ + Zb̂ + offset; ``re_form='~0'`` gives the population (fixed-effects) prediction.
 
         New data are coded as the fit's data were: factors by the fitted levels and contrasts
@@ -279,8 +286,28 @@ class LmerResult:
         contribute nothing (the population prediction) when ``allow_new_levels`` is true;
         otherwise they raise an error naming them.  A row with a missing grouping value gets
         the population prediction; a missing covariate gives NaN.
+
+        With ``se_fit=True`` or ``interval="confidence"`` / ``"prediction"`` (at ``level``) a DataFrame with
+        columns ``fit`` (and ``se_fit``, ``lower``, ``upper``): the joint standard error of the prediction,
+        defined in :mod:`skmixed.prediction`.
         """
+        if se_fit or interval is not None:
+            return predict_frame(self, newdata, re_form, allow_new_levels, offset, se_fit, interval, level)
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels, offset=offset)
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients (lme4's ``coef``): for each grouping factor, β̂ plus each level's b̂."""
+        from .coefficients import coefficients
+
+        return coefficients(self)
+
+    def update(self, formula: str | None = None, data: pd.DataFrame | None = None, **options):
+        """This model refitted with its formula updated as R's ``update`` does (``". ~ . - x"``, ``"~ . + (1 | h)"``,
+        ``"log(.) ~ ."``) and options (``REML=``, ``weights=``, ...) replaced: :func:`skmixed.update.update`."""
+        from .update import update
+
+        return update(self, formula, data, **options)
 
     def refit_ml(self) -> LmerResult:
         """This model fitted by maximum likelihood (itself if it already is), from the current θ."""

@@ -39,6 +39,16 @@ from .encoding import (
 INTERCEPT = "(Intercept)"
 
 
+def glm_covariance(X: np.ndarray, weights: np.ndarray, fit: GlmFit) -> np.ndarray:
+    """Cov(β̂) of a GLM with an intercept: φ (X₁'WX₁)⁻¹, X₁ = [1, X], W = w μ'(η)²/V(μ) at the fit (R's
+    ``vcov.glm``); a pseudo-inverse where X₁ is rank deficient."""
+    X1 = np.column_stack([np.ones(len(X)), X])
+    eta = X1 @ fit.beta
+    family = fit.family
+    W = weights * family.mu_eta(eta) ** 2 / family.variance(family.linkinv(eta))
+    return fit.dispersion * np.linalg.pinv(X1.T @ (W[:, None] * X1), hermitian=True)
+
+
 class MixedModelEstimator(BaseEstimator):
     """Shared machinery of :class:`MixedLM`, :class:`GLMM` and :class:`GLMMClassifier`.
 
@@ -167,7 +177,9 @@ class MixedModelEstimator(BaseEstimator):
             )
 
     def _finish_fixed(self, X, y, weights, encoding: ArrayEncoding):
-        fit = self._fit_fixed(X, y, np.ones(len(y)) if weights is None else weights)
+        weights = np.ones(len(y)) if weights is None else weights
+        fit = self._fit_fixed(X, y, weights)
+        self._beta_cov, self._dispersion = glm_covariance(X, weights, fit), fit.dispersion
         self.encoding_ = encoding
         self.result_ = None
         self.intercept_, self.coef_ = float(fit.beta[0]), np.asarray(fit.beta[1:], dtype=float)
@@ -181,6 +193,7 @@ class MixedModelEstimator(BaseEstimator):
     def _finish_mixed(self, result, encoding):
         self.encoding_ = encoding
         self.result_ = result
+        self._dispersion = result.sigma**2  # σ² of an LMM; a GLMM's dispersion (1 for binomial and Poisson)
         fixef = result.fixef
         self.intercept_ = float(fixef.get(INTERCEPT, 0.0))
         if isinstance(encoding, ArrayEncoding):
@@ -220,6 +233,28 @@ class MixedModelEstimator(BaseEstimator):
             return X @ self.coef_ + self.intercept_
         gframe, _ = group_frame(groups, X.shape[0])
         return self.result_.predict(encoding.frame(X, gframe), allow_new_levels=True)
+
+    def _linear_predictor_se(self, X, groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """η̂ as :meth:`_linear_predictor` gives it, and its standard error: the joint one of x'β̂ + z'b̂ for a mixed
+        fit (:mod:`skmixed.prediction`; a level not seen in the fit, or no groups given, adds its term's variance),
+        √(x'Vx) for the fit without groups."""
+        check_is_fitted(self)
+        encoding = self.encoding_
+        if isinstance(encoding, FormulaEncoding):
+            eta = self._linear_predictor(X, groups)  # checks X as predict does
+            frame = self.result_.predict(encoding.frame(X), allow_new_levels=True, se_fit=True)
+        else:
+            X = validate_data(self, X, reset=False)
+            if self.result_ is None:
+                X1 = np.column_stack([np.ones(len(X)), X])
+                se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X1, self._beta_cov, X1), 0))
+                return X @ self.coef_ + self.intercept_, se
+            if groups is None:  # no group known: every row's level is unseen (its prediction the population's)
+                groups = pd.DataFrame({k: [None] * len(X) for k in range(len(encoding.group_names))})
+            gframe = group_frame(groups, X.shape[0])[0]
+            frame = self.result_.predict(encoding.frame(X, gframe), allow_new_levels=True, se_fit=True)
+            eta = frame.fit.to_numpy()
+        return eta, frame.se_fit.to_numpy()
 
     def summary(self):
         """The lme4-style summary of the fitted mixed model (``result_.summary()``)."""

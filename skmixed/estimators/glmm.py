@@ -108,9 +108,20 @@ class GLMM(RegressorMixin, _GeneralizedMixedModel):
         tags.target_tags.positive_only = not isinstance(family, (Gaussian, Binomial))
         return tags
 
-    def predict(self, X, groups=None):
-        """μ̂ = g⁻¹(Xβ̂ + Zb̂): BLUPs for levels seen in the fit, the population mean for the others."""
-        return self._mean(X, groups)
+    def predict(self, X, groups=None, return_std: bool = False):
+        """μ̂ = g⁻¹(Xβ̂ + Zb̂): BLUPs for levels seen in the fit, the population mean for the others.
+
+        With ``return_std=True`` also the standard deviation of the predictive distribution of a new observation
+        (unit weight), √(φ V(μ̂) + (dμ/dη)² se²): the family's variance at μ̂ (φ the dispersion, 1 for binomial and
+        Poisson) and the delta method's variance of μ̂ from the joint standard error se of η̂
+        (:mod:`skmixed.prediction`).  Returns ``(mean, std)``.
+        """
+        if not return_std:
+            return self._mean(X, groups)
+        eta, se = self._linear_predictor_se(X, groups)
+        family = self.family_
+        mu = family.linkinv(eta)
+        return mu, np.sqrt(self._dispersion * family.variance(mu) + (family.mu_eta(eta) * se) ** 2)
 
 
 class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):

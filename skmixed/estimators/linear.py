@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.base import RegressorMixin
 
 from ..families import Gaussian
@@ -84,6 +85,15 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         the residual variance on n − rank degrees of freedom."""
         return fit_glm(X, y, weights, Gaussian())
 
-    def predict(self, X, groups=None):
-        """Xβ̂ + Zb̂: BLUPs for levels seen in the fit, the population prediction Xβ̂ for the others."""
-        return self._linear_predictor(X, groups)
+    def predict(self, X, groups=None, return_std: bool = False):
+        """Xβ̂ + Zb̂: BLUPs for levels seen in the fit, the population prediction Xβ̂ for the others.
+
+        With ``return_std=True`` (as scikit-learn's GaussianProcessRegressor and BayesianRidge) also the standard
+        deviation of the predictive distribution of a new observation, √(se² + σ²): se the joint standard error of
+        the prediction (:mod:`skmixed.prediction`; a level not seen in the fit, or no groups, carries its full
+        random-effect variance), σ the residual SD.  Returns ``(mean, std)``.
+        """
+        if not return_std:
+            return self._linear_predictor(X, groups)
+        eta, se = self._linear_predictor_se(X, groups)
+        return eta, np.sqrt(se**2 + self._dispersion)
