@@ -206,8 +206,10 @@ def update(result, formula: str | None = None, data=None, **options):
             stacklevel=3,
         )
     new_data = frame.data if data is None else data
-    options.setdefault("weights", _weights(result, data))
-    options.setdefault("offset", _offset(result, data))
+    if "weights" not in options:
+        options["weights"] = _weights(result, data)
+    if "offset" not in options:
+        options["offset"] = _offset(result, data)
     glmm = getattr(result, "family", None) is not None
     if glmm:
         if "REML" in options:
