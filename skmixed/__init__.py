@@ -4,7 +4,7 @@ import importlib
 
 from . import families
 from .anova import anova
-from .emmeans import emmeans
+from .emmeans import EmmeansFrame, emmeans
 from .exceptions import (
     ConvergenceWarning,
     DataError,
@@ -46,6 +46,7 @@ __all__ = [
     "families",
     "anova",
     "emmeans",
+    "EmmeansFrame",
     "r2",
     "icc",
     "LmerResult",

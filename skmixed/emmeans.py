@@ -50,34 +50,29 @@ def emmeans(result, specs, by=None, ddf=None, type: str = "link", level: float =
     level = check_level(level)
     if type not in ("link", "response"):
         raise OptionError(f"type must be 'link' or 'response', not {type!r}")
-    spec_vars, by_vars = _names(specs, "specs"), _names(by, "by") if by is not None else []
-    grid = reference_grid(result, at)
-    _check_variables(grid, spec_vars, by_vars)
-    if type == "response" and getattr(result, "family", None) is None and not result.parsed.response.isidentifier():
+    spec_vars, by_vars = _names(specs, "specs"), (_names(by, "by") if by is not None else [])
+    family = getattr(result, "family", None)
+    if type == "response" and family is None and not result.parsed.response.isidentifier():
         raise OptionError(
             f"the response {result.parsed.response!r} is transformed: emmeans would back-transform it, which skmixed "
             "does not; use type='link' (the scale of the transformed response)"
         )
+    grid = reference_grid(result, at)
+    _check_variables(grid, spec_vars, by_vars)
     cells, L, L_full = _cells(grid, spec_vars + by_vars)
     method = ddf_method(result, ddf)
     estimable = grid.estimable(L_full)
     lf = linear_functions(result, L, method, estimable)
-    lower, upper = lf.interval(level)
-    emmean, se = lf.estimate + grid.offset, lf.se
-    lower, upper = lower + grid.offset, upper + grid.offset
-    family = getattr(result, "family", None)
-    if type == "response" and family is not None:
-        emmean, se = family.linkinv(emmean), se * np.abs(family.mu_eta(emmean))
+    eta, se = lf.estimate + grid.offset, lf.se
+    lower, upper = (end + grid.offset for end in lf.interval(level))
+    if type == "response" and family is not None:  # the delta method; the interval's ends mapped
+        se = se * np.abs(family.mu_eta(eta))
+        eta = family.linkinv(eta)
         lower, upper = np.sort(np.vstack([family.linkinv(lower), family.linkinv(upper)]), axis=0)
-    frame = cells.assign(emmean=emmean, se=se, df=lf.df, lower=lower, upper=upper)
-    out = EmmeansFrame(frame)
-    out.attrs.update(
-        ddf=method,
-        type=type,
-        level=level,
-        averaged_over=[v for v in grid.dims if v not in spec_vars + by_vars and len(grid.dims[v]) > 1],
-    )
-    out._basis = _Basis(result, L, estimable, method, type, spec_vars, by_vars, grid)
+    out = EmmeansFrame(cells.assign(emmean=eta, se=se, df=lf.df, lower=lower, upper=upper))
+    averaged = [v for v in grid.dims if v not in spec_vars + by_vars and len(grid.dims[v]) > 1]
+    out.attrs.update(ddf=method, type=type, level=level, averaged_over=averaged)
+    out._basis = _Basis(result, L, estimable, method, type, spec_vars, by_vars)
     return out
 
 
@@ -92,7 +87,6 @@ class _Basis:
     type: str
     spec_vars: list[str]
     by_vars: list[str]
-    grid: ReferenceGrid
 
 
 class EmmeansFrame(pd.DataFrame):
