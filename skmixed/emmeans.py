@@ -19,16 +19,17 @@ its k means (p = P(Q_{k,df} > √2·|t|)), Holm's step-down method, or none.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .exceptions import OptionError
 from .linear_functions import check_level, ddf_method, linear_functions
 from .refgrid import ReferenceGrid, reference_grid
 from .rsyntax import r_number
+from .update import rhs_terms
 
 ADJUSTMENTS = ("tukey", "holm", "none")
 
@@ -59,6 +60,8 @@ def emmeans(result, specs, by=None, ddf=None, type: str = "link", level: float =
         )
     grid = reference_grid(result, at)
     _check_variables(grid, spec_vars, by_vars)
+    averaged = [v for v in grid.dims if v not in spec_vars + by_vars and len(grid.dims[v]) > 1]
+    _warn_if_interacting(result, spec_vars, averaged)
     cells, L, L_full = _cells(grid, spec_vars + by_vars)
     method = ddf_method(result, ddf)
     estimable = grid.estimable(L_full)
@@ -70,7 +73,6 @@ def emmeans(result, specs, by=None, ddf=None, type: str = "link", level: float =
         eta = family.linkinv(eta)
         lower, upper = np.sort(np.vstack([family.linkinv(lower), family.linkinv(upper)]), axis=0)
     out = EmmeansFrame(cells.assign(emmean=eta, se=se, df=lf.df, lower=lower, upper=upper))
-    averaged = [v for v in grid.dims if v not in spec_vars + by_vars and len(grid.dims[v]) > 1]
     out.attrs.update(ddf=method, type=type, level=level, averaged_over=averaged)
     out._basis = _Basis(result, L, estimable, method, type, spec_vars, by_vars)
     return out
@@ -138,6 +140,25 @@ def _check_variables(grid: ReferenceGrid, spec_vars: list[str], by_vars: list[st
     both = set(spec_vars) & set(by_vars)
     if both or len(set(spec_vars)) < len(spec_vars) or len(set(by_vars)) < len(by_vars):
         raise OptionError(f"specs and by must name different variables: {sorted(both) or spec_vars + by_vars}")
+
+
+def _warn_if_interacting(result, spec_vars: list[str], averaged: list[str]) -> None:
+    """emmeans' note: a mean averaged over a factor it interacts with hides how it changes with that factor."""
+    for term in rhs_terms(result.formula):
+        involved = {v for v in spec_vars + averaged if any(_reads(t, v) for t in term)} if len(term) > 1 else set()
+        hidden = sorted(involved & set(averaged))
+        if involved & set(spec_vars) and hidden:
+            warnings.warn(
+                f"{', '.join(spec_vars)} interacts with {', '.join(hidden)} (the term {':'.join(sorted(term))}), over "
+                "which the means are averaged: they may mislead (emmeans' note); consider by=",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+
+
+def _reads(expression: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", expression) is not None
 
 
 def _cells(grid: ReferenceGrid, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -234,6 +255,8 @@ def _contrast_scale(basis: _Basis, estimate: np.ndarray, se: np.ndarray) -> tupl
 
 def _adjust(p: np.ndarray, stat: np.ndarray, df: np.ndarray, family: list, adjust: str) -> np.ndarray:
     """p-values adjusted within each family (a ``by`` group and its number of estimable means)."""
+    from scipy import stats  # imported on use: scipy.stats is heavy for `import skmixed`
+
     if adjust == "none":
         return p
     out = np.full(len(p), np.nan)

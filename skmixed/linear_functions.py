@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from .exceptions import OptionError
 
@@ -88,11 +87,15 @@ class LinearFunctions:
 
     def p_values(self) -> np.ndarray:
         """Two-sided p-values of the t (z) statistics."""
+        from scipy import stats  # imported on use: scipy.stats is heavy for `import skmixed`
+
         return 2 * stats.t.sf(np.abs(self.statistic()), self.df)
 
 
 def quantile(level: float, df: np.ndarray) -> np.ndarray:
     """The t quantile of (1 + level)/2 with ``df`` degrees of freedom (scipy's t is the normal for df = ∞)."""
+    from scipy import stats  # imported on use: scipy.stats is heavy for `import skmixed`
+
     return stats.t.ppf((1 + level) / 2, np.asarray(df, dtype=float))
 
 

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy import stats
 
 from .exceptions import DataError, OptionError
 from .formula import parse_formula
 from .frame import row_values
+from .linear_functions import check_level, quantile
 from .model_matrix import encode_new, fixed_matrix, numeric_column
 from .reterms import RandomEffects
 from .variables import check_like_fit, model_variables, prepare_data
@@ -163,8 +163,6 @@ def predict_frame(
 ) -> pd.DataFrame:
     """Predictions with ``fit`` and, as asked, ``se_fit`` and ``lower``, ``upper`` (see the module docstring), in a
     DataFrame indexed as ``newdata`` (or the fit's rows)."""
-    from .linear_functions import check_level
-
     level = check_level(level)
     family = getattr(result, "family", None)
     if interval not in (None, "confidence", "prediction"):
@@ -182,7 +180,7 @@ def predict_frame(
         out["se_fit"] = se
     if interval is not None:
         spread = se if interval == "confidence" else np.sqrt(se**2 + result.sigma**2)
-        half = stats.norm.ppf((1 + level) / 2) * spread
+        half = quantile(level, np.inf) * spread
         out["lower"], out["upper"] = eta - half, eta + half
     if type == "response" and family is not None:
         out["fit"] = family.linkinv(eta)

@@ -47,6 +47,11 @@ def update_formula(old: str, new: str) -> str:
     return f"{deparse(lhs)} ~ {right}"
 
 
+def rhs_terms(formula: str) -> list[frozenset]:
+    """The terms of the formula's right side as R expands them: each a set of deparsed variables."""
+    return _expand(_sides(formula, "the model's formula")[1])[0]
+
+
 def random_part(formula: str) -> str:
     """The formula with its random-effects terms and offsets only (a null model: ``y ~ (1 | g) + offset(o)``)."""
     lhs, rhs = _sides(formula, "the model's formula")

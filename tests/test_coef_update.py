@@ -90,7 +90,9 @@ def test_update_on_rows_used_warns_when_rows_were_dropped():
 
 
 def test_random_part_is_the_null_model():
-    assert random_part("y ~ x * z + offset(log(e)) + (x || g) + (1 | a/b)") == "y ~ (x || g) + (1 | a/b) + offset(log(e))"
+    assert (
+        random_part("y ~ x * z + offset(log(e)) + (x || g) + (1 | a/b)") == "y ~ (x || g) + (1 | a/b) + offset(log(e))"
+    )
 
 
 @pytest.mark.parametrize(

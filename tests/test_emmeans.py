@@ -4,6 +4,8 @@ an offset) and GLMMs on both scales; and the errors a user can fix."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,6 +111,16 @@ def test_finite_df_match_emmeans(case):
     emm = _run(fit(case["model"]), case)
     _compare(emm, case, rtol=1e-6)
     _compare_pairs(emm, case, rtol=1e-6)
+
+
+def test_averaging_over_an_interacting_factor_warns():
+    """emmeans' note "Results may be misleading due to involvement in interactions"; none with by= or no interaction."""
+    with pytest.warns(UserWarning, match=r"sex interacts with schgend \(the term schgend:sex\)"):
+        skmixed.emmeans(fit("exam_interaction"), "sex")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        skmixed.emmeans(fit("exam_interaction"), "sex", by="schgend")
+        skmixed.emmeans(fit("exam_additive"), "sex")
 
 
 def test_default_df_follow_emmeans_limits():
