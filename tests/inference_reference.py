@@ -49,6 +49,8 @@ def model_data(model_id: str) -> pd.DataFrame:
     data = load_data(ref["data"])
     if model_id == "cbpp_olre":  # the script's observation-level factor
         data["obs"] = [str(i + 1) for i in range(len(data))]
+    if model_id == "sleepstudy_weighted":  # the script's prior weights
+        data["w"] = np.linspace(0.5, 2, len(data))
     return data
 
 
@@ -62,7 +64,7 @@ def fit(model_id: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if ref["family"] is None:
-                m = skmixed.lmer(ref["formula"], model_data(model_id), REML=ref["REML"])
+                m = skmixed.lmer(ref["formula"], model_data(model_id), REML=ref["REML"], weights=ref["weights"])
             else:
                 family = Binomial(link="probit") if ref["family"] == "binomial_probit" else ref["family"]
                 m = skmixed.glmer(ref["formula"], model_data(model_id), family=family)

@@ -27,10 +27,11 @@ def _new_data(model: str) -> pd.DataFrame:
     return new
 
 
-@pytest.mark.parametrize("model", ["sleepstudy_slope", "penicillin"])
+@pytest.mark.parametrize("model", ["sleepstudy_slope", "sleepstudy_weighted", "penicillin"])
 def test_lmm_standard_errors_match_the_mixed_model_equations(model):
-    """Rows of seen levels (random slopes; crossed factors), the population prediction (re_form='~0': √(x'Vx)), and
-    rows of unseen levels (plus the term's variance z'Σz): to 1e-6 (they agree to 6e-8)."""
+    """Rows of seen levels (random slopes; prior weights; crossed factors), the population prediction
+    (re_form='~0': √(x'Vx)), and rows of unseen levels (plus the term's variance z'Σz): to 1e-6 (they agree to
+    6e-8)."""
     ref, m = PREDICT[model], fit(model)
     rows = np.array(as_list(ref["rows"])) - 1
     data = model_data(model).iloc[rows]
@@ -136,3 +137,14 @@ def test_estimators_without_groups_match_r_lm_and_glm():
     mu, se = np.exp(ref["poisson"]["fit"]), np.array(ref["poisson"]["se_fit"])
     np.testing.assert_allclose(mean, mu, rtol=1e-7)
     np.testing.assert_allclose(std, np.sqrt(mu + (mu * se) ** 2), rtol=1e-6)
+
+
+def test_glmm_return_std_adds_the_family_variance():
+    """GLMM: √(φV(μ̂) + (dμ/dη)² se²), the binomial's V(μ) = μ(1 − μ) for one trial and se the joint one of η̂."""
+    data = model_data("cbpp").assign(p=lambda d: d.incidence / d["size"])
+    est = GLMM(family="binomial", formula="~ period + (1 | herd)").fit(data, data.p, sample_weight=data["size"])
+    mean, std = est.predict(data.head(4), return_std=True)
+    link = est.result_.predict(data.head(4), se_fit=True)
+    mu = 1 / (1 + np.exp(-link.fit.to_numpy()))
+    np.testing.assert_allclose(mean, mu, rtol=1e-12)
+    np.testing.assert_allclose(std, np.sqrt(mu * (1 - mu) + (mu * (1 - mu) * link.se_fit) ** 2), rtol=1e-10)
