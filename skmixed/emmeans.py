@@ -201,6 +201,9 @@ def _labels(frame: pd.DataFrame, names: list[str]) -> list[str]:
 
 
 def _text(value) -> str:
+    """A level as R prints it: numbers by R's rules, logicals as FALSE / TRUE."""
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
     return r_number(value) if isinstance(value, (float, np.floating)) else str(value)
 
 
