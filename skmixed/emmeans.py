@@ -257,7 +257,7 @@ def _contrast_scale(basis: _Basis, estimate: np.ndarray, se: np.ndarray) -> tupl
 
 
 def _adjust(p: np.ndarray, stat: np.ndarray, df: np.ndarray, family: list, adjust: str) -> np.ndarray:
-    """p-values adjusted within each family (a ``by`` group and its number of estimable means)."""
+    """p-values adjusted within each family: a ``by`` group, with its number of means (Tukey's k)."""
     from scipy import stats  # imported on use: scipy.stats is heavy for `import skmixed`
 
     if adjust == "none":
