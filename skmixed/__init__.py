@@ -13,9 +13,11 @@ from .exceptions import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
+from .ftests import contest, drop1
 from .glmm import glmer
 from .glmm_results import GlmerResult
 from .lmm import lmer
+from .ranova import ranova
 from .results import LmerResult
 from .stages import (
     GeneralizedLinearMixedModel,
@@ -43,6 +45,9 @@ __all__ = [
     "OptSummary",
     "families",
     "anova",
+    "contest",
+    "drop1",
+    "ranova",
     "LmerResult",
     "GlmerResult",
     "MixedLM",

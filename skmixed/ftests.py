@@ -27,18 +27,18 @@ _TYPES = {"1": 1, "I": 1, "2": 2, "II": 2, "3": 3, "III": 3}
 
 
 def check_lmm(m, what: str):
-    """The LMM result of ``m`` (an estimator gives its ``result_``), or an OptionError naming the alternatives."""
+    """``m`` if it is an LMM fitted by skmixed.lmer, else an OptionError naming the alternatives."""
     from .glmm_results import GlmerResult
     from .results import LmerResult
 
-    m = getattr(m, "result_", m)
     if isinstance(m, GlmerResult):
         raise OptionError(
             f"{what} with Satterthwaite's or Kenward-Roger's df is for linear mixed models; a GLMM's fixed effects "
             "have Wald z tests (m.coef_table(), m.summary()) and likelihood-ratio tests (skmixed.anova(m0, m1))"
         )
     if not isinstance(m, LmerResult):
-        raise OptionError(f"{what} takes a model fitted by skmixed.lmer, not {describe_value(m)}")
+        hint = ": pass the fitted estimator's result_" if hasattr(m, "result_") or hasattr(m, "fit") else ""
+        raise OptionError(f"{what} takes a model fitted by skmixed.lmer, not {describe_value(m)}{hint}")
     return m
 
 
