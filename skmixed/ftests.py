@@ -111,8 +111,6 @@ def f_test(m, L: np.ndarray, rhs: np.ndarray, method: str) -> dict:
         F_unscaled, scaling, q, df = kenward_roger(m).ftest(L, beta, rhs)
         F = F_unscaled * scaling
     else:
-        if np.any(rhs):
-            beta = beta - np.linalg.pinv(L) @ rhs
         VL = L @ m.vcov.to_numpy() @ L.T
         values, vectors = np.linalg.eigh((VL + VL.T) / 2)
         values, vectors = values[::-1], vectors[:, ::-1]
@@ -121,7 +119,7 @@ def f_test(m, L: np.ndarray, rhs: np.ndarray, method: str) -> dict:
         if q == 0:
             return nan
         PL = vectors[:, keep].T @ L
-        t = t_tests(m, PL, np.zeros(q), method)
+        t = t_tests(m, PL, PL @ np.linalg.pinv(L) @ rhs, method)  # β − L⁺rhs, as lmerTest adjusts β
         F = F_unscaled = float(np.mean(t["t"] ** 2))
         df = fstat_ddf(t["df"].to_numpy())
     return {
@@ -147,9 +145,10 @@ def contest(m, L, rhs=0.0, ddf: str = "Satterthwaite", joint: bool = True) -> pd
     method = ddf_method(ddf, allow_none=False)
     vector = np.ndim(L) == 1 or isinstance(L, pd.Series)
     Lm = _contrast_matrix(m, L)
-    rhs = np.broadcast_to(np.asarray(rhs, dtype=float), (Lm.shape[0],)).copy() if np.ndim(rhs) < 2 else None
-    if rhs is None or len(rhs) != Lm.shape[0]:
-        raise OptionError(f"rhs must be one number or one per row of L ({Lm.shape[0]})")
+    rhs = np.atleast_1d(np.asarray(rhs, dtype=float))
+    if rhs.ndim != 1 or len(rhs) not in (1, Lm.shape[0]):
+        raise OptionError(f"rhs must be one number or one per row of L ({Lm.shape[0]}), not {len(rhs)}")
+    rhs = np.broadcast_to(rhs, (Lm.shape[0],)).copy()
     index = list(L.index) if isinstance(L, pd.DataFrame) else None
     if vector or not joint:
         table = t_tests(m, Lm, rhs, method)
