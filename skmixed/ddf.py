@@ -24,8 +24,10 @@ of V are central differences: of the analytic gradient of f where the deviance f
 θ's, steps 10⁻⁴ of each θ's natural scale), else of f's values with one Richardson step (steps 10⁻² and
 ½·10⁻²).  A θ's natural scale is the norm of its row of the relative covariance factor T (the SD of that
 random effect over σ), or 1/rms of its Z column where that row is zero: the steps, and so the numbers, do not
-depend on the units of the covariates or of y.  On sleepstudy's random-slope model the df agree with 17 (the
-exact value of the balanced design) to 10⁻⁸, where lmerTest's are 16.99973 and 16.99998.
+depend on the units of the covariates or of y.  Accuracy: at lme4's estimates the df agree with lmerTest's to
+10⁻⁷ (relative; lmerTest's numerical derivatives), and the gradient and value differences with each other to
+10⁻⁶ or better; on sleepstudy's random-slope model, a balanced design whose exact df are 17, they are 17 to 10⁻⁸
+(lmerTest prints 16.99973 and 16.99998, at lme4's θ, which is short of the optimum).
 
 Where H is not positive definite (a singular fit, a fit not at a minimum) the inverse is Moore–Penrose's over the
 eigenvalues above 10⁻⁸ of the largest, in coordinates scaled by those natural scales, with lmerTest's warnings.

@@ -132,6 +132,21 @@ def _parameters(re) -> list[tuple[int, list[tuple[int, int]]]]:
 
 
 def _compute(m) -> KenwardRoger:
+    """Φ_A from the Pₖ, Qₖₗ and tr(Σ⁻¹GₖΣ⁻¹Gₗ) (pbkrtest's ``vcovAdj_internal``)."""
+    P, Q, trace = _derivatives(m, _marginal_products(m))
+    Phi = m.vcov.to_numpy()
+    PhiP = np.einsum("ij,kjl->kil", Phi, P)
+    information = trace - 2 * np.einsum("ij,klji->kl", Phi, Q) + np.einsum("kij,lji->kl", PhiP, PhiP)
+    W = 2 * _inverse(information)
+    PPhiP = np.einsum("kij,ljm->klim", P, PhiP)  # PₖΦPₗ
+    UU = np.einsum("kl,klij->ij", W, Q - PPhiP)
+    adjusted = Phi + 2 * Phi @ UU @ Phi
+    return KenwardRoger(vcov=Phi, vcov_adjusted=(adjusted + adjusted.T) / 2, P=P, W=W)
+
+
+def _marginal_products(m) -> dict:
+    """With X, Z whitened by √W and V₀ = I + ZΛΛ'Z' (the module docstring's reductions): Z'V₀⁻¹Z, Z'V₀⁻¹X,
+    Z'V₀⁻²X, X'V₀⁻²X, X'V₀⁻³X, Z'V₀⁻²Z and tr(V₀⁻²)."""
     re, frame = m.re, m.frame
     sw = np.sqrt(frame.weights)
     Z = sp.csc_matrix(sp.diags(sw) @ re.Z)
@@ -147,17 +162,24 @@ def _compute(m) -> KenwardRoger:
     F = lam_ainv_lamt(G)
     C = np.eye(q) - F
     M0 = G @ C
-    M0 = (M0 + M0.T) / 2  # Z'V₀⁻¹Z
     ZtX = np.asarray(Z.T @ X)
-    B0 = ZtX - G @ lam_ainv_lamt(ZtX)  # Z'V₀⁻¹X
     T0 = X - Z @ lam_ainv_lamt(ZtX)  # V₀⁻¹X
     ZtT0 = np.asarray(Z.T @ T0)
-    Y = C.T @ ZtT0  # Z'V₀⁻²X
     XV2X = T0.T @ T0
-    XV3X = XV2X - ZtT0.T @ lam_ainv_lamt(ZtT0)
-    ZV2Z = C.T @ M0
-    trace_V2 = n - 2 * np.trace(F) + np.sum(F * F.T)
+    return {
+        "ZVZ": (M0 + M0.T) / 2,
+        "ZVX": ZtX - G @ lam_ainv_lamt(ZtX),
+        "ZV2X": C.T @ ZtT0,
+        "XV2X": XV2X,
+        "XV3X": XV2X - ZtT0.T @ lam_ainv_lamt(ZtT0),
+        "ZV2Z": C.T @ M0,
+        "trace_V2": n - 2 * np.trace(F) + np.sum(F * F.T),
+    }
 
+
+def _derivatives(m, v: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pₖ, Qₖₗ and tr(Σ⁻¹GₖΣ⁻¹Gₗ) for pbkrtest's γ, the residual variance last (Σ = σ²V₀)."""
+    re = m.re
     params = _parameters(re)
     index = {}
     for i, t in enumerate(re.terms):
@@ -168,41 +190,24 @@ def _compute(m) -> KenwardRoger:
         term, pairs = params[k]
         return sum(U[index[term, a]].T @ V[index[term, b]] for a, b in pairs)
 
-    def d_times(k: int, V: np.ndarray) -> np.ndarray:  # M0 Dₖ V
-        term, pairs = params[k]
-        return sum(M0[:, index[term, a]] @ V[index[term, b]] for a, b in pairs)
-
-    K = len(params) + 1
-    s2 = m.sigma**2
-    p = X.shape[1]
-    P = np.empty((K, p, p))
-    Q = np.empty((K, K, p, p))
-    trace = np.empty((K, K))
-    M0DB = [d_times(k, B0) for k in range(K - 1)]
-    for k in range(K - 1):
+    M0, B0 = v["ZVZ"], v["ZVX"]
+    K, p, s2 = len(params) + 1, B0.shape[1], m.sigma**2
+    P, Q, trace = np.empty((K, p, p)), np.empty((K, K, p, p)), np.empty((K, K))
+    M0DB = [sum(M0[:, index[t, a]] @ B0[index[t, b]] for a, b in pairs) for t, pairs in params]  # M0DₖB0
+    for k, (term, pairs) in enumerate(params):
         P[k] = -sandwich(B0, k, B0) / s2**2
-        Q[k, K - 1] = sandwich(B0, k, Y) / s2**3
+        Q[k, K - 1] = sandwich(B0, k, v["ZV2X"]) / s2**3
         Q[K - 1, k] = Q[k, K - 1].T
-        term, pairs = params[k]
-        trace[k, K - 1] = trace[K - 1, k] = (
-            sum(np.trace(ZV2Z[np.ix_(index[term, b], index[term, a])]) for a, b in pairs) / s2**2
-        )
+        residual = sum(np.trace(v["ZV2Z"][np.ix_(index[term, b], index[term, a])]) for a, b in pairs)
+        trace[k, K - 1] = trace[K - 1, k] = residual / s2**2
         for j in range(K - 1):
             Q[k, j] = sandwich(B0, k, M0DB[j]) / s2**3
             if j <= k:
                 trace[k, j] = trace[j, k] = _block_trace(M0, index, params[k], params[j]) / s2**2
-    P[K - 1] = -XV2X / s2**2
-    Q[K - 1, K - 1] = XV3X / s2**3
-    trace[K - 1, K - 1] = trace_V2 / s2**2
-
-    Phi = m.vcov.to_numpy()
-    PhiP = np.einsum("ij,kjl->kil", Phi, P)
-    information = trace - 2 * np.einsum("ij,klji->kl", Phi, Q) + np.einsum("kij,lji->kl", PhiP, PhiP)
-    W = 2 * _inverse(information)
-    PPhiP = np.einsum("kij,ljm->klim", P, PhiP)  # PₖΦPₗ
-    UU = np.einsum("kl,klij->ij", W, Q - PPhiP)
-    adjusted = Phi + 2 * Phi @ UU @ Phi
-    return KenwardRoger(vcov=Phi, vcov_adjusted=(adjusted + adjusted.T) / 2, P=P, W=W)
+    P[K - 1] = -v["XV2X"] / s2**2
+    Q[K - 1, K - 1] = v["XV3X"] / s2**3
+    trace[K - 1, K - 1] = v["trace_V2"] / s2**2
+    return P, Q, trace
 
 
 def _block_trace(M0: np.ndarray, index: dict, first: tuple, second: tuple) -> float:
