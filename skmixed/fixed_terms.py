@@ -31,6 +31,7 @@ class Variable:
     expr: str
     categorical: bool
     values: np.ndarray
+    names: list[str]  # formulaic's name of each column (``sex[M]``)
 
     @property
     def numeric(self) -> bool:
@@ -96,7 +97,8 @@ class FixedTerms:
             for expr in t.variables:
                 if expr not in out:
                     matrix = model_matrix(f"0 + {self._code[expr]}", self._data, "fixed-effects variable")
-                    out[expr] = Variable(expr, self._categorical.get(expr, False), np.asarray(matrix, dtype=float))
+                    categorical = self._categorical.get(expr, False)
+                    out[expr] = Variable(expr, categorical, np.asarray(matrix, dtype=float), list(matrix.columns))
         return out
 
     # --- relations between terms ---------------------------------------------------------------------------
@@ -141,6 +143,10 @@ class FixedTerms:
             blocks += cols
             keys += [(term.label,) + k for k in key]
         return np.column_stack(blocks) if blocks else np.zeros((self.n, 0)), keys
+
+    def column_name(self, key: tuple) -> str:
+        """A column's key as text: its variables' levels or columns, ``sex[M]:schgend[boys]``."""
+        return ":".join(self.variables[expr].names[j] for expr, j in key[1:]) or key[0]
 
     def treatment_matrix(self) -> tuple[np.ndarray, list[tuple]]:
         """X remade with treatment contrasts for every factor that carries contrasts, its aliased columns dropped

@@ -42,16 +42,17 @@ def check_lmm(m, what: str):
     return m
 
 
-def _contrast_matrix(m, L, vector_ok: bool = True) -> np.ndarray:
-    """L as a float matrix with one column per fixed effect (a Series or DataFrame is aligned by name)."""
+def _contrast_matrix(m, L) -> np.ndarray:
+    """L as a float matrix with one column per fixed effect (a Series or DataFrame with fixed-effect names is
+    aligned by name, a missing name weighing 0)."""
     names = list(m.fixef.index)
-    if isinstance(L, pd.DataFrame):
-        L = L.reindex(columns=names, fill_value=0.0) if set(L.columns) <= set(names) else L
-    elif isinstance(L, pd.Series):
-        unknown = sorted(set(L.index) - set(names))
+    labels = L.columns if isinstance(L, pd.DataFrame) else L.index if isinstance(L, pd.Series) else None
+    if labels is not None and not isinstance(labels, pd.RangeIndex):
+        unknown = [str(x) for x in labels if x not in names]
         if unknown:
             raise OptionError(f"the contrast names {unknown}, which are not fixed effects of the model: {names}")
-        L = L.reindex(names, fill_value=0.0)
+        frame = isinstance(L, pd.DataFrame)
+        L = L.reindex(columns=names, fill_value=0.0) if frame else L.reindex(names, fill_value=0.0)
     try:
         L = np.array(L, dtype=float)
     except (TypeError, ValueError):

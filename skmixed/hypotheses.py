@@ -96,7 +96,7 @@ def type3(ft: FixedTerms) -> dict[str, np.ndarray]:
     empty = [k for k, col in zip(keys_c, Xc.T) if not np.any(col)]
     if empty:
         warnings.warn(
-            f"missing cells for {', '.join(map(_key_name, empty))}: interpret type 3 hypotheses with care",
+            f"missing cells for {', '.join(map(ft.column_name, empty))}: interpret type 3 hypotheses with care",
             UserWarning,
             stacklevel=4,
         )
@@ -112,7 +112,7 @@ def type3(ft: FixedTerms) -> dict[str, np.ndarray]:
     missing = [k for k in keys_t if k not in position]
     if missing:
         raise OptionError(
-            f"type 3 tests need every column of X to be a cell of its term, but {_key_name(missing[0])} is not "
+            f"type 3 tests need every column of X to be a cell of its term, but {ft.column_name(missing[0])} is not "
             "(a term whose margins are coded in an unusual way): use type=1 or type=2"
         )
     L = L[[position[k] for k in keys_t]]
@@ -122,11 +122,6 @@ def type3(ft: FixedTerms) -> dict[str, np.ndarray]:
         rows = L[:, columns[label]].T @ to_model
         out[label] = rows[np.abs(rows).sum(axis=1) > 1e-8]
     return out
-
-
-def _key_name(key: tuple) -> str:
-    """A column key (:meth:`FixedTerms._columns`) as text: the term and the level or column of each variable."""
-    return key[0] if len(key) == 1 else f"{key[0]} {[j + 1 for _, j in key[1:]]}"
 
 
 def drop1_hypotheses(ft: FixedTerms, design: np.ndarray, design_owner: list[str], labels: list[str]):
