@@ -103,11 +103,22 @@ class FixedTerms:
 
     # --- relations between terms ---------------------------------------------------------------------------
     def containment(self) -> dict[str, list[str]]:
-        """For each term, the terms that contain it (lmerTest's ``containment``): all its variables and more, and
-        the same numeric variables."""
+        """For each term, the terms that contain it (lmerTest's ``containment``): with all its variables coded by
+        contrasts and more, and the same numeric ones among those.
+
+        "Coded by contrasts" is R's entry 1 (not 2) in ``attr(terms, "factors")``: a variable of an interaction
+        whose margin without it is a term of the model (every variable of a main effect).  So, as in lmerTest,
+        ``x:sex`` without ``x`` or ``sex`` has no such variable and counts as contained in every term with the
+        same (no) numeric ones."""
         variables = self.variables
-        sets = {t.label: set(t.variables) for t in self.terms}
-        numerics = {t.label: {v for v in t.variables if variables[v].numeric} for t in self.terms}
+        present = {frozenset(t.variables) for t in self.terms}
+
+        def coded(t: Term) -> set[str]:
+            whole = set(t.variables)
+            return {v for v in t.variables if len(whole) == 1 or frozenset(whole - {v}) in present}
+
+        sets = {t.label: coded(t) for t in self.terms}
+        numerics = {label: {v for v in s if variables[v].numeric} for label, s in sets.items()}
 
         def contains(big: str, small: str) -> bool:
             return sets[small] < sets[big] and numerics[small] == numerics[big]

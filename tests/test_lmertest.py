@@ -59,6 +59,8 @@ def _data(ref) -> pd.DataFrame:
         return d.assign(vro=pd.Categorical(d["vr"], categories=d["vr"].cat.categories, ordered=True))
     if ref["prep"] == "weights_days":
         return d.assign(w=1 + d["Days"] % 3)
+    if ref["prep"] == "logical_hi":
+        return d.assign(hi=d["standLRT"] > 0)
     return d
 
 
