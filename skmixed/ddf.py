@@ -99,10 +99,11 @@ def satterthwaite(m) -> Satterthwaite:
 
 
 def contrast_df(m, L, method: str = "Satterthwaite") -> np.ndarray:
-    """The df of each row l of ``L`` as a t test of l'β (lmerTest's ``contest1D``; KR: pbkrtest's ``Lb_ddf``).
+    """The df of each row l of ``L`` as a t test of l'β (lmerTest's ``contest1D``; KR: pbkrtest's ``Lb_ddf``), an
+    array with one df per row (a vector is one row).
 
-    A vector gives one df.  For Kenward–Roger the matching variance is l'Φ_A l, from
-    :func:`fixef_vcov`; for Satterthwaite it is l'Vl with V = vcov(β̂).
+    The matching variance is l'Vl with V from :func:`fixef_vcov`: vcov(β̂) for Satterthwaite, Kenward–Roger's
+    adjusted Φ_A for Kenward–Roger.
     """
     method = ddf_method(method, allow_none=False)
     L = np.atleast_2d(np.asarray(L, dtype=float))
