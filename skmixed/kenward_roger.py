@@ -82,9 +82,10 @@ class KenwardRoger:
 
     def ftest(self, L: np.ndarray, beta: np.ndarray, rhs: np.ndarray) -> tuple[float, float, int, float]:
         """Unscaled F (with Φ_A), scale λ, numerator and denominator df of Lβ = rhs (pbkrtest's ``KRmodcomp``)."""
+        beta_h = np.linalg.pinv(L) @ rhs  # pbkrtest's betaH: Lβ = rhs is L(β − β_H) = 0
         L = _row_basis(L)
         q = L.shape[0]
-        diff = L @ beta - (rhs if len(rhs) == q else np.zeros(q))
+        diff = L @ (beta - beta_h)
         F_unscaled = float(diff @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, diff)) / q
         df, scaling = self.ddf(L)
         return F_unscaled, scaling, q, df

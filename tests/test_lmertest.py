@@ -301,3 +301,18 @@ def test_contest_reads_names_and_rows():
     np.testing.assert_allclose(rows["t"], m.coef_table().loc[["schgendboys", "schgendgirls"], "t"], rtol=1e-12)
     joint = skmixed.contest(m, L)
     np.testing.assert_allclose(joint["F"], REF["exam"]["satterthwaite"]["anova3"]["F value"][2], rtol=RTOL)
+
+
+@pytest.mark.parametrize("ddf", list(METHODS.values()))
+def test_a_repeated_row_does_not_change_an_f_test(ddf):
+    """L with a row repeated (rank 2 of 3 rows) tests the same hypothesis, rhs included, with 2 numerator df.
+    Kenward-Roger's df depend on the hypothesis only; Satterthwaite's for several rows, as lmerTest computes them
+    (from the eigenvectors of LVL'), also on how its rows are written."""
+    m = at_lme4("exam")
+    L = np.zeros((2, 6))
+    L[0, 3] = L[1, 4] = 1.0
+    once = skmixed.contest(m, L, rhs=[0.1, 0.2], ddf=ddf)
+    twice = skmixed.contest(m, np.vstack([L, L[:1]]), rhs=[0.1, 0.2, 0.1], ddf=ddf)
+    assert twice["num_df"].iloc[0] == 2
+    same = ["F", "den_df", "p"] if ddf == "Kenward-Roger" else ["F"]
+    np.testing.assert_allclose(twice[same], once[same], rtol=1e-9)
