@@ -146,7 +146,12 @@ def contest(m, L, rhs=0.0, ddf: str = "Satterthwaite", joint: bool = True) -> pd
     method = ddf_method(ddf, allow_none=False)
     vector = np.ndim(L) == 1 or isinstance(L, pd.Series)
     Lm = _contrast_matrix(m, L)
-    rhs = np.atleast_1d(np.asarray(rhs, dtype=float))
+    try:
+        rhs = np.atleast_1d(np.asarray(rhs, dtype=float))
+    except (TypeError, ValueError):
+        raise OptionError(f"rhs must be numbers, not {rhs!r}") from None
+    if not np.all(np.isfinite(rhs)):
+        raise OptionError("rhs must be finite numbers")
     if rhs.ndim != 1 or len(rhs) not in (1, Lm.shape[0]):
         raise OptionError(f"rhs must be one number or one per row of L ({Lm.shape[0]}), not {len(rhs)}")
     rhs = np.broadcast_to(rhs, (Lm.shape[0],)).copy()

@@ -284,6 +284,10 @@ def test_bad_options_are_named():
         skmixed.contest(m, pd.Series({"days": 1.0}))
     with pytest.raises(OptionError, match="rhs must be one number or one per row of L"):
         skmixed.contest(m, np.eye(2), rhs=[1, 2, 3])
+    with pytest.raises(OptionError, match="rhs must be numbers"):
+        skmixed.contest(m, [0, 1], rhs="one")
+    with pytest.raises(OptionError, match="rhs must be finite"):
+        skmixed.contest(m, [0, 1], rhs=np.nan)
     with pytest.raises(OptionError, match="contest takes a model fitted by skmixed.lmer.*result_"):
         skmixed.contest(skmixed.MixedLM(), [0, 1])
 
