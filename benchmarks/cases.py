@@ -41,6 +41,22 @@ def _synthetic(fn: str) -> Callable[[], pd.DataFrame]:
     return load
 
 
+def _satterthwaite_summary_and_anova(m) -> None:
+    """lmerTest's summary and its type 3 F table (Satterthwaite's df)."""
+    import skmixed
+
+    m.summary()
+    skmixed.anova(m, type=3)
+
+
+def _kenward_roger_summary_and_anova(m) -> None:
+    """The summary and the type 3 F table with Kenward-Roger's df (pbkrtest's through lmerTest)."""
+    import skmixed
+
+    m.summary(ddf="Kenward-Roger")
+    skmixed.anova(m, type=3, ddf="Kenward-Roger")
+
+
 CASES = {
     c.name: c
     for c in [
@@ -57,5 +73,24 @@ CASES = {
             repeat=7,
         ),
         Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
+        Case(
+            "insteval_satterthwaite",
+            _dataset("InstEval"),
+            "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)",
+            action=_satterthwaite_summary_and_anova,
+        ),
+        Case(
+            "sleepstudy_kr",
+            _dataset("sleepstudy"),
+            "Reaction ~ Days + (Days | Subject)",
+            repeat=7,
+            action=_kenward_roger_summary_and_anova,
+        ),
+        Case(
+            "crossed_10k_kr",
+            _synthetic("crossed_10k"),
+            "y ~ x + (1 + x | subject) + (1 + x | item)",
+            action=_kenward_roger_summary_and_anova,
+        ),
     ]
 }

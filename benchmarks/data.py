@@ -5,6 +5,7 @@ Present & Future" (369,243 scores; 134,712 students crossed with 887 campuses): 
 records (mean about 2.7), skewed campus sizes, a quarter of records at a campus other than the
 student's own.
 ``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
+``crossed_10k``: 10,000 rows, 200 subjects crossed with 50 items, random intercepts and slopes for both.
 """
 
 from __future__ import annotations
@@ -56,5 +57,27 @@ def crossed(n_rows: int = 10_000_000, n_a: int = 1_000_000, n_b: int = 2_000, se
             "y": y,
             "a": pd.Categorical.from_codes(a, np.arange(n_a).astype(str)),
             "b": pd.Categorical.from_codes(b, np.arange(n_b).astype(str)),
+        }
+    )
+
+
+def crossed_10k(n_subjects: int = 200, n_items: int = 50, seed: int = 1997) -> pd.DataFrame:
+    """A psycholinguistics-shaped design: every subject sees every item once (10,000 rows), in one of two
+    conditions x = ±½ counterbalanced across subjects and items; random intercepts and condition effects by
+    subject and by item (``y ~ x + (1 + x | subject) + (1 + x | item)``)."""
+    rng = np.random.default_rng(seed)
+    subject = np.repeat(np.arange(n_subjects), n_items)
+    item = np.tile(np.arange(n_items), n_subjects)
+    x = np.where((subject + item) % 2 == 0, -0.5, 0.5)
+    by_subject = rng.multivariate_normal([0.0, 0.0], [[900.0, 90.0], [90.0, 100.0]], n_subjects)
+    by_item = rng.multivariate_normal([0.0, 0.0], [[400.0, 0.0], [0.0, 64.0]], n_items)
+    effect = by_subject[subject] + by_item[item]
+    y = 500.0 + 25.0 * x + effect[:, 0] + effect[:, 1] * x + rng.normal(0.0, 50.0, len(x))
+    return pd.DataFrame(
+        {
+            "y": y,
+            "x": x,
+            "subject": pd.Categorical.from_codes(subject, [f"s{i}" for i in range(n_subjects)]),
+            "item": pd.Categorical.from_codes(item, [f"i{i}" for i in range(n_items)]),
         }
     )

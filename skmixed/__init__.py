@@ -14,10 +14,12 @@ from .exceptions import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
+from .ftests import contest, drop1
 from .glmm import glmer
 from .glmm_results import GlmerResult
 from .lmm import lmer
 from .r2 import icc, r2
+from .ranova import ranova
 from .results import LmerResult
 from .stages import (
     GeneralizedLinearMixedModel,
@@ -49,6 +51,9 @@ __all__ = [
     "EmmeansFrame",
     "r2",
     "icc",
+    "contest",
+    "drop1",
+    "ranova",
     "LmerResult",
     "GlmerResult",
     "MixedLM",

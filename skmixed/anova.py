@@ -1,4 +1,5 @@
-"""Likelihood-ratio comparison of nested mixed models (lme4's ``anova(m1, m2, ...)``)."""
+"""``anova``: lmerTest's F table of one LMM (:mod:`skmixed.ftests`), or the likelihood-ratio comparison of nested
+mixed models (lme4's ``anova(m1, m2, ...)``)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,22 @@ from .exceptions import DataError, OptionError
 from .options import describe_value
 
 
-def anova(*models, names: list[str] | None = None) -> pd.DataFrame:
-    """Table of npar, AIC, BIC, logLik, deviance and χ² tests between successive models (sorted by npar).
+def anova(*models, names: list[str] | None = None, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
+    """One LMM: lmerTest's F table, an F test per fixed-effect term of the given ``type`` (1: sequential, 2, 3:
+    lmerTest's marginal hypotheses) with ``ddf`` ``"Satterthwaite"`` or ``"Kenward-Roger"``, as a DataFrame by
+    term with columns sum_sq, mean_sq, num_df, den_df, F, p (:func:`skmixed.ftests.anova_table`).
 
-    REML fits are refitted by ML first, as lme4 does, because REML criteria of models
-    with different fixed effects are not comparable.  The models must be fits to the same
-    response on the same rows, all of a continuous or all of a discrete distribution
-    (see :func:`check_comparable`).
+    Several models: the table of npar, AIC, BIC, logLik, deviance and χ² tests between successive models
+    (sorted by npar), as lme4's.  REML fits are refitted by ML first, as lme4 does, because REML criteria of
+    models with different fixed effects are not comparable.  The models must be fits to the same response on the
+    same rows, all of a continuous or all of a discrete distribution (see :func:`check_comparable`).
     """
     from scipy import stats  # imported here: scipy.stats alone costs more than the rest of `import skmixed`
 
+    if len(models) == 1:
+        from .ftests import anova_table
+
+        return anova_table(models[0], type=type, ddf=ddf)
     check_comparable(models)
     names = _names(names, len(models))
     if any(getattr(m, "REML", False) for m in models):
@@ -58,9 +65,7 @@ def check_comparable(models) -> None:
     it lets through models of different responses (whose likelihoods measure different
     things) and LMMs beside binomial or Poisson GLMMs (a density beside a probability),
     giving a meaningless test.  Here all of these are errors; models of a continuous
-    response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.  Without
-    a second model lme4's ``anova(m)`` gives sequential F tests of the fixed effects, which
-    skmixed does not have.
+    response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.
     """
     from .results import LmerResult
 
@@ -75,8 +80,8 @@ def check_comparable(models) -> None:
             )
     if len(models) < 2:
         raise OptionError(
-            "anova needs at least two nested models fitted to the same data, e.g. anova(m0, m1) (lme4's one-model "
-            "table of sequential F tests is not available; see result.summary() for the fixed effects' tests)"
+            "anova compares at least two nested models fitted to the same data, e.g. anova(m0, m1); anova(m) of "
+            "one linear mixed model gives its F tests"
         )
     discrete = [_discrete(m) for m in models]
     if len(set(discrete)) > 1:

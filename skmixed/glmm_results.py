@@ -118,6 +118,14 @@ class GlmerResult(LmerResult):
 
     uses_z = True
 
+    def summary(self, ddf=None):
+        """lme4's summary, with Wald z tests (``ddf`` is for LMMs: giving one is an error naming the alternatives)."""
+        return super().summary(ddf)
+
+    def coef_table(self, ddf=None) -> pd.DataFrame:
+        """The fixed effects' Wald tests by name: estimate, se, z, p."""
+        return super().coef_table(ddf)
+
     @property
     def has_dispersion(self) -> bool:
         return self.family.has_dispersion

@@ -56,13 +56,8 @@ def covariance_and_df(result, L: np.ndarray, method: str) -> tuple[np.ndarray, n
     """The covariance of β̂ to use with ``method`` and the df of each row of L."""
     if method == "asymptotic":
         return result.vcov.to_numpy(), np.full(len(L), np.inf)
-    try:
-        from . import ddf  # Satterthwaite's and Kenward–Roger's df (lmerTest, pbkrtest)
-    except ImportError:
-        raise OptionError(
-            f"ddf={method!r} needs skmixed.ddf (Satterthwaite's and Kenward–Roger's degrees of freedom), "
-            "which this installation lacks: pass ddf='asymptotic'"
-        ) from None
+    from . import ddf  # Satterthwaite's and Kenward–Roger's df (lmerTest, pbkrtest); loaded on first use
+
     return np.asarray(ddf.fixef_vcov(result, method), dtype=float), np.asarray(
         ddf.contrast_df(result, L, method), dtype=float
     )

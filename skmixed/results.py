@@ -318,11 +318,18 @@ class LmerResult:
         return lmer_result(model, devfun, optimize(devfun, start=self.theta))
 
     # --- display ------------------------------------------------------------
-    def summary(self):
-        """lme4's summary: printed as lme4 prints it, HTML in a notebook, its tables as DataFrames."""
+    def summary(self, ddf="Satterthwaite"):
+        """lmerTest's summary (lme4's with ``ddf=None``): printed as R prints it, HTML in a notebook, its tables as
+        DataFrames; ``ddf``: the t tests' df, ``"Satterthwaite"``, ``"Kenward-Roger"`` or None (no df)."""
         from .summary import Summary
 
-        return Summary(self)
+        return Summary(self, ddf)
+
+    def coef_table(self, ddf="Satterthwaite") -> pd.DataFrame:
+        """The fixed effects' t tests by name: estimate, se, df, t, p (:func:`skmixed.summary.coef_table`)."""
+        from .summary import coef_table
+
+        return coef_table(self, ddf)
 
     def __str__(self) -> str:
         from .summary import format_short
@@ -333,4 +340,5 @@ class LmerResult:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        return self.summary()._repr_html_()
+        summary = self.summary(self._cache["summary_ddf"]) if "summary_ddf" in self._cache else self.summary()
+        return summary._repr_html_()

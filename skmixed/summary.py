@@ -7,7 +7,8 @@ import html
 import numpy as np
 import pandas as pd
 
-from .exceptions import InputError
+from .ddf import ddf_method
+from .exceptions import InputError, OptionError
 from .rsyntax import deparse, parse
 
 
@@ -48,25 +49,59 @@ def random_effects_rows(m, variance: bool = True) -> tuple[list[str], list[list[
     return header, rows
 
 
-def coefficient_table(m) -> pd.DataFrame:
-    """Estimate, Std. Error and t value (LMM) or z value with Pr(>|z|) (GLMM)."""
-    est, se = m.fixef, m.fixef_se
-    table = pd.DataFrame({"Estimate": est, "Std. Error": se})
-    if getattr(m, "uses_z", False):
-        from scipy import stats  # lazily: scipy.stats dominates import time
+def coef_table(m, ddf=None) -> pd.DataFrame:
+    """The fixed effects' tests, by name: estimate, se, df, t, p for an LMM with ``ddf`` (Satterthwaite's or
+    Kenward–Roger's method, as lmerTest's summary; Kenward–Roger's se is from the adjusted covariance), estimate,
+    se, t without ``ddf`` (lme4's); a GLMM's Wald tests estimate, se, z, p."""
+    from scipy import stats  # lazily: scipy.stats dominates import time
 
-        table["z value"] = est / se
-        table["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(table["z value"]))
-    else:
-        table["t value"] = est / se
+    est, se = m.fixef, m.fixef_se
+    if getattr(m, "uses_z", False):
+        if ddf is not None:
+            raise OptionError(
+                f"ddf={ddf!r}: Satterthwaite's and Kenward-Roger's df are for linear mixed models; a GLMM's fixed "
+                "effects have Wald z tests (leave ddf out) and likelihood-ratio tests (skmixed.anova(m0, m1)), "
+                "or fit the model with skmixed.lmer if the response is Gaussian"
+            )
+        z = est / se
+        return pd.DataFrame({"estimate": est, "se": se, "z": z, "p": 2 * stats.norm.sf(np.abs(z))})
+    method = ddf_method(ddf)
+    if method is None:
+        return pd.DataFrame({"estimate": est, "se": se, "t": est / se})
+    from .ftests import t_tests
+
+    table = t_tests(m, np.eye(len(est)), np.zeros(len(est)), method)
+    table.index = est.index
     return table
 
 
-def _title(m) -> str:
+#: coef_table's columns as lme4 and lmerTest print them
+_R_COLUMNS = {
+    "estimate": "Estimate",
+    "se": "Std. Error",
+    "df": "df",
+    "t": "t value",
+    "z": "z value",
+    "p": None,  # Pr(>|t|) or Pr(>|z|)
+}
+
+
+def coefficient_table(m, ddf=None) -> pd.DataFrame:
+    """:func:`coef_table` with R's column names: Estimate, Std. Error, [df,] t value[, Pr(>|t|)] (LMM) or
+    z value, Pr(>|z|) (GLMM)."""
+    table = coef_table(m, ddf)
+    stat = "z" if "z" in table else "t"
+    return table.rename(columns={k: v or f"Pr(>|{stat}|)" for k, v in _R_COLUMNS.items()})
+
+
+def _title(m, ddf=None) -> str:
+    """lme4's title, and lmerTest's when the t tests have df (R's spacing: lme4's ML title ends in a space)."""
     if hasattr(m, "title"):
         return m.title()
     how = "REML" if m.REML else "maximum likelihood "
-    return f"Linear mixed model fit by {how} ['lmerMod']"
+    if ddf is None:
+        return f"Linear mixed model fit by {how} ['lmerMod']"
+    return f"Linear mixed model fit by {how}. t-tests use {ddf}'s method ['lmerModLmerTest']"
 
 
 def _formula(m) -> str:
@@ -77,8 +112,8 @@ def _formula(m) -> str:
         return m.formula
 
 
-def _header(m) -> list[str]:
-    lines = [_title(m), f"Formula: {_formula(m)}"]
+def _header(m, ddf=None) -> list[str]:
+    lines = [_title(m, ddf), f"Formula: {_formula(m)}"]
     if m.data_name:
         lines.append(f"   Data: {m.data_name}")
     return lines
@@ -195,17 +230,19 @@ def _correlation_of_fixed(m) -> str | None:
 
 
 class Summary:
-    """``summary(m)``: printable like lme4's, with an HTML form for notebooks; tables as DataFrames."""
+    """``summary(m)``: printable like lme4's (lmerTest's, with ``ddf``), with an HTML form for notebooks; tables as
+    DataFrames (``coefficients`` with R's column names)."""
 
-    def __init__(self, model):
+    def __init__(self, model, ddf=None):
         self.model = model
-        self.coefficients = coefficient_table(model)
+        self.ddf = ddf_method(ddf)
+        self.coefficients = coefficient_table(model, self.ddf)
         self.varcorr = model.varcorr
         self.correlation = fixed_correlation(model)
 
     def __str__(self) -> str:
         m = self.model
-        lines = _header(m) + ["", _fit_statistics(m), ""]
+        lines = _header(m, self.ddf) + ["", _fit_statistics(m), ""]
         if hasattr(m, "residuals_scaled"):
             q = np.quantile(m.residuals_scaled, [0, 0.25, 0.5, 0.75, 1])
             lines += [
@@ -234,11 +271,15 @@ class Summary:
         m = self.model
         header, rows = random_effects_rows(m, variance=True)
         re_df = pd.DataFrame(rows, columns=header)
-        parts = [f"<p><b>{html.escape(_title(m))}</b><br>Formula: <code>{html.escape(_formula(m))}</code></p>"]
+        title = html.escape(_title(m, self.ddf))
+        parts = [f"<p><b>{title}</b><br>Formula: <code>{html.escape(_formula(m))}</code></p>"]
         parts.append(f"<p>{html.escape(_fit_statistics(m)).replace(chr(10), '<br>')}</p>")
         parts.append("<p><b>Random effects</b></p>" + re_df.to_html(index=False))
         parts.append(f"<p>{html.escape(_groups_line(m))}</p>")
-        parts.append("<p><b>Fixed effects</b></p>" + self.coefficients.to_html(float_format=lambda v: f"{v:.5g}"))
+        coefficients = self.coefficients.copy()
+        for column in [c for c in coefficients if c.startswith("Pr(")]:
+            coefficients[column] = [_fmt_coef(column, v) for v in coefficients[column]]
+        parts.append("<p><b>Fixed effects</b></p>" + coefficients.to_html(float_format=lambda v: f"{v:.5g}"))
         if m.is_singular:
             parts.append(f"<p><i>{html.escape(SINGULAR)}</i></p>")
         return "<div class='skmixed-summary'>" + "".join(parts) + "</div>"

@@ -98,16 +98,10 @@ def test_glmm_means_match_emmeans_at_our_estimates(case):
 FINITE_DF_CASES = [c for c in CASES if _finite_df(c)]
 
 
-@pytest.mark.xfail(
-    raises=OptionError,
-    strict=True,
-    reason="Satterthwaite's and Kenward-Roger's df come from skmixed.ddf (the lmerTest work), not merged yet: "
-    "remove this marker when it is",
-)
 @pytest.mark.parametrize("case", FINITE_DF_CASES, ids=_case_id)
 def test_finite_df_match_emmeans(case):
     """Kenward–Roger (emmeans' default for Orthodont's 108 rows: adjusted covariance and df) and Satterthwaite:
-    means, SEs and df to 1e-6 (with skmixed.ddf as of the lmerTest branch's abaab65 they agree to 6e-8)."""
+    means, SEs and df to 1e-6."""
     emm = _run(fit(case["model"]), case)
     _compare(emm, case, rtol=1e-6)
     _compare_pairs(emm, case, rtol=1e-6)

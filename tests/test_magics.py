@@ -1,5 +1,7 @@
 """The %%lmer / %%glmer magics, driven through IPython's InteractiveShell as a notebook or terminal would."""
 
+from html import unescape as html_unescape
+
 import numpy as np
 import pytest
 from IPython.core.error import UsageError
@@ -118,6 +120,21 @@ def test_display_is_html_summary_in_jupyter_and_lme4_text_in_a_terminal(shell, n
     assert formats["text/plain"].startswith("Linear mixed model fit by REML")
 
 
+@pytest.mark.parametrize(
+    "option, title",
+    [
+        ("", "t-tests use Satterthwaite's method"),
+        ("--ddf kr", "t-tests use Kenward-Roger's method"),
+        ("--ddf Kenward-Roger", "t-tests use Kenward-Roger's method"),
+        ("--ddf none", "['lmerMod']"),
+    ],
+)
+def test_ddf_sets_the_displayed_summarys_tests(shell, ns, option, title):
+    fit = run(shell, f"%%lmer -d sleep {option}\nReaction ~ Days + (Days | Subject)").result
+    html = html_unescape(shell.display_formatter.format(fit)[0]["text/html"])
+    assert title in html and ("Pr(>|t|)" in html) == (option != "--ddf none")
+
+
 def test_unknown_dataframe_suggests_close_names(shell, ns, capsys):
     err = user_error(shell, capsys, "%%lmer -d slep\nReaction ~ Days + (1 | Subject)")
     assert "no DataFrame named 'slep'" in err and "did you mean 'sleep'" in err
@@ -148,6 +165,8 @@ def test_formula_syntax_error_points_at_the_spot(shell, ns, capsys):
         ("%%lmer -d sleep --famly binomial\ny ~ x + (1 | g)", "unrecognized arguments: --famly"),
         ("%%lmer\nReaction ~ Days + (1 | Subject)", "required: -d/--data"),
         ("%%lmer -d sleep --ml --reml\nReaction ~ Days + (1 | Subject)", "either --ml or --reml"),
+        ("%%lmer -d sleep --ddf kenward\nReaction ~ Days + (1 | Subject)", "--ddf: ddf must be 'Satterthwaite'"),
+        ("%%lmer -d sleep --ml --ddf kr\nReaction ~ Days + (1 | Subject)", "--ddf kr needs a REML fit"),
         ("%%lmer -d sleep -o 2fit\nReaction ~ Days + (1 | Subject)", "'2fit' is not a valid Python variable name"),
         ("%%lmer -d sleep\n# only a comment\n", "no formula"),
         ("%%lmer -d sleep\nReaction ~ Days", "no random-effects term"),

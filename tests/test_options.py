@@ -158,12 +158,10 @@ def test_anova_refuses_what_is_not_a_model(slope_fit):
         skmixed.anova(est, slope_fit)
 
 
-def test_anova_needs_two_models(slope_fit):
-    with pytest.raises(
-        OptionError, match="at least two nested models.*one-model table of sequential F tests is not available"
-    ):
-        skmixed.anova(slope_fit)
-    with pytest.raises(OptionError, match="needs at least two"):
+def test_anova_compares_two_models_or_tests_one(slope_fit):
+    """One LMM gives lmerTest's F table (tests/test_lmertest.py checks its numbers)."""
+    assert list(skmixed.anova(slope_fit).index) == ["Days"]
+    with pytest.raises(OptionError, match="at least two nested models.*anova\\(m\\) of one linear mixed model"):
         skmixed.anova()
 
 

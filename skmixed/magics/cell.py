@@ -146,6 +146,12 @@ class MixedModelMagics(Magics):
         "--ml", action="store_true", help="fit by maximum likelihood (for likelihood-ratio tests of fixed effects)"
     )
     @_columns_and_display(weights_help="column of prior weights")
+    @argument(
+        "--ddf",
+        default="satterthwaite",
+        metavar="METHOD",
+        help="df of the summary's t tests: satterthwaite (default), kr (Kenward-Roger) or none (lme4's t values)",
+    )
     @line_cell_magic
     def lmer(self, line: str, cell: str | None = None):
         """Fit a linear mixed model to an lme4 formula: the cell body (several lines and # comments allowed),
@@ -159,8 +165,10 @@ class MixedModelMagics(Magics):
 
             %lmer -d sleepstudy --ml Reaction ~ Days + (1 | Subject)
 
-        The fitted model is displayed (an lme4-style summary; HTML in Jupyter) and is the cell's value.
+        The fitted model is displayed (lmerTest's summary, t tests with ``--ddf``'s df; HTML in Jupyter) and is
+        the cell's value.
         """
+        from ..ddf import ddf_method
         from ..lmm import lmer
 
         if cell is None:
@@ -168,7 +176,17 @@ class MixedModelMagics(Magics):
         args = parse_argstring(self.lmer, line)
         if args.ml and args.reml:
             raise UsageError("give either --ml or --reml, not both")
-        return self._fit(lmer, args, cell, REML=not args.ml)
+        try:
+            ddf = ddf_method(args.ddf)
+        except InputError as e:
+            raise UsageError(f"--ddf: {e}") from None
+        if ddf == "Kenward-Roger" and args.ml:
+            raise UsageError("--ddf kr needs a REML fit (as lmerTest and pbkrtest require): drop --ml")
+        result = self._fit(lmer, args, cell, REML=not args.ml)
+        fitted = self.shell.user_ns[args.out] if args.out else result
+        if fitted is not None:
+            fitted._cache["summary_ddf"] = ddf  # the df of the t tests in the displayed summary
+        return result
 
     @magic_arguments()
     @_data_and_output
