@@ -34,8 +34,14 @@ from .sdcor import SdCor
 
 #: |ζ − target| below this ends the search for an interval's end (about 1e-7 of the interval's half-width)
 ZETA_TOL = 1e-7
+#: ... and below this (or with two points within ``HERMITE_SPAN`` in ζ that bracket it), the end is the root of
+#: the tangent (the cubic through the two) without a further fit: off by O(error²), about 1e-8 in ζ
+FINISH_TOL, HERMITE_SPAN = 1e-4, 0.3
 #: evaluations allowed for one end of an interval
 MAX_STEPS = 40
+#: a point's fit stops when the quasi-Newton decrement (≈ twice the deviance above the optimum) is below this: ζ is
+#: then within ~1e-8 where it matters (ζ² = D* − D̂, so δζ = δD/2ζ)
+POINT_TOL = 1e-7
 
 
 @dataclass
@@ -47,6 +53,7 @@ class Point:
     slope: float
     params: np.ndarray  # all parameters, in :attr:`Profiler.names`' order
     converged: bool
+    hessian: np.ndarray | None = None  # the quasi-Newton's last Hessian of the others: the next point's first
 
 
 class _Memo:
@@ -72,29 +79,26 @@ class Profiler:
         from .glmm_results import GlmerResult
 
         self.glmm = isinstance(result, GlmerResult)
-        with single_blas_thread():
-            self._setup_glmm(result) if self.glmm else self._setup_lmm(result)
         self.beta_names = list(result.frame.x_names)
-        self.names = self.sdcor.names + self.beta_names
-        kinds = list(self.sdcor.kinds) + ["beta"] * len(self.beta_names)
-        self.kinds = np.array(kinds)
-        self.lower = np.concatenate([self.sdcor.lower, np.full(len(self.beta_names), -np.inf)])
-        self.upper = np.concatenate([self.sdcor.upper, np.full(len(self.beta_names), np.inf)])
+        with single_blas_thread():
+            start, self.scale = self._setup_glmm(result) if self.glmm else self._setup_lmm(result)
+            self.names = self.sdcor.names + self.beta_names
+            self.kinds = np.array(list(self.sdcor.kinds) + ["beta"] * len(self.beta_names))
+            self.lower = np.concatenate([self.sdcor.lower, np.full(len(self.beta_names), -np.inf)])
+            self.upper = np.concatenate([self.sdcor.upper, np.full(len(self.beta_names), np.inf)])
+            self._optimum(start)
         self._problems: dict[int, FixedEffectProblem] = {}
 
     # --- the fit ----------------------------------------------------------------------------
-    def _setup_lmm(self, result) -> None:
-        ml = result.refit_ml() if result.REML else result
-        self.sdcor = SdCor(ml.re, has_sigma=True)
-        self.model = ml.model
-        self.deviance = LmmDeviance(ml.model, self.sdcor, ml.standardization)
-        phi = self.sdcor.phi(ml.theta, ml.sigma)
-        scale = np.where(self.sdcor.kinds == "cor", 1.0, ml.sigma)
-        self._optimum(phi, scale)
-        self.beta_hat = ml.fixef.to_numpy()
-        self.beta_se = ml.fixef_se.to_numpy()  # of the ML fit: ζ's slope at β̂ is 1/se
+    def _setup_lmm(self, result):
+        """The ML deviance over φ; the start: the fit's φ (a REML fit's is moved to the ML optimum by
+        :meth:`_optimum`, which is what lme4's refitML does)."""
+        self.model = result.model.with_reml(False)
+        self.sdcor = SdCor(result.re, has_sigma=True)
+        self.deviance = LmmDeviance(self.model, self.sdcor, result.standardization)
+        return self.sdcor.phi(result.theta, result.sigma), np.where(self.sdcor.kinds == "cor", 1.0, result.sigma)
 
-    def _setup_glmm(self, result) -> None:
+    def _setup_glmm(self, result):
         if result.nAGQ == 0:
             raise OptionError(
                 "a profile needs the maximum-likelihood fit: with nAGQ = 0 the fixed effects are estimated inside "
@@ -105,31 +109,34 @@ class Profiler:
                 f"profiles of GLMMs with a dispersion parameter ({result.family.name}) are not available, as in lme4; "
                 'use confint(method="Wald") or confint(method="boot")'
             )
-        self.sdcor = SdCor(result.re, has_sigma=False)
         self.model = result.model
+        self.sdcor = SdCor(result.re, has_sigma=False)
         self.deviance = GlmmDeviance(result.model, result.nAGQ, self.sdcor)
         psi = np.concatenate([self.sdcor.phi(result.theta), result.fixef.to_numpy()])
-        scale = np.concatenate([np.ones(len(self.sdcor.names)), result.fixef_se.to_numpy()])
-        self._optimum(psi, scale)
+        return psi, np.concatenate([np.ones(len(self.sdcor.names)), result.fixef_se.to_numpy()])
 
-    def _optimum(self, psi: np.ndarray, scale: np.ndarray) -> None:
-        """The optimum polished by the quasi-Newton method, the deviance there and its Hessian (by differences
-        of the gradient)."""
-        lower = np.concatenate([self.sdcor.lower, np.full(len(psi) - len(self.sdcor.lower), -np.inf)])
-        upper = np.concatenate([self.sdcor.upper, np.full(len(psi) - len(self.sdcor.upper), np.inf)])
-        H = self._hessian(psi, scale, lower, upper)
-        opt = minimize_box(self.deviance, psi, lower, upper, H)
+    def _optimum(self, start: np.ndarray) -> None:
+        """The ML optimum by the quasi-Newton method from ``start``, with the Hessian of the deviance there (by
+        differences of the gradient) as its first guess and the profiles' afterwards."""
+        n = len(start)
+        lower, upper = self.lower[:n], self.upper[:n]
+        self.hessian = self._hessian(start, lower, upper)
+        opt = self._fit(self.deviance, start, np.ones(n, dtype=bool), self.hessian)
+        if not opt.converged:
+            warnings.warn(f"the fit could not be polished for profiling: {opt.return_code}", ConvergenceWarning, 4)
         self.psi_hat, self.base = opt.theta, opt.objective
-        self.hessian = self._hessian(self.psi_hat, scale, lower, upper) if not np.allclose(opt.theta, psi) else H
-        self.scale = scale
-        if self.base > opt.objective_init + 1e-6:
-            raise ArithmeticError("the deviance rose while polishing the fit")
+        if not self.glmm:  # β̂ and its standard error of the ML fit (ζ's slope at β̂ is 1/se)
+            self.deviance(self.psi_hat)
+            std, sol = self.deviance.std, self.deviance.solution
+            self.beta_hat = self.deviance.beta()
+            RX_inv = np.linalg.inv(std.RX(sol.RX)) if len(self.beta_hat) else np.zeros((0, 0))
+            self.beta_se = self.psi_hat[-1] * np.sqrt(np.sum(RX_inv**2, axis=1))
 
-    def _hessian(self, psi, scale, lower, upper) -> np.ndarray:
+    def _hessian(self, psi, lower, upper) -> np.ndarray:
         g0 = self.deviance(psi)[1]
         H = np.zeros((len(psi), len(psi)))
         for i in range(len(psi)):
-            h = 1e-4 * max(abs(psi[i]), scale[i])
+            h = 1e-4 * max(abs(psi[i]), self.scale[i])
             h = -h if psi[i] + h > upper[i] else h
             e = np.zeros(len(psi))
             e[i] = h
@@ -153,15 +160,16 @@ class Profiler:
         return 1.0 / np.sqrt(variance) if variance > 0 else np.nan
 
     # --- one point ------------------------------------------------------------------------------
-    def point(self, index: int, value: float, start: np.ndarray | None = None) -> Point:
+    def point(self, index: int, value: float, start: np.ndarray | None = None, hessian=None) -> Point:
         """The profile of parameter ``index`` at ``value``: the fit of all others, started at ``start`` (all
-        parameters; default: the estimate moved along the quadratic model of the deviance)."""
+        parameters; default: the estimate moved along the quadratic model of the deviance) with ``hessian`` (of
+        the others; default: the fit's) as the quasi-Newton's first Hessian."""
         with single_blas_thread():
             if not self.glmm and self.kinds[index] == "beta":
-                return self._beta_point(index, value, start)
-            return self._psi_point(index, value, start)
+                return self._beta_point(index, value, start, hessian)
+            return self._psi_point(index, value, start, hessian)
 
-    def _psi_point(self, index: int, value: float, start) -> Point:
+    def _psi_point(self, index: int, value: float, start, hessian) -> Point:
         n = len(self.psi_hat)
         free = np.arange(n) != index
         if start is None:
@@ -177,23 +185,23 @@ class Profiler:
             return full
 
         memo = _Memo(self.deviance, expand, free, (lambda: None) if self.glmm else self.deviance.beta)
-        opt = self._fit(memo, x0, free, self.hessian[np.ix_(free, free)])
+        opt = self._fit(memo, x0, free, self.hessian[np.ix_(free, free)] if hessian is None else hessian)
         grad, beta = memo.at(opt.theta)
         params = expand(opt.theta)
         if not self.glmm:
             params = np.concatenate([params, beta])
         return self._make_point(index, value, opt, grad[index], params)
 
-    def _beta_point(self, index: int, value: float, start) -> Point:
+    def _beta_point(self, index: int, value: float, start, hessian) -> Point:
         j = index - len(self.psi_hat)
         if j not in self._problems:
-            self._problems[j] = FixedEffectProblem(self.model.with_reml(False), self.sdcor, j)
+            self._problems[j] = FixedEffectProblem(self.model, self.sdcor, j)
         problem = self._problems[j]
         deviance_b = problem.at(value)
         x0 = self.psi_hat if start is None else start[: len(self.psi_hat)]
         everything = np.ones(len(self.psi_hat), dtype=bool)
         memo = _Memo(deviance_b, lambda x: x, everything, lambda: (deviance_b.solution, deviance_b.beta()))
-        opt = self._fit(memo, x0, everything, self.hessian)
+        opt = self._fit(memo, x0, everything, self.hessian if hessian is None else hessian)
         _, (solution, beta) = memo.at(opt.theta)
         deviance_b.solution = solution
         slope = problem.slope(deviance_b, opt.theta)
@@ -203,10 +211,9 @@ class Profiler:
         """The quasi-Newton fit of the free parameters, within :func:`skmixed.convergence.minimize`'s probe: the
         deviance is even in an SD, so an SD at 0 is a stationary point whatever the curvature, and is kept only
         if moving it into the interior does not lower the deviance."""
-        n = len(self.psi_hat)
-        lower, upper = self.lower[:n][free], self.upper[:n][free]
+        lower, upper = self.lower[: len(free)][free], self.upper[: len(free)][free]
         return minimize(
-            lambda start: minimize_box(f, start, lower, upper, hessian),
+            lambda start: minimize_box(f, start, lower, upper, hessian, tol=POINT_TOL),
             x0,
             lower,
             f_and_grad=f,
@@ -226,7 +233,8 @@ class Profiler:
         estimate = self.estimates[index]
         zeta = np.sign(value - estimate) * np.sqrt(max(excess, 0.0))
         slope = dD / (2 * zeta) if abs(zeta) > 1e-6 else self._slope0(index)
-        return Point(float(value), float(zeta), float(slope), params, bool(opt.converged and np.isfinite(zeta)))
+        converged = bool(opt.converged and np.isfinite(zeta))
+        return Point(float(value), float(zeta), float(slope), params, converged, opt.hessian)
 
     # --- interval ends and grids ------------------------------------------------------------------
     def transform(self, index: int):
@@ -265,14 +273,19 @@ class Profiler:
 
 
 class _EndSearch:
-    """Newton's method on ζ(p) = side·z for one end of one interval, safeguarded by bisection (module docstring)."""
+    """Newton's method on ζ(p) = side·z for one end of one interval, safeguarded by bisection (module docstring).
+
+    From the second point on, the step solves the cubic Hermite interpolant of ζ through the last two points
+    (their values and slopes) instead of the tangent, when the two agree to within half the tangent's step:
+    the end is then usually found by the second or third fit.
+    """
 
     def __init__(self, profiler: Profiler, index: int, z: float, side: int):
         self.pr, self.index, self.z, self.side = profiler, index, z, side
         self.u, self.p_of_u, self.dp_du = profiler.transform(index)
         self.estimate = profiler.estimates[index]
         self.bound = profiler.lower[index] if side < 0 else profiler.upper[index]
-        self.points: list[Point] = []
+        self.points: list[Point] = [Point(self.estimate, 0.0, profiler._slope0(index), profiler.estimates, True)]
 
     def _warn(self, why: str) -> float:
         which = "lower" if self.side < 0 else "upper"
@@ -291,24 +304,28 @@ class _EndSearch:
         near = abs(p - self.bound) < 1e-3 * abs(self.estimate - self.bound)
         return self.bound if beyond or near else p
 
+    def _first(self, first: float | None, target: float) -> float:
+        slope0 = self.points[0].slope
+        if first is not None and np.isfinite(first) and (first - self.estimate) * self.side > 0:
+            return self._clip(float(first))
+        if np.isfinite(slope0) and slope0 > 0:
+            step = target / (slope0 * self.dp_du(self.estimate))
+            return self._clip(float(self.p_of_u(self.u(self.estimate) + step)))
+        # an estimate on its other bound: step out on the scale of its neighbours
+        return self.estimate + self.side * 0.1 * self.pr.scale[min(self.index, len(self.pr.scale) - 1)]
+
     def run(self, first: float | None = None) -> float:
         pr, side, target = self.pr, self.side, self.side * self.z
         if pr.on_bound(self.index, side):
             return self.bound
-        slope0 = pr._slope0(self.index)
         inside, outside = self.estimate, None  # the farthest p with |ζ| < z, the nearest with |ζ| > z
-        if first is not None and np.isfinite(first) and (first - self.estimate) * side > 0:
-            p = self._clip(float(first))
-        elif np.isfinite(slope0) and slope0 > 0:
-            u_est = self.u(self.estimate)
-            p = self._clip(float(self.p_of_u(u_est + target / (slope0 * self.dp_du(self.estimate)))))
-        else:  # a parameter whose estimate is on its other bound: step out on the scale of its neighbours
-            p = self.estimate + side * 0.1 * pr.scale[min(self.index, len(pr.scale) - 1)]
+        p, hessian = self._first(first, target), None
         for _ in range(MAX_STEPS):
-            point = pr.point(self.index, p, pr.extrapolated_start(self.points, p))
-            self.points.append(point)
+            point = pr.point(self.index, p, pr.extrapolated_start(self.points, p), hessian)
             if not point.converged:
                 return self._warn(f"the fit at {p:.6g} did not converge")
+            self.points.append(point)
+            hessian = point.hessian
             error = point.zeta - target
             if abs(error) < ZETA_TOL:
                 return p
@@ -318,15 +335,43 @@ class _EndSearch:
                 inside = p
             else:
                 outside = p
-            p = self._next(point, inside, outside, target)
+            p = self._next(inside, outside, target)
+            if self._finished(error, target):
+                return p
         return self._warn(f"ζ did not reach {target:+.3g} within {MAX_STEPS} fits")
 
-    def _next(self, point: Point, inside: float, outside, target: float) -> float:
-        p, side = point.value, self.side
-        newton = None
-        if np.isfinite(point.slope) and point.slope > 0:
-            u = self.u(p) + (target - point.zeta) / (point.slope * self.dp_du(p))
-            newton = self._clip(float(self.p_of_u(u)))
+    def _finished(self, error: float, target: float) -> bool:
+        """Whether the next p may be taken as the end without a fit (see ``FINISH_TOL``)."""
+        if len(self.points) < 3 or self._newton(target) is None:
+            return False
+        a, b = self.points[-2], self.points[-1]
+        bracketed = (a.zeta - target) * (b.zeta - target) < 0 and abs(a.zeta - b.zeta) < HERMITE_SPAN
+        return abs(error) < FINISH_TOL or bracketed
+
+    def _knot(self, point: Point) -> tuple[float, float, float]:
+        return float(self.u(point.value)), point.zeta, point.slope * self.dp_du(point.value)
+
+    def _newton(self, target: float) -> float | None:
+        """The next p: the tangent's root, or the Hermite cubic's nearest to it (class docstring)."""
+        ub, zb, sb = self._knot(self.points[-1])
+        if not (np.isfinite(sb) and sb > 0):
+            return None
+        tangent = ub + (target - zb) / sb
+        ua, za, sa = self._knot(self.points[-2])
+        h = ub - ua
+        if np.isfinite(ua) and np.isfinite(sa) and sa > 0 and h != 0:
+            cubic = [2 * za + h * sa - 2 * zb + h * sb, -3 * za - 2 * h * sa + 3 * zb - h * sb, h * sa, za - target]
+            roots = np.roots(cubic) if cubic[0] != 0 or cubic[1] != 0 else np.roots(cubic[2:])
+            real = ua + h * roots[np.abs(roots.imag) < 1e-12].real
+            if len(real):
+                best = real[np.argmin(np.abs(real - tangent))]
+                if abs(best - tangent) <= 0.5 * abs(tangent - ub):
+                    tangent = best
+        return self._clip(float(self.p_of_u(tangent)))
+
+    def _next(self, inside: float, outside, target: float) -> float:
+        side, p = self.side, self.points[-1].value
+        newton = self._newton(target)
         if outside is None:  # not bracketed: Newton if it moves outwards, else twice as far out
             if newton is not None and (newton - inside) * side > 0:
                 return newton
