@@ -27,6 +27,17 @@ def _positive_definite(B: np.ndarray) -> np.ndarray:
     return (vectors * np.maximum(values, 1e-8 * top)) @ vectors.T
 
 
+def _newton_step(B: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """−B⁻¹g, with B made positive definite first where the step would not descend."""
+    try:
+        step = -np.linalg.solve(B, g)
+    except np.linalg.LinAlgError:
+        step = None
+    if step is None or not float(g @ step) < 0 or not np.all(np.isfinite(step)):
+        step = -np.linalg.solve(_positive_definite(B), g)
+    return step
+
+
 def minimize_box(f_and_grad, x0, lower, upper, hessian, *, tol: float = 1e-9, maxiter: int = 200) -> OptSummary:
     """Minimise f over the box [lower, upper] from x0, given ``f_and_grad(x) -> (f, ∇f)`` and a Hessian guess.
 
@@ -34,44 +45,56 @@ def minimize_box(f_and_grad, x0, lower, upper, hessian, *, tol: float = 1e-9, ma
     ``tol``, or when no step lowers f any more at rounding level; ``converged`` is False after ``maxiter``
     iterations or where f is not finite at the start.
     """
-    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    n = len(x0)
+    lower = np.broadcast_to(np.asarray(lower, dtype=float), (n,))
+    upper = np.broadcast_to(np.asarray(upper, dtype=float), (n,))
+    bounded = bool(np.isfinite(lower).any() or np.isfinite(upper).any())
     x = np.clip(np.asarray(x0, dtype=float), lower, upper)
-    B = _positive_definite(np.asarray(hessian, dtype=float))
+    B = np.asarray(hessian, dtype=float)
+    try:
+        np.linalg.cholesky(B)
+    except np.linalg.LinAlgError:
+        B = _positive_definite(B)
     f, g = f_and_grad(x)
-    log = [(x.copy(), float(f))]
+    log = [(x, float(f))]
     f_init, code = float(f), "MAXITER_REACHED"
     for _ in range(maxiter):
         if not (np.isfinite(f) and np.all(np.isfinite(g))):
             code = "NONFINITE"
             break
-        width = 1e-10 * np.maximum(1.0, np.abs(x))
-        held = ((x <= lower + width) & (g > 0)) | ((x >= upper - width) & (g < 0))
-        free = ~held
-        step = np.zeros_like(x)
-        if free.any():
-            step[free] = -np.linalg.solve(_positive_definite(B[np.ix_(free, free)]), g[free])
+        free = None
+        if bounded:
+            width = 1e-10 * np.maximum(1.0, np.abs(x))
+            held = ((x <= lower + width) & (g > 0)) | ((x >= upper - width) & (g < 0))
+            free = None if not held.any() else ~held
+        if free is None:
+            step = _newton_step(B, g)
+        else:
+            step = np.zeros(n)
+            if free.any():
+                step[free] = _newton_step(B[np.ix_(free, free)], g[free])
         decrement = -float(g @ step)
         if decrement < tol:
             code = "SUCCESS"
             break
         t, accepted = 1.0, None
         while t > 1e-12:
-            x_new = np.clip(x + t * step, lower, upper)
+            x_new = np.clip(x + t * step, lower, upper) if bounded else x + t * step
             f_new, g_new = f_and_grad(x_new)
-            log.append((x_new.copy(), float(f_new)))
-            if np.isfinite(f_new) and f_new <= f + _ARMIJO * float(g @ (x_new - x)):
+            log.append((x_new, float(f_new)))
+            if f_new <= f + _ARMIJO * float(g @ (x_new - x)):  # False for NaN
                 accepted = (x_new, f_new, g_new)
                 break
             t /= 4
         if accepted is None:  # no decrease along the Newton direction: f is flat here to rounding
-            code = "SUCCESS" if decrement < 1e-6 * max(1.0, abs(f)) else "LINE_SEARCH_FAILED"
+            code = "SUCCESS" if decrement < 1e-9 * max(1.0, abs(f)) else "LINE_SEARCH_FAILED"
             break
         x_new, f_new, g_new = accepted
         s, y = x_new - x, g_new - g
         sy = float(s @ y)
-        if sy > 1e-12 * np.linalg.norm(s) * np.linalg.norm(y):
+        if sy > 1e-12 * np.sqrt(float(s @ s) * float(y @ y)):
             Bs = B @ s
-            B = B - np.outer(Bs, Bs) / float(s @ Bs) + np.outer(y, y) / sy
+            B = B - np.outer(Bs, Bs / float(s @ Bs)) + np.outer(y, y / sy)
         x, f, g = x_new, f_new, g_new
     summary = OptSummary(
         optimizer="quasi-Newton from the fit's Hessian (skmixed.quasi_newton)",
