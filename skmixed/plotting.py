@@ -13,6 +13,7 @@ from scipy import stats
 
 from .exceptions import OptionError
 from .grouping import group_labels
+from .plotting_profile import profile_pairs, zeta_plot  # noqa: F401  (the profile plots live there)
 
 LINESTYLES = ["-", "--", ":", "-."]
 

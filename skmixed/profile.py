@@ -141,7 +141,12 @@ class Profile:
         """ζ as a function of the parameter's value (a callable), interpolated between the profile's points."""
         x, zeta, slope, u, _ = self._knots(name)
         spline = CubicHermiteSpline(x, zeta, slope, extrapolate=False)
-        return lambda value: spline(u(np.asarray(value, dtype=float)))
+
+        def zeta_at(value):
+            with np.errstate(divide="ignore", invalid="ignore"):  # a bound maps to ±inf: NaN, off the spline
+                return spline(u(np.asarray(value, dtype=float)))
+
+        return zeta_at
 
     def backward(self, name: str):
         """The parameter's value as a function of ζ (a callable; NaN outside the profile's range)."""

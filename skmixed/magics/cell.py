@@ -112,9 +112,30 @@ def _columns_and_display(weights_help: str):
             argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1"),
             argument_group("display"),
             argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)"),
+            argument(
+                "--confint",
+                metavar="METHOD",
+                type=str.lower,
+                choices=["profile", "wald", "boot"],
+                help="show confidence intervals under the summary: profile, wald or boot (they are the cell's value)",
+            ),
         ],
         f,
     )
+
+
+def _with_intervals(result, args) -> pd.DataFrame:
+    """``--confint METHOD``: the summary displayed, then the intervals as the cell's value (the fit is kept with
+    ``-o``)."""
+    from IPython.display import display
+
+    if args.quiet:
+        raise UsageError("--confint shows the intervals under the summary: leave out -q/--quiet")
+    display(result)
+    try:
+        return result.confint(args.confint)
+    except InputError as e:
+        raise UsageError(str(e)) from None
 
 
 @magics_class
@@ -136,6 +157,8 @@ class MixedModelMagics(Magics):
             raise UsageError(str(e)) from None
         if out:
             self.shell.user_ns[out] = result
+        if args.confint:
+            return _with_intervals(result, args)
         return None if args.quiet else result
 
     @magic_arguments()
@@ -159,7 +182,8 @@ class MixedModelMagics(Magics):
 
             %lmer -d sleepstudy --ml Reaction ~ Days + (1 | Subject)
 
-        The fitted model is displayed (an lme4-style summary; HTML in Jupyter) and is the cell's value.
+        The fitted model is displayed (an lme4-style summary; HTML in Jupyter) and is the cell's value; with
+        ``--confint profile`` (or ``wald``, ``boot``) its confidence intervals follow the summary, as the cell's value.
         """
         from ..lmm import lmer
 
