@@ -41,6 +41,14 @@ def _synthetic(fn: str) -> Callable[[], pd.DataFrame]:
     return load
 
 
+def _profile_intervals(result):
+    return result.confint("profile")
+
+
+def _bootstrap_1000(result):
+    return result.bootstrap(1000, seed=1)
+
+
 CASES = {
     c.name: c
     for c in [
@@ -57,5 +65,22 @@ CASES = {
             repeat=7,
         ),
         Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
+        Case(
+            "sleepstudy_profile",
+            _dataset("sleepstudy"),
+            "Reaction ~ Days + (Days | Subject)",
+            action=_profile_intervals,
+        ),
+        Case(
+            "insteval_profile",
+            _dataset("InstEval"),
+            "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)",
+            repeat=1,
+            warm_up=False,
+            action=_profile_intervals,
+        ),
+        Case(
+            "sleepstudy_boot1000", _dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)", action=_bootstrap_1000
+        ),
     ]
 }

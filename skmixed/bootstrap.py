@@ -37,7 +37,6 @@ from .simulate import Simulator, replicate_seeds
 from .stages import deviance, make_result, optimize
 from .standardize import Standardization
 
-
 #: a replicate's refit stops at a quasi-Newton decrement below this: its deviance is then within ~1e-6 of the
 #: optimum and θ within ~1e-4 of its SD (standardized units), far below the bootstrap's own spread
 REFIT_TOL = 1e-6
@@ -81,9 +80,10 @@ class _LmmRefit:
         record = self.record(self.simulator.response(rng))
         devfun = deviance(record)
         dev, re = devfun.standardized, record.re
+        lower = re.theta_lower
         if self.hessian is not None:
             opt = minimize(
-                lambda x0: minimize_box(dev.value_and_gradient, x0, re.theta_lower, np.inf, self.hessian, tol=REFIT_TOL),
+                lambda x0: minimize_box(dev.value_and_gradient, x0, lower, np.inf, self.hessian, tol=REFIT_TOL),
                 self.theta0,
                 re.theta_lower,
                 f_and_grad=dev.value_and_gradient,

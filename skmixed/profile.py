@@ -78,11 +78,12 @@ def _grid(profiler: Profiler, index: int, cutoff: float, delta: float, maxpts: i
             if np.isfinite(last.slope) and last.slope > 0:
                 step = delta / (last.slope * dp_du(last.value))
             else:
-                step = previous_step if previous_step is not None else 0.1 * profiler.scale[min(index, len(profiler.scale) - 1)]
+                step = previous_step if previous_step is not None else 0.1 * profiler.scale_of(index)
             if previous_step is not None:
                 step = min(step, MAX_MULT * previous_step)
             value = float(p_of_u(u(last.value) + side * step))
-            if np.isfinite(bound) and ((value - bound) * side >= 0 or abs(value - bound) < 1e-3 * abs(estimate - bound)):
+            near = abs(value - bound) < 1e-3 * abs(estimate - bound)
+            if np.isfinite(bound) and ((value - bound) * side >= 0 or near):
                 value = bound
             point = profiler.point(index, value, profiler.extrapolated_start(side_points, value))
             if not point.converged:

@@ -115,9 +115,7 @@ class FixedEffectProblem:
             Xty=N.T @ (cp.Xty - t * XtXv),
             yty=float(cp.yty - 2 * t * (v @ cp.Xty) + t**2 * (v @ XtXv)),
         )
-        reduced = dataclasses.replace(
-            model, X=model.X @ N, y=model.y - t * (model.X @ v), cp=reduced_cp, REML=False
-        )
+        reduced = dataclasses.replace(model, X=model.X @ N, y=model.y - t * (model.X @ v), cp=reduced_cp, REML=False)
         deviance_b = LmmDeviance(reduced, self.sdcor, std, beta_tilde=lambda eta: t * v + N @ eta)
         deviance_b.t = t
         return deviance_b

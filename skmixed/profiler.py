@@ -149,6 +149,12 @@ class Profiler:
             return self.psi_hat.copy()
         return np.concatenate([self.psi_hat, self.beta_hat])
 
+    def scale_of(self, index: int) -> float:
+        """A typical size of parameter ``index`` (σ for an SD or σ, 1 for a correlation, SE for a fixed effect)."""
+        if index < len(self.scale):
+            return float(self.scale[index])
+        return float(self.beta_se[index - len(self.scale)])
+
     def _slope0(self, index: int) -> float:
         """dζ/dp at the estimate, from the Hessian: 1/√(2(H⁻¹)_pp)."""
         if not self.glmm and self.kinds[index] == "beta":
@@ -174,8 +180,8 @@ class Profiler:
         free = np.arange(n) != index
         if start is None:
             H = self.hessian
-            step = -np.linalg.lstsq(H[np.ix_(free, free)], H[free, index], rcond=None)[0] * (value - self.psi_hat[index])
-            x0 = self.psi_hat[free] + step
+            slope = -np.linalg.lstsq(H[np.ix_(free, free)], H[free, index], rcond=None)[0]
+            x0 = self.psi_hat[free] + slope * (value - self.psi_hat[index])
         else:
             x0 = start[:n][free]
 
@@ -312,7 +318,7 @@ class _EndSearch:
             step = target / (slope0 * self.dp_du(self.estimate))
             return self._clip(float(self.p_of_u(self.u(self.estimate) + step)))
         # an estimate on its other bound: step out on the scale of its neighbours
-        return self.estimate + self.side * 0.1 * self.pr.scale[min(self.index, len(self.pr.scale) - 1)]
+        return self.estimate + self.side * 0.1 * self.pr.scale_of(self.index)
 
     def run(self, first: float | None = None) -> float:
         pr, side, target = self.pr, self.side, self.side * self.z

@@ -305,7 +305,7 @@ class LmerResult:
         return profile(self, which, alphamax, delta, maxpts)
 
     def simulate(self, nsim: int = 1, seed=None, newdata=None, re_form=None, use_u: bool = False) -> pd.DataFrame:
-        """Responses simulated from the fit, new random effects included (lme4's ``simulate``; :mod:`skmixed.simulate`)."""
+        """Responses simulated from the fit, with new random effects (lme4's ``simulate``; :mod:`skmixed.simulate`)."""
         from .simulate import simulate
 
         return simulate(self, nsim, seed, newdata, re_form, use_u)

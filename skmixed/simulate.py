@@ -70,9 +70,9 @@ class Simulator:
         self.sigma = result.sigma
         thetas = [re.term_theta(result.theta, i) for i in range(len(re.terms))]
         if newdata is None:
+            terms = [re.terms[i] for i in drawn]
             self.terms = [
-                _Term(re.terms[i].factor.codes, re.terms[i].values, re.terms[i].n_levels, sigma * re.terms[i].T(thetas[i]))
-                for i in drawn
+                _Term(t.factor.codes, t.values, t.n_levels, sigma * t.T(thetas[i])) for i, t in zip(drawn, terms)
             ]
             self.weights = result.frame.weights
             self.index = result.frame.data.index

@@ -161,7 +161,8 @@ def test_bootstrap_interval_methods(fm):
     pct, basic, normal = boot.confint("percentile", 0.9), boot.confint("basic", 0.9), boot.confint("normal", 0.9)
     np.testing.assert_allclose(pct["lower"], values.quantile(0.05))
     np.testing.assert_allclose(basic["upper"], 2 * boot.estimates[boot.parameters] - values.quantile(0.05))
-    np.testing.assert_allclose((normal["lower"] + normal["upper"]) / 2, 2 * boot.estimates[boot.parameters] - values.mean())
+    centre = 2 * boot.estimates[boot.parameters] - values.mean()
+    np.testing.assert_allclose((normal["lower"] + normal["upper"]) / 2, centre)
     assert list(fm.confint("boot", nsim=50, seed=5).index) == list(fm.confint("Wald").index)
     with pytest.raises(OptionError, match="'percentile', 'basic' or 'normal'"):
         boot.confint("bca")
