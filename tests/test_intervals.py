@@ -224,3 +224,42 @@ def test_glmm_profiles_need_the_ml_fit_and_no_dispersion():
     wald = gamma.confint("Wald")
     assert list(wald.index) == ["sd_(Intercept)|Subject", "sigma", "(Intercept)", "Days"]
     assert np.isnan(wald.iloc[:2].to_numpy()).all() and np.isfinite(wald.iloc[2:].to_numpy()).all()
+
+
+def test_profile_intervals_follow_the_units_of_y_and_the_weights():
+    """y·10 + 1000 scales the SDs and σ by 10 and moves the intercept; weights·3 leaves the SDs (σ²ΛΛ' with
+    σ√3 and θ/√3) and β alone and scales σ by √3 (Var(ε) = σ²/w): the standardized problem must not show."""
+    sleep = datasets.load("sleepstudy")
+    sleep["w"] = np.linspace(0.5, 2.0, len(sleep))
+    formula = "Reaction ~ Days + (Days | Subject)"
+    base = skmixed.lmer(formula, sleep, weights="w").confint()
+    shifted = skmixed.lmer(formula, sleep.assign(Reaction=10 * sleep["Reaction"] + 1000), weights="w").confint()
+    heavier = skmixed.lmer(formula, sleep.assign(w=3 * sleep["w"]), weights="w").confint()
+    scale = np.array([10, 1, 10, 10, 10, 10])[:, None]
+    shift = np.array([0, 0, 0, 0, 1000, 0])[:, None]
+    np.testing.assert_allclose(shifted.to_numpy(), scale * base.to_numpy() + shift, rtol=1e-6)
+    root3 = np.array([1, 1, 1, np.sqrt(3), 1, 1])[:, None]
+    np.testing.assert_allclose(heavier.to_numpy(), root3 * base.to_numpy(), rtol=1e-6)
+
+
+def test_sdcor_map_round_trips_and_its_jacobian_is_the_derivative():
+    from skmixed.profile_deviance import central_gradient
+    from skmixed.sdcor import SdCor
+
+    data = datasets.load("sleepstudy").assign(D2=lambda d: (d["Days"] - 4.5) ** 2 / 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = skmixed.lmer("Reaction ~ Days + (Days + D2 | Subject)", data)
+    sdcor = SdCor(m.re, has_sigma=True)
+    assert sdcor.names[:3] == ["sd_(Intercept)|Subject", "cor_(Intercept).Days|Subject", "cor_(Intercept).D2|Subject"]
+    theta = np.array([0.9, 0.2, -0.3, 0.5, 0.1, 0.4])
+    phi = sdcor.phi(theta, 2.0)
+    np.testing.assert_allclose(sdcor.theta(phi), theta, rtol=1e-12)
+    vc = skmixed.variance.varcorr_table(m.re, theta, 2.0)  # the SDs and correlations varcorr reports
+    np.testing.assert_allclose(sorted(phi[:6]), sorted(vc["sdcor"][:6]), rtol=1e-12)
+    for i in range(len(theta)):  # ∂θ_i/∂φ by the analytic Cholesky derivative, against central differences
+        numeric = central_gradient(lambda p, i=i: sdcor.theta(p)[i], phi)
+        np.testing.assert_allclose(sdcor.jacobian(phi)[i], numeric, atol=1e-7)
+    bad = phi.copy()
+    bad[[1, 2, 4]] = [0.9, -0.9, 0.9]  # correlations that cannot belong to one correlation matrix
+    assert sdcor.theta(bad) is None
