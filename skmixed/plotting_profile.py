@@ -39,8 +39,9 @@ def _names(profile, which) -> list[str]:
 
 
 def zeta_plot(profile, conf=CONF, absolute: bool = False, which=None, axes=None):
-    """ζ (or |ζ|) against each parameter, one panel each, with the profile intervals at the levels ``conf``
-    drawn as vertical segments from the curve to ζ = 0 (lme4's ``xyplot(profile(m))``); returns the Axes."""
+    """ζ (or its absolute value, ``absolute=True``) against each parameter, one panel each, with the profile
+    intervals at the levels ``conf`` drawn as vertical segments from the curve to ζ = 0 (lme4's
+    ``xyplot(profile(m))``); returns the Axes."""
     names = _names(profile, which)
     levels = norm.ppf((1 + np.sort(np.asarray(conf, dtype=float))) / 2)
     axes = _grid_of_axes(len(names), min(3, len(names))) if axes is None else np.ravel(axes)
