@@ -27,14 +27,27 @@ def _positive_definite(B: np.ndarray) -> np.ndarray:
     return (vectors * np.maximum(values, 1e-8 * top)) @ vectors.T
 
 
-def _newton_step(B: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """−B⁻¹g, with B made positive definite first where the step would not descend."""
+def _inverse(B: np.ndarray) -> np.ndarray:
+    """B⁻¹ of a Hessian guess, made positive definite first where it is not (a Newton direction must descend)."""
     try:
-        step = -np.linalg.solve(B, g)
+        np.linalg.cholesky(B)
     except np.linalg.LinAlgError:
-        step = None
-    if step is None or not float(g @ step) < 0 or not np.all(np.isfinite(step)):
-        step = -np.linalg.solve(_positive_definite(B), g)
+        B = _positive_definite(B)
+    return np.linalg.inv(B)
+
+
+def _step(H: np.ndarray, g: np.ndarray, free: np.ndarray | None) -> np.ndarray:
+    """The Newton step −B_FF⁻¹g_F on the free components F, from H = B⁻¹: B_FF⁻¹ is the Schur complement of H's
+    held block, H_FF − H_FA H_AA⁻¹ H_AF."""
+    if free is None:
+        return -H @ g
+    step = np.zeros(len(g))
+    if free.any():
+        held = ~free
+        H_free = H[np.ix_(free, free)] - H[np.ix_(free, held)] @ np.linalg.solve(
+            H[np.ix_(held, held)], H[np.ix_(held, free)]
+        )
+        step[free] = -H_free @ g[free]
     return step
 
 
@@ -43,18 +56,15 @@ def minimize_box(f_and_grad, x0, lower, upper, hessian, *, tol: float = 1e-9, ma
 
     Stops when the Newton decrement g'B⁻¹g (twice the predicted decrease of f) on the free components is below
     ``tol``, or when no step lowers f any more at rounding level; ``converged`` is False after ``maxiter``
-    iterations or where f is not finite at the start.
+    iterations or where f is not finite at the start.  BFGS updates the inverse H = B⁻¹, so that a step is a
+    product with H rather than a solve.
     """
     n = len(x0)
     lower = np.broadcast_to(np.asarray(lower, dtype=float), (n,))
     upper = np.broadcast_to(np.asarray(upper, dtype=float), (n,))
     bounded = bool(np.isfinite(lower).any() or np.isfinite(upper).any())
     x = np.clip(np.asarray(x0, dtype=float), lower, upper)
-    B = np.asarray(hessian, dtype=float)
-    try:
-        np.linalg.cholesky(B)
-    except np.linalg.LinAlgError:
-        B = _positive_definite(B)
+    H = _inverse(np.asarray(hessian, dtype=float))
     f, g = f_and_grad(x)
     log = [(x, float(f))]
     f_init, code = float(f), "MAXITER_REACHED"
@@ -66,13 +76,8 @@ def minimize_box(f_and_grad, x0, lower, upper, hessian, *, tol: float = 1e-9, ma
         if bounded:
             width = 1e-10 * np.maximum(1.0, np.abs(x))
             held = ((x <= lower + width) & (g > 0)) | ((x >= upper - width) & (g < 0))
-            free = None if not held.any() else ~held
-        if free is None:
-            step = _newton_step(B, g)
-        else:
-            step = np.zeros(n)
-            if free.any():
-                step[free] = _newton_step(B[np.ix_(free, free)], g[free])
+            free = ~held if held.any() else None
+        step = _step(H, g, free)
         decrement = -float(g @ step)
         if decrement < tol:
             code = "SUCCESS"
@@ -93,8 +98,8 @@ def minimize_box(f_and_grad, x0, lower, upper, hessian, *, tol: float = 1e-9, ma
         s, y = x_new - x, g_new - g
         sy = float(s @ y)
         if sy > 1e-12 * np.sqrt(float(s @ s) * float(y @ y)):
-            Bs = B @ s
-            B = B - np.outer(Bs, Bs / float(s @ Bs)) + np.outer(y, y / sy)
+            rho, Hy = 1.0 / sy, H @ y
+            H = H - rho * (np.outer(s, Hy) + np.outer(Hy, s)) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
         x, f, g = x_new, f_new, g_new
     summary = OptSummary(
         optimizer="quasi-Newton from the fit's Hessian (skmixed.quasi_newton)",
@@ -111,5 +116,5 @@ def minimize_box(f_and_grad, x0, lower, upper, hessian, *, tol: float = 1e-9, ma
         fitlog=log,
     )
     summary.gradient = g
-    summary.hessian = B
+    summary.hessian = np.linalg.inv(H)
     return summary
