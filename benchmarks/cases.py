@@ -57,6 +57,16 @@ def _kenward_roger_summary_and_anova(m) -> None:
     skmixed.anova(m, type=3, ddf="Kenward-Roger")
 
 
+def _profile_intervals(m) -> None:
+    """lme4's confint(m) (profile intervals for every parameter)."""
+    m.confint("profile")
+
+
+def _bootstrap_1000(m) -> None:
+    """bootMer(m, nsim = 1000): a parametric bootstrap of 1000 replicates."""
+    m.bootstrap(1000, seed=1)
+
+
 CASES = {
     c.name: c
     for c in [
@@ -91,6 +101,23 @@ CASES = {
             _synthetic("crossed_10k"),
             "y ~ x + (1 + x | subject) + (1 + x | item)",
             action=_kenward_roger_summary_and_anova,
+        ),
+        Case(
+            "sleepstudy_profile",
+            _dataset("sleepstudy"),
+            "Reaction ~ Days + (Days | Subject)",
+            action=_profile_intervals,
+        ),
+        Case(
+            "insteval_profile",
+            _dataset("InstEval"),
+            "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)",
+            repeat=1,
+            warm_up=False,
+            action=_profile_intervals,
+        ),
+        Case(
+            "sleepstudy_boot1000", _dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)", action=_bootstrap_1000
         ),
     ]
 }

@@ -1,8 +1,9 @@
 """Diagnostic and explanatory plots of a fitted mixed model ``y = Xβ + Zb + ε``, ``b ~ N(0, σ²ΛΛ')``.
 
-Each function draws on ``ax`` (a new figure when omitted) and returns the matplotlib Axes.
-Artists carry labels (``"conditional modes"``, ``"no pooling"``, a group's level, ...) so the
-drawn data can be read back from the Axes.
+Each function draws on ``ax`` (a new figure when omitted) and returns the matplotlib Axes; the plots of a
+likelihood profile (:func:`zeta_plot`, :func:`profile_pairs`, from :mod:`skmixed.plotting_profile`) draw a
+panel per parameter or pair and return the array of Axes.  Artists carry labels (``"conditional modes"``,
+``"no pooling"``, a group's level, ...) so the drawn data can be read back from the Axes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,18 @@ from scipy import stats
 
 from .exceptions import OptionError
 from .grouping import group_labels
+from .plotting_profile import profile_pairs, zeta_plot  # the profile plots live there
+
+__all__ = [
+    "caterpillar",
+    "residuals_vs_fitted",
+    "qq",
+    "group_lines",
+    "no_pooling",
+    "shrinkage",
+    "zeta_plot",
+    "profile_pairs",
+]
 
 LINESTYLES = ["-", "--", ":", "-."]
 

@@ -317,6 +317,32 @@ class LmerResult:
         devfun = ProfiledDeviance(model)
         return lmer_result(model, devfun, optimize(devfun, start=self.theta))
 
+    # --- intervals, profiles, simulation and the bootstrap ---------------------------
+    def confint(self, method: str = "profile", level: float = 0.95, nsim: int = 1000, seed=None) -> pd.DataFrame:
+        """Intervals for the SDs, correlations, σ and fixed effects: ``"profile"`` (lme4's default), ``"Wald"`` or
+        ``"boot"`` (``nsim`` replicates from ``seed``), as lme4's ``confint`` (:mod:`skmixed.confint`)."""
+        from .confint import confint
+
+        return confint(self, method, level, nsim, seed)
+
+    def profile(self, which=None, alphamax: float = 0.01, delta: float | None = None, maxpts: int = 100):
+        """The likelihood profiles (ζ) of the parameters ``which`` names, all by default (:mod:`skmixed.profile`)."""
+        from .profile import profile
+
+        return profile(self, which, alphamax, delta, maxpts)
+
+    def simulate(self, nsim: int = 1, seed=None, newdata=None, re_form=None, use_u: bool = False) -> pd.DataFrame:
+        """Responses simulated from the fit, with new random effects (lme4's ``simulate``; :mod:`skmixed.simulate`)."""
+        from .simulate import simulate
+
+        return simulate(self, nsim, seed, newdata, re_form, use_u)
+
+    def bootstrap(self, nsim: int = 1000, seed=None, n_jobs=None):
+        """A parametric bootstrap of ``nsim`` replicates (lme4's ``bootMer``; :mod:`skmixed.bootstrap`)."""
+        from .bootstrap import bootstrap
+
+        return bootstrap(self, nsim, seed, n_jobs)
+
     # --- display ------------------------------------------------------------
     def summary(self, ddf="Satterthwaite"):
         """lmerTest's summary (lme4's with ``ddf=None``): printed as R prints it, HTML in a notebook, its tables as

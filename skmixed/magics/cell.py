@@ -112,16 +112,37 @@ def _columns_and_display(weights_help: str):
             argument("--offset", metavar="COL", help="column added to the linear predictor with coefficient 1"),
             argument_group("display"),
             argument("-q", "--quiet", action="store_true", help="fit without displaying the result (keep it with -o)"),
+            argument(
+                "--confint",
+                metavar="METHOD",
+                type=str.lower,
+                choices=["profile", "wald", "boot"],
+                help="show confidence intervals under the summary: profile, wald or boot (they are the cell's value)",
+            ),
         ],
         f,
     )
+
+
+def _with_intervals(result, args) -> pd.DataFrame:
+    """``--confint METHOD``: the summary displayed, then the intervals as the cell's value (the fit is kept with
+    ``-o``)."""
+    from IPython.display import display
+
+    if args.quiet:
+        raise UsageError("--confint shows the intervals under the summary: leave out -q/--quiet")
+    display(result)
+    try:
+        return result.confint(args.confint)
+    except InputError as e:
+        raise UsageError(str(e)) from None
 
 
 @magics_class
 class MixedModelMagics(Magics):
     """Cell magics fitting mixed models with :func:`skmixed.lmer` and :func:`skmixed.glmer`."""
 
-    def _fit(self, fit, args, cell: str, **options):
+    def _fit(self, fit, args, cell: str, summary_ddf: str | None = "", **options):
         formula = formula_from_cell(cell)
         out = _output_name(args.out)
         data = _dataframe(self.shell.user_ns, args.data)
@@ -134,8 +155,12 @@ class MixedModelMagics(Magics):
             result = fit(formula, data, weights=args.weights, offset=args.offset, **options)
         except InputError as e:  # FormulaError, DataError, OptionError: the user's to fix; a bug keeps its traceback
             raise UsageError(str(e)) from None
+        if summary_ddf != "":  # lmer's --ddf (None: lme4's summary without df)
+            result._cache["summary_ddf"] = summary_ddf  # the df of the t tests in the displayed summary
         if out:
             self.shell.user_ns[out] = result
+        if args.confint:
+            return _with_intervals(result, args)
         return None if args.quiet else result
 
     @magic_arguments()
@@ -166,7 +191,8 @@ class MixedModelMagics(Magics):
             %lmer -d sleepstudy --ml Reaction ~ Days + (1 | Subject)
 
         The fitted model is displayed (lmerTest's summary, t tests with ``--ddf``'s df; HTML in Jupyter) and is
-        the cell's value.
+        the cell's value; with ``--confint profile`` (or ``wald``, ``boot``) its confidence intervals follow the
+        summary, as the cell's value.
         """
         from ..ddf import ddf_method
         from ..lmm import lmer
@@ -182,11 +208,7 @@ class MixedModelMagics(Magics):
             raise UsageError(f"--ddf: {e}") from None
         if ddf == "Kenward-Roger" and args.ml:
             raise UsageError("--ddf kr needs a REML fit (as lmerTest and pbkrtest require): drop --ml")
-        result = self._fit(lmer, args, cell, REML=not args.ml)
-        fitted = self.shell.user_ns[args.out] if args.out else result
-        if fitted is not None:
-            fitted._cache["summary_ddf"] = ddf  # the df of the t tests in the displayed summary
-        return result
+        return self._fit(lmer, args, cell, summary_ddf=ddf, REML=not args.ml)
 
     @magic_arguments()
     @_data_and_output
