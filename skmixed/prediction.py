@@ -138,15 +138,7 @@ def _linear_predictor(result, design: _Design) -> np.ndarray:
 def predict(
     result, newdata: pd.DataFrame | None = None, re_form=None, allow_new_levels: bool = True, offset=None
 ) -> np.ndarray:
-    """Predictions Xβ̂ + Zb̂ + offset; ``re_form='~0'`` gives the population (fixed-effects) prediction.
-
-    New data are coded as the fit's data were: factors by the fitted levels and contrasts
-    (a level of a fixed-effect factor the fit did not see is an error naming it, as in
-    lme4), grouping factors by value.  Levels of a grouping factor not seen in the fit
-    contribute nothing (the population prediction) when ``allow_new_levels`` is true;
-    otherwise they raise an error naming them.  A row with a missing grouping value gets
-    the population prediction; a missing covariate gives NaN.
-    """
+    """Predictions Xβ̂ + Zb̂ + offset (the rules for new data and new levels: :meth:`skmixed.LmerResult.predict`)."""
     return _linear_predictor(result, _design(result, newdata, re_form, allow_new_levels, offset))
 
 
