@@ -25,10 +25,11 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
-from ._cholmod import NotPositiveDefinite
-from .cholesky import make_scalar_cholesky
+from ._cholmod import NotPositiveDefinite, factor_flops
+from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
 from .dense_pls import DensePls
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
@@ -36,6 +37,10 @@ from .reterms import RandomEffects
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
 #: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
 MAX_DENSE_Q = 100
+#: vector terms on several grouping factors have a gradient only on the dense path: up to this order it is chosen
+#: when its work (a Cholesky and the gradient's solve: about this many times (q + p + 1)³ flops) costs less than
+#: CHOLMOD's factor of A with the evaluations the gradient saves (:mod:`skmixed.cholesky`'s weights)
+MAX_DENSE_GRADIENT_Q, DENSE_WORK = 3000, 2.5
 
 
 class _Backend:
@@ -78,7 +83,7 @@ class DenseBackend(_Backend):
 
     def __init__(self, cp, re, reml, reason):
         super().__init__(cp, re, reml, reason)
-        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re.lambda_pattern)
+        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
 
     def solve(self, theta):
         dense = self._dense
@@ -252,6 +257,17 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 chol,
             )
     one_factor = len({t.group for t in re.terms}) == 1
+    if not one_factor and re.q <= MAX_DENSE_GRADIENT_Q:
+        order = re.q + cp.XtX.shape[0] + 1
+        sparse_flops = factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
+        if DENSE_WORK * float(order) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops:
+            return DenseBackend(
+                cp,
+                re,
+                reml,
+                f"vector terms on several grouping factors, q = {re.q}: the dense bordered Cholesky, for its "
+                "gradient, costs less than the sparse factor without one",
+            )
     return SparseBackend(
         cp,
         re,
