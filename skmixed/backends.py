@@ -11,18 +11,16 @@ where it has one, the analytic gradient:
   blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
-  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient only when every
-  term has the same grouping factor (A is then block diagonal by level, and A⁻¹ on A's pattern
-  is ℓ small inverses).  Other models (nested or crossed vector terms) would need a selected
-  inverse of the sparse factor per evaluation, which scikit-sparse does not offer: the
-  optimizer then works without a gradient (BOBYQA).
+  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
+  pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
+  two terms whose factors are nested).  Other models (crossed vector terms too large for the dense
+  path) would need a selected inverse of the sparse factor per evaluation, which scikit-sparse
+  does not offer: the optimizer then works without a gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
 """
 
 from __future__ import annotations
-
-from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,6 +29,7 @@ from scipy.linalg.lapack import dtrtrs
 from ._cholmod import NotPositiveDefinite, factor_flops
 from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
 from .dense_pls import DensePls
+from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
 
@@ -177,7 +176,8 @@ class SparseBackend(_Backend):
         super().__init__(cp, re, reml, reason)
         self.penalized = PenalizedCholesky(cp.ZtZ, re)
         self.gram, self.chol = self.penalized.gram, self.penalized.chol
-        self.has_gradient = len({t.group for t in re.terms}) == 1
+        self._inverse = pattern_inverse(self.gram.matrix, re)
+        self.has_gradient = self._inverse is not None
         self.name = f"sparse ({type(self.chol).__name__})"
 
     def _solve(self, theta):
@@ -192,12 +192,12 @@ class SparseBackend(_Backend):
         return self.chol if self.penalized.refactor(self.lam.values(theta)) else None
 
     def solve_with_gradient(self, theta):
-        """For terms on one grouping factor (the formulas of :mod:`skmixed.dense_pls`, on the sparse factor).
+        """The formulas of :mod:`skmixed.dense_pls`, on the sparse factor.
 
         With E_m = ∂Λ/∂θ_m, G = A⁻¹Λ'Z'X, W = Z'X − Z'ZΛG and C = RX'RX:
         ∂r²/∂θ_m = −2 (Z'r)'E_m û,  ∂log|A|/∂θ_m = tr(A⁻¹ ∂A/∂θ_m),  ∂log|C|/∂θ_m = −2 tr(C⁻¹W'E_m G).
         A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`~skmixed.pls.ScaledGram` products), so the
-        trace needs A⁻¹ only on A's pattern: here the inverses of A's ℓ diagonal blocks, one per level.
+        trace needs A⁻¹ only on A's pattern (:mod:`skmixed.pattern_inverse`).
         """
         sol, RZX = self._solve(theta)
         if sol is None:
@@ -206,13 +206,9 @@ class SparseBackend(_Backend):
         rows, cols, index = lam_map.rows, lam_map.cols, lam_map.theta_index
         n_theta = len(theta)
         lam = lam_map.values(theta)
-        level, local_row, local_col, size, weight = self._level_blocks
-        blocks = np.zeros((len(self.re.terms[0].factor.levels), size, size))
-        A_values = gram.matrix.data  # A at θ, as :meth:`_solve` assembled it
-        blocks[level, local_row, local_col] = A_values
-        blocks[level, local_col, local_row] = A_values
-        A_inverse = np.linalg.inv(blocks)[level, local_row, local_col]
-        products = A_inverse[gram.target] * weight * gram.zdata[gram.z]
+        inverse = self._inverse
+        A_inverse = inverse.values(gram.matrix.data)  # at A's entries, A as :meth:`_solve` assembled it
+        products = A_inverse[gram.target] * inverse.weight[gram.target] * gram.zdata[gram.z]
         grad = np.bincount(index[gram.l1], products * lam[gram.l2], minlength=n_theta)
         grad += np.bincount(index[gram.l2], products * lam[gram.l1], minlength=n_theta)
         grad -= (2.0 * self.dof / sol.pwrss) * np.bincount(index, self._ztr(sol)[rows] * sol.u[cols], minlength=n_theta)
@@ -223,22 +219,6 @@ class SparseBackend(_Backend):
             V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W'; (GC⁻¹W')[b, a] = U[:, b]·V[:, a]
             grad -= 2.0 * np.bincount(index, np.einsum("ij,ij->j", U[:, cols], V[:, rows]), minlength=n_theta)
         return sol, grad
-
-    @cached_property
-    def _level_blocks(self):
-        """For A's stored lower entries: their level, row and column within the level's block, the block size
-        (Σ kᵢ), and per ScaledGram product the weight of its entry in tr(A⁻¹dA) (2 off the diagonal, 1 on it)."""
-        re, A = self.re, self.gram.matrix
-        level, local = np.empty(re.q, dtype=np.int64), np.empty(re.q, dtype=np.int64)
-        within = 0
-        for i, t in enumerate(re.terms):
-            offset = np.arange(t.q)
-            level[re.col_offsets[i] : re.col_offsets[i + 1]] = offset // t.k
-            local[re.col_offsets[i] : re.col_offsets[i + 1]] = within + offset % t.k
-            within += t.k
-        A_cols = np.repeat(np.arange(re.q), np.diff(A.indptr))
-        weight = np.where((A.indices == A_cols)[self.gram.target], 1.0, 2.0)
-        return level[A_cols], local[A.indices], local[A_cols], within, weight
 
 
 def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend:
@@ -268,14 +248,12 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 f"vector terms on several grouping factors, q = {re.q}: the dense bordered Cholesky, for its "
                 "gradient, costs less than the sparse factor without one",
             )
-    return SparseBackend(
-        cp,
-        re,
-        reml,
-        "the sparse factor of A; "
-        + (
-            "one grouping factor, so a per-level gradient"
-            if one_factor
-            else "nested or crossed terms with vector effects: no gradient (BOBYQA)"
-        ),
+    backend = SparseBackend(cp, re, reml, "")
+    backend.reason = "the sparse factor of A; " + (
+        "one grouping factor, so a per-level gradient"
+        if one_factor
+        else "two nested terms, so a gradient from their blocks"
+        if backend.has_gradient
+        else "crossed terms with vector effects: no gradient (BOBYQA)"
     )
+    return backend

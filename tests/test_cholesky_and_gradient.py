@@ -229,3 +229,39 @@ def test_crossed_vector_terms_take_the_dense_path_for_its_gradient():
     m = skmixed.lmer(formula, df)
     ref = bobyqa(dev, m.optsum.theta_init, dev.model.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
     assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
+
+
+def nested_vector_data(n_a=25, per_a=8, rows=6, seed=9, leak=False):
+    """Subgroups b nested in groups a, random intercepts and slopes at both levels; ``leak``: one subgroup also
+    has a row in another group (only partly nested)."""
+    rng = np.random.default_rng(seed)
+    sub = np.repeat(np.arange(n_a * per_a), rows)
+    a = sub // per_a
+    if leak:
+        a = a.copy()
+        a[0] = n_a - 1
+    x = rng.normal(size=len(sub))
+    by_a, by_sub = rng.normal(0, [1.0, 0.6], (n_a, 2)), rng.normal(0, [0.7, 0.4], (n_a * per_a, 2))
+    eff = by_a[a] + by_sub[sub]
+    y = eff[:, 0] + (0.5 + eff[:, 1]) * x + rng.normal(size=len(sub))
+    return pd.DataFrame({"y": y, "x": x, "a": a, "sub": sub})
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_nested_vector_terms_have_a_gradient_from_their_blocks(reml):
+    """(1 + x | a) + (1 + x | sub), sub nested in a (q = 450 > MAX_DENSE_Q): A⁻¹ on A's pattern from 2 × 2 blocks
+    gives the deviance's gradient; a subgroup seen in two groups breaks the nesting and the gradient with it."""
+    formula = "y ~ x + (1 + x | a) + (1 + x | sub)"
+    dev = deviance(nested_vector_data(), reml, formula)
+    backend = dev.standardized.backend
+    assert backend.has_gradient and "nested" in backend.reason and backend.re.q == 450
+    for theta in ([0.8, 0.1, 0.5, 1.1, -0.2, 0.6], [0.3, 0.0, 0.2, 0.9, 0.4, 0.0]):
+        theta = np.array(theta)
+        value, grad = dev.value_and_gradient(theta)
+        assert value == pytest.approx(dev(theta), rel=1e-13)
+        np.testing.assert_allclose(grad, fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
+    m = skmixed.lmer(formula, nested_vector_data(), REML=reml)
+    ref = bobyqa(dev, m.optsum.theta_init, dev.model.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
+    assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
+    leaky = deviance(nested_vector_data(leak=True), reml, formula).standardized.backend
+    assert not leaky.has_gradient and "no gradient" in leaky.reason
