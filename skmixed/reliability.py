@@ -65,17 +65,25 @@ def _factor_reliability(m, g: str, lower: set[str]) -> tuple[np.ndarray, int]:
     total, used = np.zeros(k), 0
     for j in range(len(bounds) - 1):
         rows = order[bounds[j] : bounds[j + 1]]
-        zl = ZL[rows]
-        zl = zl[:, np.unique(zl.indices)].toarray()
-        V = sigma2 * (zl @ zl.T + np.diag(1.0 / weights[rows]))
-        Xj = X[rows]
-        info = Xj.T @ np.linalg.solve(V, Xj)
+        info = _information(X[rows], ZL[rows], weights[rows]) / sigma2
         if len(rows) <= k or np.linalg.matrix_rank(info, tol=1e-10 * max(np.abs(info).max(), 1e-300)) < k:
             continue
         v = np.diag(np.linalg.inv(info))
         total += np.diag(tau) / (np.diag(tau) + v)
         used += 1
     return (total / used if used else np.full(k, np.nan)), used
+
+
+def _information(X: np.ndarray, zl, w: np.ndarray) -> np.ndarray:
+    """X'(W⁻¹ + UU')⁻¹X by Woodbury's identity, U = the group's rows of ZΛ of the nested factors: the group's
+    outer factors can be large (a district's students) while U has few columns (its schools' effects)."""
+    U = zl[:, np.unique(zl.indices)].toarray()
+    WX = w[:, None] * X
+    if U.shape[1] == 0:
+        return X.T @ WX
+    UWX = U.T @ WX
+    S = np.eye(U.shape[1]) + U.T @ (w[:, None] * U)
+    return X.T @ WX - UWX.T @ np.linalg.solve(S, UWX)
 
 
 def _block_diag(blocks: list[np.ndarray]) -> np.ndarray:
