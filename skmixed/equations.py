@@ -136,11 +136,12 @@ class Equations:
         d = self.digits
         first = self.levels[0].equations[0].residual
         r = first.latex() if latex else first.text()
-        w = r" / w_{" + self._units(1) + "}" if latex else f"/w_{self._units(1)}"
+        w = (r" / w_{" + self._units(1) + "}" if latex else f"/w_{self._units(1)}") if self.weighted else ""
+        s2 = _fmt(self.sigma2, d)
         out = [
-            (rf"\operatorname{{Var}}({r}) = \sigma^2{w if self.weighted else ''},\quad \sigma^2 = {_fmt(self.sigma2, d)}")
+            rf"\operatorname{{Var}}({r}) = \sigma^2{w},\quad \sigma^2 = {s2}"
             if latex
-            else f"Var({r}) = σ²{w if self.weighted else ''},  σ² = {_fmt(self.sigma2, d)}"
+            else f"Var({r}) = σ²{w},  σ² = {s2}"
         ]
         for level in self.levels[1:]:
             if not level.residuals:

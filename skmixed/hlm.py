@@ -124,7 +124,7 @@ def _random(random, groups: list[str], levels: list[_Level]) -> dict[str, list[s
         if g in random:
             out[g] = [level.name(c, number) for c in random[g]]
         else:
-            out[g] = [INTERCEPT] + [c for c in level.equations if c != INTERCEPT]
+            out[g] = [c for c in level.coefficients if c == INTERCEPT or c in level.equations]
     return out
 
 

@@ -99,5 +99,3 @@ def paths(m, chain: list[str], design, names: list[str], cache: dict, top: int) 
 def level_counts(m, chain: list[str]) -> list[int]:
     flist = m.re.flist()
     return [len(flist[g].levels) for g in chain]
-
-
