@@ -205,3 +205,11 @@ def test_magic_errors_are_usage_errors(shell, capsys):
         assert isinstance(result.error_in_exec, UsageError), cell
         assert message in str(result.error_in_exec)
     capsys.readouterr()
+
+
+def test_weights_and_ml_pass_through_to_lmer():
+    sleep = datasets.load("sleepstudy").assign(w=lambda d: 1.0 + d["Days"] % 3)
+    m = skmixed.hlm("Reaction ~ Days", {"Days": "~ 1"}, "Subject", sleep, weights="w", REML=False)
+    direct = skmixed.lmer("Reaction ~ Days + (Days | Subject)", sleep, weights="w", REML=False)
+    assert not m.REML and m.objective == pytest.approx(direct.objective, rel=1e-12)
+    assert "Var(r_ij) = σ²/w_ij" in str(m.equations())
