@@ -126,8 +126,9 @@ class Equations:
             units = self._units(level.number)
             for eq in level.equations:
                 rhs = _rhs(eq.terms, units, estimates, latex, self.digits)
-                if eq.residual is not None:
-                    rhs += " + " + (eq.residual.latex() if latex else eq.residual.text())
+                if eq.residual is not None:  # a random coefficient without a fixed part is its u alone
+                    residual = eq.residual.latex() if latex else eq.residual.text()
+                    rhs = residual if rhs == "0" else f"{rhs} + {residual}"
                 lhs = _variable(self.response, units, latex) if level.number == 1 else None
                 rows.append(("", lhs or (eq.lhs.latex() if latex else eq.lhs.text()), rhs))
         return rows

@@ -226,7 +226,8 @@ def hlm(
 
     ``level1``: the within-group regression, ``"mathach ~ ses"`` (``"y ~ 0 + x"`` without an intercept).
     ``level2``: for each level-1 coefficient (``"(Intercept)"``, ``"ses"``) the right-hand side of its equation,
-    ``"~ sector + meanses"``; a coefficient left out is a constant γ. ``group``: the level-2 grouping column, or
+    ``"~ sector + meanses"``; a coefficient left out is a constant γ, and ``"~ 1"`` makes one random without
+    level-2 predictors. ``group``: the level-2 grouping column, or
     ``[level-2, level-3]`` columns with ``level3`` (keyed by the substituted model's terms, as the module's
     docstring explains). ``random``: the coefficients with a u term, a list (level 2) or a dict by group; by
     default the intercept and every coefficient with an equation at that level.

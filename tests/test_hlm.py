@@ -126,6 +126,9 @@ def test_equations_of_a_plain_lmer_fit_with_a_fixed_slope(hsb):
     text = str(m.equations())
     assert "mAch_ij = β0j + β1j·cses_ij + β2j·sxFemale_ij + r_ij" in text
     assert "β1j = γ10\n" in text and "β2j = γ20\n" in text and "β0j = γ00 + γ01·meanses_j + u0j" in text
+    # a random slope without a fixed part is its u alone
+    no_fixed_slope = skmixed.lmer("mAch ~ 1 + (1 + cses | school)", hsb)
+    assert "β1j = u1j\n" in str(no_fixed_slope.equations())
 
 
 def test_three_level_equations():
