@@ -136,11 +136,11 @@ def _bar(coefficients: list[str], group: str) -> str | None:
     return f"({' + '.join(['1' if intercept else '0'] + rest)} | {group})"
 
 
-def _check_constant(data: pd.DataFrame, level: _Level, group: str, number: int) -> None:
-    """Warn (as HLM does) when a level-``number`` predictor varies within a unit of ``group``."""
+def _check_constant(data: pd.DataFrame, level: _Level, units: list[str], number: int) -> None:
+    """Warn (as HLM does) when a level-``number`` predictor varies within a unit (the rows sharing ``units``)."""
     from .model_matrix import design_matrix
 
-    codes = pd.factorize(data[group])[0]
+    codes = data.groupby(units, observed=True, dropna=False, sort=False).ngroup().to_numpy()
     seen = set()
     for c, (_, predictors) in level.equations.items():
         for p in predictors:
@@ -151,8 +151,9 @@ def _check_constant(data: pd.DataFrame, level: _Level, group: str, number: int) 
             spread = pd.DataFrame(values).groupby(codes).nunique(dropna=True).max().max()
             if spread > 1:
                 warnings.warn(
-                    f"the level-{number} predictor {p!r} varies within units of {group!r}: a level-{number} "
-                    f"predictor should be constant in each (use its {group} mean, or move it to level {number - 1})",
+                    f"the level-{number} predictor {p!r} varies within units of {':'.join(units)!r}: a "
+                    f"level-{number} predictor should be constant in each (use its mean over the unit, or move it "
+                    f"to level {number - 1})",
                     UserWarning,
                     stacklevel=5,
                 )
@@ -198,14 +199,15 @@ def _check_data(data: pd.DataFrame, groups: list[str], levels: list[_Level]) -> 
     for g in groups:
         if g not in data.columns:
             raise OptionError(f"group {g!r} is not a column of the data")
-    for level, g, number in zip(levels, groups, (2, 3)):
-        _check_constant(data, level, g, number)
     names = list(groups)
+    units = [[g] for g in groups]
     if len(groups) == 2:
         inner, outer = groups
         per_unit = data[[inner, outer]].dropna().groupby(inner, observed=True)[outer].nunique()
         if (per_unit > 1).any():
-            names[0] = f"{outer}:{inner}"
+            names[0], units[0] = f"{outer}:{inner}", [outer, inner]
+    for level, unit, number in zip(levels, units, (2, 3)):
+        _check_constant(data, level, unit, number)
     return names
 
 
@@ -238,6 +240,8 @@ def hlm(
     """
     from .lmm import lmer
 
+    if not isinstance(data, pd.DataFrame):
+        raise OptionError(f"data= must be a pandas DataFrame, not {type(data).__name__}")
     formula = hlm_formula(level1, level2, group, data, level3, random)
     return lmer(formula, data, REML=REML, weights=weights, offset=offset, **options)
 

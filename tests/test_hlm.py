@@ -69,6 +69,14 @@ def test_three_levels_and_nested_labels():
     assert hlm_formula(
         "y ~ x", {"(Intercept)": "~ w"}, ["s", "d"], level3={"(Intercept)": "~ z", "x": "~ z"}, random={"d": ["x"]}
     ) == ("y ~ z + w + x + x:z + (1 | s) + (0 + x | d)")
+    # a cask-level predictor is constant within batch:cask (not within the label cask): no warning; a batch-level
+    # predictor that varies within a batch is warned of
+    pastes["cask_mean"] = pastes.groupby(["batch", "cask"], observed=True)["strength"].transform("mean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hlm_formula("strength ~ 1", {"(Intercept)": "~ cask_mean"}, ["cask", "batch"], pastes)
+    with pytest.warns(UserWarning, match="level-3 predictor 'cask_mean' varies within units of 'batch'"):
+        hlm_formula("strength ~ 1", None, ["cask", "batch"], pastes, level3={"(Intercept)": "~ cask_mean"})
 
 
 def test_errors_name_the_problem(hsb):
@@ -78,6 +86,8 @@ def test_errors_name_the_problem(hsb):
         hlm_formula("mAch ~ cses", {"cses": "b ~ sector"}, "school")
     with pytest.raises(FormulaError, match="no response"):
         hlm_formula("~ cses", None, "school")
+    with pytest.raises(OptionError, match="data= must be a pandas DataFrame"):
+        skmixed.hlm("mAch ~ cses", None, "school", None)
     with pytest.raises(OptionError, match="group="):
         hlm_formula("mAch ~ cses", None, None)
     with pytest.raises(OptionError, match="level3= needs two groups"):
