@@ -108,6 +108,15 @@ def test_reliability_matches_hlm7_on_sleepstudy():
     assert rel.attrs["units"] == {"Subject": (18, 18)}
 
 
+def test_reliability_matches_hlm6_on_high_school_and_beyond():
+    """HLM 6 on High School and Beyond, unconditional model (MATHACH, random intercept by school, REML) prints
+    σ² = 39.14831, τ00 = 8.61431 and the reliability 0.901: UCLA statistical consulting group, "Annotated HLM
+    output: unconditional model".  HLM stops iterating 3e-5 (relative) short of τ00's optimum."""
+    m = skmixed.lmer("mAch ~ 1 + (1 | school)", datasets.load("Hsb82"))
+    np.testing.assert_allclose(m.varcorr["vcov"], [8.61431, 39.14831], rtol=4e-5)
+    assert round(m.reliability()[("school", "(Intercept)")], 3) == 0.901
+
+
 def test_reliability_is_raudenbush_and_bryks_mean():
     """Eq. 3.58 by hand: λ_qj = τ_qq / (τ_qq + σ²[(X_j'X_j)⁻¹]_qq), averaged over schools; single-sex schools
     (X_j'X_j singular) are left out: 123 of 160, as the HLM manual's note on this model says."""
