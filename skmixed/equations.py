@@ -227,67 +227,75 @@ def _numbering(names: list[str]) -> dict[str, int]:
 
 
 def _build(m, chain: list[str]) -> list[Level] | str:
-    L = len(chain) + 1
-    letters, residual_letters, units = _NOTATION[L]
-    cache: dict = {}
-    fixed = paths(m, chain, m.frame.x_design, m.frame.x_names, cache, L)
-    est, se = m.fixef, m.fixef_se
-    random: dict[str, list] = {}  # per factor: (path, term index, effect index)
-    for i, t in enumerate(m.re.terms):
-        h = chain.index(t.group) + 2
-        for k, (effect, path) in enumerate(paths(m, chain, t.design, t.effects, cache, L).items()):
-            if any(path.part(level) for level in range(h, L + 1)):
-                return f"the random effect {effect!r} of {t.group!r} does not vary within {t.group!r}"
-            random.setdefault(t.group, []).append((path, i, k))
-    covariances = m._term_covariances()
+    """The levels' equations, or why the random effects do not fit the hierarchy."""
+    builder = _Builder(m, chain)
+    if builder.problem:
+        return builder.problem
+    return [builder.level1()] + [builder.level(depth) for depth in range(2, builder.L + 1)]
 
-    def coefficient_tree(prefix: tuple[str, ...]) -> list[str]:
+
+class _Builder:
+    """The coefficients as a tree: a level-ℓ coefficient is the path of parts of the columns that share it."""
+
+    def __init__(self, m, chain: list[str]):
+        self.m, self.chain, self.L = m, chain, len(chain) + 1
+        self.letters, self.residual_letters, self.units = _NOTATION[self.L]
+        cache: dict = {}
+        self.fixed = paths(m, chain, m.frame.x_design, m.frame.x_names, cache, self.L)
+        self.random: dict[str, list] = {}  # per factor: (path, term index, effect index)
+        self.problem = None
+        for i, t in enumerate(m.re.terms):
+            h = chain.index(t.group) + 2
+            for k, (effect, path) in enumerate(paths(m, chain, t.design, t.effects, cache, self.L).items()):
+                if any(path.part(level) for level in range(h, self.L + 1)):
+                    self.problem = f"the random effect {effect!r} of {t.group!r} does not vary within {t.group!r}"
+                self.random.setdefault(t.group, []).append((path, i, k))
+
+    def tree(self, prefix: tuple[str, ...]) -> list[str]:
         """The next level's parts of the columns (fixed and random) whose first parts are ``prefix``."""
         n = len(prefix)
-        parts = [p.part(n + 1) for p in fixed.values() if p.parts[:n] == prefix]
-        parts += [p.part(n + 1) for g in random for p, _, _ in random[g] if p.parts[:n] == prefix]
+        parts = [p.part(n + 1) for p in self.fixed.values() if p.parts[:n] == prefix]
+        parts += [p.part(n + 1) for g in self.random for p, _, _ in self.random[g] if p.parts[:n] == prefix]
         return _order(parts)
 
-    levels = [Level(1, None, m.nobs, [])]
-    level1 = coefficient_tree(())
-    num1 = _numbering(level1)
-    levels[0].equations.append(
-        Equation(
-            Symbol("y"),
-            [Term(Symbol(letters[0], (num1[p],), units[1:]), p) for p in level1],
-            Symbol(residual_letters[0], (), units),
+    def level1(self) -> Level:
+        names = self.tree(())
+        nums = _numbering(names)
+        terms = [Term(Symbol(self.letters[0], (nums[p],), self.units[1:]), p) for p in names]
+        return Level(
+            1, None, self.m.nobs, [Equation(Symbol("y"), terms, Symbol(self.residual_letters[0], (), self.units))]
         )
-    )
-    for depth in range(2, L + 1):
-        g = chain[depth - 2]
-        level = Level(depth, g, level_counts(m, chain)[depth - 2], [])
+
+    def level(self, depth: int) -> Level:
+        """Level ``depth``'s equations: one per coefficient of the level below, the γ's estimated at the top."""
+        m, L, units = self.m, self.L, self.units[depth - 1 :]
+        est, se = m.fixef, m.fixef_se
+        g = self.chain[depth - 2]
+        level = Level(depth, g, level_counts(m, self.chain)[depth - 2], [])
         residual_cov = []
-        for prefix in _prefixes(coefficient_tree, depth - 1):
-            idx = _indices(prefix, coefficient_tree)
-            names = coefficient_tree(prefix)
-            nums = _numbering(names)
-            sub = units[depth - 1 :][1:]
+        for prefix in _prefixes(self.tree, depth - 1):
+            idx = _indices(prefix, self.tree)
+            nums = _numbering(self.tree(prefix))
             if depth == L:
                 terms = [
-                    Term(Symbol(letters[L - 1], idx + (nums[p.part(depth)],)), p.part(depth), est[c], se[c])
-                    for c, p in fixed.items()
+                    Term(Symbol(self.letters[L - 1], idx + (nums[p.part(depth)],)), p.part(depth), est[c], se[c])
+                    for c, p in self.fixed.items()
                     if p.parts[: depth - 1] == prefix
                 ]
             else:
-                terms = [Term(Symbol(letters[depth - 1], idx + (nums[n],), sub), n) for n in names]
-            lhs = Symbol(letters[depth - 2], idx, units[depth - 1 :])
-            hit = [(i, k) for p, i, k in random.get(g, []) if p.parts[: depth - 1] == prefix]
-            res = Symbol(residual_letters[depth - 1], idx, units[depth - 1 :]) if hit else None
+                terms = [Term(Symbol(self.letters[depth - 1], idx + (nums[n],), units[1:]), n) for n in nums]
+            hit = [(i, k) for p, i, k in self.random.get(g, []) if p.parts[: depth - 1] == prefix]
+            residual = Symbol(self.residual_letters[depth - 1], idx, units) if hit else None
             if hit:
-                level.residuals.append(res)
+                level.residuals.append(residual)
                 residual_cov.append(hit[0])
-            level.equations.append(Equation(lhs, terms, res))
+            level.equations.append(Equation(Symbol(self.letters[depth - 2], idx, units), terms, residual))
         if residual_cov:
+            covariances = m._term_covariances()
             level.covariance = np.array(
                 [[covariances[i][a, b] if i == j else 0.0 for j, b in residual_cov] for i, a in residual_cov]
             )
-        levels.append(level)
-    return levels
+        return level
 
 
 def _prefixes(tree, depth: int) -> list[tuple[str, ...]]:
