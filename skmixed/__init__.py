@@ -17,6 +17,7 @@ from .exceptions import (
 from .ftests import contest, drop1
 from .glmm import glmer
 from .glmm_results import GlmerResult
+from .hlm import hlm
 from .lmm import lmer
 from .r2 import icc, r2
 from .ranova import ranova
@@ -36,6 +37,7 @@ from .stages import (
 __all__ = [
     "lmer",
     "glmer",
+    "hlm",
     "build",
     "deviance",
     "optimize",
