@@ -178,6 +178,10 @@ class SparseBackend(_Backend):
         self.gram, self.chol = self.penalized.gram, self.penalized.chol
         self._inverse = pattern_inverse(self.gram.matrix, re)
         self.has_gradient = self._inverse is not None
+        if self.has_gradient:  # per ScaledGram product: its trace weight times its Z'Z value, and its θ indices
+            gram, index = self.gram, self.lam.theta_index
+            self._weighted_ztz = self._inverse.weight[gram.target] * gram.zdata[gram.z]
+            self._index_l1, self._index_l2 = index[gram.l1], index[gram.l2]
         self.name = f"sparse ({type(self.chol).__name__})"
 
     def _solve(self, theta):
@@ -208,9 +212,9 @@ class SparseBackend(_Backend):
         lam = lam_map.values(theta)
         inverse = self._inverse
         A_inverse = inverse.values(gram.matrix.data)  # at A's entries, A as :meth:`_solve` assembled it
-        products = A_inverse[gram.target] * inverse.weight[gram.target] * gram.zdata[gram.z]
-        grad = np.bincount(index[gram.l1], products * lam[gram.l2], minlength=n_theta)
-        grad += np.bincount(index[gram.l2], products * lam[gram.l1], minlength=n_theta)
+        products = A_inverse[gram.target] * self._weighted_ztz
+        grad = np.bincount(self._index_l1, products * lam[gram.l2], minlength=n_theta)
+        grad += np.bincount(self._index_l2, products * lam[gram.l1], minlength=n_theta)
         grad -= (2.0 * self.dof / sol.pwrss) * np.bincount(index, self._ztr(sol)[rows] * sol.u[cols], minlength=n_theta)
         if self.reml and self.p:
             G = self.chol.solve_Lt(RZX)  # A⁻¹Λ'Z'X = P'L'⁻¹ RZX

@@ -37,6 +37,22 @@ class _Blocks:
     col: np.ndarray
 
 
+def _inverse(M: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of small symmetric blocks: 1 × 1 and 2 × 2 in closed form (LAPACK's per-matrix
+    overhead dominates at these sizes), larger ones by LAPACK."""
+    k = M.shape[-1]
+    if k == 1:
+        return 1.0 / M
+    if k == 2:
+        a, b, d = M[:, 0, 0], M[:, 1, 0], M[:, 1, 1]
+        out = np.empty_like(M)
+        det = a * d - b * b
+        out[:, 0, 0], out[:, 1, 1] = d / det, a / det
+        out[:, 0, 1] = out[:, 1, 0] = -b / det
+        return out
+    return np.linalg.inv(M)
+
+
 class PatternInverse:
     """``values(A.data)``: A⁻¹ at A's stored (lower) entries, in A.data's order; ``weight``: 2 off the diagonal,
     1 on it (the entry's count in tr(A⁻¹ dA) over the full symmetric matrix)."""
@@ -57,7 +73,7 @@ class PatternInverse:
     def values(self, data: np.ndarray) -> np.ndarray:
         (l1, l2), (k1, k2) = self._n_levels, self._k
         first, out = self._first, np.empty(self.nnz)
-        D1_inv = np.linalg.inv(self._fill(first, data, (l1, k1, k1), True))
+        D1_inv = _inverse(self._fill(first, data, (l1, k1, k1), True))
         if self._second is None:
             out[first.entries] = D1_inv[first.level, first.row, first.col]
             return out
@@ -68,7 +84,7 @@ class PatternInverse:
         S = self._fill(second, data, (l2, k2, k2), True).reshape(l2, k2 * k2)
         for e in range(k2 * k2):
             S[:, e] -= np.bincount(parent, BDB[:, e], minlength=l2)
-        S_inv = np.linalg.inv(S.reshape(l2, k2, k2))
+        S_inv = _inverse(S.reshape(l2, k2, k2))
         Y = S_inv[parent] @ X  # S⁻¹ B D₁⁻¹, per j
         inv11 = D1_inv + X.transpose(0, 2, 1) @ Y
         out[first.entries] = inv11[first.level, first.row, first.col]
