@@ -189,11 +189,15 @@ def test_sparse_but_filling_schur_complement_is_factored_dense_by_cost(reml):
     assert nested.standardized.backend.reason.startswith("the sparse factor")
 
 
-def test_sparse_factor_choice_is_structural():
+def test_sparse_factor_choice_is_structural(monkeypatch):
     """CHOLMOD's ordering and mode come from the factor's structure (the same every time), supernodal where its
-    columns are long (flops / nnz ≥ 40, CHOLMOD's own switch)."""
+    columns are long (flops / nnz ≥ 40, CHOLMOD's own switch).  (The candidates are weighed from order
+    ``MEASURE_FROM``, lowered here to keep the test small.)"""
+    from skmixed import _cholmod
+
+    monkeypatch.setattr(_cholmod, "MEASURE_FROM", 200)
     rng = np.random.default_rng(7)
-    n = 1200
+    n = 300
     dense_ish = rng.random((n, n)) < 0.2
     M = (np.triu(dense_ish) | np.triu(dense_ish).T) * 0.01 + np.eye(n) * n
     import scipy.sparse as sp
@@ -208,21 +212,21 @@ def test_sparse_factor_choice_is_structural():
 
 
 def test_crossed_vector_terms_take_the_dense_path_for_its_gradient():
-    """Correlated slopes by subject and by item (q = 140 > MAX_DENSE_Q): the sparse factor would have no gradient,
+    """Correlated slopes by subject and by item (q = 110 > MAX_DENSE_Q): the sparse factor would have no gradient,
     the dense one costs less than its BOBYQA evaluations, and its gradient is the deviance's."""
     from skmixed.backends import MAX_DENSE_Q, DenseBackend
 
     rng = np.random.default_rng(8)
-    subj, item = np.repeat(np.arange(40), 30), np.tile(np.arange(30), 40)
+    subj, item = np.repeat(np.arange(30), 25), np.tile(np.arange(25), 30)
     a = ((subj + item) % 2) - 0.5
-    by_subj, by_item = rng.normal(0, [1.0, 0.8], (40, 2)), rng.normal(0, [0.7, 0.6], (30, 2))
+    by_subj, by_item = rng.normal(0, [1.0, 0.8], (30, 2)), rng.normal(0, [0.7, 0.6], (25, 2))
     effects = by_subj[subj] + by_item[item]
     y = effects[:, 0] + (1 + effects[:, 1]) * a + rng.normal(0, 0.5, len(a))
     df = pd.DataFrame({"y": y, "a": a, "subj": subj, "item": item})
     formula = "y ~ a + (1 + a | subj) + (1 + a | item)"
     dev = deviance(df, reml=True, formula=formula)
     backend = dev.standardized.backend
-    assert isinstance(backend, DenseBackend) and backend.re.q == 140 > MAX_DENSE_Q
+    assert isinstance(backend, DenseBackend) and backend.re.q == 110 > MAX_DENSE_Q
     assert "several grouping factors" in backend.reason
     theta = np.array([1.1, 0.2, 0.5, 0.9, -0.1, 0.4])
     np.testing.assert_allclose(dev.value_and_gradient(theta)[1], fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
