@@ -31,6 +31,10 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri, dpotrs, dtrtrs
 
 
+#: up to this order M⁻¹K is one solve whatever its flops: at this size the calls, not the arithmetic, cost
+SMALL_M = 64
+
+
 class DensePls:
     """One profiled-deviance evaluation at a time: :meth:`factor` at θ, then the quantities it leaves."""
 
@@ -56,16 +60,23 @@ class DensePls:
         self._omega = omega
         self._rows, self._cols, self._theta_index = re.lambda_pattern
         self._n_theta = int(self._theta_index.max()) + 1
-        #: per term: its columns (level-major: level j's k effects are adjacent), levels, k and θ's slice
-        self._blocks = [
-            (int(re.col_offsets[i]), t.n_levels, t.k, int(re.theta_offsets[i]), t) for i, t in enumerate(re.terms)
-        ]
+        #: per term: its columns (level-major: level j's k effects are adjacent), levels, k, and where its θ goes in
+        #: the k × k template T (flat, C order)
+        self._blocks = []
+        for i, t in enumerate(re.terms):
+            start = int(re.theta_offsets[i])
+            flat = np.array([r * t.k + c for r, c in t.tril])
+            self._blocks.append((int(re.col_offsets[i]), t.n_levels, t.k, slice(start, start + t.n_theta), flat))
         self._diag_q = np.arange(q) * (n + 1)
         self._L = None
 
     def decompose(self, theta: np.ndarray) -> bool:
         """Factor Λ̃'ΩΛ̃ + diag(I_q, 0, 0) at θ; False where it is not positive definite (r² ≤ 0 included)."""
-        self._templates = templates = [t.T(theta[start : start + t.n_theta]) for *_, start, t in self._blocks]
+        self._templates = templates = []
+        for _, _, k, where, flat in self._blocks:
+            T = np.zeros((k, k))
+            T.flat[flat] = theta[where]
+            templates.append(T)
         self._lam_omega = lam_omega = self._omega.copy()
         for (offset, levels, k, _, _), T in zip(self._blocks, templates):  # rows: Λ'Ω, Λ block diagonal by level
             rows = lam_omega[offset : offset + levels * k].reshape(levels, k, -1)
@@ -106,7 +117,7 @@ class DensePls:
         m = q + self.p if reml else q
         K = self._lam_omega[:m, :q]
         rows, cols = self._rows, self._cols
-        if len(rows) * m < q * m * m:  # (M⁻¹K)[b, a] = (M⁻¹)[b, :]·K[:, a] on Λ's pattern: M⁻¹ costs ⅔m³
+        if m > SMALL_M and len(rows) < q * m:  # (M⁻¹K)[b, a] = (M⁻¹)[b, :]·K[:, a] on Λ's pattern: M⁻¹ costs ⅔m³
             lower = dpotri(self._L[:m, :m], lower=1)[0]  # M⁻¹'s lower triangle; the upper is L's: zeros
             Minv = lower + lower.T
             Minv.flat[:: m + 1] *= 0.5
