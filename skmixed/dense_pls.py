@@ -30,7 +30,6 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri, dpotrs, dtrtrs
 
-
 #: up to this order M⁻¹K is one solve whatever its flops: at this size the calls, not the arithmetic, cost
 SMALL_M = 64
 
