@@ -48,7 +48,9 @@ class ResidualDesign:
     def covariance(self, phi: np.ndarray, sigma: float) -> pd.DataFrame:
         """Σ = σ²R(φ) labelled by the time levels."""
         labels = self.level_labels
-        return pd.DataFrame(sigma**2 * self.structure.matrix(np.asarray(phi, dtype=float)), index=labels, columns=labels)
+        return pd.DataFrame(
+            sigma**2 * self.structure.matrix(np.asarray(phi, dtype=float)), index=labels, columns=labels
+        )
 
 
 def _time_levels(spec: StructureSpec, data: pd.DataFrame) -> tuple[np.ndarray, pd.Index, np.ndarray]:
@@ -142,7 +144,9 @@ def check_bounded(design: ResidualDesign, X: np.ndarray, x_names: list[str]) -> 
     s, spec = design.structure, design.spec
     directions: list[tuple[str, np.ndarray]] = []
     if s.heterogeneous:
-        directions += [(f"the observations at {spec.time} = {lv}", np.eye(s.T)[t]) for t, lv in enumerate(design.levels)]
+        directions += [
+            (f"the observations at {spec.time} = {lv}", np.eye(s.T)[t]) for t, lv in enumerate(design.levels)
+        ]
     if s.kind == "cs":
         directions.append((f"each {spec.group}'s mean", np.ones(s.T)))
     if s.kind == "us":

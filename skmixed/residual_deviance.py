@@ -20,9 +20,10 @@ H_P = Σ_{i∈P} X_iMX_i' (both from A, B, C), d = dof·log r² + Σ log|R_i| [+
     ∂d/∂R_P = m_P R_P⁻¹ − (dof/r²) R_P⁻¹E_PR_P⁻¹ [− R_P⁻¹H_PR_P⁻¹],
 
 summed into a T × T matrix G over the patterns' visits, and ∂d/∂φₖ = Σ_ts G_ts ∂R_ts/∂φₖ
-(:meth:`~skmixed.covstruct.Structure.chain`).  :class:`WhitenedDeviance` (with random effects): for each φ the whitened cross-products are formed
-(O(n)) and the PLS backends of :mod:`skmixed.backends` evaluate θ; the optimizer works on (θ, φ) without a
-gradient.
+(:meth:`~skmixed.covstruct.Structure.chain`).
+
+:class:`WhitenedDeviance` (with random effects): for each φ the whitened cross-products are formed (O(n)) and
+the PLS backends of :mod:`skmixed.backends` evaluate θ; the optimizer works on (θ, φ) without a gradient.
 """
 
 from __future__ import annotations

@@ -129,7 +129,9 @@ def optimize_structured(model: StructuredModel, devfun, start=None, check_conv=T
             check=check_conv,
             hessian=hessian,
         )
-    return minimize(lambda x: bobyqa(devfun, x, lower, maxeval=maxeval), x0, lower, f=devfun, check=check_conv, hessian=hessian)
+    return minimize(
+        lambda x: bobyqa(devfun, x, lower, maxeval=maxeval), x0, lower, f=devfun, check=check_conv, hessian=hessian
+    )
 
 
 def final_solution(model: StructuredModel, devfun, x: np.ndarray) -> PlsSolution:

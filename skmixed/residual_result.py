@@ -72,6 +72,13 @@ class StructuredLmerResult:
     nobs = property(lambda self: len(self.frame.y), doc="The number of observations used.")
 
     @property
+    def ngroups(self) -> dict[str, int]:
+        """Levels per grouping factor: the structure's subjects, then the random effects' factors."""
+        out = {self.model.design.spec.group: len(self.model.design.subjects)}
+        out.update({name: len(f.levels) for name, f in self.re.flist().items()})
+        return out
+
+    @property
     def npar(self) -> int:
         """Fixed effects, θ, the structure's φ and σ (nlme's df of logLik)."""
         return len(self.fixef) + self.re.n_theta + self.model.design.structure.n_sigma_par
@@ -103,7 +110,8 @@ class StructuredLmerResult:
 
     @property
     def vcov(self) -> pd.DataFrame:
-        """σ²(X'V⁻¹X)⁻¹ with V the marginal covariance: σ²(RX'RX)⁻¹ of the whitened problem."""
+        """σ²(X'V⁻¹X)⁻¹ with V the marginal covariance: σ²(RX'RX)⁻¹ of the whitened problem.  σ̂ is the criterion's
+        (lme4's convention and nlme's lme's); nlme's gls scales an ML fit's by N/(N − p)."""
         RXinv = np.linalg.inv(self.solution.RX)
         names = self.frame.x_names
         return pd.DataFrame(self.sigma**2 * RXinv @ RXinv.T, index=names, columns=names)

@@ -42,7 +42,9 @@ class StructuredSummary:
             sd = np.sqrt(np.diag(V))
             for j in range(t.k):
                 corr = [V[j, k] / (sd[j] * sd[k]) if sd[j] > 0 and sd[k] > 0 else np.nan for k in range(j)]
-                rows.append([name if j == 0 else "", t.effects[j], _g(V[j, j]), _g(sd[j]), " ".join(f"{c:5.2f}" for c in corr)])
+                rows.append(
+                    [name if j == 0 else "", t.effects[j], _g(V[j, j]), _g(sd[j]), " ".join(f"{c:5.2f}" for c in corr)]
+                )
         header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
         return ["Random effects:", _table(rows, header, {2, 3}), ""]
 
@@ -51,12 +53,18 @@ class StructuredSummary:
         S, C = self.residual_cov, m.residual_cor
         labels = list(S.index)
         design = m.model.design
-        lines = [
+        title = (
             f"Residual covariance ({design.structure.name}, {design.structure.n_sigma_par} parameters; "
-            f"{len(design.subjects)} {design.spec.group}, {len(design.patterns)} visit patterns):",
+            f"{len(design.subjects)} {design.spec.group}, {len(design.patterns)} visit patterns):"
+        )
+        lines = [title]
+        var = [
+            [_g(S.iloc[i, i], 4) for i in range(len(labels))],
+            [_g(np.sqrt(S.iloc[i, i]), 4) for i in range(len(labels))],
         ]
-        var = [[_g(S.iloc[i, i], 4) for i in range(len(labels))], [_g(np.sqrt(S.iloc[i, i]), 4) for i in range(len(labels))]]
-        table = _table([["Variance"] + var[0], ["Std.Dev."] + var[1]], [design.spec.time] + labels, set(range(1, len(labels) + 1)))
+        table = _table(
+            [["Variance"] + var[0], ["Std.Dev."] + var[1]], [design.spec.time] + labels, set(range(1, len(labels) + 1))
+        )
         lines += [table, " Correlations:"]
         corr_rows = [[labels[i]] + [f"{C.iloc[i, j]:.3f}" for j in range(i + 1)] for i in range(len(labels))]
         lines += [_table(corr_rows, [""] + labels, set(range(1, len(labels) + 1))), ""]
@@ -64,12 +72,16 @@ class StructuredSummary:
 
     def _fixed(self) -> list[str]:
         table = self.coefficients
-        rows = [[name, _g(r["Estimate"], 5), _g(r["Std. Error"], 5), f"{r['t value']:.3f}"] for name, r in table.iterrows()]
+        rows = [
+            [name, _g(r["Estimate"], 5), _g(r["Std. Error"], 5), f"{r['t value']:.3f}"] for name, r in table.iterrows()
+        ]
         return ["Fixed effects:", _table(rows, ["", "Estimate", "Std. Error", "t value"], {1, 2, 3})]
 
     def __str__(self) -> str:
         m = self.result
-        footer = f"Number of obs: {m.nobs}" + "".join(f", groups: {g}, {len(f.levels)}" for g, f in m.re.flist().items())
+        footer = f"Number of obs: {m.nobs}" + "".join(
+            f", groups: {g}, {len(f.levels)}" for g, f in m.re.flist().items()
+        )
         lines = self._header() + self._random_effects() + self._residual() + self._fixed() + ["", footer]
         if not m.optsum.converged:
             lines.append(f"optimizer ({m.optsum.optimizer}) did not converge: {m.optsum.return_code}")
