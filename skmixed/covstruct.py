@@ -220,3 +220,64 @@ def levinson_acf(pacf: np.ndarray) -> np.ndarray:
         r.append(fitted + p * (1.0 - explained))
         a = [a[j - 1] - p * a[k - j - 1] for j in range(1, k)] + [p]
     return np.array(r)
+
+
+# --- random-effect covariance structures in the formula: ``diag(1 + x | g)`` and the others ------------------------
+#: the names a formula term may carry, as lme4 2.0 and glmmTMB write them; ``cs`` has a variance per effect and ``ar1``
+#: one variance, as glmmTMB 1.1.5 defines them (``homar1`` is lme4 2.0's name for that same homogeneous AR(1))
+RE_STRUCTURES = ("us", "diag", "homdiag", "cs", "homcs", "ar1", "homar1")
+
+
+def re_n_psi(name: str, k: int) -> int:
+    """The number of parameters ψ of a k-effect term's relative covariance under structure ``name``."""
+    return {"us": k * (k + 1) // 2, "diag": k, "homdiag": 1, "cs": k + 1, "homcs": 2, "ar1": 2, "homar1": 2}[name]
+
+
+def re_psi_lower(name: str, k: int) -> np.ndarray:
+    """ψ's lower bounds: SDs (relative to σ) at 0, the correlation's parameter unbounded."""
+    n_sd = {"diag": k, "homdiag": 1, "cs": k, "homcs": 1, "ar1": 1, "homar1": 1}[name]
+    return np.concatenate([np.zeros(n_sd), np.full(re_n_psi(name, k) - n_sd, -np.inf)])
+
+
+def re_psi_init(name: str, k: int) -> np.ndarray:
+    """ψ at Λ = I, lme4's start: unit SDs, no correlation."""
+    lower = re_psi_lower(name, k)
+    return np.where(lower == 0, 1.0, 0.0)
+
+
+def _re_correlation(name: str, k: int, phi: float) -> np.ndarray:
+    index = np.abs(np.arange(k)[:, None] - np.arange(k)[None, :])
+    if name in ("cs", "homcs"):
+        rho = (np.exp(phi) - 1.0) / (np.exp(phi) + k - 1.0)
+        return np.where(index == 0, 1.0, rho)
+    return np.tanh(phi) ** index
+
+
+def re_template(name: str, psi: np.ndarray, k: int) -> np.ndarray:
+    """The k × k lower-triangular T with TT' the term's relative covariance (Σ_b = σ²TT'):
+    T = D·chol(C) for SDs D = diag(sd) and the structure's correlation C (identity for the diagonal ones)."""
+    psi = np.asarray(psi, dtype=float)
+    if name in ("diag", "homdiag"):
+        return np.diag(np.broadcast_to(psi, (k,)).copy())
+    sd = psi[:k] if name == "cs" else np.full(k, psi[0])
+    return sd[:, None] * np.linalg.cholesky(_re_correlation(name, k, psi[-1]))
+
+
+def re_psi_from_cov(name: str, S: np.ndarray) -> np.ndarray:
+    """ψ whose structure is closest to the relative covariance S in its variances and mean correlation (the
+    inverse of :func:`re_template` on covariances the structure has; a start for anything else)."""
+    k = len(S)
+    sd = np.sqrt(np.maximum(np.diag(S), 0.0))
+    if name == "diag":
+        return sd
+    if name == "homdiag":
+        return np.array([np.sqrt(np.mean(sd**2))])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.nan_to_num(S / np.outer(sd, sd))
+    if name in ("cs", "homcs"):
+        rho = float(np.clip(corr[~np.eye(k, dtype=bool)].mean(), -1.0 / (k - 1) + 1e-6, 1 - 1e-6))
+        phi = np.log((1.0 + (k - 1) * rho) / (1.0 - rho))
+    else:
+        phi = np.arctanh(float(np.clip(np.diag(corr, 1).mean(), -1 + 1e-6, 1 - 1e-6)))
+    sds = sd if name == "cs" else np.array([np.sqrt(np.mean(sd**2))])
+    return np.concatenate([sds, [phi]])

@@ -68,6 +68,11 @@ def build_structured(formula: str, data: pd.DataFrame, residual, REML: bool, wei
     parsed = parse_formula(formula)
     frame = model_frame(parsed, data, offset=offset)
     re = random_effects(parsed.bars, frame.data) if parsed.bars else RandomEffects([])
+    if re.structured:
+        raise OptionError(
+            "residual= with random-effect covariance structures (diag(...), cs(...), ...) is not supported: write "
+            "the random effects unstructured, e.g. (1 + x | g) or (1 + x || g)"
+        )
     if parsed.bars:
         check_identifiable(re, len(frame.y))
     design = bind(spec, data[frame.keep])

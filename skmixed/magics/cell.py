@@ -180,7 +180,7 @@ class MixedModelMagics(Magics):
     @argument(
         "--residual",
         metavar="STRUCTURE",
-        help="residual covariance within a grouping factor, quoted: --residual 'us(visit | subject)' (lmer's residual=)",
+        help="residual covariance within a grouping factor, quoted: --residual 'us(visit | subject)'",
     )
     @line_cell_magic
     def lmer(self, line: str, cell: str | None = None):
