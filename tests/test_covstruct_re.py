@@ -84,6 +84,9 @@ def test_refits_keep_the_structure(sleep):
     with pytest.warns(UserWarning, match="refitting"):
         table = skmixed.anova(m, skmixed.lmer("Reaction ~ Days + (1 + Days + Days2 | Subject)", sleep, REML=False))
     assert list(table["npar"]) == [5, 9] and table["logLik"].iloc[0] == pytest.approx(ml.loglik, rel=1e-9)
+    diag = skmixed.lmer("Reaction ~ Days + diag(Days | Subject)", sleep)
+    boot = diag.bootstrap(3, seed=1)  # each replicate refitted with the structure: T's off-diagonal stays 0
+    assert (boot.replicates["theta_2"] == 0).all() and boot.replicates["converged"].all()
 
 
 def test_parse_and_errors(sleep):
