@@ -226,3 +226,24 @@ def test_bad_data_for_a_structure():
         skmixed.lmer(GENDER, d, weights=np.ones(len(d)), residual="ar1(age | Subject)")
     with pytest.raises(OptionError, match="linear mixed models"):
         skmixed.glmer("distance ~ age + (1 | Subject)", d, family="poisson", residual="ar1(age | Subject)")
+
+
+def test_estimator_and_magic_take_the_structure():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from skmixed.estimators import MixedLM
+
+    d = datasets.load("Orthodont")
+    est = MixedLM(formula="~ age * Sex", residual="us(age | Subject)").fit(d, d["distance"])
+    np.testing.assert_allclose(est.result_.objective, -2 * REF["us_gender_reml"]["logLik"], rtol=1e-6)
+    np.testing.assert_allclose(est.predict(d), est.result_.fitted)
+    with pytest.raises(OptionError, match="formula mode"):
+        MixedLM(residual="us(age | Subject)").fit(d[["age"]].to_numpy(), d["distance"])
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "skmixed.magics")
+    shell.user_ns["orth_cs"] = d
+    cell = '%%lmer -d orth_cs --ml -q -o cs_magic --residual "us(age | Subject)"\ndistance ~ age * Sex'
+    assert shell.run_cell(cell, store_history=False).success
+    fit = shell.user_ns.pop("cs_magic")
+    np.testing.assert_allclose(fit.objective, -2 * REF["us_gender_ml"]["logLik"], rtol=1e-6)
+    shell.user_ns.pop("orth_cs")
