@@ -142,6 +142,8 @@ def check_bounded(design: ResidualDesign, X: np.ndarray, x_names: list[str]) -> 
     for ``us``.
     """
     s, spec = design.structure, design.spec
+    if s.kind == "us":
+        _check_residual_rank(design, X)
     directions: list[tuple[str, np.ndarray]] = []
     if s.heterogeneous:
         directions += [
@@ -163,3 +165,21 @@ def check_bounded(design: ResidualDesign, X: np.ndarray, x_names: list[str]) -> 
                 "deviance to −∞ (more Σ parameters than the data carry). Use fewer fixed effects or a structure "
                 "with fewer variance parameters (e.g. residual=None for σ²I)"
             )
+
+
+def _check_residual_rank(design: ResidualDesign, X: np.ndarray) -> None:
+    """An unstructured Σ needs residual vectors spanning all T visits: with fewer subjects (or a fixed part
+    that absorbs their differences) Σ̂ is singular and the likelihood unbounded."""
+    T, spec = design.structure.T, design.spec
+    y_free = np.random.default_rng(1).normal(size=X.shape[0])  # any y: the residual space is the fixed part's
+    e = y_free - X @ np.linalg.lstsq(X, y_free, rcond=None)[0]
+    S = np.zeros((T, T))
+    for p in design.patterns:
+        S[np.ix_(p.visits, p.visits)] += e[p.rows].T @ e[p.rows]
+    rank = np.linalg.matrix_rank(S)
+    if rank < T:
+        raise DataError(
+            f"the likelihood has no maximum: the residuals of the {len(design.subjects)} {spec.group} span {rank} "
+            f"of the {T} dimensions of an unstructured Σ over {spec.time!r} (more Σ parameters than the data "
+            "carry); use a structure with fewer parameters (ar1, cs, toep, diag) or more subjects"
+        )

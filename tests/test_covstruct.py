@@ -125,6 +125,14 @@ def test_unbounded_likelihood_is_a_data_error(free_sigma):
         skmixed.lmer("distance ~ 0 + Subject + Subject:age", d, REML=False, residual=f"{free_sigma}(age | Subject)")
 
 
+def test_too_few_subjects_for_an_unstructured_sigma():
+    d = datasets.load("Orthodont")
+    few = d[d["Subject"].isin(["M01", "M02", "F01"])]
+    with pytest.raises(DataError, match="span 3 of the 4 dimensions"):
+        skmixed.lmer("distance ~ 1", few, residual="us(age | Subject)")
+    assert np.isfinite(skmixed.lmer("distance ~ age", few, residual="ar1(age | Subject)").objective)
+
+
 @pytest.mark.parametrize("name", list(STRUCTURES))
 def test_gradient_is_exact(name):
     d = datasets.load("Orthodont")
