@@ -15,6 +15,7 @@ Without random effects (nlme's ``gls``, an MMRM) φ is found by L-BFGS-B on the 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 from .checks import check_identifiable
 from .convergence import minimize
 from .covstruct import parse_structure
-from .exceptions import DataError, OptionError
+from .exceptions import DataError, OptionError, SingularFitWarning
 from .formula import ParsedFormula, parse_formula
 from .frame import ModelFrame, model_frame
 from .optimizers import OptSummary, bobyqa, lbfgsb_symmetric
@@ -159,7 +160,15 @@ def fit_structured(model: StructuredModel, start=None, check_conv=True, maxeval=
     devfun = model.objective()
     optsum = optimize_structured(model, devfun, start, check_conv, maxeval)
     solution = final_solution(model, devfun, optsum.theta)
-    return StructuredLmerResult(model=model, solution=solution, optsum=optsum, devfun=devfun)
+    result = StructuredLmerResult(model=model, solution=solution, optsum=optsum, devfun=devfun)
+    if result.re.terms and result.is_singular:
+        warnings.warn(
+            "boundary (singular) fit: see result.varcorr (the residual structure may take up the random effects' "
+            "variance)",
+            SingularFitWarning,
+            stacklevel=3,
+        )
+    return result
 
 
 def refit(model: StructuredModel, REML: bool, start=None):

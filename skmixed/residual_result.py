@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .convergence import SINGULAR_TOL
 from .optimizers import OptSummary
 from .pls import PlsSolution
 from .prediction import predict
@@ -51,6 +52,12 @@ class StructuredLmerResult:
     def theta(self) -> np.ndarray:
         """θ of the random effects (empty without them)."""
         return self.optsum.theta[: self.re.n_theta]
+
+    @property
+    def is_singular(self) -> bool:
+        """A random effect's relative SD (a diagonal element of its T) at 0, as lme4's isSingular."""
+        lower = self.re.theta_lower if self.re.terms else np.zeros(0)
+        return bool(np.any(np.abs(self.theta[lower == 0]) < SINGULAR_TOL))
 
     @property
     def phi(self) -> np.ndarray:
