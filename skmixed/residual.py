@@ -43,7 +43,7 @@ class ResidualDesign:
 
     @property
     def level_labels(self) -> list[str]:
-        return [str(v) for v in self.levels]
+        return [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in self.levels]
 
     def covariance(self, phi: np.ndarray, sigma: float) -> pd.DataFrame:
         """Σ = σ²R(φ) labelled by the time levels."""
