@@ -102,3 +102,11 @@ def test_parse_and_errors(sleep):
     with pytest.raises(OptionError, match="Satterthwaite"):
         m.coef_table(ddf="Satterthwaite")
     assert "t tests without df" in str(m.summary())
+
+
+def test_estimator_takes_structured_terms(sleep):
+    from skmixed.estimators import MixedLM
+
+    est = MixedLM(formula="~ Days + diag(Days | Subject)").fit(sleep, sleep["Reaction"])
+    np.testing.assert_allclose(est.result_.objective, -2 * REF["nlme_diag"]["logLik"], rtol=1e-6)
+    assert len(est.variance_components_) == 3  # two SDs and σ: no covariance row for a diagonal term
