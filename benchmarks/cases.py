@@ -21,6 +21,8 @@ class Case:
     #: an analysis of the fitted result to time instead of the fit (a summary with p-values, intervals, ...); the fit's
     #: own time is reported beside it, for targets stated as a multiple of it
     action: Callable | None = None
+    #: a residual covariance structure (``lmer(..., residual=)``)
+    residual: str | None = None
 
 
 def _dataset(name: str) -> Callable[[], pd.DataFrame]:
@@ -128,6 +130,12 @@ CASES = {
             repeat=1,
             warm_up=False,
             action=_profile_intervals,
+        ),
+        Case(
+            "mmrm_10k",
+            _synthetic("mmrm_10k"),
+            "y ~ visit * arm + baseline",
+            residual="us(visit | subject)",
         ),
         Case(
             "sleepstudy_boot1000", _dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)", action=_bootstrap_1000

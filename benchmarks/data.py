@@ -11,6 +11,7 @@ at 10,000 rows; 10,000 × 2,000 at 100,000), the shapes where iterative solvers 
 ``nested_vector``: random intercepts and slopes for groups and for subgroups nested in them.
 ``kb07_like``: the shape of Kliegl et al.'s KB07 data (MixedModels.jl's benchmark): 56 subjects × 32 items,
 three two-level conditions, the maximal model with four correlated effects for each factor.
+``mmrm_10k``: a clinical-trial shape for residual covariance structures: subjects with repeated visits.
 """
 
 from __future__ import annotations
@@ -145,3 +146,31 @@ def kb07_like(n_subj: int = 56, n_item: int = 32, seed: int = 2007) -> pd.DataFr
             "item": pd.Categorical.from_codes(item, [f"I{i:02d}" for i in range(n_item)]),
         }
     )[keep].reset_index(drop=True)
+
+
+def mmrm_10k(n_subjects: int = 10_000, n_visits: int = 10, seed: int = 2013) -> pd.DataFrame:
+    """A clinical-trial shape for an MMRM: every subject in one of two arms, measured at ``n_visits`` visits
+    (100,000 rows), a baseline covariate; the residuals of a subject correlated with an unstructured Σ (variances
+    growing over the visits, correlations decaying with the lag) — ``y ~ visit * arm + baseline`` with
+    ``residual="us(visit | subject)"`` (55 Σ parameters)."""
+    rng = np.random.default_rng(seed)
+    lag = np.abs(np.subtract.outer(np.arange(n_visits), np.arange(n_visits)))
+    sd = np.linspace(1.0, 2.0, n_visits)
+    sigma = np.outer(sd, sd) * (0.3 + 0.6 * 0.8**lag) / 0.9
+    arm = rng.integers(0, 2, n_subjects)
+    baseline = rng.normal(50.0, 10.0, n_subjects)
+    errors = rng.multivariate_normal(np.zeros(n_visits), sigma, n_subjects)
+    visit = np.arange(n_visits)
+    mean = 0.2 * visit[None, :] + 0.3 * arm[:, None] * visit[None, :] / n_visits + 0.1 * baseline[:, None]
+    y = mean + errors
+    return pd.DataFrame(
+        {
+            "y": y.ravel(),
+            "visit": pd.Categorical.from_codes(np.tile(visit, n_subjects), [f"V{v + 1:02d}" for v in visit]),
+            "arm": pd.Categorical.from_codes(np.repeat(arm, n_visits), ["placebo", "active"]),
+            "baseline": np.repeat(baseline, n_visits),
+            "subject": pd.Categorical.from_codes(
+                np.repeat(np.arange(n_subjects), n_visits), [f"S{i:05d}" for i in range(n_subjects)]
+            ),
+        }
+    )

@@ -37,6 +37,8 @@ def run(name: str) -> dict:
         def fit():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                if case.residual is not None:
+                    return skmixed.lmer(case.formula, data, REML=case.REML, residual=case.residual)
                 if case.family is None:
                     return skmixed.lmer(case.formula, data, REML=case.REML)
                 return skmixed.glmer(case.formula, data, family=case.family)

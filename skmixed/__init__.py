@@ -4,6 +4,7 @@ import importlib
 
 from . import families
 from .anova import anova
+from .compare import compare
 from .emmeans import EmmeansFrame, emmeans
 from .exceptions import (
     ConvergenceWarning,
@@ -49,6 +50,7 @@ __all__ = [
     "OptSummary",
     "families",
     "anova",
+    "compare",
     "emmeans",
     "EmmeansFrame",
     "r2",

@@ -13,7 +13,9 @@ from .exceptions import DataError, OptionError
 from .options import describe_value
 
 
-def anova(*models, names: list[str] | None = None, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
+def anova(
+    *models, names: list[str] | None = None, type=3, ddf: str = "Satterthwaite", refit: bool = True
+) -> pd.DataFrame:
     """One LMM: lmerTest's F table, an F test per fixed-effect term of the given ``type`` (1: sequential, 2, 3:
     lmerTest's marginal hypotheses) with ``ddf`` ``"Satterthwaite"`` or ``"Kenward-Roger"``, as a DataFrame by
     term with columns sum_sq, mean_sq, num_df, den_df, F, p (:func:`skmixed.ftests.anova_table`).
@@ -22,18 +24,52 @@ def anova(*models, names: list[str] | None = None, type=3, ddf: str = "Satterthw
     (sorted by npar), as lme4's.  REML fits are refitted by ML first, as lme4 does, because REML criteria of
     models with different fixed effects are not comparable.  The models must be fits to the same response on the
     same rows, all of a continuous or all of a discrete distribution (see :func:`check_comparable`).
+    ``refit=False`` (lme4's) compares REML fits by their REML criteria, as nlme's anova does: allowed only
+    between models with the same fixed effects (e.g. residual covariance structures of
+    ``lmer(..., residual=...)``), whose REML likelihoods are of the same data.
     """
-    from scipy import stats  # imported here: scipy.stats alone costs more than the rest of `import skmixed`
-
     if len(models) == 1:
         from .ftests import anova_table
+        from .residual_result import StructuredLmerResult
+
+        if isinstance(models[0], StructuredLmerResult):
+            raise OptionError(
+                "the F table of a model with residual= is not available; compare structures or fixed parts "
+                "with anova(m0, m1) or skmixed.compare(m0, m1, ...)"
+            )
 
         return anova_table(models[0], type=type, ddf=ddf)
     check_comparable(models)
     names = _names(names, len(models))
+    if not refit:
+        return _likelihood_ratios(models, names, same_fixed_part(models))
     if any(getattr(m, "REML", False) for m in models):
         warnings.warn("refitting model(s) with ML (instead of REML)", UserWarning, stacklevel=2)
         models = tuple(m.refit_ml() if getattr(m, "REML", False) else m for m in models)
+    return _likelihood_ratios(models, names, [m.deviance for m in models])
+
+
+def same_fixed_part(models) -> list[float]:
+    """−2 logLik of each model (the REML criterion of a REML fit), after checking that REML fits share X."""
+    if any(getattr(m, "REML", False) for m in models):
+        first = models[0]
+        for k, m in enumerate(models[1:], start=2):
+            if not (
+                getattr(m, "REML", False) == getattr(first, "REML", False)
+                and m.frame.x_names == first.frame.x_names
+                and np.array_equal(m.frame.X, first.frame.X)
+            ):
+                raise OptionError(
+                    f"model {k} and model 1 differ in their fixed effects or criterion: REML likelihoods are "
+                    "comparable only between REML fits with the same fixed effects; use refit=True (ML refits)"
+                )
+    return [-2.0 * m.loglik for m in models]
+
+
+def _likelihood_ratios(models, names, deviances) -> pd.DataFrame:
+    """lme4's table: npar, AIC, BIC, logLik, deviance and χ² tests between successive models by npar."""
+    from scipy import stats  # imported here: scipy.stats alone costs more than the rest of `import skmixed`
+
     order = np.argsort([m.npar for m in models], kind="stable")
     rows = []
     prev = None
@@ -44,17 +80,17 @@ def anova(*models, names: list[str] | None = None, type=3, ddf: str = "Satterthw
             "AIC": m.aic,
             "BIC": m.bic,
             "logLik": m.loglik,
-            "deviance": m.deviance,
+            "deviance": deviances[i],
             "Chisq": np.nan,
             "Df": np.nan,
             "Pr(>Chisq)": np.nan,
         }
         if prev is not None:
-            chisq = max(prev.deviance - m.deviance, 0.0)
-            df = m.npar - prev.npar
+            chisq = max(deviances[prev] - deviances[i], 0.0)
+            df = m.npar - models[prev].npar
             row.update({"Chisq": chisq, "Df": df, "Pr(>Chisq)": stats.chi2.sf(chisq, df) if df > 0 else np.nan})
         rows.append(row)
-        prev = m
+        prev = i
     return pd.DataFrame(rows, index=[names[i] for i in order])
 
 
@@ -67,10 +103,11 @@ def check_comparable(models) -> None:
     giving a meaningless test.  Here all of these are errors; models of a continuous
     response (LMMs, Gaussian, Gamma and inverse Gaussian GLMMs) may be compared.
     """
+    from .residual_result import StructuredLmerResult
     from .results import LmerResult
 
     for k, m in enumerate(models, start=1):
-        if not isinstance(m, LmerResult):
+        if not isinstance(m, (LmerResult, StructuredLmerResult)):
             estimators = sys.modules.get("skmixed.estimators.base")  # loaded if m is an estimator
             is_estimator = estimators is not None and isinstance(m, estimators.MixedModelEstimator)
             hint = ": pass the fitted estimator's result_" if is_estimator else ""

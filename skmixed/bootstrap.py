@@ -53,7 +53,7 @@ class _LmmRefit:
         self.theta0 = result.standardization.theta_tilde(result.theta)
         self.scale = theta_scale(self.model.cp, self.model.re)
         self.hessian = None
-        if devfun.has_gradient:
+        if devfun.has_gradient and not self.model.re.structured:  # a structured term refits over ψ: optimize()
             from .convergence import gradient_hessian
 
             g = devfun.value_and_gradient(self.theta0)[1]

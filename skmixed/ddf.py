@@ -90,8 +90,18 @@ class Satterthwaite:
 
 
 @one_blas_thread
+def check_unstructured(m) -> None:
+    """Satterthwaite's and Kenward–Roger's df differentiate in θ, free in every direction: not a structured term's."""
+    if m.re.structured:
+        raise OptionError(
+            "Satterthwaite's and Kenward-Roger's df are not available for random-effect terms with a covariance "
+            "structure (diag(...), cs(...), ar1(...), ...): use ddf=None (lme4's t values) or likelihood-ratio tests"
+        )
+
+
 def satterthwaite(m) -> Satterthwaite:
     """Satterthwaite's pieces for the LMM fit ``m`` (computed once per fit)."""
+    check_unstructured(m)
     if "satterthwaite" not in m._cache:
         H, jacobian, scales = varpar_derivatives(m)
         m._cache["satterthwaite"] = Satterthwaite(m.vcov.to_numpy(), 2 * _pseudo_inverse(H, scales), jacobian)
@@ -107,6 +117,7 @@ def contrast_df(m, L, method: str = "Satterthwaite") -> np.ndarray:
     """
     method = ddf_method(method, allow_none=False)
     L = np.atleast_2d(np.asarray(L, dtype=float))
+    check_unstructured(m)
     if method == "Kenward-Roger":
         from .kenward_roger import kenward_roger
 
@@ -118,6 +129,8 @@ def fixef_vcov(m, method: str | None = "Satterthwaite") -> np.ndarray:
     """The covariance of β̂ the tests use: vcov(β̂), or Kenward–Roger's adjusted Φ_A."""
     if ddf_method(method) == "Kenward-Roger":
         from .kenward_roger import kenward_roger
+
+        check_unstructured(m)
 
         return kenward_roger(m).vcov_adjusted
     return m.vcov.to_numpy()

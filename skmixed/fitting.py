@@ -33,6 +33,10 @@ def optimize(devfun, start=None, check_conv: bool = True, maxeval: int = 100_000
     if not isinstance(devfun, ProfiledDeviance):
         raise OptionError(f"optimize() takes a deviance function from skmixed.deviance, not {type(devfun).__name__}")
     check_conv, maxeval = check_fit_options(start, check_conv, maxeval)
+    if devfun.model.re.structured:  # diag(1 + x | g), cs(...), ...: over the structures' parameters
+        from .re_structures import optimize_psi
+
+        return optimize_psi(devfun, start, check_conv, maxeval)
     return _optimize_lmm(devfun, lmer_start(start, devfun.model.re), check_conv, maxeval)
 
 

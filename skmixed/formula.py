@@ -16,6 +16,7 @@ from __future__ import annotations
 import re as regex  # the regular-expression module ("re" elsewhere names random-effects terms)
 from dataclasses import dataclass
 
+from .covstruct import RE_STRUCTURES
 from .exceptions import FormulaError
 from .rsyntax import (
     COMPARISONS,
@@ -44,9 +45,11 @@ class RandomBar:
 
     lhs: str
     group: str
+    structure: str = "us"  # the covariance structure, as lme4 2.0 and glmmTMB write diag(1 + x | g)
 
     def __str__(self) -> str:
-        return f"({self.lhs} | {self.group})"
+        bar = f"({self.lhs} | {self.group})"
+        return bar if self.structure == "us" else self.structure + bar
 
 
 @dataclass(frozen=True)
@@ -283,14 +286,21 @@ def _uncorrelated(lhs: Node, text: str) -> list[str]:
     return (["1"] if intercept else []) + [f"0 + {':'.join(t)}" for t in terms]
 
 
-def _bars(node: Node, text: str) -> list[RandomBar]:
+def _structured_bar(node: Node) -> bool:
+    """``diag(1 + x | g)``: a structure's name called on one bar (lme4 2.0's and glmmTMB's random-effect terms)."""
+    return isinstance(node, Call) and node.func in RE_STRUCTURES and len(node.args) == 1 and _is_bar(node.args[0][1])
+
+
+def _bars(node: Node, text: str, structure: str = "us") -> list[RandomBar]:
     bar = _strip(node)
     lhs = _strip(bar.left)
     if _has_bar(lhs) or _has_bar(bar.right):
         raise syntax_error(text, bar.pos, f"cannot read the random-effects term ({deparse(bar)}): one '|' per term")
     groups = _groups(bar.right, text)
+    if bar.op == "||" and structure != "us":
+        raise syntax_error(text, bar.pos, f"write {structure}(... | g) with one '|': '||' is already a structure")
     lhss = _uncorrelated(lhs, text) if bar.op == "||" else [formula_python(lhs, text)]
-    return [RandomBar(lhs=lhs_, group=g) for g in groups for lhs_ in lhss]
+    return [RandomBar(lhs=lhs_, group=g, structure=structure) for g in groups for lhs_ in lhss]
 
 
 # --- response ------------------------------------------------------------------------------------
@@ -372,6 +382,12 @@ def parse_formula(text: str) -> ParsedFormula:
                     source, term.pos, f"a random-effects term cannot be removed with '-': {deparse(_strip(term))!r}"
                 )
             bars.extend(_bars(term, source))
+        elif _structured_bar(term):
+            if sign == "-":
+                raise syntax_error(
+                    source, term.pos, f"a random-effects term cannot be removed with '-': {deparse(term)!r}"
+                )
+            bars.extend(_bars(term.args[0][1], source, term.func))
         elif _has_bar(term):
             raise _bar_misplaced(term, source)
         elif isinstance(term, Call) and term.func == "offset":

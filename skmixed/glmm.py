@@ -9,6 +9,7 @@ import warnings
 import pandas as pd
 
 from .blas import single_blas_thread
+from .exceptions import OptionError
 from .families import Gaussian
 from .options import check_glmer, theta_only
 from .stages import build, deviance, make_result, optimize
@@ -24,6 +25,7 @@ def glmer(
     start=None,
     check_conv: bool = True,
     maxeval: int = 100_000,
+    residual=None,
 ):
     """Fit ``g(E[y | b]) = Xβ + Zb + offset``, ``b ~ N(0, ΛΛ')``, y | b from ``family``, by maximum likelihood.
 
@@ -36,6 +38,11 @@ def glmer(
     term only).  ``start``: θ, or a dict with ``theta`` and/or ``fixef``.  Missing values as in
     :func:`skmixed.lmer`: incomplete rows are dropped before transforms are evaluated.
     """
+    if residual is not None:
+        raise OptionError(
+            "residual= (a residual covariance structure) is for linear mixed models: a GLMM's response given the "
+            "random effects has its family's variance and no correlation; fit an lmer, or add a random effect"
+        )
     fam, nAGQ, check_conv, maxeval = check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     with single_blas_thread():  # once for the four stages (see skmixed.blas)
         if isinstance(fam, Gaussian) and fam.link.name == "identity":

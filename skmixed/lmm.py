@@ -20,6 +20,7 @@ def lmer(
     start=None,
     check_conv: bool = True,
     maxeval: int = 100_000,
+    residual=None,
 ) -> LmerResult:
     """Fit ``y = Xβ + Zb + ε``, ``b ~ N(0, σ²ΛΛ')``, ``ε ~ N(0, σ²W⁻¹)`` by REML (default) or ML.
 
@@ -30,7 +31,18 @@ def lmer(
     in a variable the formula reads are dropped (with a warning) before transforms such as
     ``poly(x, 2)`` or ``scale(x)`` are evaluated, so these see only the rows fitted; R differs here
     (its ``poly`` stops on NA and its ``scale`` centres on rows dropped afterwards), on purpose.
+
+    ``residual``: a residual covariance structure within a grouping factor, ``"us(visit | subject)"`` and the
+    others of :mod:`skmixed.covstruct` (the formula may then have no random-effects term: nlme's ``gls``); the
+    result is a :class:`~skmixed.residual_result.StructuredLmerResult` (:mod:`skmixed.residual_fit`).
     """
+    if residual is not None:
+        from .residual_fit import build_structured, fit_structured
+
+        check_lmer(REML, weights, offset, None, check_conv, maxeval, data)
+        with single_blas_thread():
+            model = build_structured(formula, data, residual, REML, weights, offset)
+            return fit_structured(model, start=start, check_conv=check_conv, maxeval=maxeval)
     check_lmer(REML, weights, offset, start, check_conv, maxeval, data)  # every option before any work
     with single_blas_thread():  # once for the four stages (see skmixed.blas)
         model = build(formula, data, REML=REML, weights=weights, offset=offset)

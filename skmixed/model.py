@@ -120,6 +120,11 @@ def _linear(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, REML: b
 def _generalized(
     parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, fam: Family, name
 ) -> GeneralizedLinearMixedModel:
+    if re.structured:
+        raise FormulaError(
+            "covariance structures of random-effect terms (diag(...), cs(...), ar1(...), ...) are for lmer only; "
+            "in a GLMM write diag(1 + x | g) as (1 + x || g)"
+        )
     check_glmm_terms(re, len(frame.y))
     fam.check_response(frame.y, frame.weights)
     check_not_constant(frame.y, frame.weights, fam, parsed.response)

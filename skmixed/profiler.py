@@ -78,6 +78,11 @@ class Profiler:
     def __init__(self, result):
         from .glmm_results import GlmerResult
 
+        if result.re.structured:  # the profiles run over θ, free in directions a structure does not have
+            raise OptionError(
+                "profiles of random-effect terms with a covariance structure (diag(...), cs(...), ...) are not "
+                "available: use confint(method='Wald') for β or method='boot'"
+            )
         self.glmm = isinstance(result, GlmerResult)
         self.beta_names = list(result.frame.x_names)
         with single_blas_thread():

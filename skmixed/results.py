@@ -105,14 +105,19 @@ class LmerResult:
         return self.solution.deviance
 
     @property
+    def re_parameters(self) -> np.ndarray:
+        """The terms' covariance structure parameters ψ (θ for unstructured terms; :mod:`skmixed.covstruct`)."""
+        return self.re.psi_from_theta(self.theta)
+
+    @property
     def nobs(self) -> int:
         """The number of observations used (rows with a missing value or weight 0 are left out)."""
         return self.cp.n
 
     @property
     def npar(self) -> int:
-        """Number of parameters: fixed effects, θ and σ."""
-        return len(self.fixef) + self.re.n_theta + 1
+        """Number of parameters: fixed effects, θ (a structured term's ψ: :mod:`skmixed.re_structures`) and σ."""
+        return len(self.fixef) + self.re.n_psi + 1
 
     @property
     def loglik(self) -> float:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .exceptions import DataError
+from .covstruct import re_n_psi, re_psi_from_cov, re_psi_init, re_psi_lower, re_template
+from .exceptions import DataError, FormulaError
 from .formula import RandomBar
 from .grouping import GroupingFactor, grouping_factor
 from .model_matrix import Design, check_squares, design_matrix
@@ -74,6 +75,30 @@ class ReTerm:
     def theta_init(self) -> np.ndarray:
         return np.array([1.0 if i == j else 0.0 for i, j in self.tril])
 
+    @property
+    def structure(self) -> str:
+        """The covariance structure of ``us(...)``, ``diag(...)``, ... (:mod:`skmixed.covstruct`); ``us`` by default."""
+        return self.bar.structure
+
+    @property
+    def n_psi(self) -> int:
+        """The number of the structure's parameters ψ (θ itself for ``us``)."""
+        return re_n_psi(self.structure, self.k)
+
+    def theta_from_psi(self, psi: np.ndarray) -> np.ndarray:
+        """θ (T's lower triangle, column-wise) of the structure's parameters ψ: θ is nonlinear in ψ, Λ linear in θ."""
+        if self.structure == "us":
+            return np.asarray(psi, dtype=float)
+        T = re_template(self.structure, psi, self.k)
+        return np.array([T[i, j] for i, j in self.tril])
+
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        """ψ of θ (exact where θ has the structure; the structure's nearest covariance otherwise)."""
+        if self.structure == "us":
+            return np.asarray(theta, dtype=float)
+        T = self.T(theta)
+        return re_psi_from_cov(self.structure, T @ T.T)
+
     def T(self, theta: np.ndarray) -> np.ndarray:
         """The k × k lower-triangular template filled from this term's θ."""
         T = np.zeros((self.k, self.k))
@@ -120,6 +145,35 @@ class RandomEffects:
     @property
     def theta_init(self) -> np.ndarray:
         return np.concatenate([t.theta_init for t in self.terms])
+
+    # --- covariance structures (diag(...), cs(...), ...): ψ ↦ θ, one term at a time -----------------------
+    @property
+    def structured(self) -> bool:
+        """Whether a term has a structure other than ``us`` (then the fit optimises ψ, not θ)."""
+        return any(t.structure != "us" for t in self.terms)
+
+    @property
+    def n_psi(self) -> int:
+        return sum(t.n_psi for t in self.terms)
+
+    @property
+    def psi_lower(self) -> np.ndarray:
+        return np.concatenate(
+            [t.theta_lower if t.structure == "us" else re_psi_lower(t.structure, t.k) for t in self.terms]
+        )
+
+    @property
+    def psi_init(self) -> np.ndarray:
+        return np.concatenate(
+            [t.theta_init if t.structure == "us" else re_psi_init(t.structure, t.k) for t in self.terms]
+        )
+
+    def theta_from_psi(self, psi: np.ndarray) -> np.ndarray:
+        bounds = np.concatenate([[0], np.cumsum([t.n_psi for t in self.terms])])
+        return np.concatenate([t.theta_from_psi(psi[a:b]) for t, a, b in zip(self.terms, bounds, bounds[1:])])
+
+    def psi_from_theta(self, theta: np.ndarray) -> np.ndarray:
+        return np.concatenate([t.psi_from_theta(self.term_theta(theta, i)) for i, t in enumerate(self.terms)])
 
     def term_theta(self, theta: np.ndarray, i: int) -> np.ndarray:
         return theta[self.theta_offsets[i] : self.theta_offsets[i + 1]]
@@ -198,5 +252,9 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
         if not np.all(np.isfinite(design.values)):
             raise DataError(f"the random-effects term {bar} has non-finite values")
         check_squares(design.values, design.names, f"column of the random-effects term {bar}")
+        if bar.structure in ("cs", "homcs", "ar1", "homar1") and design.values.shape[1] < 2:
+            raise FormulaError(
+                f"{bar} has one effect: a correlation needs two or more; write ({bar.lhs} | {bar.group})"
+            )
         terms.append(ReTerm(bar, gf, design))
     return RandomEffects(_lme4_order(terms))

@@ -40,13 +40,24 @@ def random_effects_rows(m, variance: bool = True) -> tuple[list[str], list[list[
             row.append(_g(sd[j], 5))
             if has_corr:
                 corr = [V[j, k] / (sd[j] * sd[k]) if sd[j] > 0 and sd[k] > 0 else np.nan for k in range(j)]
-                row.append(" ".join(f"{c:5.2f}" for c in corr))
+                structured = t.structure != "us"
+                row.append(
+                    _structured_corr(t.structure, corr, j) if structured else " ".join(f"{c:5.2f}" for c in corr)
+                )
             rows.append(row)
     last = ["Residual", ""] + ([_g(m.sigma**2, 5)] if variance else []) + [_g(m.sigma, 5)]
     if getattr(m, "has_dispersion", True):
         rows.append(last + ([""] if has_corr else []))
     header = ["Groups", "Name"] + (["Variance"] if variance else []) + ["Std.Dev."] + (["Corr"] if has_corr else [])
     return header, rows
+
+
+def _structured_corr(structure: str, corr: list[float], j: int) -> str:
+    """A structured term's Corr cell, as glmmTMB prints it: its one correlation (for ar1, at lag 1) once, with the
+    structure's name, on the second effect's row; nothing for the diagonal structures."""
+    if structure in ("diag", "homdiag") or j != 1:
+        return ""
+    return f"{corr[0]:5.2f} ({structure})"
 
 
 def coef_table(m, ddf=None) -> pd.DataFrame:
@@ -236,6 +247,9 @@ class Summary:
     def __init__(self, model, ddf=None):
         self.model = model
         self.ddf = ddf_method(ddf)
+        self.note = None
+        if self.ddf is not None and model.re.structured:  # df in θ's free directions do not apply
+            self.ddf, self.note = None, "t tests without df: Satterthwaite's df are not available for structured terms"
         self.coefficients = coefficient_table(model, self.ddf)
         self.varcorr = model.varcorr
         self.correlation = fixed_correlation(model)
@@ -260,6 +274,8 @@ class Summary:
             lines += ["", corr]
         if m.is_singular:
             lines += ["", SINGULAR]
+        if self.note:
+            lines += ["", self.note]
         for msg in m.optsum.messages:
             if "converge" in msg:
                 lines += ["", msg]

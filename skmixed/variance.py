@@ -37,7 +37,7 @@ def varcorr_table(re: RandomEffects, theta: np.ndarray, sigma: float, residual: 
         sd = np.sqrt(np.diag(V))
         for j in range(t.k):
             rows.append((name, t.effects[j], None, V[j, j], sd[j]))
-        for j in range(t.k):
+        for j in range(t.k if t.structure not in ("diag", "homdiag") else 0):  # as lme4's (x || g): no covariances
             for i in range(j + 1, t.k):
                 corr = V[i, j] / (sd[j] * sd[i]) if sd[j] > 0 and sd[i] > 0 else np.nan
                 rows.append((name, t.effects[j], t.effects[i], V[i, j], corr))

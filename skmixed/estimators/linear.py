@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 
+from ..exceptions import OptionError
 from ..families import Gaussian
 from ..glm import GlmFit, fit_glm
 from ..lmm import lmer
@@ -26,6 +27,10 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         intercept, in every grouping factor.
     reml : bool
         Fit by REML (default, as lme4) or by maximum likelihood.
+    residual : str or None
+        Formula mode: a residual covariance structure within a grouping column of X, e.g.
+        ``"us(visit | subject)"`` or ``"ar1(visit | subject)"`` (``skmixed.lmer``'s ``residual=``; the formula may
+        then have no random-effects term, as an MMRM).  ``result_`` is then a ``StructuredLmerResult``.
 
     Notes
     -----
@@ -70,15 +75,30 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         As in scikit-learn.
     """
 
-    _parameter_constraints: dict = {**MixedModelEstimator._parameter_constraints, "reml": ["boolean"]}
+    _parameter_constraints: dict = {
+        **MixedModelEstimator._parameter_constraints,
+        "reml": ["boolean"],
+        "residual": [str, None],
+    }
 
-    def __init__(self, formula=None, random_slopes=None, reml=True):
+    def __init__(self, formula=None, random_slopes=None, reml=True, residual=None):
         self.formula = formula
         self.random_slopes = random_slopes
         self.reml = reml
+        self.residual = residual
 
     def _fit_mixed(self, formula, data, weights):
-        return lmer(formula, data, REML=self.reml, weights=weights)
+        if self.residual is None:
+            return lmer(formula, data, REML=self.reml, weights=weights)
+        return lmer(formula, data, REML=self.reml, weights=weights, residual=self.residual)
+
+    def _validate_X_y(self, X, y):
+        if self.residual is not None:
+            raise OptionError(
+                "residual= names columns of X (its time and grouping variables): use formula mode, e.g. "
+                "MixedLM(formula='~ visit * arm', residual='us(visit | subject)')"
+            )
+        return super()._validate_X_y(X, y)
 
     def _fit_fixed(self, X, y, weights) -> GlmFit:
         """Weighted least squares ``min Σ wᵢ (yᵢ − β₀ − xᵢ'β)²``, the Gaussian GLM (one IRLS step solves it);

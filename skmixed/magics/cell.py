@@ -177,6 +177,11 @@ class MixedModelMagics(Magics):
         metavar="METHOD",
         help="df of the summary's t tests: satterthwaite (default), kr (Kenward-Roger) or none (lme4's t values)",
     )
+    @argument(
+        "--residual",
+        metavar="STRUCTURE",
+        help="residual covariance within a grouping factor, quoted: --residual 'us(visit | subject)'",
+    )
     @line_cell_magic
     def lmer(self, line: str, cell: str | None = None):
         """Fit a linear mixed model to an lme4 formula: the cell body (several lines and # comments allowed),
@@ -189,6 +194,9 @@ class MixedModelMagics(Magics):
                 + (Days | Subject)   # correlated random intercept and slope
 
             %lmer -d sleepstudy --ml Reaction ~ Days + (1 | Subject)
+
+            %%lmer -d orthodont --ml --residual "us(age | Subject)"
+            distance ~ age * Sex     # an MMRM: unstructured Σ over the ages, no random effects
 
         The fitted model is displayed (lmerTest's summary, t tests with ``--ddf``'s df; HTML in Jupyter) and is
         the cell's value; with ``--confint profile`` (or ``wald``, ``boot``) its confidence intervals follow the
@@ -208,6 +216,11 @@ class MixedModelMagics(Magics):
             raise UsageError(f"--ddf: {e}") from None
         if ddf == "Kenward-Roger" and args.ml:
             raise UsageError("--ddf kr needs a REML fit (as lmerTest and pbkrtest require): drop --ml")
+        if args.residual is not None:
+            if args.confint:
+                raise UsageError("--confint is not available with --residual; see the summary's standard errors")
+            residual = args.residual.strip().strip("'\"")  # the quotes that keep its spaces and "|" together
+            return self._fit(lmer, args, cell, REML=not args.ml, residual=residual)
         return self._fit(lmer, args, cell, summary_ddf=ddf, REML=not args.ml)
 
     @magic_arguments()
