@@ -41,6 +41,8 @@ PROBE_GAIN = 1e-6
 #: up to this many parameters a Hessian is built from differences of f alone: O(k²) evaluations, what BOBYQA
 #: itself spends on a model of that size (22 θ: 676 evaluations to converge, 276 for the Hessian)
 MAX_FD_HESSIAN = 50
+#: within this relative change f is flat to rounding: a Newton step there is judged by the gradient it leaves
+ROUNDING = 1e-13
 
 
 # --- derivatives --------------------------------------------------------------------------
@@ -215,10 +217,17 @@ def _newton(
         x_new = np.maximum(x - step, lower)
         f_new = deriv.value(x_new)
         summary.n_evaluations += 1
-        if not f_new < fx:
-            break
-        x, taken, stale = x_new, True, True
-        fx, g, _ = deriv.at(x, False)
+        if not f_new < fx:  # at the optimum f's last digits are rounding: there the step must lower the gradient
+            if f_new > fx + ROUNDING * max(1.0, abs(fx)):
+                break
+            g_new = deriv.at(x_new, False)[1]
+            if not np.max(np.abs(g_new[free])) < np.max(np.abs(g[free])):
+                break
+            x, fx, g = x_new, f_new, g_new
+        else:
+            x = x_new
+            fx, g, _ = deriv.at(x, False)
+        taken, stale = True, True
         summary.messages.append("finished with a Newton step")
     summary.theta, summary.objective, summary.gradient, summary.hessian = x, fx, g, H
 
