@@ -18,6 +18,8 @@ from .ftests import contest, drop1
 from .glmm import glmer
 from .glmm_results import GlmerResult
 from .lmm import lmer
+from .many import lmer_many
+from .many_result import ManyResult
 from .r2 import icc, r2
 from .ranova import ranova
 from .results import LmerResult
@@ -35,6 +37,8 @@ from .stages import (
 
 __all__ = [
     "lmer",
+    "lmer_many",
+    "ManyResult",
     "glmer",
     "build",
     "deviance",
