@@ -146,7 +146,7 @@ def _fit_design(model: LinearMixedModel, Y: np.ndarray, names: list, columns, rh
 
         def run(chunk):
             sub = BatchedResponses(design, Zty[:, chunk], Xty[:, chunk], yty[chunk])
-            newton = BatchedNewton(sub.deviance, sub.deviance_stencil, model.re, scale)
+            newton = BatchedNewton(sub.deviance, sub.deviance_points, model.re, scale)
             return chunk, newton.minimize(starts[chunk])
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -202,25 +202,32 @@ def _standardize_responses(model: LinearMixedModel, Y: np.ndarray):
     residual projected twice): γ (m × p) and s per response, the Ỹ matrix, and the columns fitted exactly."""
     frame, shared = model.frame, model.standardization
     n, p = frame.X.shape
-    sw = np.sqrt(frame.weights / shared.c)
-    Yw = (Y - frame.offset[:, None]) * sw[:, None]
-    magnitude = np.max(np.abs(Yw), axis=0)
+    sw = np.sqrt(frame.weights / shared.c)[:, None]
     if p:
-        Q, R = la.qr(frame.X * sw[:, None], mode="economic")
+        Q, R = la.qr(frame.X * sw, mode="economic")
         sign = np.where(np.diag(R) < 0, -1.0, 1.0)
         Q, R = Q * sign, R * sign[:, None]
     else:
         Q, R = np.zeros((n, 0)), np.zeros((0, 0))
-    r = Yw / magnitude
-    coef = Q.T @ r
-    r = r - Q @ coef
-    correction = Q.T @ r
-    r = r - Q @ correction
-    coef = coef + correction
-    s = np.sqrt(np.einsum("ij,ij->j", r, r) / n)
-    bad = np.flatnonzero(~(s > _EXACT_FIT))
-    gamma = magnitude * la.solve_triangular(R, coef) if p else np.zeros((0, Y.shape[1]))
-    return gamma.T, s * magnitude, r / (np.where(s > 0, s, 1.0) * sw[:, None]), list(bad)
+    m = Y.shape[1]
+    gamma, s, Y_tilde = np.zeros((m, p)), np.zeros(m), np.empty((n, m))
+    for start in range(0, m, CHUNK):  # column blocks: each pass over a block stays in cache
+        cols = slice(start, min(m, start + CHUNK))
+        Yw = (Y[:, cols] - frame.offset[:, None]) * sw
+        magnitude = np.max(np.abs(Yw), axis=0)
+        r = Yw / magnitude
+        coef = Q.T @ r
+        r -= Q @ coef
+        correction = Q.T @ r
+        r -= Q @ correction
+        coef += correction
+        root_ms = np.sqrt(np.einsum("ij,ij->j", r, r) / n)
+        if p:
+            gamma[cols] = (magnitude * la.solve_triangular(R, coef)).T
+        s[cols] = root_ms * magnitude
+        Y_tilde[:, cols] = r / (np.where(root_ms > 0, root_ms, 1.0) * sw)
+        s[cols] = np.where(root_ms > _EXACT_FIT, s[cols], 0.0)
+    return gamma, s, Y_tilde, list(np.flatnonzero(s == 0))
 
 
 def _right_hand_side(formula) -> str:

@@ -3,7 +3,7 @@
 Each response's deviance f(θ) is evaluated by :class:`skmixed.many_pls.BatchedResponses`, which takes
 one θ per response; every step below is one such batched call over the responses still iterating.
 The derivatives come from central differences on a stencil of 2k + k(k−1)/2 points around θ
-(k parameters; f is cheap and smooth, and k small), in the coordinates x = θ·scale of
+(k parameters; f is cheap and smooth, and k small), the last step's gradient from 2k more, in the coordinates x = θ·scale of
 :func:`~skmixed.pls.theta_scale`, where the parameters are on one footing.  A step is Newton's on
 the Hessian with its eigenvalues replaced by their absolute values (a descent direction at a
 saddle), halved until f falls.  As for ``lmer``'s L-BFGS-B, θ is unconstrained and mapped to its
@@ -24,24 +24,22 @@ import numpy as np
 from .convergence import BOUNDARY_TOL, HESS_TOL, PROBE_GAIN, PROBE_STEPS, SINGULAR_TOL
 from .reterms import RandomEffects
 
-#: difference step in x = θ·scale (parameters of order one) of the Hessian's stencil
+#: difference step in x = θ·scale (parameters of order one).  The stencil's central differences err by
+#: h²f'''/6 + (f's rounding)/h, some 1e-7, and would leave θ that far from the optimum; the last step uses the
+#: fourth-order gradient from x ± h and x ± 2h instead, whose error, h⁴f⁽⁵⁾/30 + (f's rounding)/h, is some 1e-9
 STEP = 1e-4
-#: a Newton step this small (in x) ends the iterations; one more step on a gradient of fourth order follows
+#: a Newton step this small (in x) ends the iterations, after the step on the fourth-order gradient
 X_TOL = 1e-5
-#: difference step of that gradient: its error, h⁴f⁽⁵⁾/30 + (f's rounding)/h, is some 1e-9, where the stencil's,
-#: h²f'''/6 + (f's rounding)/h, is some 1e-7 and would leave θ that far from the optimum
-POLISH_STEP = 1e-3
 MAX_ITERATIONS = 50
 MAX_HALVINGS = 30
 
 
 @dataclass
 class BatchedOptimum:
-    """Per response: θ of the standardized problem, its deviance, evaluations spent, and whether lme4's checks
-    passed (those that did not are for ``lmer``'s optimizer)."""
+    """Per response: θ of the standardized problem, the deviance at the start, evaluations spent, and whether
+    lme4's checks passed (those that did not are for ``lmer``'s optimizer)."""
 
     theta: np.ndarray
-    objective: np.ndarray
     objective_init: np.ndarray
     n_evaluations: np.ndarray
     converged: np.ndarray
@@ -49,10 +47,10 @@ class BatchedOptimum:
 
 class BatchedNewton:
     """Minimise ``f(theta, which)`` (θ rows of the standardized problem for responses ``which``) for every response;
-    ``f_stencil(theta, offsets, which)`` gives f at θ + each offset."""
+    ``f_points(points, which)`` gives f at each of the points (m × P × k) around each response's θ."""
 
-    def __init__(self, f, f_stencil, re: RandomEffects, scale: np.ndarray):
-        self.f, self.f_stencil, self.re, self.scale = f, f_stencil, re, scale
+    def __init__(self, f, f_points, re: RandomEffects, scale: np.ndarray):
+        self.f, self.f_points, self.re, self.scale = f, f_points, re, scale
         self.k = len(scale)
         self.lower = re.theta_lower
         eye = np.eye(self.k)
@@ -60,15 +58,21 @@ class BatchedNewton:
         self._pairs = pairs
         self._stencil = np.vstack([eye, -eye] + [eye[i] + eye[j] for i, j in pairs]) * STEP
 
-    def _eval(self, x: np.ndarray, which: np.ndarray) -> np.ndarray:
-        self.evaluations[which] += 1
-        return self.f(x / self.scale, which)
+    def theta(self, u: np.ndarray) -> np.ndarray:
+        return np.sinh(u) / self.scale
 
-    def _derivatives(self, x: np.ndarray, f0: np.ndarray, which: np.ndarray):
-        """Gradient and Hessian in x from the stencil around each row of x (one batched call)."""
+    def _eval(self, u: np.ndarray, which: np.ndarray) -> np.ndarray:
+        self.evaluations[which] += 1
+        return self.f(self.theta(u), which)
+
+    def _eval_points(self, u: np.ndarray, offsets: np.ndarray, which: np.ndarray) -> np.ndarray:
+        self.evaluations[which] += len(offsets)
+        return self.f_points(self.theta(u[:, None, :] + offsets[None]), which)
+
+    def _derivatives(self, u: np.ndarray, f0: np.ndarray, which: np.ndarray):
+        """Gradient and Hessian in u from the stencil around each row of u (one batched call), and f(u + h) − f(u − h)."""
         m, k, h = len(which), self.k, STEP
-        values = self.f_stencil(x / self.scale, self._stencil / self.scale, which)
-        self.evaluations[which] += len(self._stencil)
+        values = self._eval_points(u, self._stencil, which)
         plus, minus = values[:, :k], values[:, k : 2 * k]
         g = (plus - minus) / (2 * h)
         H = np.zeros((m, k, k))
@@ -76,62 +80,56 @@ class BatchedNewton:
         H[:, idx, idx] = (plus - 2 * f0[:, None] + minus) / h**2
         for c, (i, j) in enumerate(self._pairs):
             H[:, i, j] = H[:, j, i] = (values[:, 2 * k + c] - plus[:, i] - plus[:, j] + f0) / h**2
-        return g, H
+        return g, H, plus - minus
 
-    def _gradient(self, x: np.ndarray, which: np.ndarray) -> np.ndarray:
-        """The gradient in x by fourth-order central differences, (8(f₁ − f₋₁) − (f₂ − f₋₂)) / 12h."""
-        eye = np.eye(self.k) * POLISH_STEP
-        offsets = np.vstack([eye, -eye, 2 * eye, -2 * eye])
-        values = self.f_stencil(x / self.scale, offsets / self.scale, which)
-        self.evaluations[which] += len(offsets)
-        f1, fm1, f2, fm2 = np.split(values, 4, axis=1)
-        return (8 * (f1 - fm1) - (f2 - fm2)) / (12 * POLISH_STEP)
+    def _polished_step(self, u: np.ndarray, which: np.ndarray, difference: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """The Newton step on the gradient by fourth-order central differences, (8(f₁ − f₋₁) − (f₂ − f₋₂)) / 12h,
+        given f₁ − f₋₁ (``difference``) from the stencil and f at u ± 2h."""
+        eye = np.eye(self.k) * (2 * STEP)
+        values = self._eval_points(u, np.vstack([eye, -eye]), which)
+        g = (8 * difference - (values[:, : self.k] - values[:, self.k :])) / (12 * STEP)
+        return _modified_newton_step(g, H)
 
     def minimize(self, theta0: np.ndarray) -> BatchedOptimum:
         m = len(theta0)
         self.evaluations = np.zeros(m, dtype=int)
-        x = theta0 * self.scale
-        everyone = np.arange(m)
-        fx = self._eval(x, everyone)
-        f_init = fx.copy()
+        u = np.arcsinh(theta0 * self.scale)
+        fu = self._eval(u, np.arange(m))
+        f_init = fu.copy()
         done = np.zeros(m, dtype=bool)
-        failed = ~np.isfinite(fx)
+        failed = ~np.isfinite(fu)
         H_last = np.zeros((m, self.k, self.k))
         for _ in range(MAX_ITERATIONS):
             act = np.flatnonzero(~done & ~failed)
             if not len(act):
                 break
-            g, H = self._derivatives(x[act], fx[act], act)
+            g, H, difference = self._derivatives(u[act], fu[act], act)
             H_last[act] = H
             step = _modified_newton_step(g, H)
             size = np.max(np.abs(step), axis=1)
-            small = size <= X_TOL
-            x[act[small]] += step[small]
-            done[act[small]] = True
-            moving = ~small
-            if moving.any():
-                ok = self._line_search(x, fx, act[moving], step[moving])
-                stalled = act[moving][~ok]  # f flat to rounding along a short step: the polish decides
-                short = size[moving][~ok] <= 100 * X_TOL
-                done[stalled[short]], failed[stalled[~short]] = True, True
-        polished = np.flatnonzero(done & ~failed)
-        if len(polished):
-            step = _modified_newton_step(self._gradient(x[polished], polished), H_last[polished])
-            fine = np.max(np.abs(step), axis=1) <= X_TOL
-            x[polished[fine]] += step[fine]
-            failed[polished[~fine]] = True
-        # the rest of the finish on the canonical θ̃
-        theta = _canonical(self.re, x / self.scale)
-        fx[done] = self._eval(theta[done] * self.scale, np.flatnonzero(done))
+            finish = size <= X_TOL
+            moving = np.flatnonzero(~finish)
+            if len(moving):
+                ok = self._line_search(u, fu, act[moving], step[moving])
+                short = size[moving] <= 100 * X_TOL  # f flat to rounding along a short step: the polish decides
+                finish[moving[~ok & short]] = True
+                failed[act[moving[~ok & ~short]]] = True
+            rows = np.flatnonzero(finish)
+            if len(rows):
+                polished = self._polished_step(u[act[rows]], act[rows], difference[rows], H[rows])
+                fine = np.max(np.abs(polished), axis=1) <= X_TOL
+                u[act[rows[fine]]] += polished[fine]
+                done[act[rows[fine]]], failed[act[rows[~fine]]] = True, True
+        theta = _canonical(self.re, self.theta(u))  # f is the same there
         converged = done & ~failed
-        converged &= self._snap_and_probe(theta, fx, converged)
-        converged &= _lme4_checks(H_last, theta, self.lower, converged)
-        return BatchedOptimum(
-            theta=theta, objective=fx, objective_init=f_init, n_evaluations=self.evaluations, converged=converged
-        )
+        converged &= self._snap_and_probe(theta, converged)
+        jacobian = np.cosh(u)  # dx/du: at a stationary point H_x = J⁻¹ H_u J⁻¹
+        H_x = H_last / (jacobian[:, :, None] * jacobian[:, None, :])
+        converged &= _lme4_checks(H_x, theta, self.lower, converged)
+        return BatchedOptimum(theta=theta, objective_init=f_init, n_evaluations=self.evaluations, converged=converged)
 
     def _line_search(self, x, fx, which: np.ndarray, step: np.ndarray) -> np.ndarray:
-        """x ← x + t·step with t = 1, ½, ¼, ... until f falls (in place); False where no t did."""
+        """u ← u + t·step with t = 1, ½, ¼, ... until f falls (in place); False where no t did."""
         t = np.ones(len(which))
         pending = np.arange(len(which))
         for _ in range(MAX_HALVINGS):
@@ -148,15 +146,19 @@ class BatchedNewton:
         ok[pending] = False
         return ok
 
-    def _snap_and_probe(self, theta: np.ndarray, fx: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """lme4's check.boundary and the probe of :func:`skmixed.convergence.minimize`, in place on θ̃ and f;
+    def _snap_and_probe(self, theta: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """lme4's check.boundary and the probe of :func:`skmixed.convergence.minimize`, in place on θ̃;
         False for responses where moving a component off its bound lowers f (the fit needs lmer's optimizer)."""
         bounded = np.isfinite(self.lower)
         near = bounded & (theta != self.lower) & (theta - self.lower < BOUNDARY_TOL) & active[:, None]
+        on_bound = active & np.any(bounded & (theta - self.lower < SINGULAR_TOL), axis=1)
+        fx = np.full(len(theta), np.nan)
+        rows = np.flatnonzero(near.any(axis=1) | on_bound)
+        fx[rows] = self.f(theta[rows], rows)
         rows = np.flatnonzero(near.any(axis=1))
         if len(rows):
             snapped = np.where(near[rows], self.lower, theta[rows])
-            value = self._eval(snapped * self.scale, rows)
+            value = self.f(snapped, rows)
             keep = value <= fx[rows]
             theta[rows[keep]], fx[rows[keep]] = snapped[keep], value[keep]
         ok = np.ones(len(theta), dtype=bool)
@@ -167,7 +169,7 @@ class BatchedNewton:
                     break
                 trial = theta[rows].copy()
                 trial[:, i] = self.lower[i] + step / self.scale[i]
-                value = self._eval(trial * self.scale, rows)
+                value = self.f(trial, rows)
                 ok[rows[value < fx[rows] - PROBE_GAIN]] = False
         return ok
 

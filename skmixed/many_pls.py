@@ -174,19 +174,19 @@ class BatchedResponses:
         reduced, ld1 = self._reduce(theta, which)
         return self._deviance(*self._factor(reduced, theta), ld1)
 
-    def deviance_stencil(self, theta: np.ndarray, offsets: np.ndarray, which: np.ndarray) -> np.ndarray:
-        """The deviance of responses ``which`` at θ + each row of ``offsets`` (m × len(offsets)).  Points that share
-        the first term's θ share its reduction, the larger part of the work."""
+    def deviance_points(self, points: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """The deviance of responses ``which`` at each of their points θ (m × P × k gives m × P).  Points with the
+        same first term's θ for every response share its reduction, the larger part of the work."""
         n1 = self.design.n_theta1
-        firsts, group = np.unique(offsets[:, :n1], axis=0, return_inverse=True)
-        out = np.empty((len(which), len(offsets)))
-        for u, first in enumerate(firsts):
-            shifted = theta.copy()
-            shifted[:, :n1] += first
-            reduced, ld1 = self._reduce(shifted, which)
-            for point in np.flatnonzero(group.ravel() == u):
-                at = theta + offsets[point]
-                out[:, point] = self._deviance(*self._factor(reduced, at), ld1)
+        out = np.empty(points.shape[:2])
+        pending = list(range(points.shape[1]))
+        while pending:
+            first = points[:, pending[0], :n1]
+            sharing = [p for p in pending if np.array_equal(points[:, p, :n1], first)]
+            reduced, ld1 = self._reduce(points[:, pending[0]], which)
+            for p in sharing:
+                out[:, p] = self._deviance(*self._factor(reduced, points[:, p]), ld1)
+            pending = [p for p in pending if p not in sharing]
         return out
 
     def _scale_rest(self, S: np.ndarray, theta: np.ndarray) -> np.ndarray:

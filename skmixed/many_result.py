@@ -62,7 +62,7 @@ class ResponseFits:
                     theta_init=starts[i] / root_c,
                     objective_init=std.objective(optimum.objective_init[i], self.model.REML),
                     theta=optimum.theta[i] / root_c,
-                    objective=std.objective(optimum.objective[i], self.model.REML),
+                    objective=float(self.objective[j]),
                     n_evaluations=int(optimum.n_evaluations[i]),
                     converged=True,
                     return_code="XTOL_REACHED",
