@@ -1,18 +1,23 @@
 """Newton's method for many profiled deviances at once, each response at its own θ (lmer_many's optimizer).
 
 Each response's deviance f(θ) is evaluated by :class:`skmixed.many_pls.BatchedResponses`, which takes
-one θ per response; every step below is one such batched call over the responses still iterating.
-The derivatives come from central differences on a stencil of 2k + k(k−1)/2 points around θ
-(k parameters; f is cheap and smooth, and k small), the last step's gradient from 2k more, in the coordinates x = θ·scale of
-:func:`~skmixed.pls.theta_scale`, where the parameters are on one footing.  A step is Newton's on
-the Hessian with its eigenvalues replaced by their absolute values (a descent direction at a
-saddle), halved until f falls.  As for ``lmer``'s L-BFGS-B, θ is unconstrained and mapped to its
-canonical representative at the end (f is even in a scalar term's θ and unchanged by a sign
-change of a column of a vector term's T), then the finish of
+one θ per response; every step below is one batched call over the responses still iterating.  The
+iteration runs in u = asinh(θ·scale), with the scale of :func:`~skmixed.pls.theta_scale` (θ·scale is
+θ times the root mean square of its Z column): f behaves like a quadratic in θ near θ = 0 and like
+one in log θ for large θ (there log(θ²n + 1) ≈ 2 log θ + log n), and asinh is linear in the first
+region and logarithmic in the second, so Newton's steps need about a third fewer iterations than
+in θ·scale.  asinh is odd, so f stays even in a scalar term's u.
+
+The derivatives come from central differences on a stencil of 2k + k(k−1)/2 points (k parameters;
+f is cheap and smooth, and k small); the last step's gradient is of fourth order, from 2k more.  A
+step is Newton's on the Hessian with its eigenvalues replaced by their absolute values (a descent
+direction at a saddle), halved until f falls.  As for ``lmer``'s L-BFGS-B, θ is unconstrained and
+mapped to its canonical representative at the end (f is even in a scalar term's θ and unchanged by
+a sign change of a column of a vector term's T), then the finish of
 :func:`skmixed.convergence.minimize` runs vectorised: components within ``BOUNDARY_TOL`` of their
 bound move onto it where f does not rise, a component on its bound is probed as there, and lme4's
-gradient and Hessian checks are made.  Responses that fail any of these, or take more than
-``MAX_ITERATIONS``, are flagged for ``lmer``'s own optimizer.
+Hessian check is made.  Responses that fail any of these, or take more than ``MAX_ITERATIONS``,
+are flagged for ``lmer``'s own optimizer.
 """
 
 from __future__ import annotations
@@ -24,11 +29,11 @@ import numpy as np
 from .convergence import BOUNDARY_TOL, HESS_TOL, PROBE_GAIN, PROBE_STEPS, SINGULAR_TOL
 from .reterms import RandomEffects
 
-#: difference step in x = θ·scale (parameters of order one).  The stencil's central differences err by
+#: difference step in u = asinh(θ·scale) (parameters of order one).  The stencil's central differences err by
 #: h²f'''/6 + (f's rounding)/h, some 1e-7, and would leave θ that far from the optimum; the last step uses the
 #: fourth-order gradient from x ± h and x ± 2h instead, whose error, h⁴f⁽⁵⁾/30 + (f's rounding)/h, is some 1e-9
 STEP = 1e-4
-#: a Newton step this small (in x) ends the iterations, after the step on the fourth-order gradient
+#: a Newton step this small (in u) ends the iterations, after the step on the fourth-order gradient
 X_TOL = 1e-5
 MAX_ITERATIONS = 50
 MAX_HALVINGS = 30
@@ -70,7 +75,7 @@ class BatchedNewton:
         return self.f_points(self.theta(u[:, None, :] + offsets[None]), which)
 
     def _derivatives(self, u: np.ndarray, f0: np.ndarray, which: np.ndarray):
-        """Gradient and Hessian in u from the stencil around each row of u (one batched call), and f(u + h) − f(u − h)."""
+        """Gradient and Hessian in u from the stencil around each row of u (one batched call), and f(u+h) − f(u−h)."""
         m, k, h = len(which), self.k, STEP
         values = self._eval_points(u, self._stencil, which)
         plus, minus = values[:, :k], values[:, k : 2 * k]
