@@ -5,8 +5,9 @@ one θ per response; every step below is one batched call over the responses sti
 iteration runs in u = asinh(θ·scale), with the scale of :func:`~skmixed.pls.theta_scale` (θ·scale is
 θ times the root mean square of its Z column): f behaves like a quadratic in θ near θ = 0 and like
 one in log θ for large θ (there log(θ²n + 1) ≈ 2 log θ + log n), and asinh is linear in the first
-region and logarithmic in the second, so Newton's steps need about a third fewer iterations than
-in θ·scale.  asinh is odd, so f stays even in a scalar term's u.
+region and logarithmic in the second, so Newton's steps need fewer iterations than in θ·scale
+(measured: 32 instead of 34 evaluations per response for two crossed intercepts, 75 instead of 104 for a
+correlated random slope).  asinh is odd, so f stays even in a scalar term's u.
 
 The derivatives come from central differences on a stencil of 2k + k(k−1)/2 points (k parameters;
 f is cheap and smooth, and k small); the last step's gradient is of fourth order, from 2k more.  A

@@ -143,7 +143,7 @@ class BatchedResponses:
             v = np.einsum("mlab,mlb->mla", B[:, d.group_of_level], zy1).reshape(m, d.q1)
         r0 = r - 1
         S = np.empty((m, r, r))
-        S[:, :r0, :r0] = d.omega_rr - (B.reshape(m, -1) @ d.F).reshape(m, r0, r0)
+        S[:, :r0, :r0] = d.omega_rr - (B.reshape(m, len(d.F)) @ d.F).reshape(m, r0, r0)
         S[:, r0, :r0] = S[:, :r0, r0] = self.zyr[which] - v @ d.omega_1r
         S[:, r0, r0] = self.yty[which] - np.einsum("mi,mi->m", v, self.zy1[which])
         return S, ld1
