@@ -242,7 +242,13 @@ def _right_hand_side(formula) -> str:
         raise FormulaError(
             f"lmer_many's formula has no response: write '~ {rhs.strip()}' and pass {lhs.strip()!r} in responses="
         )
-    parse_formula(f"y ~ {rhs}")  # typos are reported against the formula
+    try:
+        parse_formula(f"y {formula.strip()}")
+    except FormulaError as err:  # the message points into the formula as given: without the "y " put before it
+        lines = str(err).split("\n")
+        shown = [lines[0]] + [line.replace(f"y {formula.strip()}", formula.strip()) for line in lines[1:2]]
+        shown += [line[:2] + line[4:] if set(line) <= {" ", "^"} else line for line in lines[2:]]
+        raise FormulaError("\n".join(shown)) from None
     return rhs.strip()
 
 
