@@ -273,3 +273,31 @@ def test_few_rows_left_names_the_responses():
     genes.iloc[5:, 1] = np.nan
     with pytest.raises(DataError, match=r"the responses \['gene1'\], without their 195 missing rows"):
         skmixed.lmer_many("~ x + (1 | donor) + (1 | batch)", SAMPLES, genes)
+
+
+def test_mixedlm_takes_several_responses_as_a_multi_output_regressor():
+    """MixedLM in formula mode with a 2-D y: one fit per column by lmer_many; predictions one column per response."""
+    est = skmixed.MixedLM(formula="~ x + (1 | donor) + (1 | batch)")
+    Y = GENES.iloc[:, :3]
+    est.fit(SAMPLES, Y)
+    many = skmixed.lmer_many("~ x + (1 | donor) + (1 | batch)", SAMPLES, Y)
+    assert est.coef_.shape == (3, 1) and est.intercept_.shape == (3,)
+    np.testing.assert_array_equal(est.coef_[:, 0], many.fixef["x"])
+    np.testing.assert_array_equal(est.intercept_, many.fixef["(Intercept)"])
+    assert list(est.results_.names) == list(Y.columns)
+    prediction = est.predict(SAMPLES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for j, gene in enumerate(Y.columns):
+            np.testing.assert_allclose(prediction[:, j], many[gene].fitted, rtol=1e-12)
+    assert est.score(SAMPLES, Y) == pytest.approx(
+        np.mean(
+            [1 - ((Y[g] - prediction[:, j]) ** 2).sum() / ((Y[g] - Y[g].mean()) ** 2).sum() for j, g in enumerate(Y)]
+        )
+    )
+    with pytest.raises(OptionError, match="results_"):
+        est.predict(SAMPLES, return_std=True)
+    with pytest.raises(OptionError, match="results_"):
+        est.summary()
+    est.fit(SAMPLES, Y["gene0"])  # one response again: the single-response attributes
+    assert est.results_ is None and est.predict(SAMPLES).shape == (len(SAMPLES),)
