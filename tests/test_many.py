@@ -303,3 +303,32 @@ def test_mixedlm_takes_several_responses_as_a_multi_output_regressor():
         warnings.simplefilter("ignore", skmixed.SingularFitWarning)
         est.fit(SAMPLES, Y["gene0"])  # one response again: the single-response attributes
     assert est.results_ is None and est.predict(SAMPLES).shape == (len(SAMPLES),)
+
+
+def test_responses_the_batched_newton_leaves_go_to_lmers_optimizer(monkeypatch):
+    """Responses the batched iteration does not finish (here: it may take one step) are refitted by lmer's optimizer,
+    the summary saying so."""
+    from skmixed import many_newton
+
+    monkeypatch.setattr(many_newton, "MAX_ITERATIONS", 1)
+    rhs = "~ x + (1 | donor) + (1 | batch)"
+    many = skmixed.lmer_many(rhs, DATA, list(GENES.columns[:5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for gene in GENES.columns[:5]:
+            single = skmixed.lmer(f"{gene} {rhs}", DATA)
+            assert many.table.loc[gene, "optimizer"] == single.optsum.optimizer == many[gene].optsum.optimizer
+            assert many.table.loc[gene, "objective"] == pytest.approx(single.objective, rel=1e-12)
+            np.testing.assert_allclose(many.theta.loc[gene], single.theta, rtol=0, atol=5e-7)
+
+
+def test_no_fixed_effects_and_offsets():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rhs in ["~ 0 + (1 | donor)", "~ x + offset(x2) + (1 | donor)"]:
+            many = skmixed.lmer_many(rhs, DATA, list(GENES.columns[:5]))
+            for gene in GENES.columns[:5]:
+                single = skmixed.lmer(f"{gene} {rhs}", DATA)
+                assert many.table.loc[gene, "objective"] == pytest.approx(single.objective, rel=1e-12)
+                np.testing.assert_allclose(many.theta.loc[gene], single.theta, rtol=0, atol=5e-7)
+                np.testing.assert_allclose(many.fixef.loc[gene], single.fixef, rtol=1e-6)
