@@ -79,7 +79,7 @@ def lmer_many(formula: str, data: pd.DataFrame, responses, REML: bool = True, we
     formula = f"{placeholder} ~ {rhs}"
     with single_blas_thread():
         base = build(formula, design_data.assign(**{placeholder: _filler(len(data))}), REML=REML, weights=weights)
-        missing = np.isnan(Y[base.frame.keep])
+        missing = np.isnan(_rows(Y, base.frame.keep))
         empty = missing.all(axis=0)
         if empty.any():
             raise DataError(
@@ -94,10 +94,24 @@ def lmer_many(formula: str, data: pd.DataFrame, responses, REML: bool = True, we
             )
             fits.append(
                 _fit_design(
-                    model, Y[model.frame.keep][:, columns], [names[j] for j in columns], columns, rhs, placeholder, jobs
+                    model,
+                    _columns(_rows(Y, model.frame.keep), columns),
+                    [names[j] for j in columns],
+                    columns,
+                    rhs,
+                    placeholder,
+                    jobs,
                 )
             )
     return ManyResult.combine(fits, names, rhs, REML)
+
+
+def _rows(Y: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    return Y if keep.all() else Y[keep]
+
+
+def _columns(Y: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    return Y if len(columns) == Y.shape[1] else Y[:, columns]  # a group's columns are increasing: all means all
 
 
 def _design_data(data: pd.DataFrame, responses, rhs: str, weights) -> pd.DataFrame:
@@ -149,9 +163,14 @@ def _fit_design(model: LinearMixedModel, Y: np.ndarray, names: list, columns, rh
             newton = BatchedNewton(sub.deviance, sub.deviance_points, model.re, scale)
             return chunk, newton.minimize(starts[chunk])
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for chunk, optimum in pool.map(run, chunks):
-                fits.set_batched(chunk, starts[chunk], optimum)
+        if jobs == 1:
+            done = map(run, chunks)
+        else:
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            done = pool.map(run, chunks)
+            pool.shutdown(wait=False)  # map has submitted every chunk; iterating waits for them
+        for chunk, optimum in done:
+            fits.set_batched(chunk, starts[chunk], optimum)
         for j in np.flatnonzero(~fits.converged):
             fits.set_optimized(j, _refit(fits.model_of(j)))
         fits.estimates_from(batched)

@@ -129,6 +129,8 @@ class BatchedResponses:
         Ω_RR − Σ_l Ω_R,l B_l Ω_l,R (m × r × r) and Σ_l log|T'G_l T + I|."""
         d = self.design
         m, k, r = len(which), d.k, d.order
+        if m == len(self.yty):  # every response: no copies
+            which = slice(None)
         if k == 1:  # closed forms: B = λ²/(λ²G + 1)
             lam2 = theta[:, :1] ** 2
             inner = lam2 * d.G[:, 0, 0] + 1.0
@@ -152,8 +154,7 @@ class BatchedResponses:
         """The Cholesky factor of S = Λ̃_R'(reduced)Λ̃_R + diag(I, 0, 0) at each row of θ, and whether it exists."""
         d = self.design
         S = self._scale_rest(reduced, theta)
-        idx = np.arange(d.q_rest)
-        S[:, idx, idx] += 1.0
+        np.einsum("mii->mi", S)[:, : d.q_rest] += 1.0  # a view of the diagonals
         try:
             return np.linalg.cholesky(S), np.ones(len(S), dtype=bool)
         except np.linalg.LinAlgError:  # some response's factor does not exist: find which, column by column
@@ -197,7 +198,7 @@ class BatchedResponses:
         if d.rest_diagonal:
             scale = np.ones((len(S), d.order))
             scale[:, d.rest_rows] = theta[:, d.rest_index]
-            return S * scale[:, :, None] * scale[:, None, :]  # a new array: ``S`` is reused
+            return np.einsum("mi,mij,mj->mij", scale, S, scale)  # a new array: ``S`` is reused
         lam = np.zeros_like(S)
         lam[:, np.arange(d.q_rest, d.order), np.arange(d.q_rest, d.order)] = 1.0
         lam[:, d.rest_rows, d.rest_cols] = theta[:, d.rest_index]
