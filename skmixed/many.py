@@ -28,7 +28,14 @@ import scipy.linalg as la
 
 from .blas import single_blas_thread
 from .deviance import ProfiledDeviance
-from .exceptions import DataError, FormulaError, InputError, OptionError
+from .exceptions import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    InputError,
+    OptionError,
+    SingularFitWarning,
+)
 from .fitting import optimize
 from .formula import parse_formula
 from .many_newton import BatchedNewton
@@ -76,9 +83,13 @@ def lmer_many(formula: str, data: pd.DataFrame, responses, REML: bool = True, we
     names, Y = _response_matrix(responses, data)
     design_data = _design_data(data, responses, rhs, weights)
     placeholder = _unused_name(data)
-    formula = f"{placeholder} ~ {rhs}"
     with single_blas_thread():
-        base = build(formula, design_data.assign(**{placeholder: _filler(len(data))}), REML=REML, weights=weights)
+        base = build(
+            f"{placeholder} ~ {rhs}",
+            design_data.assign(**{placeholder: _filler(len(data))}),
+            REML=REML,
+            weights=weights,
+        )
         missing = np.isnan(_rows(Y, base.frame.keep))
         empty = missing.all(axis=0)
         if empty.any():
@@ -90,7 +101,7 @@ def lmer_many(formula: str, data: pd.DataFrame, responses, REML: bool = True, we
             model = (
                 base
                 if not pattern.any()
-                else _design_without(base, pattern, design_data, formula, weights, names, columns)
+                else _design_without(base, pattern, design_data, placeholder, rhs, weights, [names[j] for j in columns])
             )
             fits.append(
                 _fit_design(
@@ -103,7 +114,31 @@ def lmer_many(formula: str, data: pd.DataFrame, responses, REML: bool = True, we
                     jobs,
                 )
             )
-    return ManyResult.combine(fits, names, rhs, REML)
+    result = ManyResult.combine(fits, names, rhs, REML)
+    _warn(result)
+    return result
+
+
+def _warn(result: ManyResult) -> None:
+    """One warning for all responses where lmer would warn for each: failed convergence checks, singular fits."""
+    table = result.table
+    for column, flagged, category, text in [
+        (
+            "converged",
+            ~table["converged"],
+            ConvergenceWarning,
+            "failed lme4's convergence checks (messages: result[name].optsum)",
+        ),
+        ("singular", table["singular"], SingularFitWarning, "are boundary (singular) fits"),
+    ]:
+        if flagged.any():
+            shown = list(table.index[flagged][:5])
+            more = " ..." if flagged.sum() > 5 else ""
+            warnings.warn(
+                f"{int(flagged.sum())} of {len(table)} responses {text}: {shown}{more}; see result.table[{column!r}]",
+                category,
+                stacklevel=3,
+            )
 
 
 def _rows(Y: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -124,17 +159,18 @@ def _design_data(data: pd.DataFrame, responses, rhs: str, weights) -> pd.DataFra
     return data.drop(columns=drop) if drop else data
 
 
-def _design_without(base, pattern, data, formula, weights, names, columns) -> LinearMixedModel:
-    """The design built without the rows a group of responses is missing (as lmer drops them)."""
+def _design_without(base, pattern, data, placeholder: str, rhs: str, weights, names: list) -> LinearMixedModel:
+    """The design built without the rows that the responses ``names`` miss (as lmer drops them)."""
     filler = _filler(len(data))
     filler[np.flatnonzero(base.frame.keep)[pattern]] = np.nan
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)  # the rows dropped show in each response's nobs
-            return build(formula, data.assign(**{formula.split(" ~ ")[0]: filler}), REML=base.REML, weights=weights)
+            return build(
+                f"{placeholder} ~ {rhs}", data.assign(**{placeholder: filler}), REML=base.REML, weights=weights
+            )
     except InputError as err:
-        shown = [names[j] for j in columns[:10]]
-        raise DataError(f"the responses {shown}, without their {int(pattern.sum())} missing rows: {err}") from err
+        raise DataError(f"the responses {names[:10]}, without their {int(pattern.sum())} missing rows: {err}") from err
 
 
 def _fit_design(model: LinearMixedModel, Y: np.ndarray, names: list, columns, rhs: str, placeholder: str, jobs: int):

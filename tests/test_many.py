@@ -20,6 +20,8 @@ from skmixed.exceptions import DataError, FormulaError, OptionError
 from skmixed.many_pls import BatchedDesign, BatchedResponses
 
 N_RESPONSES = 50
+#: singular fits among the simulated responses are expected; lmer_many's summary of them is tested below
+pytestmark = pytest.mark.filterwarnings("ignore::skmixed.SingularFitWarning")
 
 
 def _data(n=200, n_donors=20, n_batches=6, m=N_RESPONSES, seed=7):
@@ -188,7 +190,8 @@ def test_singular_fits_sit_on_the_boundary_as_lmers():
     """A response with no batch effect: θ_batch is exactly 0, as lmer's boundary snap leaves it."""
     rng = np.random.default_rng(3)
     y = np.asarray(pd.Categorical(SAMPLES["donor"]).codes, dtype=float) * 0.3 + rng.normal(size=len(SAMPLES))
-    many = skmixed.lmer_many("~ x + (1 | donor) + (1 | batch)", SAMPLES, pd.DataFrame({"flat": y}))
+    with pytest.warns(skmixed.SingularFitWarning, match=r"1 of 1 responses are boundary \(singular\) fits: \['flat'\]"):
+        many = skmixed.lmer_many("~ x + (1 | donor) + (1 | batch)", SAMPLES, pd.DataFrame({"flat": y}))
     with pytest.warns(skmixed.SingularFitWarning):
         single = skmixed.lmer("flat ~ x + (1 | donor) + (1 | batch)", SAMPLES.assign(flat=y))
     assert single.theta[1] == 0.0
@@ -332,3 +335,19 @@ def test_no_fixed_effects_and_offsets():
                 assert many.table.loc[gene, "objective"] == pytest.approx(single.objective, rel=1e-12)
                 np.testing.assert_allclose(many.theta.loc[gene], single.theta, rtol=0, atol=5e-7)
                 np.testing.assert_allclose(many.fixef.loc[gene], single.fixef, rtol=1e-6)
+
+
+def test_failed_convergence_is_flagged_and_warned_once(monkeypatch):
+    """lmer's optimizer stopped at its evaluation limit: the response is flagged, lmer's message kept, and one
+    ConvergenceWarning names it."""
+    import functools
+
+    from skmixed import many as many_module
+    from skmixed import many_newton
+
+    monkeypatch.setattr(many_newton, "MAX_ITERATIONS", 1)
+    monkeypatch.setattr(many_module, "optimize", functools.partial(many_module.optimize, maxeval=3))
+    with pytest.warns(skmixed.ConvergenceWarning, match=r"2 of 2 responses failed lme4's convergence checks"):
+        many = skmixed.lmer_many("~ x + (1 | donor) + (1 | batch)", DATA, ["gene1", "gene2"])
+    assert not many.table["converged"].any()
+    assert any("limit of 3 evaluations" in message for message in many["gene1"].optsum.messages)
