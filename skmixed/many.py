@@ -175,16 +175,14 @@ def _design_without(base, pattern, data, placeholder: str, rhs: str, weights, na
 
 def _fit_design(model: LinearMixedModel, Y: np.ndarray, names: list, columns, rhs: str, placeholder: str, jobs: int):
     """Every response of one design: batched where its reduced factor is small, by lmer's optimizer otherwise."""
-    gamma, s, Y_tilde, bad = _standardize_responses(model, Y)
-    if bad:
+    gamma, s, Y_tilde, Zty, Xty, yty = _standardized(model, Y)
+    bad = np.flatnonzero(s == 0)
+    if len(bad):
         shown = ", ".join(repr(names[j]) for j in bad[:10])
         raise DataError(
             f"the responses {shown}{' ...' if len(bad) > 10 else ''} are exact linear functions of the fixed effects "
             "(constant, for example): no variance is left to estimate; drop them from responses"
         )
-    wY = model.weights[:, None] * Y_tilde
-    Zty = np.asarray(model.re.Z.T @ wY)
-    Xty, yty = model.X.T @ wY, np.einsum("ij,ij->j", Y_tilde, wY)
     fits = ResponseFits(model, names, columns, Y, Y_tilde, gamma, s, Zty, Xty, yty, rhs, placeholder)
     m = len(names)
     scale = theta_scale(model.cp, model.re)
@@ -252,37 +250,47 @@ def _moment_starts(model: LinearMixedModel, Zty: np.ndarray, yty: np.ndarray, sc
     return out
 
 
-def _standardize_responses(model: LinearMixedModel, Y: np.ndarray):
-    """ỹ = (y − Xγ)/s per column of Y as :func:`skmixed.standardize.standardize` computes it (same QR of √w·X, the
-    residual projected twice): γ (m × p) and s per response, the Ỹ matrix, and the columns fitted exactly."""
+def _standardized(model: LinearMixedModel, Y: np.ndarray):
+    """ỹ = (y − Xγ)/s per column of Y as :func:`skmixed.standardize.standardize` computes it (the same QR of √w·X,
+    the residual projected twice), and its cross-products Z'W̃ỹ, X̃'W̃ỹ, ỹ'W̃ỹ as :func:`skmixed.pls.cross_products`
+    forms them.  Returns γ (m × p) and s per response (0 where y is fitted exactly), Ỹ (n × m) and the three
+    cross-products (q × m, p × m, m).  The work goes by blocks of responses, each row of ``Yt`` one response, so
+    that every pass over a block reads contiguous memory that stays in cache."""
     frame, shared = model.frame, model.standardization
     n, p = frame.X.shape
-    sw = np.sqrt(frame.weights / shared.c)[:, None]
+    sw = np.sqrt(frame.weights / shared.c)
     if p:
-        Q, R = la.qr(frame.X * sw, mode="economic")
+        Q, R = la.qr(frame.X * sw[:, None], mode="economic")
         sign = np.where(np.diag(R) < 0, -1.0, 1.0)
         Q, R = Q * sign, R * sign[:, None]
     else:
         Q, R = np.zeros((n, 0)), np.zeros((0, 0))
     m = Y.shape[1]
-    gamma, s, Y_tilde = np.zeros((m, p)), np.zeros(m), np.empty((n, m))
-    for start in range(0, m, CHUNK):  # column blocks: each pass over a block stays in cache
-        cols = slice(start, min(m, start + CHUNK))
-        Yw = (Y[:, cols] - frame.offset[:, None]) * sw
-        magnitude = np.max(np.abs(Yw), axis=0)
-        r = Yw / magnitude
-        coef = Q.T @ r
-        r -= Q @ coef
-        correction = Q.T @ r
-        r -= Q @ correction
+    Yt = np.ascontiguousarray(Y.T)
+    gamma, s, Yt_tilde = np.zeros((m, p)), np.zeros(m), np.empty((m, n))
+    Zty, Xty, yty = np.empty((model.re.q, m)), np.empty((p, m)), np.empty(m)
+    Zt = model.re.Z.T.tocsr()
+    for start in range(0, m, CHUNK):
+        rows = slice(start, min(m, start + CHUNK))
+        r = (Yt[rows] - frame.offset) * sw
+        magnitude = np.max(np.abs(r), axis=1)[:, None]
+        r /= magnitude
+        coef = r @ Q
+        r -= coef @ Q.T
+        correction = r @ Q
+        r -= correction @ Q.T
         coef += correction
-        root_ms = np.sqrt(np.einsum("ij,ij->j", r, r) / n)
+        root_ms = np.sqrt(np.einsum("ij,ij->i", r, r) / n)
         if p:
-            gamma[cols] = (magnitude * la.solve_triangular(R, coef)).T
-        s[cols] = root_ms * magnitude
-        Y_tilde[:, cols] = r / (np.where(root_ms > 0, root_ms, 1.0) * sw)
-        s[cols] = np.where(root_ms > _EXACT_FIT, s[cols], 0.0)
-    return gamma, s, Y_tilde, list(np.flatnonzero(s == 0))
+            gamma[rows] = magnitude * la.solve_triangular(R, coef.T).T
+        s[rows] = np.where(root_ms > _EXACT_FIT, root_ms * magnitude[:, 0], 0.0)
+        y_tilde = Yt_tilde[rows]
+        np.divide(r, np.where(root_ms > 0, root_ms, 1.0)[:, None] * sw, out=y_tilde)
+        wy = y_tilde * model.weights
+        Zty[:, rows] = Zt @ wy.T
+        Xty[:, rows] = model.X.T @ wy.T
+        yty[rows] = np.einsum("ij,ij->i", y_tilde, wy)
+    return gamma, s, Yt_tilde.T, Zty, Xty, yty
 
 
 def _right_hand_side(formula) -> str:

@@ -204,14 +204,20 @@ class BatchedResponses:
         lam[:, d.rest_rows, d.rest_cols] = theta[:, d.rest_index]
         return np.swapaxes(lam, 1, 2) @ S @ lam
 
-    def estimates(self, theta: np.ndarray, which: np.ndarray):
-        """At each response's θ: β̃ (m × p), RX̃ (m × p × p, upper triangular) and r² of the standardized problem."""
-        d = self.design
-        L, ok = self._factor(self._reduce(theta, which)[0], theta)
-        if not ok.all():
-            raise FloatingPointError("the factor at the optimum is not positive definite")
+    def estimates(self, theta: np.ndarray, which: np.ndarray, chunk: int = 1024):
+        """At each response's θ, in blocks of ``chunk`` responses: β̃ (m × p), RX̃ (m × p × p, upper triangular),
+        r² and the deviance of the standardized problem."""
+        d, m = self.design, len(which)
+        beta, RX, pwrss, deviance = np.zeros((m, d.p)), np.zeros((m, d.p, d.p)), np.zeros(m), np.zeros(m)
         xs = slice(d.q_rest, d.q_rest + d.p)
-        RX = np.swapaxes(L[:, xs, xs], 1, 2)
-        cbeta = L[:, -1, xs]
-        beta = np.linalg.solve(RX, cbeta[:, :, None])[:, :, 0] if d.p else np.zeros((len(which), 0))
-        return beta, RX, L[:, -1, -1] ** 2
+        for start in range(0, m, chunk):
+            rows = slice(start, min(m, start + chunk))
+            reduced, ld1 = self._reduce(theta[rows], which[rows])
+            L, ok = self._factor(reduced, theta[rows])
+            if not ok.all():
+                raise FloatingPointError("the factor at the optimum is not positive definite")
+            RX[rows] = np.swapaxes(L[:, xs, xs], 1, 2)
+            if d.p:
+                beta[rows] = np.linalg.solve(RX[rows], L[:, -1, xs][:, :, None])[:, :, 0]
+            pwrss[rows], deviance[rows] = L[:, -1, -1] ** 2, self._deviance(L, ok, ld1)
+        return beta, RX, pwrss, deviance

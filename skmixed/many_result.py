@@ -117,8 +117,7 @@ class ResponseFits:
         model, m = self.model, len(self.names)
         which = np.arange(m)
         if batched is not None:
-            beta_t, RX_t, pwrss = batched.estimates(self.theta_tilde, which)
-            objective_t = batched.deviance(self.theta_tilde, which)
+            beta_t, RX_t, pwrss, objective_t = batched.estimates(self.theta_tilde, which)
         else:
             sols = [ProfiledDeviance(self.model_of(j)).standardized.solve(self.theta_tilde[j]) for j in which]
             beta_t = np.array([s.beta for s in sols]).reshape(m, -1)

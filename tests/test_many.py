@@ -211,7 +211,7 @@ def test_large_designs_use_lmers_optimizer():
     for j in range(3):
         single = skmixed.lmer("y ~ 1 + (1 | a) + (1 | b)", samples.assign(y=Y[:, j]))
         assert many.table["optimizer"].iloc[j] == single.optsum.optimizer
-        np.testing.assert_allclose(many.theta.iloc[j], single.theta, rtol=1e-10)
+        np.testing.assert_allclose(many.theta.iloc[j], single.theta, rtol=0, atol=5e-7)  # lmer's stopping rule
         assert many.table["objective"].iloc[j] == pytest.approx(single.objective, rel=1e-12)
 
 
