@@ -110,6 +110,9 @@ class BatchedNewton:
             if not len(act):
                 break
             g, H, difference = self._derivatives(u[act], fu[act], act)
+            finite = np.isfinite(g).all(axis=1) & np.isfinite(H).all(axis=(1, 2))  # a stencil point off the domain
+            failed[act[~finite]] = True
+            act, g, H, difference = act[finite], g[finite], H[finite], difference[finite]
             H_last[act] = H
             step = _modified_newton_step(g, H)
             size = np.max(np.abs(step), axis=1)
