@@ -7,6 +7,11 @@ student's own.
 ``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
 ``crossed_10k``: 10,000 rows, 200 subjects crossed with 50 items, random intercepts and slopes for both.
 ``expression``: 10,000 genes measured on 500 samples of 50 donors in 10 batches (``lmer_many``).
+``crossed_sparse_10k`` and ``crossed_100k``: ``crossed`` with few rows per level on both sides (1,000 × 1,977 levels
+at 10,000 rows; 10,000 × 2,000 at 100,000), the shapes where iterative solvers had won.
+``nested_vector``: random intercepts and slopes for groups and for subgroups nested in them.
+``kb07_like``: the shape of Kliegl et al.'s KB07 data (MixedModels.jl's benchmark): 56 subjects × 32 items,
+three two-level conditions, the maximal model with four correlated effects for each factor.
 """
 
 from __future__ import annotations
@@ -117,3 +122,62 @@ def expression_first_gene() -> pd.DataFrame:
     """The samples of :func:`expression` with its first gene as y (the single ``lmer`` fit beside ``lmer_many``)."""
     samples, genes = expression()
     return samples.assign(y=genes[:, 0])
+
+
+def crossed_sparse_10k() -> pd.DataFrame:
+    return crossed(10_000, 1_000, 2_000)
+
+
+def crossed_100k() -> pd.DataFrame:
+    return crossed(100_000, 10_000, 2_000)
+
+
+def nested_vector(n_groups: int = 300, per_group: int = 20, rows: int = 10, seed: int = 7) -> pd.DataFrame:
+    """``y ~ x + (1 + x | a) + (1 + x | a:b)``: 300 groups a, 20 subgroups b in each (b's labels repeat across a),
+    10 rows per subgroup (60,000 rows)."""
+    rng = np.random.default_rng(seed)
+    n_sub = n_groups * per_group
+    sub = np.repeat(np.arange(n_sub), rows)
+    a = sub // per_group
+    x = rng.normal(size=len(sub))
+    by_a = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.3], [0.3, 0.5]], n_groups)
+    by_ab = rng.multivariate_normal([0.0, 0.0], [[0.5, -0.1], [-0.1, 0.25]], n_sub)
+    effect = by_a[a] + by_ab[sub]
+    y = 2.0 + 0.5 * x + effect[:, 0] + effect[:, 1] * x + rng.normal(size=len(sub))
+    return pd.DataFrame(
+        {
+            "y": y,
+            "x": x,
+            "a": pd.Categorical.from_codes(a, [f"a{i}" for i in range(n_groups)]),
+            "b": pd.Categorical.from_codes(sub % per_group, [f"b{i}" for i in range(per_group)]),
+        }
+    )
+
+
+def kb07_like(n_subj: int = 56, n_item: int = 32, seed: int = 2007) -> pd.DataFrame:
+    """56 subjects × 32 items (1,789 rows: three cells missing, as in KB07), conditions a, b, c = ±½ with every
+    combination over items and counterbalanced over subjects; y with random intercepts and effects of a, b and c
+    for subjects and items."""
+    rng = np.random.default_rng(seed)
+    subj = np.repeat(np.arange(n_subj), n_item)
+    item = np.tile(np.arange(n_item), n_subj)
+    cell = (item + subj) % 8
+    a, b, c = (((cell >> k) & 1) - 0.5 for k in range(3))
+    X = np.column_stack([np.ones(len(subj)), a, b, c])
+    s_cov = np.diag([1.0, 0.4, 0.3, 0.2]) ** 2 + 0.02
+    i_cov = np.diag([0.8, 0.3, 0.2, 0.3]) ** 2 + 0.01
+    u_s = rng.multivariate_normal(np.zeros(4), s_cov, n_subj)
+    u_i = rng.multivariate_normal(np.zeros(4), i_cov, n_item)
+    y = X @ np.array([7.5, 0.2, -0.3, 0.1]) + (X * (u_s[subj] + u_i[item])).sum(axis=1) + rng.normal(0, 0.7, len(subj))
+    keep = np.ones(len(subj), dtype=bool)
+    keep[rng.choice(len(subj), 3, replace=False)] = False
+    return pd.DataFrame(
+        {
+            "y": y,
+            "a": a,
+            "b": b,
+            "c": c,
+            "subj": pd.Categorical.from_codes(subj, [f"S{i:02d}" for i in range(n_subj)]),
+            "item": pd.Categorical.from_codes(item, [f"I{i:02d}" for i in range(n_item)]),
+        }
+    )[keep].reset_index(drop=True)

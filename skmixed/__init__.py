@@ -17,6 +17,7 @@ from .exceptions import (
 from .ftests import contest, drop1
 from .glmm import glmer
 from .glmm_results import GlmerResult
+from .hlm import hlm
 from .lmm import lmer
 from .many import lmer_many
 from .many_result import ManyResult
@@ -40,6 +41,7 @@ __all__ = [
     "lmer_many",
     "ManyResult",
     "glmer",
+    "hlm",
     "build",
     "deviance",
     "optimize",

@@ -16,25 +16,27 @@ put the two APIs behind the same operations (factorize, diagonal, P, P', L⁻¹,
 
 CHOLMOD's simplicial factors are LDL' (``L = L₁D^½`` with L₁ unit lower triangular);
 we solve with L₁ and scale by D^½ rather than have CHOLMOD convert the factor to LL' on
-every solve.  Supernodal factors are LL'.  Which mode and fill-reducing ordering is
-fastest depends on the model (a dense Schur block favours supernodal, very many tiny
-columns favour simplicial), so for larger matrices the candidates are timed once at
-analysis and the fastest is kept.
+every solve.  Supernodal factors are LL'.  The fill-reducing ordering and the mode are chosen
+from the factor's structure, never by timing (a timed choice can differ between runs, and with it
+the last digits of every fit): the ordering whose factor needs the fewest flops (Σⱼ cⱼ², cⱼ the
+count of column j of L), and supernodal mode where the columns are long enough for dense BLAS to
+pay, by CHOLMOD's own rule (flops / nnz(L) ≥ 40: its ``supernodal_switch``).
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sksparse import cholmod
 
-#: below this order one simplicial AMD factor is used: timing candidates would cost more than it saves
+#: below this order one simplicial AMD factor is used: analysing other candidates would cost more than it saves
 MEASURE_FROM = 1000
 #: supernodal factors are tried only up to this order; above it their many small supernodes cost more than BLAS saves
 SUPERNODAL_UP_TO = 20_000
+#: CHOLMOD's ``supernodal_switch``: supernodal when flops / nnz(L) is at least this
+SUPERNODAL_SWITCH = 40.0
 
 
 class NotPositiveDefinite(ArithmeticError):
@@ -79,6 +81,10 @@ class _Factor04:
 
     def solve_A(self, b: np.ndarray) -> np.ndarray:
         return self._f.solve_A(b)
+
+    def column_counts(self) -> np.ndarray:
+        """The number of entries of each column of a simplicial factor's L (its diagonal included)."""
+        return np.diff(self._f.LD().indptr)
 
 
 class _Factor05:
@@ -129,6 +135,10 @@ class _Factor05:
     def solve_A(self, b: np.ndarray) -> np.ndarray:
         return self._solve(b, "A")
 
+    def column_counts(self) -> np.ndarray:
+        """The number of entries of each column of a simplicial factor's L (its diagonal included)."""
+        return np.diff(self._f.factor.indptr)
+
 
 #: the scikit-sparse API installed: 0.5 is the one with ``CholeskyFactor``
 _Factor = _Factor05 if hasattr(cholmod, "CholeskyFactor") else _Factor04
@@ -150,6 +160,19 @@ def _factorize(factor, A_lower: sp.csc_matrix) -> np.ndarray:
     return d
 
 
+def _flops(factor) -> tuple[float, float]:
+    """Σⱼ cⱼ² (the work of a factorization) and Σⱼ cⱼ (the entries of L) of a simplicial factor."""
+    counts = factor.column_counts().astype(float)
+    return float(np.sum(counts**2)), float(counts.sum())
+
+
+def factor_flops(A_lower: sp.csc_matrix) -> float:
+    """The work Σⱼ cⱼ² of CHOLMOD's simplicial AMD factor of A, to weigh it against another method."""
+    factor = _Factor(A_lower, "simplicial", "amd")
+    _factorize(factor, A_lower)
+    return _flops(factor)[0]
+
+
 class SparseCholesky:
     """``LL' = P A P'`` for symmetric positive definite A given by its lower triangle (CSC).
 
@@ -158,18 +181,26 @@ class SparseCholesky:
     """
 
     def __init__(self, A_lower: sp.csc_matrix):
+        candidates = _candidates(A_lower.shape[0])
         best = None
-        for mode, ordering in _candidates(A_lower.shape[0]):
+        for ordering in dict.fromkeys(o for _, o in candidates):  # each ordering once, in the candidates' order
             try:
-                factor = _Factor(A_lower, mode, ordering)
+                factor = _Factor(A_lower, "simplicial", ordering)
             except cholmod.CholmodError:  # an ordering CHOLMOD was built without (METIS is optional)
                 continue
-            start = time.perf_counter()
             d = _factorize(factor, A_lower)
-            seconds = time.perf_counter() - start
-            if best is None or seconds < best[0]:
-                best = (seconds, factor, mode, ordering, d)
-        _, self._factor, self.mode, self.ordering, self._diag = best
+            flops, nnz = _flops(factor)
+            if best is None or flops < best[0]:
+                best = (flops, nnz, ordering, factor, d)
+        #: the work of one factorization (Σⱼ cⱼ²) and the entries of L, for choices between factors
+        self.flops, self.nnz, self.ordering, factor, d = best
+        modes = {m for m, _ in candidates}
+        wide = self.flops >= SUPERNODAL_SWITCH * self.nnz
+        self.mode = "supernodal" if "supernodal" in modes and (wide or "simplicial" not in modes) else "simplicial"
+        if self.mode == "supernodal":
+            factor = _Factor(A_lower, self.mode, self.ordering)
+            d = _factorize(factor, A_lower)
+        self._factor, self._diag = factor, d
 
     def refactor(self, A_lower: sp.csc_matrix) -> None:
         self._diag = None  # nothing of the previous factor survives a failed one

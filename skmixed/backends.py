@@ -11,31 +11,35 @@ where it has one, the analytic gradient:
   blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
-  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient only when every
-  term has the same grouping factor (A is then block diagonal by level, and A⁻¹ on A's pattern
-  is ℓ small inverses).  Other models (nested or crossed vector terms) would need a selected
-  inverse of the sparse factor per evaluation, which scikit-sparse does not offer: the
-  optimizer then works without a gradient (BOBYQA).
+  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
+  pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
+  two terms whose factors are nested).  Other models (crossed vector terms too large for the dense
+  path) would need a selected inverse of the sparse factor per evaluation, which scikit-sparse
+  does not offer: the optimizer then works without a gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
-from ._cholmod import NotPositiveDefinite
-from .cholesky import make_scalar_cholesky
+from ._cholmod import NotPositiveDefinite, factor_flops
+from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
 from .dense_pls import DensePls
+from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
 
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
 #: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
 MAX_DENSE_Q = 100
+#: vector terms on several grouping factors have a gradient only on the dense path: up to this order it is chosen
+#: when its work (a Cholesky and the gradient's solve: about this many times (q + p + 1)³ flops) costs less than
+#: CHOLMOD's factor of A with the evaluations the gradient saves (:mod:`skmixed.cholesky`'s weights)
+MAX_DENSE_GRADIENT_Q, DENSE_WORK = 3000, 2.5
 
 
 class _Backend:
@@ -78,7 +82,7 @@ class DenseBackend(_Backend):
 
     def __init__(self, cp, re, reml, reason):
         super().__init__(cp, re, reml, reason)
-        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re.lambda_pattern)
+        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
 
     def solve(self, theta):
         dense = self._dense
@@ -172,7 +176,12 @@ class SparseBackend(_Backend):
         super().__init__(cp, re, reml, reason)
         self.penalized = PenalizedCholesky(cp.ZtZ, re)
         self.gram, self.chol = self.penalized.gram, self.penalized.chol
-        self.has_gradient = len({t.group for t in re.terms}) == 1
+        self._inverse = pattern_inverse(self.gram.matrix, re)
+        self.has_gradient = self._inverse is not None
+        if self.has_gradient:  # per ScaledGram product: its trace weight times its Z'Z value, and its θ indices
+            gram, index = self.gram, self.lam.theta_index
+            self._weighted_ztz = self._inverse.weight[gram.target] * gram.zdata[gram.z]
+            self._index_l1, self._index_l2 = index[gram.l1], index[gram.l2]
         self.name = f"sparse ({type(self.chol).__name__})"
 
     def _solve(self, theta):
@@ -187,12 +196,12 @@ class SparseBackend(_Backend):
         return self.chol if self.penalized.refactor(self.lam.values(theta)) else None
 
     def solve_with_gradient(self, theta):
-        """For terms on one grouping factor (the formulas of :mod:`skmixed.dense_pls`, on the sparse factor).
+        """The formulas of :mod:`skmixed.dense_pls`, on the sparse factor.
 
         With E_m = ∂Λ/∂θ_m, G = A⁻¹Λ'Z'X, W = Z'X − Z'ZΛG and C = RX'RX:
         ∂r²/∂θ_m = −2 (Z'r)'E_m û,  ∂log|A|/∂θ_m = tr(A⁻¹ ∂A/∂θ_m),  ∂log|C|/∂θ_m = −2 tr(C⁻¹W'E_m G).
         A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`~skmixed.pls.ScaledGram` products), so the
-        trace needs A⁻¹ only on A's pattern: here the inverses of A's ℓ diagonal blocks, one per level.
+        trace needs A⁻¹ only on A's pattern (:mod:`skmixed.pattern_inverse`).
         """
         sol, RZX = self._solve(theta)
         if sol is None:
@@ -201,15 +210,11 @@ class SparseBackend(_Backend):
         rows, cols, index = lam_map.rows, lam_map.cols, lam_map.theta_index
         n_theta = len(theta)
         lam = lam_map.values(theta)
-        level, local_row, local_col, size, weight = self._level_blocks
-        blocks = np.zeros((len(self.re.terms[0].factor.levels), size, size))
-        A_values = gram.matrix.data  # A at θ, as :meth:`_solve` assembled it
-        blocks[level, local_row, local_col] = A_values
-        blocks[level, local_col, local_row] = A_values
-        A_inverse = np.linalg.inv(blocks)[level, local_row, local_col]
-        products = A_inverse[gram.target] * weight * gram.zdata[gram.z]
-        grad = np.bincount(index[gram.l1], products * lam[gram.l2], minlength=n_theta)
-        grad += np.bincount(index[gram.l2], products * lam[gram.l1], minlength=n_theta)
+        inverse = self._inverse
+        A_inverse = inverse.values(gram.matrix.data)  # at A's entries, A as :meth:`_solve` assembled it
+        products = A_inverse[gram.target] * self._weighted_ztz
+        grad = np.bincount(self._index_l1, products * lam[gram.l2], minlength=n_theta)
+        grad += np.bincount(self._index_l2, products * lam[gram.l1], minlength=n_theta)
         grad -= (2.0 * self.dof / sol.pwrss) * np.bincount(index, self._ztr(sol)[rows] * sol.u[cols], minlength=n_theta)
         if self.reml and self.p:
             G = self.chol.solve_Lt(RZX)  # A⁻¹Λ'Z'X = P'L'⁻¹ RZX
@@ -218,22 +223,6 @@ class SparseBackend(_Backend):
             V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W'; (GC⁻¹W')[b, a] = U[:, b]·V[:, a]
             grad -= 2.0 * np.bincount(index, np.einsum("ij,ij->j", U[:, cols], V[:, rows]), minlength=n_theta)
         return sol, grad
-
-    @cached_property
-    def _level_blocks(self):
-        """For A's stored lower entries: their level, row and column within the level's block, the block size
-        (Σ kᵢ), and per ScaledGram product the weight of its entry in tr(A⁻¹dA) (2 off the diagonal, 1 on it)."""
-        re, A = self.re, self.gram.matrix
-        level, local = np.empty(re.q, dtype=np.int64), np.empty(re.q, dtype=np.int64)
-        within = 0
-        for i, t in enumerate(re.terms):
-            offset = np.arange(t.q)
-            level[re.col_offsets[i] : re.col_offsets[i + 1]] = offset // t.k
-            local[re.col_offsets[i] : re.col_offsets[i + 1]] = within + offset % t.k
-            within += t.k
-        A_cols = np.repeat(np.arange(re.q), np.diff(A.indptr))
-        weight = np.where((A.indices == A_cols)[self.gram.target], 1.0, 2.0)
-        return level[A_cols], local[A.indices], local[A_cols], within, weight
 
 
 def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend:
@@ -252,14 +241,23 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 chol,
             )
     one_factor = len({t.group for t in re.terms}) == 1
-    return SparseBackend(
-        cp,
-        re,
-        reml,
-        "the sparse factor of A; "
-        + (
-            "one grouping factor, so a per-level gradient"
-            if one_factor
-            else "nested or crossed terms with vector effects: no gradient (BOBYQA)"
-        ),
+    if not one_factor and re.q <= MAX_DENSE_GRADIENT_Q:
+        order = re.q + cp.XtX.shape[0] + 1
+        sparse_flops = factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
+        if DENSE_WORK * float(order) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops:
+            return DenseBackend(
+                cp,
+                re,
+                reml,
+                f"vector terms on several grouping factors, q = {re.q}: the dense bordered Cholesky, for its "
+                "gradient, costs less than the sparse factor without one",
+            )
+    backend = SparseBackend(cp, re, reml, "")
+    backend.reason = "the sparse factor of A; " + (
+        "one grouping factor, so a per-level gradient"
+        if one_factor
+        else "two nested terms, so a gradient from their blocks"
+        if backend.has_gradient
+        else "crossed terms with vector effects: no gradient (BOBYQA)"
     )
+    return backend

@@ -21,13 +21,20 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri, dtrtrs
 
-from ._cholmod import NotPositiveDefinite, SparseCholesky
+from ._cholmod import NotPositiveDefinite, SparseCholesky, factor_flops
 
 #: the dense Schur complement is used up to this order (a 3000² Cholesky is ~10 GFlop/3)
 MAX_DENSE = 3000
 #: ... when at least this fraction of it is structurally nonzero, or it is this small whatever its fill (a nested
 #: model's S is sparse; at order 256 a dense Cholesky is ~6 MFlop, less than CHOLMOD's call overhead)
 MIN_DENSITY, SMALL_SCHUR = 0.1, 256
+#: otherwise by cost: LAPACK's blocked Cholesky does this many flops in the time CHOLMOD's simplicial factor does
+#: one unit of its Σⱼcⱼ² (a sparse S of crossed factors fills in: 1,000 × 1,977 levels at 10,000 rows gives a
+#: CHOLMOD factor of 1.7·10⁸ units, slower than the dense complement's 10⁹ flops)
+DENSE_PER_SPARSE_FLOP = 10.0
+#: ... and a fit with the gradient that only the blocked factor of scalar terms gives needs about this many times
+#: fewer evaluations than BOBYQA's without it
+GRADIENT_SAVING = 3.0
 #: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (every person answers every item, say) and small
 DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 #: G diag(w) G' from per-count dense Gram matrices when they take at most this much memory ...
@@ -248,8 +255,9 @@ class ScalarTermsCholesky(_Blocked):
 
 
 def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
-    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small and either
-    dense or of order at most ``SMALL_SCHUR`` (then a dense Cholesky costs less than CHOLMOD's overhead)."""
+    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small (order at most
+    ``MAX_DENSE``) and its dense work pays: S dense or tiny, or its q₂³ flops (a Cholesky and the inverse for the
+    gradient) cheaper than CHOLMOD's factor of A with the evaluations the gradient saves."""
     q2 = ZtZ.shape[0] - q1
     if not (q1 >= 1 and 1 <= q2 <= MAX_DENSE):
         return None
@@ -257,18 +265,26 @@ def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | Non
         factor = ScalarTermsCholesky(ZtZ, q1)
     except ValueError:  # the leading block is not diagonal
         return None
-    return factor if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR else None
+    if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR:
+        return factor
+    sparse_flops = factor_flops(sp.tril(ZtZ + sp.identity(ZtZ.shape[0]), format="csc"))  # A's pattern: its fill
+    return factor if float(q2) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops else None
 
 
 def make_cholesky(A_lower: sp.csc_matrix, diagonal_block: int = 0):
-    """A Cholesky factor of A: blocked when the leading ``diagonal_block`` columns form a diagonal
-    block and the Schur complement is small and dense; CHOLMOD's otherwise."""
+    """A Cholesky factor of A: blocked when the leading ``diagonal_block`` columns form a diagonal block and the
+    Schur complement is small and pays (dense or tiny, or its q₂³/3 flops cheaper than CHOLMOD's factor); CHOLMOD's
+    otherwise."""
     q2 = A_lower.shape[0] - diagonal_block
+    blocked = None
     if diagonal_block >= 1 and 1 <= q2 <= MAX_DENSE:
         try:
             blocked = BlockedCholesky(A_lower, diagonal_block)
         except ValueError:  # the leading block is not diagonal
             blocked = None
-        if blocked is not None and blocked.density >= MIN_DENSITY:
+        if blocked is not None and (blocked.density >= MIN_DENSITY or q2 <= SMALL_SCHUR):
             return blocked
-    return SparseCholesky(A_lower)
+    sparse = SparseCholesky(A_lower)
+    if blocked is not None and float(q2) ** 3 / 3 <= DENSE_PER_SPARSE_FLOP * sparse.flops:
+        return blocked
+    return sparse

@@ -14,7 +14,8 @@ With E_m = ∂Λ/∂θ_m, dM = [dA E'Z'X; X'ZE 0] and dA = E'Z'ZΛ + Λ'Z'ZE, so
     ∂(log|A| [+ log|RX'RX|])/∂θ_m = tr(M⁻¹ ∂M/∂θ_m) = 2 Σ_{(a,b) ∈ E_m} (M⁻¹K)[b, a]
     ∂r²/∂θ_m = −2 Σ_{(a,b) ∈ E_m} (Z'r)_a û_b,   Z'r = Z'y − Z'Xβ̂ − Z'ZΛû  (envelope theorem)
 
-(|M| = |A|·|RX'RX|: RX'RX is A's Schur complement in M).  M⁻¹K is one LAPACK solve.
+(|M| = |A|·|RX'RX|: RX'RX is A's Schur complement in M).  The entries of M⁻¹K on Λ's pattern come from M⁻¹
+(⅔m³ flops) where that is cheaper than the whole of M⁻¹K (one solve, 2m²q).
 
 Why: for a few dozen random effects the sparse path's cost is call
 overhead (CHOLMOD, scipy.sparse, some 25 numpy calls), while this is a dozen calls on
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
+from scipy.linalg.lapack import dpotrf, dpotri, dpotrs, dtrtrs
 
 
 class DensePls:
@@ -41,7 +42,7 @@ class DensePls:
         XtX: np.ndarray,
         Xty: np.ndarray,
         yty: float,
-        lambda_pattern: tuple[np.ndarray, np.ndarray, np.ndarray],
+        re,
     ):
         q, p = ZtX.shape
         self.q, self.p = q, p
@@ -53,19 +54,26 @@ class DensePls:
         omega[q : q + p, q : q + p], omega[q : q + p, -1], omega[-1, q : q + p] = XtX, Xty, Xty
         omega[-1, -1] = yty
         self._omega = omega
-        self._rows, self._cols, self._theta_index = lambda_pattern
+        self._rows, self._cols, self._theta_index = re.lambda_pattern
         self._n_theta = int(self._theta_index.max()) + 1
-        self._lam_flat = self._rows * n + self._cols  # Λ̃[rows, cols] in a C-ordered n × n array
-        self._lam = np.eye(n)
+        #: per term: its columns (level-major: level j's k effects are adjacent), levels, k and θ's slice
+        self._blocks = [
+            (int(re.col_offsets[i]), t.n_levels, t.k, int(re.theta_offsets[i]), t) for i, t in enumerate(re.terms)
+        ]
         self._diag_q = np.arange(q) * (n + 1)
         self._L = None
 
     def decompose(self, theta: np.ndarray) -> bool:
         """Factor Λ̃'ΩΛ̃ + diag(I_q, 0, 0) at θ; False where it is not positive definite (r² ≤ 0 included)."""
-        lam = self._lam
-        lam.flat[self._lam_flat] = theta[self._theta_index]
-        self._lam_omega = lam.T @ self._omega
-        M = self._lam_omega @ lam
+        self._templates = templates = [t.T(theta[start : start + t.n_theta]) for *_, start, t in self._blocks]
+        self._lam_omega = lam_omega = self._omega.copy()
+        for (offset, levels, k, _, _), T in zip(self._blocks, templates):  # rows: Λ'Ω, Λ block diagonal by level
+            rows = lam_omega[offset : offset + levels * k].reshape(levels, k, -1)
+            rows[...] = T.T @ rows
+        M = lam_omega.copy()
+        for (offset, levels, k, _, _), T in zip(self._blocks, templates):  # columns: (Λ'Ω)Λ
+            cols = M[:, offset : offset + levels * k].reshape(len(M), levels, k)
+            M[:, offset : offset + levels * k] = (cols @ T).reshape(len(M), -1)
         M.flat[self._diag_q] += 1.0
         L, info = dpotrf(M.T, lower=1, clean=1, overwrite_a=1)  # M is symmetric: its transpose is Fortran-ordered
         self._L = L
@@ -87,15 +95,24 @@ class DensePls:
         q = self.q
         sol = dtrtrs(self._L[:-1, :-1], self._L[-1, :-1], lower=1, trans=1)[0]  # L̃₁'[u; β] = [cu; cβ]
         u = sol[:q]
-        return sol[q:], u, self._lam[:q, :q] @ u
+        b = np.empty(q)
+        for (offset, levels, k, _, _), T in zip(self._blocks, self._templates):
+            b[offset : offset + levels * k] = (u[offset : offset + levels * k].reshape(levels, k) @ T.T).ravel()
+        return sol[q:], u, b
 
     def gradient(self, beta: np.ndarray, u: np.ndarray, b: np.ndarray, reml: bool, dof: int) -> np.ndarray:
         """∂/∂θ of the profiled deviance log|A| [+ log|RX'RX|] + dof·log r² at the factored θ."""
         q = self.q
         m = q + self.p if reml else q
         K = self._lam_omega[:m, :q]
-        P = dpotrs(self._L[:m, :m], K, lower=1)[0]  # M⁻¹K; rows q.. are not needed
-        Ztr = self._omega[:q] @ np.concatenate([-b, -beta, [1.0]])
         rows, cols = self._rows, self._cols
-        per_entry = 2.0 * P[cols, rows] - (2.0 * dof / self.pwrss) * Ztr[rows] * u[cols]
+        if len(rows) * m < q * m * m:  # (M⁻¹K)[b, a] = (M⁻¹)[b, :]·K[:, a] on Λ's pattern: M⁻¹ costs ⅔m³
+            lower = dpotri(self._L[:m, :m], lower=1)[0]  # M⁻¹'s lower triangle; the upper is L's: zeros
+            Minv = lower + lower.T
+            Minv.flat[:: m + 1] *= 0.5
+            trace_terms = np.einsum("ij,ji->i", Minv[cols], K[:, rows])
+        else:  # M⁻¹K itself (2m²q)
+            trace_terms = dpotrs(self._L[:m, :m], K, lower=1)[0][cols, rows]
+        Ztr = self._omega[:q] @ np.concatenate([-b, -beta, [1.0]])
+        per_entry = 2.0 * trace_terms - (2.0 * dof / self.pwrss) * Ztr[rows] * u[cols]
         return np.bincount(self._theta_index, per_entry, minlength=self._n_theta)

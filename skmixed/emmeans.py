@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import OptionError
-from .linear_functions import check_level, ddf_method, linear_functions
+from .linear_functions import check_level, emmeans_df_method, linear_functions
 from .refgrid import ReferenceGrid, reference_grid
 from .rsyntax import r_number
 from .update import rhs_terms
@@ -63,7 +63,7 @@ def emmeans(result, specs, by=None, ddf=None, type: str = "link", level: float =
     averaged = [v for v in grid.dims if v not in spec_vars + by_vars and len(grid.dims[v]) > 1]
     _warn_if_interacting(result, spec_vars, averaged)
     cells, L, L_full = _cells(grid, spec_vars + by_vars)
-    method = ddf_method(result, ddf)
+    method = emmeans_df_method(result, ddf)
     estimable = grid.estimable(L_full)
     lf = linear_functions(result, L, method, estimable)
     eta, se = lf.estimate + grid.offset, lf.se

@@ -33,7 +33,7 @@ _ALIASES = {
 }
 
 
-def ddf_method(result, ddf) -> str:
+def emmeans_df_method(result, ddf) -> str:
     """``"asymptotic"``, ``"Satterthwaite"`` or ``"Kenward-Roger"`` for what the user wrote (None: emmeans' default)."""
     glmm = getattr(result, "family", None) is not None
     if ddf is None:

@@ -351,11 +351,36 @@ class LmerResult:
 
         return Summary(self, ddf)
 
-    def coef_table(self, ddf="Satterthwaite") -> pd.DataFrame:
-        """The fixed effects' t tests by name: estimate, se, df, t, p (:func:`skmixed.summary.coef_table`)."""
+    def coef_table(self, ddf="Satterthwaite", vcov=None, cluster=None) -> pd.DataFrame:
+        """The fixed effects' t tests by name: estimate, se, df, t, p (:func:`skmixed.summary.coef_table`); with
+        ``vcov="CR2"`` (or CR0, CR1, CR1S) cluster-robust ones (:func:`skmixed.robust.robust_coef_table`)."""
         from .summary import coef_table
 
+        if vcov is not None:
+            from .robust import robust_coef_table
+
+            return robust_coef_table(self, vcov, cluster, ddf)
         return coef_table(self, ddf)
+
+    def robust_vcov(self, type: str = "CR2", cluster=None) -> pd.DataFrame:
+        """Cluster-robust covariance of the fixed effects, by the outermost grouping factor unless ``cluster`` names
+        another (clubSandwich's ``vcovCR``; :mod:`skmixed.robust`)."""
+        from .robust import robust_vcov
+
+        return robust_vcov(self, type, cluster)
+
+    def reliability(self) -> pd.Series:
+        """HLM's reliability of each random coefficient per grouping factor (:mod:`skmixed.reliability`)."""
+        from .reliability import reliability
+
+        return reliability(self)
+
+    def equations(self, digits: int = 4):
+        """The model as level-1/level-2 equations with the estimates in place, as HLM prints it (text, and LaTeX
+        in Jupyter; :mod:`skmixed.equations`)."""
+        from .equations import equations
+
+        return equations(self, digits)
 
     def __str__(self) -> str:
         from .summary import format_short

@@ -162,3 +162,106 @@ def test_nested_scalar_terms_use_the_small_dense_schur_complement(reml):
     m = skmixed.lmer(formula, df, REML=reml)
     ref = bobyqa(dev, np.ones(2), np.zeros(2), xtol_abs=1e-10, ftol_abs=1e-12)
     assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
+
+
+def two_factor_data(n_a, n_b, n, nested, seed=6):
+    rng = np.random.default_rng(seed)
+    b = rng.permutation(np.arange(n) % n_b)  # every level of b seen
+    a = b // (n_b // n_a) if nested else rng.integers(0, n_a, n)
+    y = rng.normal(0, 0.7, n_a)[a] + rng.normal(0, 0.5, n_b)[b] + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "a": a, "b": b})
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_sparse_but_filling_schur_complement_is_factored_dense_by_cost(reml):
+    """300 × 1,500 crossed levels, two rows per level of b: S (order 300) is under MIN_DENSITY full but its CHOLMOD
+    factor fills in, so the dense complement (with the gradient) costs less; a nested S of the same order is
+    diagonal and stays with CHOLMOD."""
+    formula = "y ~ 1 + (1 | a) + (1 | b)"
+    crossed = deviance(two_factor_data(300, 1500, 3000, nested=False), reml, formula)
+    backend = crossed.standardized.backend
+    assert isinstance(backend, ScalarTermsBackend) and backend.chol.q2 == 300
+    assert backend.chol.density < cholesky_module.MIN_DENSITY
+    theta = np.array([0.6, 0.9])
+    np.testing.assert_allclose(crossed.value_and_gradient(theta)[1], fd_gradient(crossed, theta), rtol=1e-6, atol=1e-6)
+    nested = deviance(two_factor_data(300, 1500, 3000, nested=True), reml, formula)
+    assert not isinstance(nested.standardized.backend, ScalarTermsBackend)
+    assert nested.standardized.backend.reason.startswith("the sparse factor")
+
+
+def test_sparse_factor_choice_is_structural():
+    """CHOLMOD's ordering and mode come from the factor's structure (the same every time), supernodal where its
+    columns are long (flops / nnz ≥ 40, CHOLMOD's own switch)."""
+    rng = np.random.default_rng(7)
+    n = 1200
+    dense_ish = rng.random((n, n)) < 0.2
+    M = (np.triu(dense_ish) | np.triu(dense_ish).T) * 0.01 + np.eye(n) * n
+    import scipy.sparse as sp
+
+    long_columns = sp.tril(sp.csc_matrix(M), format="csc")
+    first, second = SparseCholesky(long_columns), SparseCholesky(long_columns)
+    assert (first.mode, first.ordering, first.flops) == (second.mode, second.ordering, second.flops)
+    assert first.mode == "supernodal" and first.flops >= 40 * first.nnz
+    path = sp.diags([np.full(n, 4.0), np.full(n - 1, -1.0)], [0, -1], format="csc")  # L has two entries per column
+    short = SparseCholesky(path)
+    assert short.mode == "simplicial" and short.flops == 4 * (n - 1) + 1 and short.nnz == 2 * n - 1
+
+
+def test_crossed_vector_terms_take_the_dense_path_for_its_gradient():
+    """Correlated slopes by subject and by item (q = 140 > MAX_DENSE_Q): the sparse factor would have no gradient,
+    the dense one costs less than its BOBYQA evaluations, and its gradient is the deviance's."""
+    from skmixed.backends import MAX_DENSE_Q, DenseBackend
+
+    rng = np.random.default_rng(8)
+    subj, item = np.repeat(np.arange(40), 30), np.tile(np.arange(30), 40)
+    a = ((subj + item) % 2) - 0.5
+    by_subj, by_item = rng.normal(0, [1.0, 0.8], (40, 2)), rng.normal(0, [0.7, 0.6], (30, 2))
+    effects = by_subj[subj] + by_item[item]
+    y = effects[:, 0] + (1 + effects[:, 1]) * a + rng.normal(0, 0.5, len(a))
+    df = pd.DataFrame({"y": y, "a": a, "subj": subj, "item": item})
+    formula = "y ~ a + (1 + a | subj) + (1 + a | item)"
+    dev = deviance(df, reml=True, formula=formula)
+    backend = dev.standardized.backend
+    assert isinstance(backend, DenseBackend) and backend.re.q == 140 > MAX_DENSE_Q
+    assert "several grouping factors" in backend.reason
+    theta = np.array([1.1, 0.2, 0.5, 0.9, -0.1, 0.4])
+    np.testing.assert_allclose(dev.value_and_gradient(theta)[1], fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
+    m = skmixed.lmer(formula, df)
+    ref = bobyqa(dev, m.optsum.theta_init, dev.model.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
+    assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
+
+
+def nested_vector_data(n_a=25, per_a=8, rows=6, seed=9, leak=False):
+    """Subgroups b nested in groups a, random intercepts and slopes at both levels; ``leak``: one subgroup also
+    has a row in another group (only partly nested)."""
+    rng = np.random.default_rng(seed)
+    sub = np.repeat(np.arange(n_a * per_a), rows)
+    a = sub // per_a
+    if leak:
+        a = a.copy()
+        a[0] = n_a - 1
+    x = rng.normal(size=len(sub))
+    by_a, by_sub = rng.normal(0, [1.0, 0.6], (n_a, 2)), rng.normal(0, [0.7, 0.4], (n_a * per_a, 2))
+    eff = by_a[a] + by_sub[sub]
+    y = eff[:, 0] + (0.5 + eff[:, 1]) * x + rng.normal(size=len(sub))
+    return pd.DataFrame({"y": y, "x": x, "a": a, "sub": sub})
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_nested_vector_terms_have_a_gradient_from_their_blocks(reml):
+    """(1 + x | a) + (1 + x | sub), sub nested in a (q = 450 > MAX_DENSE_Q): A⁻¹ on A's pattern from 2 × 2 blocks
+    gives the deviance's gradient; a subgroup seen in two groups breaks the nesting and the gradient with it."""
+    formula = "y ~ x + (1 + x | a) + (1 + x | sub)"
+    dev = deviance(nested_vector_data(), reml, formula)
+    backend = dev.standardized.backend
+    assert backend.has_gradient and "nested" in backend.reason and backend.re.q == 450
+    for theta in ([0.8, 0.1, 0.5, 1.1, -0.2, 0.6], [0.3, 0.0, 0.2, 0.9, 0.4, 0.0]):
+        theta = np.array(theta)
+        value, grad = dev.value_and_gradient(theta)
+        assert value == pytest.approx(dev(theta), rel=1e-13)
+        np.testing.assert_allclose(grad, fd_gradient(dev, theta), rtol=1e-6, atol=1e-6)
+    m = skmixed.lmer(formula, nested_vector_data(), REML=reml)
+    ref = bobyqa(dev, m.optsum.theta_init, dev.model.re.theta_lower, xtol_abs=1e-10, ftol_abs=1e-12)
+    assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
+    leaky = deviance(nested_vector_data(leak=True), reml, formula).standardized.backend
+    assert not leaky.has_gradient and "no gradient" in leaky.reason

@@ -122,9 +122,9 @@ def test_default_df_follow_emmeans_limits():
     exam = skmixed.emmeans(fit("exam_additive"), "sex")
     assert exam.attrs["ddf"] == "asymptotic" and np.isinf(exam.df).all()
     assert skmixed.emmeans(fit("cbpp"), "period").attrs["ddf"] == "asymptotic"
-    from skmixed.linear_functions import ddf_method
+    from skmixed.linear_functions import emmeans_df_method
 
-    assert ddf_method(fit("orthodont"), None) == "Kenward-Roger"
+    assert emmeans_df_method(fit("orthodont"), None) == "Kenward-Roger"
 
 
 def test_emmeans_frame_and_attrs():
