@@ -112,6 +112,17 @@ def _diagonal_blocks(ZtZ: sp.csr_matrix, q1: int, k: int) -> np.ndarray:
     return blocks
 
 
+def _inverse_and_logdet(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverses and log-determinants of positive definite k × k matrices (the last two axes of A); closed forms
+    for k = 2, where LAPACK's call per matrix costs more than the arithmetic."""
+    if A.shape[-1] != 2:
+        return np.linalg.inv(A), np.linalg.slogdet(A)[1]
+    a, b, c, e = A[..., 0, 0], A[..., 0, 1], A[..., 1, 0], A[..., 1, 1]
+    det = a * e - b * c
+    inverse = np.stack([np.stack([e, -b], axis=-1), np.stack([-c, a], axis=-1)], axis=-2) / det[..., None, None]
+    return inverse, np.log(det)
+
+
 class BatchedResponses:
     """Responses' cross-products with the design: Z'Wy (q × m), X'Wy (p × m), y'Wy (m), of the standardized ỹ."""
 
@@ -137,12 +148,14 @@ class BatchedResponses:
             B, ld1 = lam2 / inner, np.log(inner) @ d.group_counts
             v = B[:, d.group_of_level] * self.zy1[which]  # blockdiag(B) Z₁'y
         else:
-            T = d.first_template(theta[:, : d.n_theta1])
-            inner = np.einsum("mba,gbc,mcd->mgad", T, d.G, T) + np.eye(k)  # T'G T + I per distinct block
-            B = np.einsum("mab,mgbc,mdc->mgad", T, np.linalg.inv(inner), T)  # T (T'GT + I)⁻¹ T'
-            ld1 = np.linalg.slogdet(inner)[1] @ d.group_counts
-            zy1 = self.zy1[which].reshape(m, d.levels, k)
-            v = np.einsum("mlab,mlb->mla", B[:, d.group_of_level], zy1).reshape(m, d.q1)
+            T = d.first_template(theta[:, : d.n_theta1])[:, None]  # m × 1 × k × k: broadcast over the blocks
+            Tt = np.swapaxes(T, 2, 3)
+            inner = Tt @ (d.G @ T) + np.eye(k)  # T'G T + I per distinct block (batched matmul: small k)
+            inverse, logdet = _inverse_and_logdet(inner)
+            B = T @ inverse @ Tt  # T (T'GT + I)⁻¹ T'
+            ld1 = logdet @ d.group_counts
+            zy1 = self.zy1[which].reshape(m, d.levels, k, 1)
+            v = (B[:, d.group_of_level] @ zy1).reshape(m, d.q1)
         r0 = r - 1
         S = np.empty((m, r, r))
         S[:, :r0, :r0] = d.omega_rr - (B.reshape(m, len(d.F)) @ d.F).reshape(m, r0, r0)
