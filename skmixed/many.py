@@ -39,14 +39,14 @@ from .exceptions import (
 from .fitting import optimize
 from .formula import parse_formula
 from .many_newton import BatchedNewton
-from .many_pls import MAX_BATCHED_ORDER, BatchedDesign, BatchedResponses
+from .many_pls import BatchedDesign, BatchedResponses, batchable, block_size
 from .many_result import ManyResult, ResponseFits
 from .model import LinearMixedModel, build
 from .options import check_data_options
 from .pls import theta_scale
 from .standardize import _EXACT_FIT
 
-#: responses evaluated together in one batched call: their reduced factors (a few hundred floats each) stay in cache
+#: responses standardized together: a block of 1,024 responses of a few hundred samples stays in cache
 CHUNK = 1024
 
 
@@ -186,11 +186,12 @@ def _fit_design(model: LinearMixedModel, Y: np.ndarray, names: list, columns, rh
     fits = ResponseFits(model, names, columns, Y, Y_tilde, gamma, s, Zty, Xty, yty, rhs, placeholder)
     m = len(names)
     scale = theta_scale(model.cp, model.re)
-    design = BatchedDesign(model) if _batchable(model) else None
+    design = BatchedDesign(model) if batchable(model) else None
     if design is not None:
         batched = BatchedResponses(design, Zty, Xty, yty)
         starts = _moment_starts(model, Zty, yty, scale)
-        chunks = [np.arange(s, min(m, s + CHUNK)) for s in range(0, m, CHUNK)]
+        size = block_size(model)
+        chunks = [np.arange(s, min(m, s + size)) for s in range(0, m, size)]
 
         def run(chunk):
             sub = BatchedResponses(design, Zty[:, chunk], Xty[:, chunk], yty[chunk])
@@ -206,29 +207,26 @@ def _fit_design(model: LinearMixedModel, Y: np.ndarray, names: list, columns, rh
         for chunk, optimum in done:
             fits.set_batched(chunk, starts[chunk], optimum)
         for j in np.flatnonzero(~fits.converged):
-            fits.set_optimized(j, _refit(fits.model_of(j)))
+            fits.set_optimized(j, *_refit(fits.model_of(j)))
         fits.estimates_from(batched)
     else:
         for j in range(m):
-            fits.set_optimized(j, _refit(fits.model_of(j)))
+            fits.set_optimized(j, *_refit(fits.model_of(j)))
         fits.estimates_from(None)
     return fits
 
 
 def _refit(model: LinearMixedModel):
-    """lmer's optimizer for one response on the shared design; its warnings go into the summary's messages."""
+    """lmer's optimizer for one response on the shared design: its summary (the warnings in its messages) and the
+    deviance function it ran on."""
+    devfun = ProfiledDeviance(model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        optsum = optimize(ProfiledDeviance(model))
+        optsum = optimize(devfun)
     for w in caught:
         if str(w.message) not in optsum.messages:
             optsum.messages.append(str(w.message))
-    return optsum
-
-
-def _batchable(model: LinearMixedModel) -> bool:
-    """Whether the reduced factor (the terms after the first, X and y) is small enough to batch."""
-    return model.re.q - model.re.terms[0].q + model.X.shape[1] + 1 <= MAX_BATCHED_ORDER
+    return optsum, devfun
 
 
 def _moment_starts(model: LinearMixedModel, Zty: np.ndarray, yty: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -27,9 +27,29 @@ import scipy.sparse as sp
 
 from .model import LinearMixedModel
 
-#: the reduced factor's order up to which responses are evaluated together; beyond it the batched r³ work per
-#: response exceeds what the per-response backends (sparse or blocked factors) spend
-MAX_BATCHED_ORDER = 48
+#: the reduced factor's order up to which responses are evaluated together: at r = 82 the batched fit of a
+#: response took 2.5 ms against lmer's 35 ms, at r = 202 20 ms against 53 ms (benchmarks/HISTORY.md); the r³
+#: work per evaluation grows past what the per-response sparse factors spend beyond a few hundred
+MAX_BATCHED_ORDER = 256
+#: the most values the design's product matrix F may hold (128 MB)
+MAX_F_SIZE = 2**24
+
+
+def batchable(model: LinearMixedModel) -> bool:
+    """Whether the responses of this design are evaluated together: the reduced factor (the terms after the first,
+    X and y) small enough, and F (distinct blocks of the first term × its k² × the other rows²) too."""
+    re, p = model.re, model.X.shape[1]
+    first = re.terms[0]
+    order = re.q - first.q + p + 1
+    if order > MAX_BATCHED_ORDER:
+        return False
+    return first.n_levels * first.k**2 * (order - 1) ** 2 <= MAX_F_SIZE  # every level distinct at worst
+
+
+def block_size(model: LinearMixedModel) -> int:
+    """Responses per batched call: their reduced matrices (r² values each) within 8 MB, at most 1,024."""
+    order = model.re.q - model.re.terms[0].q + model.X.shape[1] + 1
+    return int(np.clip(2**20 // order**2, 16, 1024))
 
 
 def batched_cholesky(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +237,7 @@ class BatchedResponses:
         lam[:, d.rest_rows, d.rest_cols] = theta[:, d.rest_index]
         return np.swapaxes(lam, 1, 2) @ S @ lam
 
-    def estimates(self, theta: np.ndarray, which: np.ndarray, chunk: int = 1024):
+    def estimates(self, theta: np.ndarray, which: np.ndarray, chunk: int):
         """At each response's θ, in blocks of ``chunk`` responses: β̃ (m × p), RX̃ (m × p × p, upper triangular),
         r² and the deviance of the standardized problem."""
         d, m = self.design, len(which)

@@ -20,6 +20,7 @@ from .convergence import SINGULAR_TOL
 from .deviance import ProfiledDeviance
 from .formula import parse_formula
 from .many_newton import X_TOL, BatchedOptimum
+from .many_pls import block_size
 from .model import LinearMixedModel
 from .optimizers import OptSummary
 from .results import LmerResult, lmer_result
@@ -41,6 +42,7 @@ class ResponseFits:
         self.theta_tilde = np.zeros((m, k))
         self.converged = np.zeros(m, dtype=bool)
         self.optsums: dict[int, OptSummary] = {}  # fits by lmer's optimizer
+        self.devfuns: dict[int, ProfiledDeviance] = {}  # and the deviance functions they ran on
         self._batched: list = []
         self.c = model.standardization.c
 
@@ -84,9 +86,9 @@ class ResponseFits:
         shared = self.model.standardization
         return Standardization(shared.S, self.gamma[j], float(self.s[j]), shared.c, shared.n)
 
-    def set_optimized(self, j: int, optsum: OptSummary) -> None:
-        """The fit of response j by lmer's optimizer (θ on the user's scale)."""
-        self.optsums[j] = optsum
+    def set_optimized(self, j: int, optsum: OptSummary, devfun: ProfiledDeviance) -> None:
+        """The fit of response j by lmer's optimizer (θ on the user's scale) on ``devfun``, kept for its estimates."""
+        self.optsums[j], self.devfuns[j] = optsum, devfun
         self.theta_tilde[j] = optsum.theta * np.sqrt(self.c)
         self.converged[j] = optsum.converged
 
@@ -109,17 +111,17 @@ class ResponseFits:
         )
 
     def result(self, j: int) -> LmerResult:
-        model = self.model_of(j)
-        return lmer_result(model, ProfiledDeviance(model), self.optsum(j))
+        devfun = self.devfuns.get(j) or ProfiledDeviance(self.model_of(j))
+        return lmer_result(devfun.model, devfun, self.optsum(j))
 
     def estimates_from(self, batched) -> None:
         """β, their standard errors, σ and the objective of every response at its θ (see the module docstring)."""
         model, m = self.model, len(self.names)
         which = np.arange(m)
         if batched is not None:
-            beta_t, RX_t, pwrss, objective_t = batched.estimates(self.theta_tilde, which)
+            beta_t, RX_t, pwrss, objective_t = batched.estimates(self.theta_tilde, which, block_size(model))
         else:
-            sols = [ProfiledDeviance(self.model_of(j)).standardized.solve(self.theta_tilde[j]) for j in which]
+            sols = [self.devfuns[j].standardized.solve(self.theta_tilde[j]) for j in which]
             beta_t = np.array([s.beta for s in sols]).reshape(m, -1)
             RX_t = np.array([s.RX for s in sols]).reshape(m, beta_t.shape[1], beta_t.shape[1])
             pwrss = np.array([s.pwrss for s in sols])

@@ -201,18 +201,36 @@ def test_singular_fits_sit_on_the_boundary_as_lmers():
 
 
 def test_large_designs_use_lmers_optimizer():
-    """Two crossed factors of 60 and 55 levels: the reduced factor is too large to batch; each response then goes
-    through lmer's own optimizer on the shared design, with lmer's numbers."""
+    """Two crossed factors of 300 and 280 levels: the reduced factor (order 282) is too large to batch; each
+    response then goes through lmer's own optimizer on the shared design, with lmer's numbers."""
     rng = np.random.default_rng(5)
-    n = 400
-    samples = pd.DataFrame({"a": rng.integers(0, 60, n).astype(str), "b": rng.integers(0, 55, n).astype(str)})
-    Y = rng.normal(size=(n, 3)) + rng.normal(size=(60, 3))[pd.factorize(samples["a"])[0]]
+    n = 1200
+    samples = pd.DataFrame({"a": rng.integers(0, 300, n).astype(str), "b": rng.integers(0, 280, n).astype(str)})
+    Y = rng.normal(size=(n, 2)) + rng.normal(size=(300, 2))[pd.factorize(samples["a"])[0]]
     many = skmixed.lmer_many("~ 1 + (1 | a) + (1 | b)", samples, Y)
-    for j in range(3):
+    for j in range(2):
         single = skmixed.lmer("y ~ 1 + (1 | a) + (1 | b)", samples.assign(y=Y[:, j]))
         assert many.table["optimizer"].iloc[j] == single.optsum.optimizer
         np.testing.assert_allclose(many.theta.iloc[j], single.theta, rtol=0, atol=5e-7)  # lmer's stopping rule
         assert many.table["objective"].iloc[j] == pytest.approx(single.objective, rel=1e-12)
+        np.testing.assert_allclose(many.fixef_se.iloc[j], single.fixef_se, rtol=1e-6)
+        assert many[j].devfun is many.fits[0].devfuns[j]  # the deviance function the optimizer ran on
+
+
+def test_a_larger_reduced_factor_is_batched():
+    """80 levels of the second factor (the reduced factor of order 82) are still batched, with lmer's objectives."""
+    rng = np.random.default_rng(6)
+    n = 900
+    samples = pd.DataFrame({"a": rng.integers(0, 200, n).astype(str), "b": rng.integers(0, 80, n).astype(str)})
+    Y = rng.normal(size=(n, 4)) + rng.normal(size=(200, 4))[pd.factorize(samples["a"])[0]]
+    Y += 0.5 * rng.normal(size=(80, 4))[pd.factorize(samples["b"])[0]]
+    many = skmixed.lmer_many("~ 1 + (1 | a) + (1 | b)", samples, Y)
+    assert (many.table["optimizer"] == "batched Newton (lmer_many)").all()
+    for j in range(4):
+        single = skmixed.lmer("y ~ 1 + (1 | a) + (1 | b)", samples.assign(y=Y[:, j]))
+        assert many.table["objective"].iloc[j] == pytest.approx(single.objective, rel=1e-12)
+        assert many.table["objective"].iloc[j] <= single.objective + 1e-10
+        np.testing.assert_allclose(many.theta.iloc[j], single.theta, rtol=0, atol=5e-7)
 
 
 def test_response_forms_agree():
