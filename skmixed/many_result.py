@@ -150,7 +150,8 @@ class ManyResult:
     evaluations, convergence, singularity, optimizer), :attr:`fixef`, :attr:`fixef_se`, :attr:`theta`,
     :attr:`varcorr` (variances and covariances, lme4's names) and :attr:`sdcor` (standard deviations and
     correlations).  ``result[i]`` (by position) or ``result[name]`` is the :class:`~skmixed.LmerResult` ``lmer``
-    would give for that response, built when asked for.
+    would give for that response, built when asked for (an integer that is also a response's name is read as
+    the name); iterating gives them all in order.
     """
 
     formula: str
