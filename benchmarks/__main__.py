@@ -44,9 +44,15 @@ def _objective_check(ours: float | None, lme4: float | None) -> str:
 
 def _target(ref: dict, res: dict) -> tuple[str, float | None]:
     """The target as printed and in seconds: ``target_s``, or ``target_fit_ratio`` times the case's own fit time
-    (an analysis of a fit whose cost is stated relative to the fit, e.g. Satterthwaite df at most 1.5× the fit)."""
+    (an analysis of a fit whose cost is stated relative to the fit, e.g. Satterthwaite df at most 1.5× the fit), or
+    a loop of ``loop_fits`` such fits divided by ``speedup_over_loop`` (lmer_many against a loop of lmer)."""
     if "target_s" in ref:
         return _fmt_seconds(ref["target_s"]), ref["target_s"]
+    if "loop_fits" in ref and "fit_seconds" in res:  # a loop of that many fits (the case's own fit), sped up
+        loop = ref["loop_fits"] * res["fit_seconds"]
+        limit = loop / ref["speedup_over_loop"]
+        loop_text = f"loop of {ref['loop_fits']:,} fits {_fmt_seconds(loop)}"
+        return f"{loop_text} ÷ {ref['speedup_over_loop']:g} = {_fmt_seconds(limit)}", limit
     if "target_fit_ratio" in ref and "fit_seconds" in res:
         limit = ref["target_fit_ratio"] * res["fit_seconds"]
         return f"{ref['target_fit_ratio']:g}× fit = {_fmt_seconds(limit)}", limit

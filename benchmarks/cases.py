@@ -69,6 +69,16 @@ def _bootstrap_1000(m) -> None:
     m.bootstrap(1000, seed=1)
 
 
+def _lmer_many_10k_genes(m) -> None:
+    """lmer_many over the 10,000 genes of :func:`benchmarks.data.expression` (the fit beside it: lmer on one gene)."""
+    import skmixed
+
+    from .data import expression
+
+    samples, genes = expression()
+    skmixed.lmer_many("~ x + (1 | donor) + (1 | batch)", samples, genes)
+
+
 CASES = {
     c.name: c
     for c in [
@@ -139,6 +149,12 @@ CASES = {
         ),
         Case(
             "sleepstudy_boot1000", _dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)", action=_bootstrap_1000
+        ),
+        Case(
+            "lmer_many_10k",
+            _synthetic("expression_first_gene"),
+            "y ~ x + (1 | donor) + (1 | batch)",
+            action=_lmer_many_10k_genes,
         ),
     ]
 }

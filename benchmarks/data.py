@@ -6,6 +6,7 @@ records (mean about 2.7), skewed campus sizes, a quarter of records at a campus 
 student's own.
 ``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
 ``crossed_10k``: 10,000 rows, 200 subjects crossed with 50 items, random intercepts and slopes for both.
+``expression``: 10,000 genes measured on 500 samples of 50 donors in 10 batches (``lmer_many``).
 ``crossed_sparse_10k`` and ``crossed_100k``: ``crossed`` with few rows per level on both sides (1,000 × 1,977 levels
 at 10,000 rows; 10,000 × 2,000 at 100,000), the shapes where iterative solvers had won.
 ``nested_vector``: random intercepts and slopes for groups and for subgroups nested in them.
@@ -15,6 +16,8 @@ three two-level conditions, the maximal model with four correlated effects for e
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -87,6 +90,39 @@ def crossed_10k(n_subjects: int = 200, n_items: int = 50, seed: int = 1997) -> p
             "item": pd.Categorical.from_codes(item, [f"i{i}" for i in range(n_items)]),
         }
     )
+
+
+@lru_cache(maxsize=1)
+def expression(n_genes: int = 10_000, n_samples: int = 500, n_donors: int = 50, n_batches: int = 10, seed: int = 2016):
+    """variancePartition-shaped data: samples (a covariate x, donor and batch) and genes (n_samples × n_genes), each
+    gene with its own donor, batch and residual variance (SDs uniform on [0, 1.5], [0, 1], [0.5, 1.5]) and
+    x effect, for ``~ x + (1 | donor) + (1 | batch)`` fitted to every gene."""
+    rng = np.random.default_rng(seed)
+    donor, batch = rng.integers(0, n_donors, n_samples), rng.integers(0, n_batches, n_samples)
+    x = rng.normal(size=n_samples)
+    sd_donor, sd_batch = rng.uniform(0, 1.5, n_genes), rng.uniform(0, 1.0, n_genes)
+    sd_residual, slope = rng.uniform(0.5, 1.5, n_genes), rng.normal(0, 0.3, n_genes)
+    genes = (
+        8.0
+        + x[:, None] * slope
+        + (rng.normal(size=(n_donors, n_genes)) * sd_donor)[donor]
+        + (rng.normal(size=(n_batches, n_genes)) * sd_batch)[batch]
+        + rng.normal(size=(n_samples, n_genes)) * sd_residual
+    )
+    samples = pd.DataFrame(
+        {
+            "x": x,
+            "donor": pd.Categorical.from_codes(donor, [f"d{i}" for i in range(n_donors)]),
+            "batch": pd.Categorical.from_codes(batch, [f"b{i}" for i in range(n_batches)]),
+        }
+    )
+    return samples, genes
+
+
+def expression_first_gene() -> pd.DataFrame:
+    """The samples of :func:`expression` with its first gene as y (the single ``lmer`` fit beside ``lmer_many``)."""
+    samples, genes = expression()
+    return samples.assign(y=genes[:, 0])
 
 
 def crossed_sparse_10k() -> pd.DataFrame:

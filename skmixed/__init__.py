@@ -20,6 +20,8 @@ from .glmm import glmer
 from .glmm_results import GlmerResult
 from .hlm import hlm
 from .lmm import lmer
+from .many import lmer_many
+from .many_result import ManyResult
 from .r2 import icc, r2
 from .ranova import ranova
 from .results import LmerResult
@@ -37,6 +39,8 @@ from .stages import (
 
 __all__ = [
     "lmer",
+    "lmer_many",
+    "ManyResult",
     "glmer",
     "hlm",
     "build",

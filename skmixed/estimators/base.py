@@ -8,6 +8,7 @@ without random effects is fitted (:meth:`_fit_fixed`), and how the linear predic
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -22,7 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ..exceptions import DataError, OptionError
+from ..exceptions import DataError, OptionError, SingularFitWarning
 from ..formula import parse_formula
 from ..glm import GlmFit
 from ..variables import column, model_variables, present
@@ -103,6 +104,7 @@ class MixedModelEstimator(BaseEstimator):
         Without ``groups`` in array mode the model has no random effects: an ordinary
         (generalised) linear model, so that the estimator works in any sklearn setting.
         """
+        self.results_ = None  # set by a formula-mode fit to several responses
         if self.formula is not None:
             return self._fit_formula(X, y, groups, sample_weight)
         X, y = self._validate_X_y(X, y)
@@ -145,12 +147,16 @@ class MixedModelEstimator(BaseEstimator):
         encoding = FormulaEncoding.from_text(self.formula, X)
         validate_data(self, X, skip_check_array=True)
         self._check_no_missing(X, encoding.formula)
+        names = list(y.columns) if isinstance(y, pd.DataFrame) else None
         y = check_array(y, ensure_2d=False, dtype=None, input_name="y")
-        if y.ndim != 1:
+        many = y.ndim == 2 and hasattr(self, "_fit_many")
+        if y.ndim != 1 and not many:
             raise DataError(f"y must be 1-D (one response value per row of X), not of shape {y.shape}")
         check_consistent_length(X, y)
         y = self._check_target(y)
         weights = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        if many:  # several responses, one column each (a multi-output regressor): the design is shared
+            return self._fit_many(encoding, X, pd.DataFrame(y, columns=names), weights)
         result = self._fit_mixed(encoding.formula, encoding.frame(X, y), weights)
         encoding.columns = formula_columns(result)
         return self._finish_mixed(result, encoding)
@@ -227,6 +233,10 @@ class MixedModelEstimator(BaseEstimator):
             data = encoding.frame(X)
             check_columns(data, encoding.columns)
             self._check_no_missing(data, encoding.formula)
+            if getattr(self, "results_", None) is not None:  # one column per response
+                with warnings.catch_warnings():  # the fits' singularity is in results_.table, not news here
+                    warnings.simplefilter("ignore", SingularFitWarning)
+                    return np.column_stack([fit.predict(data, allow_new_levels=True) for fit in self.results_])
             return self.result_.predict(data, allow_new_levels=True)
         X = validate_data(self, X, reset=False)
         if groups is None or self.result_ is None:
@@ -240,6 +250,8 @@ class MixedModelEstimator(BaseEstimator):
         √(x'Vx) for the fit without groups."""
         check_is_fitted(self)
         encoding = self.encoding_
+        if getattr(self, "results_", None) is not None:
+            raise OptionError("return_std is for a single response; for one of several use results_[j].predict")
         if isinstance(encoding, FormulaEncoding):
             eta = self._linear_predictor(X, groups)  # checks X as predict does
             frame = self.result_.predict(encoding.frame(X), allow_new_levels=True, se_fit=True)
@@ -259,6 +271,10 @@ class MixedModelEstimator(BaseEstimator):
     def summary(self):
         """The lme4-style summary of the fitted mixed model (``result_.summary()``)."""
         check_is_fitted(self)
+        if getattr(self, "results_", None) is not None:
+            raise OptionError(
+                "this estimator was fitted to several responses: summarise one with results_[j].summary()"
+            )
         if self.result_ is None:
             raise OptionError(
                 "this estimator was fitted without groups (no random effects), so it has no mixed-model summary; "

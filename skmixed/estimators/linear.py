@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import RegressorMixin
 
-from ..exceptions import OptionError
+from ..exceptions import OptionError, SingularFitWarning
 from ..families import Gaussian
 from ..glm import GlmFit, fit_glm
 from ..lmm import lmer
-from .base import MixedModelEstimator
+from ..many import lmer_many
+from .base import INTERCEPT, MixedModelEstimator
+from .encoding import formula_columns
 
 
 class MixedLM(RegressorMixin, MixedModelEstimator):
@@ -58,6 +62,13 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
     ``GroupKFold``); with routing enabled call ``set_fit_request(groups=True)`` (array mode) or
     ``set_fit_request(groups=False)`` (formula mode, when groups are routed to the splitter).
 
+    Several responses (formula mode): ``fit(df, Y)`` with a 2-D ``Y`` (one column per response, as
+    scikit-learn's multi-output regressors take it) fits each column as its own model on the shared design,
+    by :func:`skmixed.lmer_many`; ``predict`` then returns one column per response, ``coef_`` is
+    responses × features and ``intercept_`` one per response, ``results_`` holds the
+    :class:`~skmixed.ManyResult` (``results_[j]`` the full fit of response j), and ``result_`` and
+    ``random_effects_`` are None.
+
     Attributes
     ----------
     coef_, intercept_ : ndarray, float
@@ -69,6 +80,8 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         Like lme4's ``as.data.frame(VarCorr(m))``.
     result_ : LmerResult or None
         The full :class:`skmixed.LmerResult` (``summary()``, ``anova``...); None without groups.
+    results_ : ManyResult or None
+        With a 2-D y: the fits of every response (:func:`skmixed.lmer_many`); None otherwise.
     encoding_ : object
         How X and groups became the model's columns, reused by ``predict``.
     n_features_in_, feature_names_in_ : int, ndarray
@@ -99,6 +112,23 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
                 "MixedLM(formula='~ visit * arm', residual='us(visit | subject)')"
             )
         return super()._validate_X_y(X, y)
+
+    def _fit_many(self, encoding, X, Y, weights):
+        """Formula mode with a 2-D y: ``skmixed.lmer_many`` on its columns, a multi-output regressor's attributes."""
+        if self.residual is not None:
+            raise OptionError("residual= fits one response at a time: pass y as one column (a 1-D array)")
+        many = lmer_many(encoding.rhs, encoding.frame(X), Y, REML=self.reml, weights=weights)
+        with warnings.catch_warnings():  # a singular fit shows in many.table
+            warnings.simplefilter("ignore", SingularFitWarning)
+            encoding.columns = formula_columns(many[0])
+        self.encoding_, self.results_, self.result_ = encoding, many, None
+        fixef = many.fixef
+        self.intercept_ = fixef[INTERCEPT].to_numpy(dtype=float) if INTERCEPT in fixef else np.zeros(len(many))
+        self.coef_ = fixef.drop(columns=INTERCEPT, errors="ignore").to_numpy(dtype=float)
+        self.random_effects_ = None
+        self.variance_components_ = many.varcorr
+        self._dispersion = many.table["sigma"].to_numpy() ** 2
+        return self
 
     def _fit_fixed(self, X, y, weights) -> GlmFit:
         """Weighted least squares ``min Σ wᵢ (yᵢ − β₀ − xᵢ'β)²``, the Gaussian GLM (one IRLS step solves it);
