@@ -8,6 +8,7 @@ R's ``glm``), a two-level factor (the second level is a success) or logical.
 
 from __future__ import annotations
 
+import ast
 import re
 
 import numpy as np
@@ -32,14 +33,51 @@ def _cbind_arguments(expr: str) -> list[str] | None:
     return [a for _, a in split_top(m.group(1), ",")] if m else None
 
 
+_OPERATORS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide}
+
+
+def _column(name: str, data: pd.DataFrame, role: str) -> np.ndarray:
+    values = data[name]
+    if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)):
+        raise DataError(f"the {role} {name!r} must be numbers, not values of dtype {values.dtype}")
+    return np.asarray(values, dtype=float)
+
+
+def _plain_arithmetic(expr: str, data: pd.DataFrame, role: str) -> np.ndarray | None:
+    """``a - b``, ``s / n``, ``2 * y``...: columns and numbers under + − × ÷ (the same in R and numpy), without the
+    formula machinery (a small model's response is otherwise a good part of its fit); None for anything else."""
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        return None
+
+    def value(node):
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            left, right = value(node.left), value(node.right)
+            return None if left is None or right is None else _OPERATORS[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            inner = value(node.operand)
+            return None if inner is None else -inner
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            if node.id not in data.columns:
+                raise DataError(f"{node.id!r} in the {role} {expr!r} is not a column of the data")
+            return _column(node.id, data, role)
+        return None
+
+    out = value(tree)
+    return out if isinstance(out, np.ndarray) else None
+
+
 def _expression_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
     """A column or an R expression of columns; arithmetic such as ``a - b`` or ``s / n`` is evaluated as such."""
     if expr in data.columns:
-        values = data[expr]
-        if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)):
-            raise DataError(f"the {role} {expr!r} must be numbers, not values of dtype {values.dtype}")
-        return np.asarray(values, dtype=float)
+        return _column(expr, data, role)
     if is_arithmetic(expr):
+        plain = _plain_arithmetic(expr, data, role)
+        if plain is not None:
+            return plain
         expr = f"I({expr})"
     return numeric_column(expr, data, role)
 

@@ -8,6 +8,7 @@ import pytest
 from scipy import integrate, optimize, special, stats
 
 import skmixed
+from skmixed.exceptions import DataError
 from skmixed.families import Binomial, Gaussian, NegativeBinomial, Poisson
 from skmixed.laplace import agq, agq_constant, gauss_hermite, laplace
 from skmixed.pirls import Pirls
@@ -258,6 +259,20 @@ def test_arithmetic_responses_are_evaluated_not_read_as_formula_terms():
     assert diff.objective == pytest.approx(direct.objective, rel=1e-10)
     shifted = skmixed.glmer("yc + 0.5 ~ x + (1 | g)", df, family=skmixed.families.Gamma(link="log"))
     np.testing.assert_allclose(shifted.frame.y, df.yc + 0.5)
+
+
+@pytest.mark.parametrize("expr", ["yn - 2 * half", "-yn / (half + 1)", "(yn + 1) - half * 0.5"])
+def test_plain_arithmetic_responses_equal_the_formula_machinerys(expr):
+    """+ − × ÷ of columns and numbers are evaluated directly (as R and formulaic's I() would), a column not in
+    the data is named."""
+    from skmixed.model_matrix import numeric_column
+    from skmixed.response import _expression_vector
+
+    df = small_data(9)
+    df["half"] = df.yn / 2
+    np.testing.assert_array_equal(_expression_vector(expr, df, "response"), numeric_column(f"I({expr})", df, "r"))
+    with pytest.raises(DataError, match="'c' in the response 'yn - c' is not a column of the data"):
+        skmixed.lmer("yn - c ~ x + (1 | g)", df)  # c, an R function's name, is no variable here
 
 
 def test_without_derivatives_the_covariance_comes_from_rx(cbpp_fit, monkeypatch):
