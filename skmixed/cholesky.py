@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotrf, dpotri, dtrtrs
+from scipy.linalg.lapack import dpotrf, dpotri, dtrtri, dtrtrs
 
 from ._cholmod import NotPositiveDefinite, SparseCholesky, factor_flops
 
@@ -37,6 +37,10 @@ DENSE_PER_SPARSE_FLOP = 10.0
 GRADIENT_SAVING = 3.0
 #: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (every person answers every item, say) and small
 DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
+#: the gradient's traces from L₂₂⁻¹R (a dense q₂ × q₁ product) up to this many entries, S⁻¹ beyond; and when
+#: the product's multiply-adds, at this many times a BLAS flop each (scipy's sparse-dense product), cost less than
+#: the q₂³/3 flops it saves (InstEval: 73,000 entries of L₂₁ at q₂ = 1,142 do not)
+MAX_TRIANGULAR_PRODUCT, SPARSE_DENSE_COST = 20_000_000, 10
 #: G diag(w) G' from per-count dense Gram matrices when they take at most this much memory ...
 MAX_GROUPED_BYTES = 2 * 1024**3
 #: ... and are not more than this many times the sparse product's multiply-adds (a dense pass over an entry
@@ -92,10 +96,21 @@ class _Blocked:
         return (L21 @ L21.T).toarray()
 
     def inverse_traces(self) -> tuple[float, np.ndarray]:
-        """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) from L₂₁: see :meth:`_inverse_traces`."""
+        """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) from L₂₁: see :meth:`_inverse_traces`, or, for a sparse L₂₁ that
+        is cheap to multiply, from L₂₂⁻¹ alone: with R = L₂₁D^-½ and S⁻¹ = L₂₂'⁻¹L₂₂⁻¹,
+        ⟨S⁻¹, RR'⟩ = ‖L₂₂⁻¹R‖²_F and diag(S⁻¹) the squared column norms of L₂₂⁻¹ (a triangular inverse,
+        q₂³/3 flops, where S⁻¹ itself costs twice that)."""
         inv_d = 1.0 / self._root**2
         if isinstance(self._L21, np.ndarray):
             return self._inverse_traces((self._L21 * inv_d) @ self._L21.T)
+        q2 = self.q2
+        if SPARSE_DENSE_COST * self._L21.nnz * q2 <= q2**3 / 3 and q2 * self.q1 <= MAX_TRIANGULAR_PRODUCT:
+            L_inv, info = dtrtri(self._L22, lower=1)
+            if info != 0:
+                raise ArithmeticError(f"cannot invert the Schur complement's factor (LAPACK info {info})")
+            R = self._L21.multiply(np.sqrt(inv_d)[None, :]).tocsr()
+            quad = float(np.sum((R.T @ L_inv.T) ** 2))  # ‖L₂₂⁻¹R‖², as (R'L₂₂'⁻¹)
+            return float(np.sum(inv_d) + quad), np.einsum("ij,ij->j", L_inv, L_inv)
         return self._inverse_traces(self._L21.multiply(inv_d[None, :]).tocsc() @ self._L21.T)
 
     def _inverse_traces(self, scaled_product) -> tuple[float, np.ndarray]:

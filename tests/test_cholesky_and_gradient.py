@@ -269,3 +269,18 @@ def test_nested_vector_terms_have_a_gradient_from_their_blocks(reml):
     assert m.optsum.optimizer.startswith("scipy L-BFGS-B") and m.objective <= ref.objective + 1e-7
     leaky = deviance(nested_vector_data(leak=True), reml, formula).standardized.backend
     assert not leaky.has_gradient and "no gradient" in leaky.reason
+
+
+def test_inverse_traces_from_the_triangular_inverse_equal_those_from_s_inverse(monkeypatch):
+    """The gradient's traces tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) by ‖L₂₂⁻¹L₂₁D^-½‖² (chosen where the sparse product is
+    cheap) equal those from S⁻¹."""
+    dev = deviance(two_factor_data(300, 1500, 3000, nested=False), True, "y ~ 1 + (1 | a) + (1 | b)")
+    chol = dev.standardized.backend.chol
+    chol.refactor_lambda(np.repeat([0.7, 1.3], [chol.q1, chol.q2]))
+    assert chol._grams is None and not isinstance(chol._L21, np.ndarray)  # the sparse L₂₁ this is about
+    monkeypatch.setattr(cholesky_module, "SPARSE_DENSE_COST", 0)
+    by_triangle = chol.inverse_traces()
+    monkeypatch.setattr(cholesky_module, "SPARSE_DENSE_COST", np.inf)
+    by_inverse = chol.inverse_traces()
+    assert by_triangle[0] == pytest.approx(by_inverse[0], rel=1e-12)
+    np.testing.assert_allclose(by_triangle[1], by_inverse[1], rtol=1e-12)
