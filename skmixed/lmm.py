@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .blas import single_blas_thread
+from .dask import is_dask_frame
 from .options import check_lmer
 from .results import LmerResult
 from .stages import build, deviance, make_result, optimize
@@ -31,6 +32,10 @@ def lmer(
     ``poly(x, 2)`` or ``scale(x)`` are evaluated, so these see only the rows fitted; R differs here
     (its ``poly`` stops on NA and its ``scale`` centres on rows dropped afterwards), on purpose.
     """
+    if is_dask_frame(data):  # the rows stay on the workers: skmixed.dask
+        from .dask import lmer as dask_lmer
+
+        return dask_lmer(formula, data, REML, weights, offset, start, check_conv, maxeval)
     check_lmer(REML, weights, offset, start, check_conv, maxeval, data)  # every option before any work
     with single_blas_thread():  # once for the four stages (see skmixed.blas)
         model = build(formula, data, REML=REML, weights=weights, offset=offset)

@@ -1,0 +1,150 @@
+"""The passes over a Dask DataFrame: a function of each partition, reduced up a tree of small merges.
+
+:func:`tree_reduce` maps a function over the partitions (``to_delayed``) and merges the results
+``SPLIT_EVERY`` at a time until one is left; only that one comes to the client.  The coding goes into the
+graph once, as one key, so a cluster ships it to each worker once, not with every task.  The functions are
+pure: when a worker is lost, Dask reruns its tasks elsewhere and the sums are the same.
+
+The pieces:
+
+* :func:`qr_partition` / :func:`qr_merge`: TSQR, the R factor of a QR of a tall matrix from the R factors
+  of its blocks (``[A₁; A₂] = [Q₁R₁; Q₂R₂]`` has the R of ``[R₁; R₂]``), for the unweighted fixed-effects
+  matrix (the aliased columns, as :func:`skmixed.rank.drop_aliased` finds them on X) and for
+  ``√w̃[X_c, y_c]`` (the change of variables of :mod:`skmixed.standardize`);
+* :func:`cross_partition` / :func:`cross_merge`: the standardized problem's cross-products
+  (:func:`skmixed.pls.cross_products` of each partition, summed);
+* :func:`residual_partition`: Σ w̃ r̃² at a solution, the penalized RSS as lme4 computes it at the optimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as la
+
+from ..exceptions import DataError
+from ..pls import CrossProducts, cross_products
+
+#: how many results one merge takes
+SPLIT_EVERY = 8
+
+
+def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
+    """``merge_fn`` over ``map_fn(partition, *args)`` of every partition, up a tree; ``what`` names the pass
+    in an error (a worker lost for good)."""
+    import dask
+    from dask import delayed
+
+    shared = [delayed(a, pure=True) if _large(a) else a for a in args]
+    mapped = delayed(map_fn, pure=True)
+    nodes = [mapped(p, *shared) for p in ddf.to_delayed()]
+    merge = delayed(merge_fn, pure=True)
+    while len(nodes) > 1:
+        nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
+    try:
+        return dask.compute(nodes[0])[0]
+    except Exception as e:  # noqa: BLE001  (only the cluster's own failures are turned into our message)
+        if type(e).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+            raise RuntimeError(
+                f"the Dask pass {what} failed: {e}. Its tasks were retried and still lost their worker; "
+                "no fit was made. Give the workers more memory or smaller partitions (ddf.repartition)"
+            ) from e
+        raise
+
+
+def _large(value) -> bool:
+    return not isinstance(value, (int, float, str, type(None), np.ndarray)) or (
+        isinstance(value, np.ndarray) and value.size > 64
+    )
+
+
+# --- TSQR ------------------------------------------------------------------------------------------
+@dataclass
+class QrPiece:
+    """R factors of the unweighted X (every column) and of √w̃[X_c, y_c]; max |y − offset|·√w̃ (the scale the
+    in-memory fit judges an exact fit against)."""
+
+    R_raw: np.ndarray
+    R_w: np.ndarray
+    magnitude: float
+
+
+def _r_factor(A: np.ndarray) -> np.ndarray:
+    if A.shape[0] == 0:
+        return np.zeros((0, A.shape[1]))
+    return la.qr(A, mode="r", check_finite=False)[0][: min(A.shape), :]
+
+
+def qr_partition(part, coding, c: float) -> QrPiece:
+    used, weights, offset = coding.used(part)
+    X = coding.fixed(used)
+    y = coding.response(used) - offset
+    X_c = X - coding.shift
+    y_c = y - coding.y_shift
+    sw = np.sqrt(weights / c)
+    magnitude = float(np.max(np.abs(y * sw))) if len(y) else 0.0
+    return QrPiece(_r_factor(X), _r_factor(np.column_stack([X_c, y_c]) * sw[:, None]), magnitude)
+
+
+def qr_merge(*pieces: QrPiece) -> QrPiece:
+    return QrPiece(
+        _r_factor(np.vstack([p.R_raw for p in pieces])),
+        _r_factor(np.vstack([p.R_w for p in pieces])),
+        max(p.magnitude for p in pieces),
+    )
+
+
+# --- cross-products ----------------------------------------------------------------------------------
+def cross_partition(part, coding) -> CrossProducts:
+    Z, X, y, w = coding.standardized(part)
+    return cross_products(Z, X, y, w)
+
+
+def _sum(arrays):
+    out = np.array(arrays[0], copy=True)
+    for a in arrays[1:]:
+        out += a
+    return out
+
+
+def cross_merge(*pieces: CrossProducts) -> CrossProducts:
+    ZtZ = pieces[0].ZtZ
+    for p in pieces[1:]:
+        ZtZ = ZtZ + p.ZtZ
+    return CrossProducts(
+        ZtZ=ZtZ.tocsc(),
+        ZtX=_sum([p.ZtX for p in pieces]),
+        Zty=_sum([p.Zty for p in pieces]),
+        XtX=_sum([p.XtX for p in pieces]),
+        Xty=_sum([p.Xty for p in pieces]),
+        yty=float(sum(p.yty for p in pieces)),
+        n=sum(p.n for p in pieces),
+        log_det_w=float(sum(p.log_det_w for p in pieces)),
+    )
+
+
+def finish_cross(cp: CrossProducts) -> CrossProducts:
+    """The summed Z'WZ in canonical CSC form, without the entries that cancelled to zero (a sparse product
+    over all rows at once does not store them either)."""
+    ZtZ = cp.ZtZ.tocsc()
+    ZtZ.sum_duplicates()
+    ZtZ.eliminate_zeros()
+    ZtZ.sort_indices()
+    for name in ("ZtX", "Zty", "XtX", "Xty"):
+        if not np.all(np.isfinite(getattr(cp, name))):
+            raise DataError("the cross-products overflowed: a column has values too large to square; rescale it")
+    cp.ZtZ = ZtZ
+    return cp
+
+
+# --- residuals at a solution ----------------------------------------------------------------------
+def residual_partition(part, coding, beta: np.ndarray, b: np.ndarray) -> float:
+    """Σ w̃ r̃² over the partition's rows, r̃ = ỹ − X̃β̃ − Zb̃ (the standardized problem's residuals)."""
+    Z, X, y, w = coding.standardized(part)
+    r = y - X @ beta - Z @ b
+    return float(w @ r**2)
+
+
+def add(*values: float) -> float:
+    return float(sum(values))
