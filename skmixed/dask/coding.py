@@ -241,12 +241,9 @@ def coding_from_survey(parsed: ParsedFormula, request: Request, survey: Survey, 
 
 def check_known_categories(ddf, names: list[str]) -> None:
     """Categorical columns must have known categories: their order is the levels' order, as in memory."""
-    unknown = [
-        n for n in names if isinstance(ddf._meta[n].dtype, pd.CategoricalDtype) and not ddf[n].cat.known
-    ]
+    unknown = [n for n in names if isinstance(ddf._meta[n].dtype, pd.CategoricalDtype) and not ddf[n].cat.known]
     if unknown:
         raise DataError(
             f"the Categorical columns {unknown} of the Dask DataFrame have unknown categories, whose order sets the "
             f"levels: make them known first, e.g. ddf = ddf.categorize(columns={unknown})"
         )
-

@@ -191,8 +191,13 @@ def _frame(coding: Coding, n_dropped: int, offset: str | None) -> ModelFrame:
         y=RowsOnWorkers("response"),
         X=RowsOnWorkers("fixed-effects model matrix"),
         x_names=coding.x_names,
-        x_design=Design(RowsOnWorkers("fixed-effects model matrix"), x_all, coding.parsed.fixed,
-                        "fixed-effects part", _spec=coding.x_spec),  # fmt: skip
+        x_design=Design(
+            RowsOnWorkers("fixed-effects model matrix"),
+            x_all,
+            coding.parsed.fixed,
+            "fixed-effects part",
+            _spec=coding.x_spec,
+        ),  # fmt: skip
         offset=RowsOnWorkers("offset"),
         weights=RowsOnWorkers("prior weights"),
         keep=RowsOnWorkers("rows used"),

@@ -43,14 +43,18 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     while len(nodes) > 1:
         nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
     try:
+        from distributed import KilledWorker
+
+        lost: tuple = (KilledWorker,)
+    except ImportError:  # the local scheduler: a failure is the task's own exception
+        lost = ()
+    try:
         return dask.compute(nodes[0])[0]
-    except Exception as e:  # noqa: BLE001  (only the cluster's own failures are turned into our message)
-        if type(e).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
-            raise RuntimeError(
-                f"the Dask pass {what} failed: {e}. Its tasks were retried and still lost their worker; "
-                "no fit was made. Give the workers more memory or smaller partitions (ddf.repartition)"
-            ) from e
-        raise
+    except lost as e:
+        raise RuntimeError(
+            f"the Dask pass {what} failed: {e}. Dask retried its tasks on other workers and lost those too; no fit "
+            "was made. Give the workers more memory or the partitions fewer rows (ddf.repartition)"
+        ) from e
 
 
 def _large(value) -> bool:

@@ -49,7 +49,9 @@ def exact_quantiles(series, probs) -> np.ndarray:
     """The quantiles of the non-missing values of the Dask Series ``series`` at ``probs``, as ``np.quantile``."""
     import dask
 
-    n, lo, hi = (x.item() if hasattr(x, "item") else x for x in dask.compute(series.count(), series.min(), series.max()))
+    n, lo, hi = (
+        x.item() if hasattr(x, "item") else x for x in dask.compute(series.count(), series.min(), series.max())
+    )
     n = int(n)
     h = (n - 1) * np.asarray(probs, dtype=float)
     ranks = sorted({int(k) for k in np.floor(h)} | {min(int(k) + 1, n - 1) for k in np.floor(h)})

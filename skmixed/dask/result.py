@@ -134,7 +134,9 @@ class DaskLmerResult(LmerResult):
 
         if "residual_quantiles" not in self._cache:
             self._cache["residual_quantiles"] = exact_quantiles(self.residuals_scaled, [0, 0.25, 0.5, 0.75, 1])
-        view = _SummaryView(model=self.model, solution=self.solution, optsum=self.optsum, cp=self.cp, _cache=self._cache)
+        view = _SummaryView(
+            model=self.model, solution=self.solution, optsum=self.optsum, cp=self.cp, _cache=self._cache
+        )
         return Summary(view, ddf)
 
 
