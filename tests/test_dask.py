@@ -205,3 +205,26 @@ def test_import_skmixed_does_not_import_dask():
     script = "import sys, skmixed\nprint(any(m == 'dask' or m.startswith('dask.') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_estimator_takes_dask_frames_in_formula_mode(client, data):
+    from skmixed.estimators import MixedLM
+
+    ddf = dd.from_pandas(data, npartitions=4)
+    X, y, w = ddf.drop(columns="y"), ddf["y"], ddf["w"]
+    fit = MixedLM(formula="~ x + (1 | a) + (1 | b)").fit(X, y, sample_weight=w)
+    memory = MixedLM(formula="~ x + (1 | a) + (1 | b)").fit(data.drop(columns="y"), data["y"], sample_weight=data["w"])
+    assert rel(fit.coef_, memory.coef_) < 1e-9 and list(fit.feature_names_in_) == list(memory.feature_names_in_)
+    predicted = fit.predict(X)
+    assert isinstance(predicted, dd.Series)
+    np.testing.assert_allclose(predicted.compute().to_numpy(), memory.predict(data.drop(columns="y")), atol=1e-8)
+    holes = dd.from_pandas(data.assign(x=data.x.where(data.index % 50 != 0)), npartitions=4)
+    with pytest.raises(DataError, match="missing values"):
+        MixedLM(formula="~ x + (1 | a)").fit(holes.drop(columns="y"), holes["y"])
+    with pytest.raises(DataError, match="Dask Series"):
+        MixedLM(formula="~ x + (1 | a)").fit(X, data["y"].to_numpy())
+
+
+def test_glmer_and_build_name_what_takes_a_dask_frame(data):
+    with pytest.raises(DataError, match="skmixed.lmer fits one"):
+        skmixed.glmer("y ~ x + (1 | a)", dd.from_pandas(data, npartitions=2), family="poisson")
