@@ -1,7 +1,9 @@
 """The passes over a Dask DataFrame: a function of each partition, reduced up a tree of small merges.
 
 :func:`tree_reduce` maps a function over the partitions (``to_delayed``) and merges the results
-``SPLIT_EVERY`` at a time until one is left; only that one comes to the client.  The coding goes into the
+``SPLIT_EVERY`` at a time until at most ``SPLIT_EVERY`` are left, which the client merges: the sum (Z'WZ of
+crossed factors has an entry per pair of levels observed, up to one per row) is the client's to hold, so no
+worker is asked to.  The coding goes into the
 graph once, as one key, so a cluster ships it to each worker once, not with every task.  The functions are
 pure: when a worker is lost, Dask reruns its tasks elsewhere and the sums are the same.
 
@@ -40,7 +42,7 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     mapped = delayed(map_fn, pure=True)
     nodes = [mapped(p, *shared) for p in ddf.to_delayed()]
     merge = delayed(merge_fn, pure=True)
-    while len(nodes) > 1:
+    while len(nodes) > SPLIT_EVERY:
         nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
     try:
         from distributed import KilledWorker
@@ -49,7 +51,7 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     except ImportError:  # the local scheduler: a failure is the task's own exception
         lost = ()
     try:
-        return dask.compute(nodes[0])[0]
+        return merge_fn(*dask.compute(*nodes))  # the last merge on the client: no worker holds the whole sum
     except lost as e:
         raise RuntimeError(
             f"the Dask pass {what} failed: {e}. Dask retried its tasks on other workers and lost those too; no fit "
