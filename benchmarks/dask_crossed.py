@@ -115,14 +115,16 @@ def main(argv=None) -> None:
     finally:
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)
-    print(f"Parquet {size_gb:.2f} GB on disk, {in_memory_gb:.2f} GB as columns in memory; {res['partitions']} partitions")
+    print(
+        f"Parquet {size_gb:.2f} GB on disk, {in_memory_gb:.2f} GB as columns in memory; {res['partitions']} partitions"
+    )
     print(f"Dask, {args.workers} workers of {args.memory_limit}: {res['rows']:,} rows, levels {res['levels']}")
     for what, seconds, rate in res["passes"]:
         print(f"  pass {what:<32} {seconds:8.1f} s  {rate / 1e6:6.2f} M rows/s")
     print(f"  on the client (θ optimisation){'':<3} {res['client_s']:8.1f} s")
-    print(f"  total {res['total_s']:.1f} s; worker peaks {[round(g, 2) for g in res['worker_peak_gb']]} GB, client peak "
-          f"{res['client_peak_gb']:.2f} GB; objective {res['objective']:.4f}, θ {np.round(res['theta'], 5).tolist()}, "
-          f"σ {res['sigma']:.5f}")  # fmt: skip
+    peaks = [round(g, 2) for g in res["worker_peak_gb"]]
+    print(f"  total {res['total_s']:.1f} s; worker peaks {peaks} GB, client peak {res['client_peak_gb']:.2f} GB")
+    print(f"  objective {res['objective']:.4f}, θ {np.round(res['theta'], 5).tolist()}, σ {res['sigma']:.5f}")
     if not args.no_in_memory:
         from .__main__ import _run
 

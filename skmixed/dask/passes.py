@@ -39,8 +39,9 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     from dask import delayed
 
     shared = [delayed(a, pure=True) if _large(a) else a for a in args]
-    mapped = delayed(map_fn, pure=True)
-    nodes = [mapped(p, *shared) for p in ddf.to_delayed()]
+    # one task per partition that reads it and maps it (fused): no worker keeps a partition once mapped
+    mapped = ddf.map_partitions(map_fn, *shared, meta=("piece", object), enforce_metadata=False, align_dataframes=False)
+    nodes = mapped.to_delayed()
     merge = delayed(merge_fn, pure=True)
     while len(nodes) > SPLIT_EVERY:
         nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import OptionError
+from ..fitting import optimize
 from ..prediction import select_terms
 from ..results import LmerResult, warn_if_singular
 from . import predict as lazy
@@ -51,6 +52,14 @@ class DaskLmerResult(LmerResult):
         n, std = self.nobs, self.standardization
         log_det_w = self.cp.log_det_w + n * np.log(std.c)  # W = c·W̃
         return s.ldL2 - log_det_w + n * (1.0 + np.log(2.0 * np.pi * s.pwrss / n))
+
+    def refit_ml(self) -> DaskLmerResult:
+        """This model fitted by maximum likelihood (itself if it already is), from the current θ; one more pass."""
+        if not self.REML:
+            return self
+        model = self.model.with_reml(False)
+        devfun = DaskDeviance(model)
+        return dask_lmer_result(model, devfun, optimize(devfun, start=self.theta))
 
     # --- lazy per-row quantities -----------------------------------------------------------------
     def _shared(self):
