@@ -1,9 +1,9 @@
 """The passes over a Dask DataFrame: a function of each partition, reduced up a tree of small merges.
 
-:func:`tree_reduce` maps a function over the partitions (``to_delayed``) and merges the results
-``SPLIT_EVERY`` at a time until at most ``SPLIT_EVERY`` are left, which the client merges: the sum (Z'WZ of
-crossed factors has an entry per pair of levels observed, up to one per row) is the client's to hold, so no
-worker is asked to.  The coding goes into the
+:func:`tree_reduce` maps a function over the partitions, fused with the task that reads each, and merges
+the results ``SPLIT_EVERY`` at a time.  The sum is the client's to hold (Z'WZ of crossed factors has an entry
+per pair of levels observed, up to one per row), so the last merges are the client's: on a cluster it merges the
+pieces as they arrive, so that a worker never holds more than the pieces of the tasks it runs.  The coding goes into the
 graph once, as one key, so a cluster ships it to each worker once, not with every task.  The functions are
 pure: when a worker is lost, Dask reruns its tasks elsewhere and the sums are the same.
 
@@ -33,8 +33,9 @@ SPLIT_EVERY = 8
 
 
 def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
-    """``merge_fn`` over ``map_fn(partition, *args)`` of every partition, up a tree; ``what`` names the pass
-    in an error (a worker lost for good)."""
+    """``merge_fn`` over ``map_fn(partition, *args)`` of every partition; ``what`` names the pass in an error
+    (a worker lost for good).  On a ``distributed`` cluster the client merges the pieces as they arrive
+    (:func:`_stream`), with the local scheduler up a tree of merges whose last one is the client's."""
     import dask
     from dask import delayed
 
@@ -42,22 +43,51 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     # one task per partition that reads it and maps it (fused): no worker keeps a partition once mapped
     mapped = ddf.map_partitions(map_fn, *shared, meta=("piece", object), enforce_metadata=False, align_dataframes=False)
     nodes = mapped.to_delayed()
-    merge = delayed(merge_fn, pure=True)
-    while len(nodes) > SPLIT_EVERY:
-        nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
+    client, lost = _cluster()
     try:
-        from distributed import KilledWorker
-
-        lost: tuple = (KilledWorker,)
-    except ImportError:  # the local scheduler: a failure is the task's own exception
-        lost = ()
-    try:
-        return merge_fn(*dask.compute(*nodes))  # the last merge on the client: no worker holds the whole sum
+        if client is not None:
+            return _stream(client, nodes, merge_fn)
+        merge = delayed(merge_fn, pure=True)
+        while len(nodes) > SPLIT_EVERY:
+            nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
+        return merge_fn(*dask.compute(*nodes))
     except lost as e:
         raise RuntimeError(
             f"the Dask pass {what} failed: {e}. Dask retried its tasks on other workers and lost those too; no fit "
             "was made. Give the workers more memory or the partitions fewer rows (ddf.repartition)"
         ) from e
+
+
+def _cluster() -> tuple[object, tuple]:
+    """The default ``distributed`` client (None without one) and the error of a task that lost its workers."""
+    try:
+        from distributed import KilledWorker, default_client
+    except ImportError:
+        return None, ()
+    try:
+        return default_client(), (KilledWorker,)
+    except ValueError:  # no client: the local scheduler
+        return None, (KilledWorker,)
+
+
+def _stream(client, nodes, merge_fn):
+    """The pieces merged on the client, ``SPLIT_EVERY`` at a time in partition order (so the sums do not depend
+    on which worker finished first), each released on the workers as soon as the client has it: a worker holds
+    one piece per task it runs, whatever the number of partitions."""
+    from distributed import as_completed
+
+    futures = client.compute(nodes)
+    index = {f.key: i for i, f in enumerate(futures)}
+    arrived: dict[int, object] = {}
+    total, start = None, 0
+    for future, piece in as_completed(futures, with_results=True):
+        arrived[index[future.key]] = piece
+        future.release()
+        while all(i in arrived for i in range(start, min(start + SPLIT_EVERY, len(futures)))) and start < len(futures):
+            block = [arrived.pop(i) for i in range(start, min(start + SPLIT_EVERY, len(futures)))]
+            total = merge_fn(*block) if total is None else merge_fn(total, *block)
+            start += len(block)
+    return total
 
 
 def _large(value) -> bool:
