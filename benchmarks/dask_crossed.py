@@ -110,6 +110,11 @@ def main(argv=None) -> None:
         print(f"  {write_parquet(path, args.rows, args.a_levels, args.b_levels):.1f} s", flush=True)
     size_gb = sum(f.stat().st_size for f in path.glob("*.parquet")) / 1024**3
     in_memory_gb = args.rows * (8 + 4 + 4) / 1024**3
+    mem = None
+    if not args.no_in_memory:  # first: a child process started later would report this one's peak as its own
+        from .__main__ import _run
+
+        mem = _run("crossed_10m", timeout=1800)
     try:
         res = fit_on_cluster(path, args.workers, args.memory_limit)
     finally:
@@ -125,10 +130,7 @@ def main(argv=None) -> None:
     peaks = [round(g, 2) for g in res["worker_peak_gb"]]
     print(f"  total {res['total_s']:.1f} s; worker peaks {peaks} GB, client peak {res['client_peak_gb']:.2f} GB")
     print(f"  objective {res['objective']:.4f}, θ {np.round(res['theta'], 5).tolist()}, σ {res['sigma']:.5f}")
-    if not args.no_in_memory:
-        from .__main__ import _run
-
-        mem = _run("crossed_10m", timeout=1800)
+    if mem is not None:
         print(f"in memory, crossed_10m (10,000,000 rows, ~10⁶ × 2,000 levels): {json.dumps(mem)}")
     print(json.dumps(res))
 

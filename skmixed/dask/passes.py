@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
+import scipy.sparse as sp
 
 from ..exceptions import DataError
 from ..pls import CrossProducts, cross_products
@@ -145,12 +146,20 @@ def _sum(arrays):
     return out
 
 
+def _sparse_sum(matrices) -> sp.csc_matrix:
+    """The sum of sparse matrices in one conversion of their stacked triplets (duplicates summed, in order)."""
+    if len(matrices) == 1:
+        return matrices[0].tocsc()
+    triplets = [m.tocoo() for m in matrices]
+    data = np.concatenate([t.data for t in triplets])
+    rows = np.concatenate([t.row for t in triplets])
+    cols = np.concatenate([t.col for t in triplets])
+    return sp.csc_matrix((data, (rows, cols)), shape=matrices[0].shape)
+
+
 def cross_merge(*pieces: CrossProducts) -> CrossProducts:
-    ZtZ = pieces[0].ZtZ
-    for p in pieces[1:]:
-        ZtZ = ZtZ + p.ZtZ
     return CrossProducts(
-        ZtZ=ZtZ.tocsc(),
+        ZtZ=_sparse_sum([p.ZtZ for p in pieces]),
         ZtX=_sum([p.ZtX for p in pieces]),
         Zty=_sum([p.Zty for p in pieces]),
         XtX=_sum([p.XtX for p in pieces]),
