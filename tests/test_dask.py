@@ -148,6 +148,7 @@ def test_the_client_never_holds_the_rows(client):
     for n in (500, 5000):
         parts = [dask.delayed(_worker_partition)(i, n) for i in range(4)]
         ddf = dd.from_delayed(parts, meta=simulated(2).iloc[:0])
+        assert not ddf.known_divisions  # the fit needs none
         with pytest.raises(ValueError):
             _worker_partition(0, n)
         fit = skmixed.lmer("y ~ x + (1 | a) + (1 | b)", ddf)
