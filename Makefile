@@ -5,6 +5,7 @@
 # make lint:  ruff check and ruff format --check over the repository.
 # make fuzz:  the property-based tests with many generated examples.
 # make dist:  a wheel and an sdist in dist/.
+# make bench-dask: skmixed.lmer on a Dask cluster from Parquet (benchmarks/dask_crossed.py; minutes, not in CI).
 # make docs:  the documentation site (user guide, API reference, executed notebooks) in build/docs/html.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +13,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skmixed-installed
 DOCS_STAMP := $(VENV)/.skmixed-docs-installed
 
-.PHONY: test demo lint fuzz bench dist suitesparse sksparse-version clean docs
+.PHONY: test demo lint fuzz bench bench-dask dist suitesparse sksparse-version clean docs
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -34,6 +35,9 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+bench-dask: $(STAMP)
+	$(PY) -m benchmarks.dask_crossed
 
 dist: $(STAMP)
 	rm -rf dist

@@ -142,9 +142,9 @@ def _state(m, theta: np.ndarray) -> dict:
     sol = m.devfun.solve(theta)
     if sol is None:
         raise ArithmeticError(f"the deviance is not defined at θ = {theta}")
-    frame, re = m.frame, m.re
-    r = frame.y - frame.offset - frame.X @ sol.beta - re.Z @ sol.b
-    ztwr = re.Z.T @ (frame.weights * r)
+    re, cp, std = m.re, m.cp, m.standardization
+    # Z'Wr from the cross-products of the standardized problem: r = s·r̃ and W = c·W̃ (skmixed.standardize)
+    ztwr = std.c * std.s * (cp.Zty - cp.ZtX @ std.beta_tilde(sol.beta) - cp.ZtZ @ (sol.b / std.s))
     rows, cols, index = re.lambda_pattern
     Rinv = np.linalg.inv(sol.RX) if sol.RX.size else sol.RX
     return {
@@ -172,7 +172,7 @@ def natural_scales(m) -> np.ndarray:
     """Per θ element, the norm of its row of T (that random effect's SD over σ); 1/rms of its Z column (weighted)
     where the row is zero."""
     re, theta = m.re, m.theta
-    Zw2 = re.Z.multiply(re.Z).T @ m.frame.weights  # Σ w z² per column of Z
+    Zw2 = m.standardization.c * m.cp.ZtZ.diagonal()  # Σ w z² per column of Z: the diagonal of Z'WZ = c·Z'W̃Z
     out = []
     for i, t in enumerate(re.terms):
         T = t.T(re.term_theta(theta, i))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .blas import single_blas_thread
+from .dask import is_dask_frame
+from .exceptions import OptionError
 from .options import check_lmer
 from .results import LmerResult
 from .stages import build, deviance, make_result, optimize
@@ -36,6 +38,12 @@ def lmer(
     others of :mod:`skmixed.covstruct` (the formula may then have no random-effects term: nlme's ``gls``); the
     result is a :class:`~skmixed.residual_result.StructuredLmerResult` (:mod:`skmixed.residual_fit`).
     """
+    if is_dask_frame(data):  # the rows stay on the workers: skmixed.dask
+        from .dask import lmer as dask_lmer
+
+        if residual is not None:
+            raise OptionError("residual= needs the rows in memory: fit a pandas DataFrame (ddf.compute())")
+        return dask_lmer(formula, data, REML, weights, offset, start, check_conv, maxeval)
     if residual is not None:
         from .residual_fit import build_structured, fit_structured
 

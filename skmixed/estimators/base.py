@@ -23,6 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ..dask import is_dask_frame
 from ..exceptions import DataError, OptionError, SingularFitWarning
 from ..formula import parse_formula
 from ..glm import GlmFit
@@ -144,6 +145,12 @@ class MixedModelEstimator(BaseEstimator):
             raise OptionError(
                 "random_slopes is for array mode; in formula mode write the slopes in the formula, e.g. (1 + x | g)"
             )
+        if is_dask_frame(X):  # the rows stay on the workers (skmixed.dask.estimators)
+            from ..dask.estimators import fit_formula
+
+            result, encoding = fit_formula(self, FormulaEncoding, X, y, sample_weight)
+            encoding.columns = formula_columns(result, X._meta)
+            return self._finish_mixed(result, encoding)
         encoding = FormulaEncoding.from_text(self.formula, X)
         validate_data(self, X, skip_check_array=True)
         self._check_no_missing(X, encoding.formula)
@@ -230,6 +237,9 @@ class MixedModelEstimator(BaseEstimator):
         if isinstance(encoding, FormulaEncoding):
             if groups is not None:
                 raise OptionError("in formula mode the grouping columns travel inside X: do not pass groups to predict")
+            if is_dask_frame(X):  # a lazy Dask Series
+                check_columns(X._meta, encoding.columns)
+                return self.result_.predict(X, allow_new_levels=True)
             data = encoding.frame(X)
             check_columns(data, encoding.columns)
             self._check_no_missing(data, encoding.formula)

@@ -260,9 +260,10 @@ class FormulaEncoding:
         return data
 
 
-def formula_columns(result) -> list[str]:
-    """The data columns a fitted model reads: fixed-effect, random-effect and offset variables, grouping factors."""
-    parsed, data = result.parsed, result.frame.data
+def formula_columns(result, data=None) -> list[str]:
+    """The data columns a fitted model reads: fixed-effect, random-effect and offset variables, grouping factors
+    (``data``: the fit's columns, by default its model frame's)."""
+    parsed, data = result.parsed, result.frame.data if data is None else data
     used: set[str] = set()
     for expr in (parsed.fixed, *parsed.offsets, *(bar.lhs for bar in parsed.bars)):
         used |= expression_variables(expr, data)
