@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .exceptions import DataError, RankDeficiencyWarning
+from .exceptions import DataError
 from .formula import ParsedFormula
 from .model_matrix import Design, check_squares, design_matrix, numeric_column
-from .rank import drop_aliased
+from .rank import drop_aliased, warn_rank_deficient
 from .response import binomial_response, response_vector
 from .variables import column, drop_unused_levels, model_variables, prepare_data
 
@@ -150,14 +150,7 @@ def model_frame(parsed: ParsedFormula, data, weights=None, offset=None, binomial
         raise DataError(f"the response {parsed.response!r} has infinite values; remove or fix those rows")
     check_squares(y[:, None], [parsed.response], "response")
     design, X, names, dropped = _fixed_effects(parsed, used, len(y))
-    if dropped:
-        s = "s" if len(dropped) > 1 else ""
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column{s} / "
-            f"coefficient{s}: {dropped}",
-            RankDeficiencyWarning,
-            stacklevel=3,
-        )
+    warn_rank_deficient(dropped, stacklevel=3)
 
     off = np.zeros(len(used)) if offset_values is None else offset_values[keep]
     for expr in parsed.offsets:

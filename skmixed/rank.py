@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from .exceptions import RankDeficiencyWarning
 
 
 def _project_off(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -49,3 +53,15 @@ def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np
     keep.sort()
     aliased = sorted(dropped + dropped_zero)
     return X[:, keep], [names[j] for j in keep], [names[j] for j in aliased]
+
+
+def warn_rank_deficient(dropped: list[str], stacklevel: int) -> None:
+    """lme4's warning for the columns :func:`drop_aliased` dropped (none: no warning)."""
+    if dropped:
+        s = "s" if len(dropped) > 1 else ""
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column{s} / "
+            f"coefficient{s}: {dropped}",
+            RankDeficiencyWarning,
+            stacklevel=stacklevel + 1,
+        )

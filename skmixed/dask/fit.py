@@ -18,7 +18,7 @@ import scipy.linalg as la
 from ..blas import single_blas_thread
 from ..checks import check_identifiable
 from ..deviance import ProfiledDeviance, StandardizedDeviance
-from ..exceptions import DataError, FormulaError, OptionError, RankDeficiencyWarning
+from ..exceptions import DataError, FormulaError, OptionError
 from ..fitting import optimize
 from ..formula import parse_formula
 from ..frame import ModelFrame
@@ -26,7 +26,7 @@ from ..model import LinearMixedModel
 from ..model_matrix import Design
 from ..options import check_fit_options, switch
 from ..pls import profiled_solution
-from ..rank import drop_aliased
+from ..rank import drop_aliased, warn_rank_deficient
 from ..reterms import RandomEffects
 from ..standardize import _EXACT_FIT, Standardization
 from ..variables import model_variables
@@ -101,14 +101,7 @@ def _aliased(R_raw: np.ndarray, names: list[str]) -> list[str]:
     if not names:
         return []
     _, kept, dropped = drop_aliased(R_raw, names)
-    if dropped:
-        s = "s" if len(dropped) > 1 else ""
-        warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column{s} / "
-            f"coefficient{s}: {dropped}",
-            RankDeficiencyWarning,
-            stacklevel=4,
-        )
+    warn_rank_deficient(dropped, stacklevel=4)
     return kept
 
 
