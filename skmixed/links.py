@@ -33,15 +33,21 @@ class Logit(Link):
     def linkfun(self, mu):
         return np.log(mu / (1 - mu))
 
-    # np.minimum(np.maximum(...)) is np.clip, value for value, without np.clip's per-call overhead (PIRLS calls
-    # these a few times per iteration on small arrays)
+    # PIRLS calls these a few times per iteration on small arrays, where numpy's per-call overhead is the cost:
+    # np.minimum(np.maximum(...)) is np.clip value for value without its overhead, and the clamps past ±30
+    # are applied only when some η is there (or is NaN)
     def linkinv(self, eta):
         e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
+        if np.abs(eta).max(initial=0.0) <= 30:
+            return e / (1 + e)
         return np.where(eta < -30, EPS, np.where(eta > 30, 1 / (1 + EPS), e / (1 + e)))
 
     def mu_eta(self, eta):
         e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
-        return np.where(np.abs(eta) > 30, EPS, e / (1 + e) ** 2)
+        size = np.abs(eta)
+        if size.max(initial=0.0) <= 30:
+            return e / (1 + e) ** 2
+        return np.where(size > 30, EPS, e / (1 + e) ** 2)
 
     def mu_eta2(self, eta):
         mu = special.expit(eta)

@@ -160,8 +160,8 @@ def _direct_columns(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str
     if terms is None:
         return None
     intercept, columns = terms
-    factors = [name for name, values in columns if values.dtype.kind not in "iuf"]
-    if factors and not (intercept and all(_treatment_factor(data[name]) for name in factors)):
+    factors = [values for _, values in columns if values.dtype.kind not in "iuf"]
+    if factors and not (intercept and all(_treatment_factor(values) for values in factors)):
         return None
     width = sum(1 if values.dtype.kind in "iuf" else len(values.dtype.categories) - 1 for _, values in columns)
     X = np.empty((len(data), int(intercept) + width))
