@@ -123,6 +123,13 @@ def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.
     return intercept, list(columns.items())
 
 
+def sum_columns(expr: str, data: pd.DataFrame) -> list[str] | None:
+    """The columns ``expr`` reads when it is a sum of ``1``, ``0`` and distinct column names (of any type), else
+    None: then no formula parser is needed to name them."""
+    terms = _sum_terms(expr, data)
+    return None if terms is None else [name for name, _ in terms[1]]
+
+
 def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
     """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
     terms = _sum_terms(expr, data)

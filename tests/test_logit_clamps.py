@@ -27,3 +27,14 @@ def test_logit_matches_the_clamped_formula(eta):
     inv, deriv = clamped(eta)
     assert np.array_equal(Logit().linkinv(eta), inv, equal_nan=True)
     assert np.array_equal(Logit().mu_eta(eta), deriv, equal_nan=True)
+
+
+def test_logit_keeps_the_type_of_other_inputs():
+    """A Series or a scalar gives what the clamped formula gives (an array), as prediction relies on."""
+    import pandas as pd
+
+    for eta in (pd.Series([0.5, -1.0]), 2.0, np.float64(40.0), np.array(3.0)):
+        inv, deriv = clamped(eta)
+        got_inv, got_deriv = Logit().linkinv(eta), Logit().mu_eta(eta)
+        assert type(got_inv) is type(inv) and np.array_equal(got_inv, inv)
+        assert type(got_deriv) is type(deriv) and np.array_equal(got_deriv, deriv)
