@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re as regex  # the regular-expression module ("re" elsewhere names random-effects terms)
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .covstruct import RE_STRUCTURES
 from .exceptions import FormulaError
@@ -360,9 +361,18 @@ def _join(signed: list[tuple[str, str]]) -> str:
 
 
 def parse_formula(text: str) -> ParsedFormula:
-    """Split an lme4 formula string into its parts; raise :class:`FormulaError` naming any typo."""
+    """Split an lme4 formula string into its parts; raise :class:`FormulaError` naming any typo.
+
+    The parse of each text is kept (it is immutable): a refit, a grid search or a cross-validation
+    parses the same formula again, and for a small model the parse is a noticeable part of the fit.
+    """
     if not isinstance(text, str) or not text.strip():
         raise FormulaError("the formula must be a non-empty string such as 'y ~ x + (1 | g)'")
+    return _parse_formula(text)
+
+
+@lru_cache(maxsize=256)
+def _parse_formula(text: str) -> ParsedFormula:
     source = regex.sub(r"\s", " ", text.strip())  # one character for one: error pointers stay in place
     text = " ".join(text.split())
     sides = split_top(source, "~")

@@ -40,7 +40,8 @@ def glmer_result(model, objective, optsum: OptSummary) -> GlmerResult:
         mode = pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
     value = minus_two_loglik(pirls, mode, objective.rule)
     fam = pirls.family
-    working = pirls.working_solution(mode)  # the PLS problem of the working response at the mode
+    cp = pirls.working_cross_products(mode)  # the PLS problem of the working response at the mode ...
+    working = pirls.penalized.solve(cp, mode.theta)[0]  # ... and its solution (RX'RX: the information on β)
     wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
     pwrss = wrss + mode.usq
     lam = pirls.lam_map.values(theta)
@@ -64,7 +65,7 @@ def glmer_result(model, objective, optsum: OptSummary) -> GlmerResult:
         model=model,
         solution=solution,
         optsum=optsum,
-        cp=pirls.working_cross_products(mode),
+        cp=cp,
         family=fam,
         nAGQ=nAGQ,
         hessian_vcov=hessian_vcov,

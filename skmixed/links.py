@@ -27,18 +27,30 @@ class Link:
         raise NotImplementedError
 
 
+def _within(eta, bound: float) -> bool:
+    """Whether ``eta`` is a non-empty numpy array (at least 1-d) of numbers all within ±``bound`` (NaN is not)."""
+    return isinstance(eta, np.ndarray) and eta.ndim > 0 and eta.size > 0 and bool(np.abs(eta).max() <= bound)
+
+
 class Logit(Link):
     name = "logit"
 
     def linkfun(self, mu):
         return np.log(mu / (1 - mu))
 
+    # PIRLS calls these a few times per iteration on small arrays, where numpy's per-call overhead is the cost:
+    # np.minimum(np.maximum(...)) is np.clip value for value without its overhead, and the clamps past ±30
+    # are applied only when some η is there (or is NaN), or η is not an array of numbers (a Series, a scalar)
     def linkinv(self, eta):
-        e = np.exp(np.clip(eta, -30.0, 30.0))
+        e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
+        if _within(eta, 30.0):
+            return e / (1 + e)
         return np.where(eta < -30, EPS, np.where(eta > 30, 1 / (1 + EPS), e / (1 + e)))
 
     def mu_eta(self, eta):
-        e = np.exp(np.clip(eta, -30.0, 30.0))
+        e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
+        if _within(eta, 30.0):
+            return e / (1 + e) ** 2
         return np.where(np.abs(eta) > 30, EPS, e / (1 + e) ** 2)
 
     def mu_eta2(self, eta):

@@ -7,7 +7,7 @@ R names them (:mod:`skmixed.rnames`).  Its ``ModelSpec`` keeps the state of stat
 transforms (factor levels, ``poly`` coefficients, spline knots) so that new data are encoded
 as the fit's data were, which prediction needs.
 
-A sum of plain numeric columns is read straight from the data (:func:`design_matrix`);
+A sum of plain numeric columns and unordered factors is read straight from the data (:func:`design_matrix`);
 formulaic, whose import is a large share of ``import skmixed``, is then imported only if new
 data must be encoded.
 """
@@ -103,9 +103,9 @@ class Design:
         return self._spec
 
 
-def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
-    """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
-    intercept, columns = True, []
+def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.Series]]] | None:
+    """(intercept, [(name, column)]) when ``expr`` is a sum of ``1``, ``0`` and distinct column names, else None."""
+    intercept, columns = True, {}
     for sign, term in split_top(expr, "+-"):
         if not term:
             continue
@@ -117,33 +117,93 @@ def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | Non
         if not term.isidentifier() or keyword.iskeyword(term) or term in columns or term not in data.columns:
             return None
         values = data[term]
-        if isinstance(values, pd.DataFrame) or values.dtype.kind not in "iuf":
+        if isinstance(values, pd.DataFrame):
             return None
-        columns.append(term)
-    return intercept, columns
+        columns[term] = values
+    return intercept, list(columns.items())
+
+
+def sum_columns(expr: str, data: pd.DataFrame) -> list[str] | None:
+    """The columns ``expr`` reads when it is a sum of ``1``, ``0`` and distinct column names (of any type), else
+    None: then no formula parser is needed to name them."""
+    terms = _sum_terms(expr, data)
+    return None if terms is None else [name for name, _ in terms[1]]
+
+
+def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
+    """(intercept, columns) when ``expr`` is a sum of ``1``, ``0`` and distinct numeric columns, else None."""
+    terms = _sum_terms(expr, data)
+    if terms is None or any(values.dtype.kind not in "iuf" for _, values in terms[1]):
+        return None
+    return terms[0], [name for name, _ in terms[1]]
+
+
+def _treatment_factor(values: pd.Series) -> bool:
+    """Whether R's treatment coding of ``values`` can be read from its codes, as formulaic would code it.
+
+    That is an unordered Categorical of string levels, every level present (so no question of
+    which levels a coding keeps), and at least two of them (one level is an error that
+    :mod:`skmixed.contrasts` words).  Everything else (ordered factors, strings, booleans)
+    keeps formulaic's coding.
+    """
+    dtype = values.dtype
+    if not isinstance(dtype, pd.CategoricalDtype) or dtype.ordered or len(dtype.categories) < 2:
+        return False
+    if not all(isinstance(level, str) for level in dtype.categories):
+        return False
+    counts = np.bincount(values.array.codes + 1, minlength=len(dtype.categories) + 1)
+    return counts[0] == 0 and bool(np.all(counts[1:]))
+
+
+def _direct_columns(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+    """The model matrix of a sum of numeric columns and (with an intercept) unordered factors, read directly.
+
+    The columns are formulaic's, in its order (intercept first, then the terms as written):
+    a numeric column as floats, a factor as the indicators of its levels but the first (R's
+    treatment contrasts, named ``f`` + level).  Without an intercept the first factor would
+    be coded in full, which is left to formulaic.  None when ``expr`` is anything else.
+    """
+    terms = _sum_terms(expr, data)
+    if terms is None:
+        return None
+    intercept, columns = terms
+    factors = [values for _, values in columns if values.dtype.kind not in "iuf"]
+    if factors and not (intercept and all(_treatment_factor(values) for values in factors)):
+        return None
+    width = sum(1 if values.dtype.kind in "iuf" else len(values.dtype.categories) - 1 for _, values in columns)
+    X = np.empty((len(data), int(intercept) + width))
+    names = ["(Intercept)"] * intercept
+    if intercept:
+        X[:, 0] = 1.0
+    j = int(intercept)
+    for name, values in columns:
+        if values.dtype.kind in "iuf":
+            X[:, j] = values.to_numpy(dtype=float)
+            names.append(name)
+            j += 1
+            continue
+        levels = values.dtype.categories[1:]
+        X[:, j : j + len(levels)] = values.array.codes[:, None] == np.arange(1, len(levels) + 1)
+        names += [f"{name}{level}" for level in levels]
+        j += len(levels)
+    return X, names
 
 
 def design_matrix(expr: str, data: pd.DataFrame, role: str, names_from: str | None = None) -> Design:
     """The model matrix of ``expr`` on ``data``; ``names_from`` orders interaction names (see :func:`r_names`).
 
-    A sum of plain numeric columns (``Days``, ``1 + Days``, ``0 + x + z``) is read straight
-    from the data, as formulaic would build it (intercept first, then the columns in order);
-    formulaic's spec, which a small fit would otherwise spend much of its time on, is built
-    only when new data need encoding.  Anything else goes through formulaic.
+    A sum of plain numeric columns and unordered factors (``Days``, ``1 + Days``, ``0 + x + z``,
+    ``period + x``) is read straight from the data (:func:`_direct_columns`), as formulaic
+    would build it; formulaic's spec, which a small fit would otherwise spend much of its time
+    on, is built only when new data need encoding.  Anything else goes through formulaic.
     """
-    plain = plain_columns(expr, data)
-    if plain is None:
+    direct = _direct_columns(expr, data)
+    if direct is None:
         mm = model_matrix(expr, data, role)
         return Design(
             np.asarray(mm, dtype=float), r_names(mm.model_spec, names_from or expr), expr, role, _spec=mm.model_spec
         )
-    intercept, columns = plain
-    values = np.empty((len(data), int(intercept) + len(columns)))
-    if intercept:
-        values[:, 0] = 1.0
-    for j, name in enumerate(columns, start=int(intercept)):
-        values[:, j] = data[name].to_numpy(dtype=float)
-    return Design(values, ["(Intercept)"] * intercept + columns, expr, role, rows=data)
+    return Design(direct[0], direct[1], expr, role, rows=data)
 
 
 def fixed_matrix(frame_spec, names: list[str], formula_text: str, data: pd.DataFrame) -> np.ndarray:

@@ -158,7 +158,7 @@ class Pirls:
         return self.Zt @ r
 
     def _step_size(self, du: np.ndarray, deta: np.ndarray, eta: np.ndarray) -> float:
-        return max(float(np.max(np.abs(du), initial=0.0)), float(np.max(np.abs(deta)) / (1 + np.max(np.abs(eta)))))
+        return max(float(np.abs(du).max(initial=0.0)), float(np.abs(deta).max() / (1 + np.abs(eta).max())))
 
     @staticmethod
     def _converged(step: float, previous: float, newton: bool) -> bool:

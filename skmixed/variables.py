@@ -23,7 +23,7 @@ import pandas as pd
 
 from .exceptions import DataError, FormulaError
 from .formula import ParsedFormula, split_top
-from .model_matrix import formula_context, formulaic_error, parsed_rhs, plain_columns
+from .model_matrix import formula_context, formulaic_error, parsed_rhs, sum_columns
 from .rnames import factor_variables
 
 
@@ -143,9 +143,9 @@ def _expression_names(expr: str) -> set[str]:
 
 def expression_variables(expr: str, data: pd.DataFrame) -> set[str]:
     """The data columns ``expr`` reads; a name that is neither a column nor a function is an error naming it."""
-    plain = plain_columns(expr, data)
+    plain = sum_columns(expr, data)
     if plain is not None:
-        return set(plain[1])
+        return set(plain)
     from formulaic.transforms import TRANSFORMS
 
     try:
