@@ -286,10 +286,53 @@ def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | Non
     return factor if float(q2) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops else None
 
 
+class DiagonalCholesky:
+    """``LL' = A`` for a diagonal A (one scalar random-effects term: a random intercept): L = diag(√a), P = I.
+
+    CHOLMOD would do the same arithmetic behind a call and a permutation; for the GLMMs' many refactorings of a
+    random-intercept model that overhead is most of the work.
+    """
+
+    def __init__(self, A_lower: sp.csc_matrix):
+        self.refactor(A_lower)
+
+    def refactor(self, A_lower: sp.csc_matrix) -> None:
+        d = A_lower.data
+        if not np.all(d > 0):
+            raise NotPositiveDefinite("non-positive diagonal entry")
+        self._d, self._root = d.copy(), np.sqrt(d)
+
+    def logdet(self) -> float:
+        return float(np.log(self._d).sum())
+
+    def _scale(self, b: np.ndarray, by: np.ndarray) -> np.ndarray:
+        return b / (by if b.ndim == 1 else by[:, None])
+
+    def solve_L(self, b: np.ndarray) -> np.ndarray:
+        return self._scale(b, self._root)
+
+    def solve_Lt(self, c: np.ndarray) -> np.ndarray:
+        return self._scale(c, self._root)
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self._scale(b, self._d)
+
+
+def _is_diagonal(A_lower: sp.csc_matrix) -> bool:
+    q = A_lower.shape[0]
+    return (
+        A_lower.nnz == q
+        and np.array_equal(A_lower.indices, np.arange(q))
+        and np.array_equal(A_lower.indptr, np.arange(q + 1))
+    )
+
+
 def make_cholesky(A_lower: sp.csc_matrix, diagonal_block: int = 0):
     """A Cholesky factor of A: blocked when the leading ``diagonal_block`` columns form a diagonal block and the
     Schur complement is small and pays (dense or tiny, or its q₂³/3 flops cheaper than CHOLMOD's factor); CHOLMOD's
     otherwise."""
+    if _is_diagonal(A_lower):
+        return DiagonalCholesky(A_lower)
     q2 = A_lower.shape[0] - diagonal_block
     blocked = None
     if diagonal_block >= 1 and 1 <= q2 <= MAX_DENSE:

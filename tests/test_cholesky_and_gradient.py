@@ -6,7 +6,7 @@ import pytest
 
 import skmixed
 from skmixed import cholesky as cholesky_module
-from skmixed._cholmod import SparseCholesky
+from skmixed._cholmod import NotPositiveDefinite, SparseCholesky
 from skmixed.backends import ScalarTermsBackend
 from skmixed.cholesky import BlockedCholesky, ScalarTermsCholesky, make_cholesky, make_scalar_cholesky
 from skmixed.optimizers import bobyqa
@@ -284,3 +284,23 @@ def test_inverse_traces_from_the_triangular_inverse_equal_those_from_s_inverse(m
     by_inverse = chol.inverse_traces()
     assert by_triangle[0] == pytest.approx(by_inverse[0], rel=1e-12)
     np.testing.assert_allclose(by_triangle[1], by_inverse[1], rtol=1e-12)
+
+
+def test_one_random_intercept_has_a_diagonal_factor():
+    """A of a single scalar term is diagonal: its factor is diag(√a), with CHOLMOD's results (and none of its calls)."""
+    from skmixed.cholesky import DiagonalCholesky
+
+    df = nested_data()
+    dev = deviance(df, True, "y ~ x + (1 | s)")
+    A = A_at(dev, [0.8])
+    chol = make_cholesky(A, dev.model.re.terms[0].q)
+    assert isinstance(chol, DiagonalCholesky)
+    reference = SparseCholesky(A)
+    b = np.random.default_rng(3).normal(size=(A.shape[0], 2))
+    assert chol.logdet() == pytest.approx(reference.logdet(), rel=1e-14)
+    np.testing.assert_allclose(chol.solve(b), reference.solve(b), rtol=1e-14)
+    np.testing.assert_allclose(chol.solve_Lt(chol.solve_L(b[:, 0])), reference.solve(b[:, 0]), rtol=1e-14)
+    np.testing.assert_allclose((chol.solve_L(b) ** 2).sum(0), (reference.solve_L(b) ** 2).sum(0), rtol=1e-14)
+    A.data[0] = -1.0
+    with pytest.raises(NotPositiveDefinite):
+        chol.refactor(A)
