@@ -94,6 +94,8 @@ class LaplaceGradient:
 
     @staticmethod
     def available(pirls: Pirls) -> bool:
+        if not getattr(pirls, "rows_in_memory", True):  # a Dask PIRLS (skmixed.dask.glmm_pirls): no rows here
+            return False
         t = pirls.re.terms[0]
         columns = pirls.q - t.q if t.k == 1 else pirls.q
         return pirls.q * columns <= MAX_INVERSE_ENTRIES
