@@ -53,7 +53,12 @@ class DaskPirls(Pirls):
     """:class:`~skmixed.pirls.Pirls` whose rows are persisted Dask blocks (``blocks``); ``gram``: Z'Z with the
     prior weights, on the pattern every Z'WZ takes; ``n``, ``p``: rows used and fixed effects."""
 
-    rows_in_memory = False  # no row-wise analytic gradient (LaplaceGradient): glmm_fitting keeps BOBYQA
+    @property
+    def gradient_class(self):
+        """The Laplace gradient on the blocks, which glmm_fitting takes instead of the in-memory one."""
+        from .glmm_gradient import DaskLaplaceGradient
+
+        return DaskLaplaceGradient
 
     def __init__(self, blocks, re: RandomEffects, family: Family, gram: sp.csc_matrix, n: int, p: int, constant):
         self.blocks, self.re = blocks, re
@@ -76,8 +81,9 @@ class DaskPirls(Pirls):
     def deviance_residuals(self, mu):
         raise OptionError("the deviance residuals of a Dask fit stay on the workers")
 
-    def working_weights(self, mode: Mode):
-        raise OptionError("the working weights of a Dask fit stay on the workers")
+    def working_weights(self, mode: Mode) -> np.ndarray:
+        """The IRLS weights at the mode as this PIRLS takes weights (:meth:`refactor`): Z'WZ on the pattern."""
+        return mode.eta.ztwz
 
     def refactor(self, lam: np.ndarray, W) -> bool:
         """Factor Λ'Z'WZΛ + I, with ``W`` the summed Z'WZ values on the pattern (not per-row weights)."""

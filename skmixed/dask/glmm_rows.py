@@ -172,6 +172,7 @@ class PointPiece:
     pearson: float
     ztwz: np.ndarray
     ztwz_obs: np.ndarray | None
+    ZtX_obs: np.ndarray | None
     ztr: np.ndarray
     ZtX: np.ndarray
     Zty: np.ndarray
@@ -192,7 +193,7 @@ def point_partition(block: Block, family: Family, point, previous, nnz: int) -> 
         W, resid = wt * d**2 / var, (y - mu) / d
         z = eta - block.offset + resid
         WX, Wz = X * W[:, None], W * z
-        obs = None if family.is_canonical else _ztwz(block, family.observed_weights(y, mu, eta, wt), nnz)
+        W_obs = None if family.is_canonical else family.observed_weights(y, mu, eta, wt)
         return PointPiece(
             dev=float(np.sum(family.deviance(y, wt)(mu))),
             valid=family.valid_mu(mu),
@@ -200,7 +201,8 @@ def point_partition(block: Block, family: Family, point, previous, nnz: int) -> 
             max_eta=float(np.max(np.abs(eta), initial=0.0)),
             pearson=float(np.sum(wt * (y - mu) ** 2 / var)),
             ztwz=_ztwz(block, W, nnz),
-            ztwz_obs=obs,
+            ztwz_obs=None if W_obs is None else _ztwz(block, W_obs, nnz),
+            ZtX_obs=None if W_obs is None else np.asarray(block.Zt @ (X * W_obs[:, None])),
             ztr=block.Zt @ (W * resid),
             ZtX=np.asarray(block.Zt @ WX),
             Zty=block.Zt @ Wz,
@@ -211,7 +213,7 @@ def point_partition(block: Block, family: Family, point, previous, nnz: int) -> 
 
 
 def point_merge(*pieces: PointPiece) -> PointPiece:
-    obs = [p.ztwz_obs for p in pieces]
+    obs, obs_X = [p.ztwz_obs for p in pieces], [p.ZtX_obs for p in pieces]
     return PointPiece(
         dev=float(sum(p.dev for p in pieces)),
         valid=all(p.valid for p in pieces),
@@ -220,6 +222,7 @@ def point_merge(*pieces: PointPiece) -> PointPiece:
         pearson=float(sum(p.pearson for p in pieces)),
         ztwz=_sum([p.ztwz for p in pieces]),
         ztwz_obs=None if obs[0] is None else _sum(obs),
+        ZtX_obs=None if obs_X[0] is None else _sum(obs_X),
         ztr=_sum([p.ztr for p in pieces]),
         ZtX=_sum([p.ZtX for p in pieces]),
         Zty=_sum([p.Zty for p in pieces]),
