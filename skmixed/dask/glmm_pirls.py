@@ -24,20 +24,27 @@ from ..pirls import MAX_HALVINGS, MAX_ITER, Mode, Pirls
 from ..pls import CrossProducts, PenalizedCholesky
 from ..reterms import RandomEffects
 from .glmm_rows import PointPiece, point_merge, point_partition
-from .passes import SPLIT_EVERY, _cluster, _large, _stream
+from .passes import SPLIT_EVERY, _cluster, _large
 
 
 def block_reduce(blocks, map_fn, merge_fn, *args, what: str = "of PIRLS"):
-    """``merge_fn`` over ``map_fn(block, *args)`` of every persisted block (merged in block order)."""
+    """``merge_fn`` over ``map_fn(block, *args)`` of every persisted block, merged in block order.  On a
+    ``distributed`` cluster each block's task runs where the block is kept and the client merges the pieces (a
+    PIRLS pass's piece is about nnz(Z'Z) + q·p numbers, and a round trip costs what a task does, so there is no
+    tree); with the local scheduler up a tree of merges."""
     import dask
     from dask import delayed
+    from distributed import futures_of
 
-    shared = [delayed(a, pure=True) if _large(a) else a for a in args]
-    nodes = [delayed(map_fn, pure=False)(b, *shared) for b in blocks]
     client, lost = _cluster()
     try:
-        if client is not None:
-            return _stream(client, nodes, merge_fn)
+        if client is not None:  # the blocks are futures on the workers: a task each, its piece gathered
+            futures = [futures_of(b)[0] for b in blocks]
+            mapped = client.map(map_fn, futures, *[[a] * len(futures) for a in args], pure=False)
+            pieces = client.gather(mapped)
+            return merge_fn(*pieces)
+        shared = [delayed(a, pure=True) if _large(a) else a for a in args]
+        nodes = [delayed(map_fn, pure=False)(b, *shared) for b in blocks]
         merge = delayed(merge_fn, pure=False)
         while len(nodes) > SPLIT_EVERY:
             nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
@@ -133,10 +140,14 @@ class DaskPirls(Pirls):
         ldL2, previous = np.nan, np.inf
         for it in range(1, MAX_ITER + 1):
             if not np.isfinite(pdev):
-                return Mode(theta, beta, u, piece, piece, np.nan, pdev, False, it, "the linear predictor gives invalid means")
+                return Mode(
+                    theta, beta, u, piece, piece, np.nan, pdev, False, it, "the linear predictor gives invalid means"
+                )
             newton = not self._family.is_canonical and self.refactor(lam, piece.ztwz_obs)
             if not newton and not self.refactor(lam, piece.ztwz):
-                return Mode(theta, beta, u, piece, piece, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite")
+                return Mode(
+                    theta, beta, u, piece, piece, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite"
+                )
             ldL2 = np.nan if newton else self.penalized.chol.logdet()
             target = u + self.penalized.chol.solve(self.lam_map.t_dot(lam, piece.ztr) - u)
             new = self._halve_at(pdev, u, target, point_of, here)
@@ -147,10 +158,14 @@ class DaskPirls(Pirls):
             step = self._step(u_new - u, piece)
             u, here = u_new, point_of(u_new)
             if self._converged(step, previous, full and (newton or self._family.is_canonical)):
-                return Mode(theta, beta, u, piece, piece, self._final_ldL2(ldL2, step, lam, piece, piece), pdev, True, it)
+                return Mode(
+                    theta, beta, u, piece, piece, self._final_ldL2(ldL2, step, lam, piece, piece), pdev, True, it
+                )
             previous = step
         ldL2 = self._ldL2_at(lam, piece, piece)
-        return Mode(theta, beta, u, piece, piece, ldL2, pdev, False, MAX_ITER, f"no convergence in {MAX_ITER} iterations")
+        return Mode(
+            theta, beta, u, piece, piece, ldL2, pdev, False, MAX_ITER, f"no convergence in {MAX_ITER} iterations"
+        )
 
     def _pirls_joint(self, theta, beta, u) -> Mode:
         lam, q = self.lam_map.values(theta), self.q

@@ -115,7 +115,9 @@ class DaskGlmerResult(GlmerResult):
         return self._cache["shared"]
 
     def _rows(self, what: str):
-        return self.model.source.map_partitions(glmm_rows, *self._shared(), what, meta=pd.Series(dtype=float, name=what))
+        return self.model.source.map_partitions(
+            glmm_rows, *self._shared(), what, meta=pd.Series(dtype=float, name=what)
+        )
 
     @property
     def linear_predictor(self):

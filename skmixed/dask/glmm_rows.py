@@ -230,4 +230,3 @@ def point_merge(*pieces: PointPiece) -> PointPiece:
         Xty=_sum([p.Xty for p in pieces]),
         yty=float(sum(p.yty for p in pieces)),
     )
-
