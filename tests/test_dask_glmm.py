@@ -89,6 +89,7 @@ def test_per_row_quantities_are_lazy_and_equal_the_in_memory_ones(client, data):
         assert isinstance(lazy, dd.Series), name
         np.testing.assert_allclose(lazy.compute().to_numpy(), getattr(memory, name), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(fit.predict(type="response").compute().to_numpy(), memory.fitted, rtol=1e-8)
+    assert str(fit.summary()) == str(memory.summary())  # its scaled-residual quantiles found on the workers
     new = data.iloc[:50].assign(a=data.a.iloc[:50] + 25)  # levels 30–54 are new: population-level predictions
     np.testing.assert_allclose(fit.predict(new, type="response"), memory.predict(new, type="response"), rtol=1e-8)
     lazy_new = fit.predict(dd.from_pandas(new, npartitions=2), re_form="~0")

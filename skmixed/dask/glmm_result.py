@@ -143,6 +143,21 @@ class DaskGlmerResult(GlmerResult):
     def residuals_scaled(self):
         return self.residuals_pearson / self.sigma
 
+    def summary(self, ddf=None):
+        """lme4's summary, its scaled-residual quantiles found on the workers (:mod:`~skmixed.dask.quantiles`)."""
+        from ..summary import Summary
+        from .quantiles import exact_quantiles
+
+        if ddf is not None:
+            return super().summary(ddf)  # the error naming the alternatives
+        if "residual_quantiles" not in self._cache:
+            self._cache["residual_quantiles"] = exact_quantiles(self.residuals_scaled, [0, 0.25, 0.5, 0.75, 1])
+        view = _SummaryView(
+            model=self.model, solution=self.solution, optsum=self.optsum, cp=self.cp, family=self.family,
+            nAGQ=self.nAGQ, hessian_vcov=self.hessian_vcov, _cache=self._cache,
+        )  # fmt: skip
+        return Summary(view, None)
+
     def predict(self, newdata=None, re_form=None, allow_new_levels: bool = True, offset=None, type: str = "link",
                 se_fit: bool = False, interval: str | None = None, level: float = 0.95):  # fmt: skip
         """Predictions on the link scale or as means (``type="response"``): on the fit's rows or a Dask DataFrame a
@@ -176,6 +191,16 @@ class DaskGlmerResult(GlmerResult):
         tables = self.re.split_b(self.solution.b)
         eta = lazy.new_rows(newdata, self.model.coding, self.solution.beta, tables, kept, allow_new_levels, offset)
         return eta if type == "link" else self.family.linkinv(eta)
+
+
+@dataclass(frozen=True, repr=False)
+class _SummaryView(DaskGlmerResult):
+    """The result as :class:`~skmixed.summary.Summary` reads it: the scaled residuals stand for their five
+    quantiles (np.quantile of five values at 0, ¼, ½, ¾, 1 gives them back exactly)."""
+
+    @property
+    def residuals_scaled(self):
+        return self._cache["residual_quantiles"]
 
 
 __all__ = ["DaskGlmerResult", "dask_glmer_result"]
