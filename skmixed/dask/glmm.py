@@ -189,7 +189,7 @@ def glmer(
     """:func:`skmixed.glmer` on a Dask DataFrame: the same fit, to rounding, with the rows persisted on the workers.
 
     ``weights`` and ``offset`` are column names.  Each PIRLS iteration is one pass over the persisted
-    partitions, so the workers must hold the data (the coded columns: about 8·(p + 4 + 2k) bytes a row for k
+    partitions, so the workers must hold the data (the coded columns: about 8·(p + 4 + 4k + 2k²) bytes a row for k
     random effects per row); ``nAGQ`` 0 or 1.
     """
     from .glmm_result import dask_glmer_result
