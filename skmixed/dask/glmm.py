@@ -10,8 +10,8 @@
    iteration is one pass of weighted cross-products.
 
 nAGQ = 0 and 1 for the binomial, Poisson and negative binomial (known θ) families, whose Laplace deviance
-needs no row beyond Σd_i; the nAGQ = 1 fit searches (θ, β) by BOBYQA, as in memory when the analytic
-gradient is not available (it needs a selected inverse per row).
+needs no row beyond Σd_i; the nAGQ = 1 fit takes the in-memory BFGS path, its gradient one more pass per
+evaluation (:mod:`skmixed.dask.glmm_gradient`).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def glmer(
     """
     from .glmm_result import dask_glmer_result
 
-    _check_options(True, weights, offset, start, check_conv, maxeval)
+    _check_options(True, weights, offset, theta_only(start), check_conv, maxeval)  # column names; start below
     fam = get_family(family)
     if isinstance(fam, Gaussian) and fam.link.name == "identity":
         warnings.warn(
