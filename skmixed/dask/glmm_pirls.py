@@ -27,6 +27,13 @@ from .glmm_rows import PointPiece, point_merge, point_partition
 from .passes import SPLIT_EVERY, _cluster, _large
 
 
+def futures_of(block) -> list:
+    """The futures of a block persisted on a ``distributed`` cluster."""
+    from distributed import futures_of as of
+
+    return of(block)
+
+
 def block_reduce(blocks, map_fn, merge_fn, *args, what: str = "of PIRLS"):
     """``merge_fn`` over ``map_fn(block, *args)`` of every persisted block, merged in block order.  On a
     ``distributed`` cluster each block's task runs where the block is kept and the client merges the pieces (a
@@ -34,7 +41,6 @@ def block_reduce(blocks, map_fn, merge_fn, *args, what: str = "of PIRLS"):
     tree); with the local scheduler up a tree of merges."""
     import dask
     from dask import delayed
-    from distributed import futures_of
 
     client, lost = _cluster()
     try:
