@@ -88,6 +88,7 @@ def test_per_row_quantities_are_lazy_and_equal_the_in_memory_ones(client, data):
         assert isinstance(lazy, dd.Series), name
         np.testing.assert_allclose(lazy.compute().to_numpy(), getattr(memory, name), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(fit.predict(type="response").compute().to_numpy(), memory.fitted, rtol=1e-8)
+    np.testing.assert_allclose(fit.predict(re_form="~0").compute().to_numpy(), memory.predict(re_form="~0"), rtol=1e-8)
     assert str(fit.summary()) == str(memory.summary())  # its scaled-residual quantiles found on the workers
     new = data.iloc[:50].assign(a=data.a.iloc[:50] + 25)  # levels 30–54 are new: population-level predictions
     np.testing.assert_allclose(fit.predict(new, type="response"), memory.predict(new, type="response"), rtol=1e-8)
@@ -130,3 +131,7 @@ def test_options_and_what_a_dask_glmer_does_not_do(client, data):
     assert rel(fit.theta, skmixed.glmer("y ~ x + (1 | a)", data, start=start).theta) < 1e-10
     with pytest.raises(OptionError, match="se_fit"):
         fit.predict(data, se_fit=True)
+    with pytest.raises(OptionError, match="stays on the workers"):  # was: "fitted to different data"
+        skmixed.anova(skmixed.glmer("y ~ 1 + (1 | a)", ddf), fit)
+    with pytest.raises(OptionError, match="stays on the workers"):
+        fit.simulate(1)

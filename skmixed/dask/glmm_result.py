@@ -69,12 +69,14 @@ def dask_glmer_result(model, objective, optsum) -> DaskGlmerResult:
     return result
 
 
-def glmm_rows(part: pd.DataFrame, coding, family, beta, blocks, what: str) -> pd.Series:
-    """On the partition's rows used: ``what`` = "link" (η̂), "fitted" (μ̂), "deviance" or "pearson" residuals."""
+def glmm_rows(part: pd.DataFrame, coding, family, beta, blocks, what: str, kept=None) -> pd.Series:
+    """On the partition's rows used: ``what`` = "link" (η̂), "fitted" (μ̂), "deviance" or "pearson" residuals;
+    ``kept``: the random-effects terms included (default: all)."""
     used, weights, offset = coding.used(part)
     X = coding.fixed(used, coding.x_names)
-    terms = [lazy._term_rows(coding, t, used, True) for t in coding.terms]
-    eta = lazy._combine(X, offset, beta, terms, blocks)
+    kept = range(len(coding.terms)) if kept is None else kept
+    terms = [lazy._term_rows(coding, coding.terms[i], used, True) for i in kept]
+    eta = lazy._combine(X, offset, beta, terms, [blocks[i] for i in kept])
     if what == "link":
         return pd.Series(eta, index=used.index, name=what)
     mu = family.linkinv(eta)
@@ -114,10 +116,9 @@ class DaskGlmerResult(GlmerResult):
             self._cache["shared"] = tuple(delayed(v, pure=True) for v in values)
         return self._cache["shared"]
 
-    def _rows(self, what: str):
-        return self.model.source.map_partitions(
-            glmm_rows, *self._shared(), what, meta=pd.Series(dtype=float, name=what)
-        )
+    def _rows(self, what: str, kept=None):
+        meta = pd.Series(dtype=float, name=what)
+        return self.model.source.map_partitions(glmm_rows, *self._shared(), what, kept, meta=meta)
 
     @property
     def linear_predictor(self):
@@ -175,9 +176,7 @@ class DaskGlmerResult(GlmerResult):
         if newdata is None:
             if offset is not None:
                 raise OptionError("offset= goes with newdata: the fit's rows have their own offset")
-            if len(kept) != len(self.re.terms):
-                raise OptionError("re_form on the fit's rows: pass the rows as newdata (e.g. result.model.source)")
-            return self._rows("fitted" if type == "response" else "link").rename("predict")
+            return self._rows("fitted" if type == "response" else "link", kept).rename("predict")
         from . import is_dask_frame
 
         if is_dask_frame(newdata):
