@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .dask.rows import RowsOnWorkers
 from .exceptions import DataError, OptionError
 from .options import describe_value
 
@@ -140,6 +141,9 @@ def check_comparable(models) -> None:
             "their likelihoods are not comparable"
         )
     first = models[0]
+    for m in models:  # a fit on a Dask DataFrame: its response stays on the workers (skmixed.dask)
+        if isinstance(m.frame.y, RowsOnWorkers):
+            raise m.frame.y.error()
     for k, m in enumerate(models[1:], start=2):
         if not np.array_equal(m.frame.y, first.frame.y):
             raise DataError(

@@ -9,6 +9,7 @@ import warnings
 import pandas as pd
 
 from .blas import single_blas_thread
+from .dask import is_dask_frame
 from .exceptions import OptionError
 from .families import Gaussian
 from .options import check_glmer, theta_only
@@ -43,6 +44,10 @@ def glmer(
             "residual= (a residual covariance structure) is for linear mixed models: a GLMM's response given the "
             "random effects has its family's variance and no correlation; fit an lmer, or add a random effect"
         )
+    if is_dask_frame(data):  # the rows stay on the workers: skmixed.dask
+        from .dask import glmer as dask_glmer
+
+        return dask_glmer(formula, data, family, nAGQ, weights, offset, start, check_conv, maxeval)
     fam, nAGQ, check_conv, maxeval = check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     with single_blas_thread():  # once for the four stages (see skmixed.blas)
         if isinstance(fam, Gaussian) and fam.link.name == "identity":

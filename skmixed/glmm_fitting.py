@@ -191,7 +191,7 @@ def _fit_with_gradient(
     from a gradient difference (about half the evaluations of a start at Λ = I with the identity).
     """
     k, p = pirls.re.n_theta, pirls.p
-    gradient = LaplaceGradient(pirls)
+    gradient = getattr(pirls, "gradient_class", LaplaceGradient)(pirls)  # a Dask PIRLS has its own
     start = _gradient_start(pirls, gradient, theta0, beta0, em_start)
     if start is None:
         return None

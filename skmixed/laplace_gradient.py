@@ -53,13 +53,7 @@ class LaplaceGradient:
     def __init__(self, pirls: Pirls):
         self.pirls = pirls
         re, q = pirls.re, pirls.q
-        C = pirls.z_cols
-        K = C.shape[1]
         self.q1 = re.terms[0].q if re.terms[0].k == 1 else 0  # a diagonal leading block of H
-        # H⁻¹ at each pair of a row's columns, as an index into [H⁻¹[:, q₁:] (row-major), diag of the first block]
-        pair_a, pair_b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
-        lo, hi = np.minimum(C[:, pair_a], C[:, pair_b]), np.maximum(C[:, pair_a], C[:, pair_b])
-        self._gather = self._flat_index(lo, hi)
         self._blocks = []  # per term, H⁻¹'s ℓ diagonal k × k blocks
         for i, t in enumerate(re.terms):
             cols = re.col_offsets[i] + np.arange(t.n_levels)[:, None, None] * t.k
@@ -81,7 +75,16 @@ class LaplaceGradient:
         levels = [re.col_offsets[i] + np.arange(t.n_levels) * t.k for i, t in enumerate(re.terms)]
         self._theta_effects = [(levels[i] + a, levels[i] + b) for i, t in enumerate(re.terms) for a, b in t.tril]
         self._anchor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, û, dû/dx) of the last evaluation
-        # Λ'Z' (q × n) on its fixed pattern: its values are those of ZΛ's rows (``_z_lambda``) in this order
+        self._index_rows()
+
+    def _index_rows(self) -> None:
+        """The per-row indices: where H⁻¹ at each pair of a row's columns is in :meth:`_selected_inverse`, and Λ'Z'
+        (q × n) on its fixed pattern (its values are those of ZΛ's rows, ``_z_lambda``, in ``_lzt_order``)."""
+        C, q = self.pirls.z_cols, self.pirls.q
+        K = C.shape[1]
+        pair_a, pair_b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
+        lo, hi = np.minimum(C[:, pair_a], C[:, pair_b]), np.maximum(C[:, pair_a], C[:, pair_b])
+        self._gather = self._flat_index(lo, hi)
         n, flat = C.shape[0], C.ravel()
         self._lzt_order = np.argsort(flat, kind="stable")
         indptr = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=q))])

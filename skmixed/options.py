@@ -134,8 +134,8 @@ def _check_data(data) -> None:
 
     if is_dask_frame(data):
         raise DataError(
-            "data is a Dask DataFrame: skmixed.lmer fits one (with the rows on the workers); glmer and build need a "
-            "pandas DataFrame, e.g. a sample brought to memory with ddf.sample(frac=0.01).compute()"
+            "data is a Dask DataFrame: skmixed.lmer and skmixed.glmer fit one (with the rows on the workers); this "
+            "needs a pandas DataFrame, e.g. a sample brought to memory with ddf.sample(frac=0.01).compute()"
         )
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {describe_value(data)}")

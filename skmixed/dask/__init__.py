@@ -36,4 +36,11 @@ def lmer(formula: str, data, *args, **options):
     return fit_lmer(formula, data, *args, **options)
 
 
-__all__ = ["is_dask_frame", "lmer"]
+def glmer(formula: str, data, *args, **options):
+    """``skmixed.glmer`` on a Dask DataFrame (:func:`skmixed.dask.glmm.glmer`)."""
+    from .glmm import glmer as fit_glmer
+
+    return fit_glmer(formula, data, *args, **options)
+
+
+__all__ = ["glmer", "is_dask_frame", "lmer"]

@@ -195,8 +195,11 @@ def _categories(survey: Survey, meta: pd.DataFrame) -> dict[str, pd.CategoricalD
     return out
 
 
-def coding_from_survey(parsed: ParsedFormula, request: Request, survey: Survey, meta: pd.DataFrame) -> Coding:
-    """The coding of pass 2 and 3 (every column of the fixed part, none dropped yet; no standardization)."""
+def coding_from_survey(
+    parsed: ParsedFormula, request: Request, survey: Survey, meta: pd.DataFrame, response: bool = True
+) -> Coding:
+    """The coding of pass 2 and 3 (every column of the fixed part, none dropped yet; no standardization).
+    ``response=False`` (a GLMM, whose response is not shifted): no mean of the response is taken."""
     categories = _categories(survey, meta)
     sample = _sample(survey, categories)
     fixed = design_matrix(parsed.fixed, sample, "fixed-effects part", names_from=parsed.text)
@@ -218,7 +221,7 @@ def coding_from_survey(parsed: ParsedFormula, request: Request, survey: Survey, 
     y_shift = 0.0
     if intercept:
         shift[1:] = fixed.values[: len(survey.head), 1:].mean(axis=0)
-        y_shift = float(np.mean(response_vector(parsed.response, sample.iloc[: len(survey.head)])))
+        y_shift = float(np.mean(response_vector(parsed.response, sample.iloc[: len(survey.head)]))) if response else 0.0
     if not np.all(np.isfinite(shift)) or not np.isfinite(y_shift):
         shift, y_shift = np.zeros(len(fixed.names)), 0.0  # non-finite values get their error in pass 2
     if len(fixed.names) >= survey.used:
