@@ -135,3 +135,29 @@ def test_options_and_what_a_dask_glmer_does_not_do(client, data):
         skmixed.anova(skmixed.glmer("y ~ 1 + (1 | a)", ddf), fit)
     with pytest.raises(OptionError, match="stays on the workers"):
         fit.simulate(1)
+
+
+def test_the_glmm_estimators_take_dask_frames_in_formula_mode(client, data):
+    """GLMM and GLMMClassifier on Dask: the fit equals the in-memory one; predictions, probabilities and the decision
+    function are lazy and equal too; the classifier's classes are found in one pass and checked as in memory."""
+    from skmixed.estimators import GLMM, GLMMClassifier
+
+    frame = data.assign(label=np.where(data.y == 1, "yes", "no"))
+    ddf = dd.from_pandas(frame, npartitions=4)
+    X, Xm = ddf[["x", "a"]], frame[["x", "a"]]
+    counts = GLMM(formula="~ x + (1 | a)", family="poisson").fit(X, ddf["c"])
+    counts_memory = GLMM(formula="~ x + (1 | a)", family="poisson").fit(Xm, frame["c"])
+    assert rel(counts.coef_, counts_memory.coef_) < 1e-10
+    mean = counts.predict(X)
+    assert isinstance(mean, dd.Series)
+    np.testing.assert_allclose(mean.compute().to_numpy(), counts_memory.predict(Xm), rtol=1e-10)
+    labels = GLMMClassifier(formula="~ x + (1 | a)").fit(X, ddf["label"])
+    labels_memory = GLMMClassifier(formula="~ x + (1 | a)").fit(Xm, frame["label"])
+    assert list(labels.classes_) == list(labels_memory.classes_) == ["no", "yes"]
+    predicted, proba = labels.predict(X), labels.predict_proba(X)
+    assert isinstance(predicted, dd.Series) and isinstance(proba, dd.DataFrame) and list(proba.columns) == ["no", "yes"]
+    assert (predicted.compute().to_numpy() == labels_memory.predict(Xm)).all()
+    np.testing.assert_allclose(proba.compute().to_numpy(), labels_memory.predict_proba(Xm), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(labels.decision_function(X).compute(), labels_memory.decision_function(Xm), atol=1e-10)
+    with pytest.raises(DataError, match="Only binary classification is supported; y has 30 classes"):
+        GLMMClassifier(formula="~ x + (1 | a)").fit(X, ddf["a"])

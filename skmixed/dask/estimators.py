@@ -34,7 +34,9 @@ def fit_formula(estimator, encoding_class, X, y, sample_weight):
     encoding = encoding_class.from_text(estimator.formula, meta)
     validate_data(estimator, meta, skip_check_array=True)
     check_no_missing(estimator, X, encoding.formula)
-    data = X.assign(**{encoding.response: _dask_series(y, "y")})
+    y = _dask_series(y, "y")
+    check_target = getattr(estimator, "_check_dask_target", None)  # a classifier's classes: one pass
+    data = X.assign(**{encoding.response: y if check_target is None else check_target(y)})
     weights = None
     if sample_weight is not None:
         if WEIGHT_COLUMN in X.columns:
@@ -58,3 +60,14 @@ def check_no_missing(estimator, X, formula: str) -> None:
             f"X has missing values (NaN) in the columns {where}: {type(estimator).__name__} does not accept NaN in the "
             "columns its formula reads; fill or drop those rows first (ddf.dropna(subset=[...]))"
         )
+
+
+def rowwise(series, fn, name=None):
+    """``fn`` (numpy array → array of the same length) applied to a Dask Series partition by partition, lazily."""
+    import pandas as pd
+
+    def apply(part):
+        return pd.Series(fn(part.to_numpy()), index=part.index, name=name or part.name)
+
+    meta = pd.Series(fn(series._meta.to_numpy()), index=series._meta.index, name=name or series.name)
+    return series.map_partitions(apply, meta=meta)

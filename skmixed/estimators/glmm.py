@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
+from ..dask import is_dask_frame
 from ..exceptions import DataError
 from ..families import Binomial, Family, Gaussian, get_family
 from ..glm import GlmFit, fit_glm
@@ -60,6 +61,10 @@ class _GeneralizedMixedModel(MixedModelEstimator):
 
     def _mean(self, X, groups=None) -> np.ndarray:
         eta = self._linear_predictor(X, groups)  # checks that the estimator is fitted
+        if is_dask_frame(eta):  # a lazy Dask Series stays one
+            from ..dask.estimators import rowwise
+
+            return rowwise(eta, self.family_.linkinv)
         return self.family_.linkinv(eta)
 
 
@@ -180,20 +185,47 @@ class GLMMClassifier(ClassifierMixin, _GeneralizedMixedModel):
         tags.classifier_tags.multi_class = False
         return tags
 
-    def decision_function(self, X, groups=None):
-        """Log-odds of ``classes_[1]``: log(μ/(1 − μ)), which is η for the logit link."""
-        eta = self._linear_predictor(X, groups)
+    def _check_dask_target(self, y):
+        """On a Dask Series: the classes found in one pass, checked as in memory; the lazy 0/1 response."""
+        seen = y.map_partitions(lambda part: part.dropna().drop_duplicates(), meta=y._meta).compute()
+        classes = np.unique(seen.to_numpy())  # each partition's values, merged on the client: no shuffle
+        if len(classes) > 2:
+            raise DataError(f"Only binary classification is supported; y has {len(classes)} classes")
+        if len(classes) < 2:
+            raise DataError(f"GLMMClassifier needs two classes in y to fit; y has only one class ({classes[0]!r})")
+        self.classes_ = classes
+        return (y == classes[1]).astype(float)
+
+    def _log_odds(self, eta: np.ndarray) -> np.ndarray:
         if self.family_.link.name == "logit":
             return eta
         mu = np.clip(self.family_.linkinv(eta), EPS, 1 - EPS)
         return np.log(mu) - np.log1p(-mu)
 
+    def decision_function(self, X, groups=None):
+        """Log-odds of ``classes_[1]``: log(μ/(1 − μ)), which is η for the logit link (a lazy Dask Series for a Dask
+        DataFrame X)."""
+        eta = self._linear_predictor(X, groups)
+        if is_dask_frame(eta):
+            from ..dask.estimators import rowwise
+
+            return rowwise(eta, self._log_odds)
+        return self._log_odds(eta)
+
     def predict_proba(self, X, groups=None):
-        """Columns P(classes_[0]), P(classes_[1]) with the BLUPs of seen levels."""
+        """Columns P(classes_[0]), P(classes_[1]) with the BLUPs of seen levels (for a Dask DataFrame X, a lazy Dask
+        DataFrame with those two columns, named by the classes)."""
         mu = self._mean(X, groups)
+        if is_dask_frame(mu):
+            first, second = (str(c) for c in self.classes_)
+            return (1 - mu).to_frame(name=first).assign(**{second: mu})
         return np.column_stack([1 - mu, mu])
 
     def predict(self, X, groups=None):
-        """The more probable class."""
+        """The more probable class (a lazy Dask Series for a Dask DataFrame X)."""
         decision = self.decision_function(X, groups)  # checks that the estimator is fitted
+        if is_dask_frame(decision):
+            from ..dask.estimators import rowwise
+
+            return rowwise(decision, lambda d: self.classes_[(d > 0).astype(int)])
         return self.classes_[(decision > 0).astype(int)]
