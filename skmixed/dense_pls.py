@@ -110,6 +110,19 @@ class DensePls:
             b[offset : offset + levels * k] = (u[offset : offset + levels * k].reshape(levels, k) @ T.T).ravel()
         return sol[q:], u, b
 
+    def _block_products(self, Minv: np.ndarray, K: np.ndarray, m: int) -> np.ndarray:
+        """(M⁻¹K)[b, a] for Λ's entries (a, b), in ``lambda_pattern``'s order: Λ's entries lie in its per-level
+        k × k blocks, so these are the diagonal blocks of M⁻¹K, one batched product per term."""
+        out = []
+        for offset, levels, k, _, flat in self._blocks:
+            span = slice(offset, offset + levels * k)
+            left = Minv[span].reshape(levels, k, m)
+            right = K[:, span].reshape(m, levels, k).transpose(1, 0, 2)
+            blocks = (left @ right).reshape(levels, k * k)  # [level, b·k + a] = (M⁻¹K)[b, a] within the level
+            rows, cols = np.divmod(flat, k)  # Λ's template entry (r, c) at r·k + c
+            out.append(blocks[:, cols * k + rows].T.ravel())  # entry by entry, each over the levels
+        return np.concatenate(out)
+
     def gradient(self, beta: np.ndarray, u: np.ndarray, b: np.ndarray, reml: bool, dof: int) -> np.ndarray:
         """∂/∂θ of the profiled deviance log|A| [+ log|RX'RX|] + dof·log r² at the factored θ."""
         q = self.q
@@ -120,7 +133,7 @@ class DensePls:
             lower = dpotri(self._L[:m, :m], lower=1)[0]  # M⁻¹'s lower triangle; the upper is L's: zeros
             Minv = lower + lower.T
             Minv.flat[:: m + 1] *= 0.5
-            trace_terms = np.einsum("ij,ji->i", Minv[cols], K[:, rows])
+            trace_terms = self._block_products(Minv, K, m)
         else:  # M⁻¹K itself (2m²q)
             trace_terms = dpotrs(self._L[:m, :m], K, lower=1)[0][cols, rows]
         Ztr = self._omega[:q] @ np.concatenate([-b, -beta, [1.0]])
