@@ -31,56 +31,75 @@ from .variance import icc
 def glmer_result(model, objective, optsum: OptSummary) -> GlmerResult:
     """The fitted GLMM at ``optsum``'s (θ, β) (θ for nAGQ = 0): the mode there, on the user's scale (β = S⁻¹β̃,
     RX = R̃X·S for the standardized X = X̃S); the covariance of β̂ from the Hessian where lme4 uses it."""
-    pirls, nAGQ, std = objective.pirls, objective.nAGQ, model.standardization
-    k, p, frame = model.re.n_theta, model.X.shape[1], model.frame
-    theta = optsum.theta[:k]
-    if nAGQ == 0:
-        mode = pirls.joint_mode(theta)
-    else:
-        mode = pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
-    value = minus_two_loglik(pirls, mode, objective.rule)
-    fam = pirls.family
+    pirls, frame, fam = objective.pirls, model.frame, objective.pirls.family
+    mode = mode_at(objective, optsum)
     cp = pirls.working_cross_products(mode)  # the PLS problem of the working response at the mode ...
     working = pirls.penalized.solve(cp, mode.theta)[0]  # ... and its solution (RX'RX: the information on β)
     wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
     pwrss = wrss + mode.usq
-    lam = pirls.lam_map.values(theta)
-    solution = PlsSolution(
-        theta=np.array(theta, dtype=float),
-        beta=std.beta(mode.beta),
-        u=mode.u.copy(),
-        b=pirls.lam_map.dot(lam, mode.u),
-        pwrss=pwrss,
-        ldL2=mode.ldL2,
-        ldRX2=np.nan if working is None else working.ldRX2 + 2 * std.log_det_S,
-        RX=np.full((p, p), np.nan) if working is None else std.RX(working.RX),
-        deviance=value,
-        sigma=float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0,
-    )
-    hessian_vcov = None
-    if optsum.hessian is not None and hessian_covariance(pirls.n, len(optsum.theta), nAGQ):
-        V = _vcov_from_hessian(optsum.hessian, k)
-        hessian_vcov = None if V is None else std.vcov(V)
+    sigma = float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0
+    solution = solution_at(objective, mode, working, pwrss, minus_two_loglik(pirls, mode, objective.rule), sigma)
     result = GlmerResult(
         model=model,
         solution=solution,
         optsum=optsum,
         cp=cp,
         family=fam,
-        nAGQ=nAGQ,
-        hessian_vcov=hessian_vcov,
+        nAGQ=objective.nAGQ,
+        hessian_vcov=hessian_vcov(objective, optsum),
         nb_theta_estimated=isinstance(model.family, NegativeBinomial) and model.family.theta is None,
     )
+    keep_and_warn(result, objective, mode)
+    warn_if_singular(result)
+    return result
+
+
+def mode_at(objective, optsum: OptSummary):
+    """The conditional mode at ``optsum``'s θ and β (θ alone, β estimated with u, for nAGQ = 0)."""
+    pirls, std, k = objective.pirls, objective.model.standardization, objective.model.re.n_theta
+    theta = optsum.theta[:k]
+    if objective.nAGQ == 0:
+        return pirls.joint_mode(theta)
+    return pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
+
+
+def solution_at(objective, mode, working, pwrss: float, deviance: float, sigma: float) -> PlsSolution:
+    """The fit's solution on the user's scale from the mode and the PLS solution of its working response
+    (``working``; None where RX'RX is singular)."""
+    pirls, std = objective.pirls, objective.model.standardization
+    p = pirls.p
+    return PlsSolution(
+        theta=np.array(mode.theta, dtype=float),
+        beta=std.beta(mode.beta),
+        u=mode.u.copy(),
+        b=pirls.lam_map.dot(pirls.lam_map.values(mode.theta), mode.u),
+        pwrss=pwrss,
+        ldL2=mode.ldL2,
+        ldRX2=np.nan if working is None else working.ldRX2 + 2 * std.log_det_S,
+        RX=np.full((p, p), np.nan) if working is None else std.RX(working.RX),
+        deviance=deviance,
+        sigma=sigma,
+    )
+
+
+def hessian_vcov(objective, optsum: OptSummary) -> np.ndarray | None:
+    """The covariance of β̂ from the optimizer's Hessian, where lme4 takes it from there; else None (RX's)."""
+    if optsum.hessian is None or not hessian_covariance(objective.pirls.n, len(optsum.theta), objective.nAGQ):
+        return None
+    V = _vcov_from_hessian(optsum.hessian, objective.model.re.n_theta)
+    return None if V is None else objective.model.standardization.vcov(V)
+
+
+def keep_and_warn(result, objective, mode) -> None:
+    """Keep the deviance function with ``result``; warn, as lme4, when PIRLS did not converge at the estimates."""
     result._cache["devfun"] = objective
     if not mode.converged:
         warnings.warn(
             f"PIRLS did not converge at the estimates ({mode.message}): the conditional modes, and so the "
             "likelihood, may be inaccurate; look for separation or extreme values of the linear predictor",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    warn_if_singular(result)
-    return result
 
 
 def _vcov_from_hessian(H: np.ndarray, k: int) -> np.ndarray | None:
@@ -96,7 +115,7 @@ def _vcov_from_hessian(H: np.ndarray, k: int) -> np.ndarray | None:
         "the covariance of the fixed effects from the finite-difference Hessian is not positive definite: "
         "using the one from RX (the working linear model at the mode) instead",
         ConvergenceWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
     return None
 

@@ -136,23 +136,31 @@ def _standardization(piece, coding: Coding, x_names: list[str], n: int, c: float
     return Standardized(S_c, gamma_c, s, c), Standardization(S, gamma, s, c, n)
 
 
-def build(formula: str, data, *, REML: bool = True, weights: str | None = None, offset: str | None = None):
-    """The record of ``formula`` on the Dask DataFrame ``data`` (:func:`skmixed.build`'s, without the rows)."""
+def survey_formula(formula: str, data, weights, offset, without_bars: str):
+    """Pass 1 for ``formula`` on the Dask DataFrame ``data``: (parsed formula, request, survey), the rows with a
+    missing value dropped with R's warning.  ``without_bars`` ends the error for a formula with no random effect."""
     parsed = parse_formula(formula)
     if not parsed.bars:
         raise FormulaError(
-            f"the formula {formula!r} has no random-effects term: add one such as (1 | group), or fit it by "
-            "ordinary least squares (e.g. dask-ml's LinearRegression)"
+            f"the formula {formula!r} has no random-effects term: add one such as (1 | group), or {without_bars}"
         )
-    meta = data._meta
-    variables = model_variables(parsed, meta)
+    variables = model_variables(parsed, data._meta)
     check_known_categories(data, list(variables.values) + list(variables.groups))
     request = Request(variables, weights, offset)
     groups = {bar.group: bar.group.split(":") for bar in parsed.bars}
     survey = tree_reduce(data, survey_partition, merge, request, groups, what="1 (levels)")
     check_survey(survey)
     if survey.missing:
-        warnings.warn(f"{survey.missing} rows with missing values were dropped", UserWarning, stacklevel=3)
+        warnings.warn(f"{survey.missing} rows with missing values were dropped", UserWarning, stacklevel=4)
+    return parsed, request, survey
+
+
+def build(formula: str, data, *, REML: bool = True, weights: str | None = None, offset: str | None = None):
+    """The record of ``formula`` on the Dask DataFrame ``data`` (:func:`skmixed.build`'s, without the rows)."""
+    parsed, request, survey = survey_formula(
+        formula, data, weights, offset, "fit it by ordinary least squares (e.g. dask-ml's LinearRegression)"
+    )
+    meta = data._meta
     coding = coding_from_survey(parsed, request, survey, meta)
     n, c = survey.used, survey.weight_sum / survey.used
     piece = tree_reduce(data, qr_partition, qr_merge, coding, c, what="2 (QR)")

@@ -28,20 +28,17 @@ from ..deviance import GlmmObjective
 from ..exceptions import FormulaError, OptionError
 from ..families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
 from ..fitting import optimize
-from ..formula import parse_formula
 from ..model import GeneralizedLinearMixedModel
 from ..options import check_fit_options, check_nagq, get_family, theta_only
 from ..reterms import RandomEffects
 from ..standardize import Standardization
-from ..variables import model_variables
-from .coding import Coding, check_known_categories, coding_from_survey
-from .fit import _aliased, _check_options, _frame
+from .coding import Coding, coding_from_survey
+from .fit import _aliased, _check_options, _frame, survey_formula
 from .fit import lmer as dask_lmer
 from .glmm_pirls import DaskPirls, block_reduce
 from .glmm_rows import finish_block, gram_merge, gram_partition, load_block, load_merge, load_piece
-from .passes import _r_factor, tree_reduce
+from .passes import _r_factor
 from .rows import RowsOnWorkers
-from .survey import Request, check_survey, merge, survey_partition
 
 
 class ShapedRows(RowsOnWorkers):
@@ -124,21 +121,8 @@ def build(formula: str, data, family: Family, weights: str | None = None, offset
     import dask
     from dask import delayed
 
-    parsed = parse_formula(formula)
-    if not parsed.bars:
-        raise FormulaError(
-            f"the formula {formula!r} has no random-effects term: add one such as (1 | group), or fit it as a GLM "
-            "without random effects"
-        )
+    parsed, request, survey = survey_formula(formula, data, weights, offset, "fit it as a GLM without random effects")
     meta = data._meta
-    variables = model_variables(parsed, meta)
-    check_known_categories(data, list(variables.values) + list(variables.groups))
-    request = Request(variables, weights, offset)
-    groups = {bar.group: bar.group.split(":") for bar in parsed.bars}
-    survey = tree_reduce(data, survey_partition, merge, request, groups, what="1 (levels)")
-    check_survey(survey)
-    if survey.missing:
-        warnings.warn(f"{survey.missing} rows with missing values were dropped", UserWarning, stacklevel=3)
     coding = coding_from_survey(parsed, request, survey, meta, response=False)
     re = RandomEffects(coding.terms)
     if re.structured:

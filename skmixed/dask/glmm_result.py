@@ -10,18 +10,15 @@ are Dask Series, one task per partition, with β̂ and the level → b̂ tables 
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..exceptions import ConvergenceWarning, OptionError
+from ..exceptions import OptionError
 from ..families import Binomial
-from ..glmm_fitting import hessian_covariance
-from ..glmm_results import GlmerResult, _vcov_from_hessian
+from ..glmm_results import GlmerResult, hessian_vcov, keep_and_warn, mode_at, solution_at
 from ..laplace import minus_two_loglik
-from ..pls import PlsSolution
 from ..prediction import select_terms
 from ..response import binomial_response
 from ..results import warn_if_singular
@@ -29,42 +26,17 @@ from . import predict as lazy
 
 
 def dask_glmer_result(model, objective, optsum) -> DaskGlmerResult:
-    """The fitted GLMM at ``optsum``'s (θ, β) (θ for nAGQ = 0): the mode there, on the user's scale."""
-    pirls, nAGQ, std = objective.pirls, objective.nAGQ, model.standardization
-    k, p = model.re.n_theta, pirls.p
-    theta = optsum.theta[:k]
-    mode = pirls.joint_mode(theta) if nAGQ == 0 else pirls.mode(theta, std.beta_tilde(optsum.theta[k:]))
-    working = pirls.working_solution(mode)
+    """The fitted GLMM at ``optsum``'s (θ, β) (θ for nAGQ = 0): the mode there, on the user's scale
+    (:func:`skmixed.glmm_results.glmer_result`'s, with the row sums from the workers)."""
+    pirls = objective.pirls
+    mode = mode_at(objective, optsum)
     pwrss = mode.eta.pearson + mode.usq
-    lam = pirls.lam_map.values(theta)
-    solution = PlsSolution(
-        theta=np.array(theta, dtype=float),
-        beta=std.beta(mode.beta),
-        u=mode.u.copy(),
-        b=pirls.lam_map.dot(lam, mode.u),
-        pwrss=pwrss,
-        ldL2=mode.ldL2,
-        ldRX2=np.nan if working is None else working.ldRX2 + 2 * std.log_det_S,
-        RX=np.full((p, p), np.nan) if working is None else std.RX(working.RX),
-        deviance=minus_two_loglik(pirls, mode),
-        sigma=1.0,
-    )
-    hessian_vcov = None
-    if optsum.hessian is not None and hessian_covariance(pirls.n, len(optsum.theta), nAGQ):
-        V = _vcov_from_hessian(optsum.hessian, k)
-        hessian_vcov = None if V is None else std.vcov(V)
+    solution = solution_at(objective, mode, pirls.working_solution(mode), pwrss, minus_two_loglik(pirls, mode), 1.0)
     result = DaskGlmerResult(
         model=model, solution=solution, optsum=optsum, cp=pirls.working_cross_products(mode), family=pirls.family,
-        nAGQ=nAGQ, hessian_vcov=hessian_vcov,
+        nAGQ=objective.nAGQ, hessian_vcov=hessian_vcov(objective, optsum),
     )  # fmt: skip
-    result._cache["devfun"] = objective
-    if not mode.converged:
-        warnings.warn(
-            f"PIRLS did not converge at the estimates ({mode.message}): the conditional modes, and so the "
-            "likelihood, may be inaccurate; look for separation or extreme values of the linear predictor",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+    keep_and_warn(result, objective, mode)
     warn_if_singular(result)
     return result
 
