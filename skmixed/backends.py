@@ -172,7 +172,7 @@ class ScalarTermsBackend(_Backend):
 class SparseBackend(_Backend):
     """A assembled on its fixed pattern (:class:`~skmixed.pls.ScaledGram`) and refactored per θ."""
 
-    def __init__(self, cp, re, reml, reason):
+    def __init__(self, cp, re, reml, reason=None):
         super().__init__(cp, re, reml, reason)
         self.penalized = PenalizedCholesky(cp.ZtZ, re)
         self.gram, self.chol = self.penalized.gram, self.penalized.chol
@@ -183,6 +183,14 @@ class SparseBackend(_Backend):
             self._weighted_ztz = self._inverse.weight[gram.target] * gram.zdata[gram.z]
             self._index_l1, self._index_l2 = index[gram.l1], index[gram.l2]
         self.name = f"sparse ({type(self.chol).__name__})"
+        if reason is None:  # why this path, and whether it has a gradient
+            self.reason = "the sparse factor of A; " + (
+                "one grouping factor, so a per-level gradient"
+                if len({t.group for t in re.terms}) == 1
+                else "two nested terms, so a gradient from their blocks"
+                if self.has_gradient
+                else "crossed terms with vector effects: no gradient (BOBYQA)"
+            )
 
     def _solve(self, theta):
         if not self.penalized.refactor(self.lam.values(theta)):
@@ -236,7 +244,7 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 cp,
                 re,
                 reml,
-                "scalar terms whose Schur complement is small and dense (or tiny): "
+                "scalar terms whose Schur complement is cheapest dense (small, full, or filling in under CHOLMOD): "
                 "the blocked factor refactored from Λ, with a gradient",
                 chol,
             )
@@ -252,12 +260,4 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 f"vector terms on several grouping factors, q = {re.q}: the dense bordered Cholesky, for its "
                 "gradient, costs less than the sparse factor without one",
             )
-    backend = SparseBackend(cp, re, reml, "")
-    backend.reason = "the sparse factor of A; " + (
-        "one grouping factor, so a per-level gradient"
-        if one_factor
-        else "two nested terms, so a gradient from their blocks"
-        if backend.has_gradient
-        else "crossed terms with vector effects: no gradient (BOBYQA)"
-    )
-    return backend
+    return SparseBackend(cp, re, reml)

@@ -138,11 +138,15 @@ def _with_intervals(result, args) -> pd.DataFrame:
         raise UsageError(str(e)) from None
 
 
+#: ``_fit``'s ``summary_ddf`` for glmer, whose summary has z tests and no df option (lmer's may be None)
+_GLMM_SUMMARY = object()
+
+
 @magics_class
 class MixedModelMagics(Magics):
     """Cell magics fitting mixed models with :func:`skmixed.lmer` and :func:`skmixed.glmer`."""
 
-    def _fit(self, fit, args, cell: str, summary_ddf: str | None = "", **options):
+    def _fit(self, fit, args, cell: str, summary_ddf=_GLMM_SUMMARY, **options):
         formula = formula_from_cell(cell)
         out = _output_name(args.out)
         data = _dataframe(self.shell.user_ns, args.data)
@@ -155,7 +159,7 @@ class MixedModelMagics(Magics):
             result = fit(formula, data, weights=args.weights, offset=args.offset, **options)
         except InputError as e:  # FormulaError, DataError, OptionError: the user's to fix; a bug keeps its traceback
             raise UsageError(str(e)) from None
-        if summary_ddf != "":  # lmer's --ddf (None: lme4's summary without df)
+        if summary_ddf is not _GLMM_SUMMARY:  # lmer's --ddf (None: lme4's summary without df)
             result._cache["summary_ddf"] = summary_ddf  # the df of the t tests in the displayed summary
         if out:
             self.shell.user_ns[out] = result
