@@ -8,7 +8,7 @@ where it has one, the analytic gradient:
   (:mod:`skmixed.dense_pls`); a gradient for any terms.  For few random effects the sparse
   machinery costs more in call overhead than this dense work.
 * :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or nested), the
-  blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
+  blocked factor refactored from Λ alone (:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
   blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
@@ -27,11 +27,12 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite, factor_flops
-from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
+from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING
 from .dense_pls import DensePls
 from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
+from .scalar_cholesky import make_scalar_cholesky
 
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
 #: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
