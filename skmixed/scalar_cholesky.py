@@ -30,6 +30,11 @@ from .weighted_gram import WeightedGram
 #: the largest dense S: three q₂ × q₂ matrices of doubles (S and its factor in place, S⁻¹ and the gradient's
 #: weighted Gram matrix) take 3.5 GB at this order
 MAX_SCALAR_DENSE = 12_000
+#: CHOLMOD's flop count comes from a numeric factor, a matter of minutes once S is large and fills in; past this
+#: order a sparse S counts as filling in when its rows average at least √q₂ entries (the pattern of crossed
+#: factors is random-like, and eliminating a random graph of that degree fills it in under any ordering), and as
+#: CHOLMOD's otherwise (nested factors: S block diagonal)
+COUNTED_UP_TO = 3000
 
 
 class _DiagScaled:
@@ -121,5 +126,7 @@ def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | Non
         return None
     if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR:
         return factor
+    if q2 > COUNTED_UP_TO:
+        return factor if factor.density * q2 >= np.sqrt(q2) else None
     sparse_flops = factor_flops(sp.tril(ZtZ + sp.identity(ZtZ.shape[0]), format="csc"))  # A's pattern: its fill
     return factor if float(q2) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops else None

@@ -40,13 +40,6 @@ EXACT_PATTERN_WORK, PATTERN_ROWS = 5e7, 64
 CHUNK = 1 << 14
 
 
-def _unsigned_type(maximum: float):
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if maximum <= np.iinfo(dtype).max:
-            return dtype
-    return np.float64
-
-
 class WeightedGram:
     """``lower(weights)``: the lower triangles of ``G diag(w) G'`` for each row of ``weights`` (one weight per
     distinct count, in the order of :attr:`counts`); ``method`` (one of the module docstring's) is by default the
@@ -61,43 +54,55 @@ class WeightedGram:
         K, q2, q1 = len(self.counts), float(self.q2), float(self.q1)
         integral = bool(np.all(G.data >= 0) and np.all(G.data == np.round(G.data)))
         entries = K * q2 * (q2 + 1) / 2
-        itemsize = np.dtype(_unsigned_type(self._entry_bound()) if integral else np.float64).itemsize
         costs = {"sparse": SPARSE_NS * self.work}
-        if entries * itemsize <= MAX_GRAM_BYTES:
-            pass_ns = GRAM_NS if itemsize < 8 else DOUBLE_GRAM_NS
-            costs["per count"] = pass_ns * entries + SPARSE_NS * self.work / EVALUATIONS
+        if entries * (1 if integral else 8) <= MAX_GRAM_BYTES:  # integers start in bytes (see _per_count_blocks)
+            costs["per count"] = (
+                GRAM_NS if integral else DOUBLE_GRAM_NS
+            ) * entries + SPARSE_NS * self.work / EVALUATIONS
         if q2 * q1 * 8 <= MAX_DENSE_G_BYTES:
             costs["dense"] = BLAS_NS * q2 * q2 * q1
         self.method = method or min(costs, key=costs.get)
         self.dense = G.toarray() if self.method == "dense" else None
-        self.blocks = self._per_count_blocks(itemsize) if self.method == "per count" else None
+        self.blocks = self._per_count_blocks(integral) if self.method == "per count" else None
+        if self.method == "per count" and self.blocks is None:  # larger integers than a byte, past the budget
+            costs.pop("per count", None)
+            self.method = min(costs, key=costs.get)
+            self.dense = G.toarray() if self.method == "dense" else None
 
-    def _entry_bound(self) -> float:
-        """A bound on the entries of every Mₖ without forming them: by Cauchy–Schwarz, |Mₖ[i, j]| is at most the
-        largest of Mₖ's diagonal entries Σ_{nₛ = nₖ} G[i, s]²."""
+    def _diagonals(self) -> np.ndarray:
+        """diag(Mₖ) for every k (K × q₂): Σ_{nₛ = nₖ} G[i, s]²."""
         K = len(self.counts)
         columns = np.repeat(np.arange(self.q1), np.diff(self.G.indptr))
-        diagonal = np.bincount(
-            self.G.indices.astype(np.int64) * K + self.group[columns], self.G.data**2, minlength=self.q2 * K
-        )
-        return float(diagonal.max(initial=0.0))
+        cells = self.group[columns] * self.q2 + self.G.indices.astype(np.int64)
+        return np.bincount(cells, self.G.data**2, minlength=K * self.q2).reshape(K, self.q2)
 
     def _row_blocks(self):
         """Row blocks [r0, r1) of the lower triangle, each stored as the rectangle rows r0:r1 × columns 0:r1."""
         size = max(1, int(np.ceil(self.q2 / 16)))
         return [(r0, min(self.q2, r0 + size)) for r0 in range(0, self.q2, size)]
 
-    def _per_count_blocks(self, itemsize: int) -> list:
-        dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32}.get(itemsize, np.float64)
+    def _per_count_blocks(self, integral: bool) -> list | None:
+        """Each Mₖ's off-diagonal lower triangle by row blocks (its diagonal, large where a level has many rows,
+        is kept apart in doubles); integers in bytes, widened when an entry needs it, or None when the widened
+        matrices would pass the memory budget."""
+        K = len(self.counts)
+        types = [np.uint8, np.uint16, np.uint32] if integral else [np.float64]
         spans = self._row_blocks()
-        blocks = [np.empty((len(self.counts), (r1 - r0) * r1), dtype=dtype) for r0, r1 in spans]
+        blocks = [np.empty((K, (r1 - r0) * r1), dtype=types[0]) for r0, r1 in spans]
         order = np.argsort(self.group, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(self.group))])
-        for k in range(len(self.counts)):
+        for k in range(K):
             Gk = self.G[:, order[bounds[k] : bounds[k + 1]]]
             Mk = (Gk @ Gk.T).tocsr()
+            Mk.setdiag(0.0)
+            while integral and Mk.data.max(initial=0.0) > np.iinfo(blocks[0].dtype).max:
+                wider = types[types.index(blocks[0].dtype.type) + 1] if blocks[0].dtype.type != types[-1] else None
+                if wider is None or sum(b.size for b in blocks) * np.dtype(wider).itemsize > MAX_GRAM_BYTES:
+                    return None
+                blocks = [b.astype(wider) for b in blocks]
             for block, (r0, r1) in zip(blocks, spans):
                 block[k] = Mk[r0:r1, :r1].toarray().ravel()
+        self.diagonals = self._diagonals()
         return blocks
 
     def lower(self, weights: np.ndarray) -> np.ndarray:
@@ -110,6 +115,8 @@ class WeightedGram:
                 for c in range(0, block.shape[1], CHUNK):
                     flat[:, c : c + CHUNK] = weights @ block[:, c : c + CHUNK].astype(np.float64)
                 out[:, r0:r1, :r1] = flat.reshape(len(weights), r1 - r0, r1)
+            diagonal = np.arange(self.q2)
+            out[:, diagonal, diagonal] += weights @ self.diagonals
             return out
         for i, w in enumerate(weights):
             column_w = w[self.group]
@@ -122,13 +129,14 @@ class WeightedGram:
     def pattern_nnz(self) -> float:
         """The number of structural nonzeros of GG', exactly or (for a large product) from sampled rows."""
         if self.method == "per count":
-            return float(
-                sum(
-                    np.count_nonzero(np.any(block != 0, axis=0).reshape(r1 - r0, r1)[:, :r0]) * 2
-                    + np.count_nonzero(np.any(block != 0, axis=0).reshape(r1 - r0, r1)[:, r0:])
-                    for block, (r0, r1) in zip(self.blocks, self._row_blocks())
-                )
-            )
+            nnz = float(self.q2)  # the diagonal, kept apart
+            for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
+                used = np.zeros(block.shape[1], dtype=bool)
+                for row in block:
+                    used |= row != 0
+                used = used.reshape(r1 - r0, r1)
+                nnz += 2 * np.count_nonzero(used[:, :r0]) + np.count_nonzero(used[:, r0:])
+            return nnz
         B = abs(self.G).tocsr()
         if self.work <= EXACT_PATTERN_WORK:
             return float((B @ B.T).nnz)
