@@ -95,6 +95,9 @@ CASES = {
             repeat=7,
         ),
         Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
+        Case(
+            "crossed_10m_wide", _synthetic("crossed_10m_wide"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False
+        ),
         Case("crossed_sparse_10k", _synthetic("crossed_sparse_10k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("crossed_100k", _synthetic("crossed_100k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("ml1m_like", _synthetic("ml1m_like"), "y ~ 1 + (1 | user) + (1 | movie)", REML=False, warm_up=False),

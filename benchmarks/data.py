@@ -126,6 +126,12 @@ def expression_first_gene() -> pd.DataFrame:
     return samples.assign(y=genes[:, 0])
 
 
+def crossed_10m_wide() -> pd.DataFrame:
+    """``crossed`` at 10⁷ rows with 10⁶ × 10⁴ levels: the Dask benchmark's model (benchmarks/dask_crossed.py) in
+    memory, its 10⁴ × 10⁴ Schur complement dense."""
+    return crossed(10_000_000, 1_000_000, 10_000)
+
+
 def crossed_sparse_10k() -> pd.DataFrame:
     return crossed(10_000, 1_000, 2_000)
 
