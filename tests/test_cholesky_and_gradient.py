@@ -305,3 +305,19 @@ def test_one_random_intercept_has_a_diagonal_factor():
     A.data[0] = -1.0
     with pytest.raises(NotPositiveDefinite):
         chol.refactor(A)
+
+
+def test_large_sparse_schur_complement_is_judged_by_its_degree(monkeypatch):
+    """Past COUNTED_UP_TO (where CHOLMOD's flop count would need a numeric factor of a filling S) a sparse S is
+    factored dense when its rows average at least √q₂ entries (crossed levels: 20,000 × 2,000 at three rows per
+    level, degree ~60 ≥ 45) and left to CHOLMOD when it is block diagonal (nested levels)."""
+    from skmixed import scalar_cholesky
+
+    monkeypatch.setattr(scalar_cholesky, "COUNTED_UP_TO", 1000)
+    formula = "y ~ 1 + (1 | a) + (1 | b)"
+    crossed = skmixed.build(formula, two_factor_data(2000, 20000, 60000, nested=False), REML=False)
+    chol = scalar_cholesky.make_scalar_cholesky(crossed.cp.ZtZ, crossed.re.terms[0].q)
+    assert isinstance(chol, ScalarTermsCholesky) and chol.q2 == 2000
+    assert chol.density < cholesky_module.MIN_DENSITY and chol.density * chol.q2 >= np.sqrt(chol.q2)
+    nested = skmixed.build(formula, two_factor_data(2000, 20000, 60000, nested=True), REML=False)
+    assert scalar_cholesky.make_scalar_cholesky(nested.cp.ZtZ, nested.re.terms[0].q) is None
