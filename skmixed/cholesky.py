@@ -40,9 +40,9 @@ DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 #: the gradient's traces from L₂₂⁻¹R (a dense q₂ × q₁ product) up to this many entries, from S⁻¹ beyond; and where
 #: it costs less, in process-time nanoseconds (benchmarks/HISTORY.md): a BLAS flop, a multiply-add of scipy's
 #: sparse × dense product, a pass over an entry of the dense result, and a multiply-add of scipy's sparse product
-#: (with its two passes and output)
+#: (4–5 ns on InstEval's and ml1m's shapes, with their two passes and output; up to 14 where the output is large)
 MAX_TRIANGULAR_PRODUCT = 20_000_000
-BLAS_NS, SPARSE_DENSE_NS, DENSE_PASS_NS, SPARSE_NS = 0.025, 2.0, 1.0, 14.0
+BLAS_NS, SPARSE_DENSE_NS, DENSE_PASS_NS, SPARSE_NS = 0.025, 2.0, 1.0, 5.0
 
 
 class _Blocked:

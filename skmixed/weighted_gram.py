@@ -26,18 +26,18 @@ from scipy.linalg.blas import dsyrk
 
 from .cholesky import BLAS_NS, SPARSE_NS
 
-#: process-time costs in nanoseconds of a pass over a stored Gram entry, measured on one core
-#: (benchmarks/HISTORY.md): an integer converted to a double and a multiply-add per product; a double costs about
-#: three times as much, being eight times the memory (a BLAS flop and a sparse multiply-add: cholesky's constants)
-GRAM_NS, DOUBLE_GRAM_NS = 0.75, 2.2
+#: process-time costs in nanoseconds per stored Gram entry, measured on one core (benchmarks/HISTORY.md): a pass
+#: (an integer converted to a double and a multiply-add per product; a double costs three times as much, being
+#: eight times the memory), and forming it once (a sparse product per count, its rows copied out by blocks)
+GRAM_NS, DOUBLE_GRAM_NS, GRAM_BUILD_NS = 0.5, 1.5, 5.0
 #: the per-count Gram matrices may take this much memory, G dense this much
 MAX_GRAM_BYTES, MAX_DENSE_G_BYTES = 5 * 1024**3, 512 * 1024**2
 #: the one-off work of forming them is weighed as if spread over this many evaluations (a fit's usual count)
 EVALUATIONS = 15
 #: the pattern of GG' is counted exactly up to this much work, and estimated from this many sampled rows beyond
 EXACT_PATTERN_WORK, PATTERN_ROWS = 5e7, 64
-#: entries per chunk of a pass over the integer Gram matrices (their doubles then stay in cache)
-CHUNK = 1 << 14
+#: Gram entries converted to doubles at a time in a pass (1 MB: they stay in cache for the product)
+CHUNK = 1 << 17
 
 
 class WeightedGram:
@@ -110,10 +110,14 @@ class WeightedGram:
         weights = np.atleast_2d(weights)
         out = np.zeros((len(weights), self.q2, self.q2))
         if self.method == "per count":
+            width = max(256, CHUNK // len(self.counts))
+            buffer = np.empty((len(self.counts), width))
             for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
                 flat = np.empty((len(weights), block.shape[1]))
-                for c in range(0, block.shape[1], CHUNK):
-                    flat[:, c : c + CHUNK] = weights @ block[:, c : c + CHUNK].astype(np.float64)
+                for c in range(0, block.shape[1], width):
+                    doubles = buffer[:, : min(width, block.shape[1] - c)]
+                    np.copyto(doubles, block[:, c : c + width])
+                    flat[:, c : c + width] = weights @ doubles
                 out[:, r0:r1, :r1] = flat.reshape(len(weights), r1 - r0, r1)
             diagonal = np.arange(self.q2)
             out[:, diagonal, diagonal] += weights @ self.diagonals
