@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite, factor_flops
+from .blocked_pls import BlockedPls, blocked_flops
 from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
 from .dense_pls import DensePls
 from .pattern_inverse import pattern_inverse
@@ -40,6 +41,9 @@ MAX_DENSE_Q = 100
 #: when its work (a Cholesky and the gradient's solve: about this many times (q + p + 1)³ flops) costs less than
 #: CHOLMOD's factor of A with the evaluations the gradient saves (:mod:`skmixed.cholesky`'s weights)
 MAX_DENSE_GRADIENT_Q, DENSE_WORK = 3000, 2.5
+#: ... and with the first term's block factored by level (:mod:`skmixed.blocked_pls`) when this many times its
+#: multiply-adds cost less than either: its batched k × k products cost more per flop than one large factor's
+BLOCKED_WORK = 5.0
 
 
 class _Backend:
@@ -79,10 +83,11 @@ class DenseBackend(_Backend):
 
     name = "dense"
     has_gradient = True
+    _pls = DensePls
 
     def __init__(self, cp, re, reml, reason):
         super().__init__(cp, re, reml, reason)
-        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
+        self._dense = self._pls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
 
     def solve(self, theta):
         dense = self._dense
@@ -113,6 +118,13 @@ class DenseBackend(_Backend):
             self.cp.ZtZ, self.re
         )  # the dense path has no Cholesky factor of A alone: a sparse one, once
         return penalized.chol if penalized.refactor(self.lam.values(theta)) else None
+
+
+class BlockedDenseBackend(DenseBackend):
+    """The bordered Cholesky with the first term's block factored level by level (:mod:`skmixed.blocked_pls`)."""
+
+    name = "dense, first term blocked"
+    _pls = BlockedPls
 
 
 class ScalarTermsBackend(_Backend):
@@ -250,9 +262,22 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
             )
     one_factor = len({t.group for t in re.terms}) == 1
     if not one_factor and re.q <= MAX_DENSE_GRADIENT_Q:
-        order = re.q + cp.XtX.shape[0] + 1
+        p = cp.XtX.shape[0]
+        order = re.q + p + 1
         sparse_flops = factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
-        if DENSE_WORK * float(order) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops:
+        dense, sparse = DENSE_WORK * float(order) ** 3, DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops
+        blocked = BLOCKED_WORK * blocked_flops(re, p, reml)
+        if blocked <= min(dense, sparse):
+            return BlockedDenseBackend(
+                cp,
+                re,
+                reml,
+                f"vector terms on several grouping factors, q = {re.q}: the bordered Cholesky with the first term's "
+                f"{re.terms[0].n_levels} levels factored as blocks and a dense Schur complement of order "
+                f"{order - re.terms[0].q}, for its gradient, costs less than the whole dense factor and than the "
+                "sparse factor without a gradient",
+            )
+        if dense <= sparse:
             return DenseBackend(
                 cp,
                 re,
