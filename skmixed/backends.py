@@ -42,8 +42,9 @@ MAX_DENSE_Q = 100
 #: CHOLMOD's factor of A with the evaluations the gradient saves (:mod:`skmixed.cholesky`'s weights)
 MAX_DENSE_GRADIENT_Q, DENSE_WORK = 3000, 2.5
 #: ... and with the first term's block factored by level (:mod:`skmixed.blocked_pls`) when this many times its
-#: multiply-adds cost less than either: its batched k × k products cost more per flop than one large factor's
-BLOCKED_WORK = 5.0
+#: multiply-adds (:func:`~skmixed.blocked_pls.blocked_flops`) cost less than either, in the units of DENSE_WORK:
+#: its smaller BLAS calls and batched k × k products run at about half the rate of one large factor's
+BLOCKED_WORK = 2.0
 
 
 class _Backend:
@@ -264,20 +265,23 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
     if not one_factor and re.q <= MAX_DENSE_GRADIENT_Q:
         p = cp.XtX.shape[0]
         order = re.q + p + 1
-        sparse_flops = factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
-        dense, sparse = DENSE_WORK * float(order) ** 3, DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops
-        blocked = BLOCKED_WORK * blocked_flops(re, p, reml)
-        if blocked <= min(dense, sparse):
-            return BlockedDenseBackend(
-                cp,
-                re,
-                reml,
-                f"vector terms on several grouping factors, q = {re.q}: the bordered Cholesky with the first term's "
-                f"{re.terms[0].n_levels} levels factored as blocks and a dense Schur complement of order "
-                f"{order - re.terms[0].q}, for its gradient, costs less than the whole dense factor and than the "
-                "sparse factor without a gradient",
-            )
-        if dense <= sparse:
+        dense, blocked = DENSE_WORK * float(order) ** 3, BLOCKED_WORK * blocked_flops(re, p, reml)
+        cheaper = min(dense, blocked) / (DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING)  # in CHOLMOD's flops
+        # CHOLMOD's analysis only where a bound does not settle it: a factor of A holds at least the (Z'Z.nnz + q)/2
+        # entries of A's lower triangle, so its Σⱼcⱼ² is at least their square over q
+        if cheaper <= (cp.ZtZ.nnz + re.q) ** 2 / (4 * re.q) or cheaper <= factor_flops(
+            sp.tril(cp.ZtZ + sp.identity(re.q), format="csc")
+        ):
+            if blocked <= dense:
+                return BlockedDenseBackend(
+                    cp,
+                    re,
+                    reml,
+                    f"vector terms on several grouping factors, q = {re.q}: the bordered Cholesky with the first "
+                    f"term's {re.terms[0].n_levels} levels factored as blocks and a dense Schur complement of order "
+                    f"{order - re.terms[0].q}, for its gradient, costs less than the whole dense factor and than the "
+                    "sparse factor without a gradient",
+                )
             return DenseBackend(
                 cp,
                 re,
