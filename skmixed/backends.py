@@ -1,4 +1,4 @@
-"""Three ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
+"""Four ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
 
 Each backend takes θ (of the standardized problem, :mod:`skmixed.standardize`) and gives the
 PLS solution (:class:`~skmixed.pls.PlsSolution`: β̂, û, r², log-determinants, the deviance) and,
@@ -7,6 +7,9 @@ where it has one, the analytic gradient:
 * :class:`DenseBackend`: one dense Cholesky of the bordered cross-products of [Z X y]
   (:mod:`skmixed.dense_pls`); a gradient for any terms.  For few random effects the sparse
   machinery costs more in call overhead than this dense work.
+* :class:`BlockedDenseBackend`: the same bordered factor with the first term's block (block diagonal by level)
+  factored level by level and only the Schur complement of the rest dense (:mod:`skmixed.blocked_pls`): the
+  gradient for vector terms on several grouping factors at a fraction of the dense work.
 * :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or nested), the
   blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
@@ -14,7 +17,7 @@ where it has one, the analytic gradient:
   blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
   pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
   two terms whose factors are nested).  Other models (crossed vector terms too large for the dense
-  path) would need a selected inverse of the sparse factor per evaluation, which scikit-sparse
+  paths) would need a selected inverse of the sparse factor per evaluation, which scikit-sparse
   does not offer: the optimizer then works without a gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
