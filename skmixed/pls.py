@@ -202,8 +202,7 @@ def _vector_start(cp: CrossProducts, re: RandomEffects, i: int) -> np.ndarray | 
     G[block.row // k, block.row % k, block.col % k] = block.data
     beta = np.linalg.lstsq(cp.XtX, cp.Xty, rcond=None)[0] if cp.XtX.size else np.zeros(0)
     Zr = (cp.Zty[span] - cp.ZtX[span] @ beta).reshape(g, k)
-    eig = np.linalg.eigvalsh(G)
-    usable = eig[:, 0] > 1e-8 * eig[:, -1]
+    usable = np.linalg.det(G) > 1e-8 * np.trace(G, axis1=1, axis2=2) ** k  # λ_min/λ_max ≥ |G|/tr(G)^k > 1e-8
     m = int(usable.sum())
     if m <= k or cp.n - len(beta) - m * k <= 0:
         return None
