@@ -90,7 +90,7 @@ def _level_blocks(ZtZ: sp.spmatrix, g: int, k: int) -> np.ndarray:
     """Term 1's diagonal blocks of Z'Z, (g, k, k): its q₁ × q₁ block has no entry between levels."""
     coo = sp.coo_matrix(ZtZ)
     blocks = np.zeros((g, k, k))
-    blocks[coo.row // k, coo.row % k, coo.col % k] = coo.data
+    np.add.at(blocks, (coo.row // k, coo.row % k, coo.col % k), coo.data)  # duplicates, if any, summed
     return blocks
 
 

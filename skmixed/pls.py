@@ -197,9 +197,14 @@ def _vector_start(cp: CrossProducts, re: RandomEffects, i: int) -> np.ndarray | 
     t = re.terms[i]
     g, k, offset = t.n_levels, t.k, int(re.col_offsets[i])
     span = slice(offset, offset + t.q)
-    block = sp.coo_matrix(sp.csr_matrix(cp.ZtZ)[span, span])
-    G = np.zeros((g, k, k))
-    G[block.row // k, block.row % k, block.col % k] = block.data
+    ZtZ = sp.csc_matrix(cp.ZtZ)
+    entries = slice(ZtZ.indptr[offset], ZtZ.indptr[offset + t.q])  # the term's columns, then its rows among them
+    rows = ZtZ.indices[entries] - offset
+    cols = np.repeat(np.arange(t.q), np.diff(ZtZ.indptr[offset : offset + t.q + 1]))
+    inside = (rows >= 0) & (rows < t.q)
+    rows, cols = rows[inside], cols[inside]
+    G = np.zeros((g, k, k))  # no entry joins two levels: each row of the data is at one level of the factor
+    np.add.at(G, (rows // k, rows % k, cols % k), ZtZ.data[entries][inside])  # duplicates, if any, summed
     beta = np.linalg.lstsq(cp.XtX, cp.Xty, rcond=None)[0] if cp.XtX.size else np.zeros(0)
     Zr = (cp.Zty[span] - cp.ZtX[span] @ beta).reshape(g, k)
     usable = np.linalg.det(G) > 1e-8 * np.trace(G, axis1=1, axis2=2) ** k  # λ_min/λ_max ≥ |G|/tr(G)^k > 1e-8
