@@ -99,7 +99,10 @@ CASES = {
         Case("crossed_100k", _synthetic("crossed_100k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("nested_vector", _synthetic("nested_vector"), "y ~ x + (1 + x | a) + (1 + x | a:b)"),
         Case(
-            "kb07_like", _synthetic("kb07_like"), "y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item)"
+            "kb07_like",
+            _synthetic("kb07_like"),
+            "y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item)",
+            repeat=7,
         ),
         Case(
             "cbpp",
