@@ -106,9 +106,8 @@ class BlockedPls:
         self.q, self.p, self.q1, self.q2 = q, p, q1, q - q1
         ZtZ = sp.csr_matrix(ZtZ)
         self._first = _Term(first, 0, 0)
-        self._rest = [_Term(t, int(re.col_offsets[i]) - q1, int(re.theta_offsets[i])) for i, t in enumerate(re.terms)][
-            1:
-        ]
+        offsets = zip(re.terms[1:], re.col_offsets[1:], re.theta_offsets[1:])
+        self._rest = [_Term(t, int(col) - q1, int(theta)) for t, col, theta in offsets]
         self._omega11 = _level_blocks(ZtZ[:q1, :q1], g, k)
         n = self.q2 + p + 1
         border = np.column_stack([ZtX, Zty])
@@ -145,7 +144,7 @@ class BlockedPls:
         L1 = np.linalg.cholesky(A)  # A ≥ I: always positive definite
         self._L1inv = L1inv = np.linalg.inv(L1)
         g, k = first.levels, first.k
-        self._R = R = T @ L1inv.transpose(0, 2, 1)  # Rⱼ = T Lⱼ'⁻¹
+        R = T @ L1inv.transpose(0, 2, 1)  # Rⱼ = T Lⱼ'⁻¹
         # L_N1' by level: Rⱼ'K_N1,ⱼ', rows of a q₁ × n array
         self._LT1 = LT1 = (R.transpose(0, 2, 1) @ KT1.reshape(g, k, -1)).reshape(self.q1, -1)
         S = dsyrk(-1.0, LT1.T, beta=1.0, c=M_NN.T, lower=1, overwrite_c=1)  # lower triangle of M_NN − L_N1 L_N1'
