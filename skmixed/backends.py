@@ -46,8 +46,13 @@ MAX_DENSE_Q = 100
 MAX_DENSE_GRADIENT_Q, DENSE_WORK = 3000, 2.5
 #: ... and with the first term's block factored by level (:mod:`skmixed.blocked_pls`) when this many times its
 #: multiply-adds (:func:`~skmixed.blocked_pls.blocked_flops`) cost less than either, in the units of DENSE_WORK:
-#: its smaller BLAS calls and batched k × k products run at about half the rate of one large factor's
-BLOCKED_WORK = 2.0
+#: its smaller BLAS calls and batched k × k products run at about half the rate of one large factor's.  It holds a
+#: few q₁ × (q₂ + p + 1) arrays: up to MAX_BLOCKED_BORDER entries each (the dense path's at q = 3,000), with a
+#: complement of order at most MAX_DENSE_GRADIENT_Q, whatever q
+BLOCKED_WORK, MAX_BLOCKED_BORDER = 2.0, 10_000_000
+#: with vector terms BOBYQA needed 6.7 to 29 times the evaluations of L-BFGS-B with the gradient (benchmarks/HISTORY.md,
+#: kb07_like), where scalar terms' GRADIENT_SAVING is 3
+VECTOR_GRADIENT_SAVING = 6.0
 
 
 class _Backend:
@@ -264,32 +269,44 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 "the blocked factor refactored from Λ, with a gradient",
                 chol,
             )
-    one_factor = len({t.group for t in re.terms}) == 1
-    if not one_factor and re.q <= MAX_DENSE_GRADIENT_Q:
-        p = cp.XtX.shape[0]
-        order = re.q + p + 1
-        dense, blocked = DENSE_WORK * float(order) ** 3, BLOCKED_WORK * blocked_flops(re, p, reml)
-        cheaper = min(dense, blocked) / (DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING)  # in CHOLMOD's flops
-        # CHOLMOD's analysis only where a bound does not settle it: a factor of A holds at least the (Z'Z.nnz + q)/2
-        # entries of A's lower triangle, so its Σⱼcⱼ² is at least their square over q
-        if cheaper <= (cp.ZtZ.nnz + re.q) ** 2 / (4 * re.q) or cheaper <= factor_flops(
-            sp.tril(cp.ZtZ + sp.identity(re.q), format="csc")
-        ):
-            if blocked <= dense:
-                return BlockedDenseBackend(
-                    cp,
-                    re,
-                    reml,
-                    f"vector terms on several grouping factors, q = {re.q}: the bordered Cholesky with the first "
-                    f"term's {re.terms[0].n_levels} levels factored as blocks and a dense Schur complement of order "
-                    f"{order - re.terms[0].q}, for its gradient, costs less than the whole dense factor and than the "
-                    "sparse factor without a gradient",
-                )
-            return DenseBackend(
-                cp,
-                re,
-                reml,
-                f"vector terms on several grouping factors, q = {re.q}: the dense bordered Cholesky, for its "
-                "gradient, costs less than the sparse factor without one",
-            )
+    if len({t.group for t in re.terms}) > 1:
+        backend = _with_gradient(cp, re, reml)
+        if backend is not None:
+            return backend
     return SparseBackend(cp, re, reml)
+
+
+def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend | None:
+    """Terms on several grouping factors: the dense path or the blocked one, whichever costs less, where that costs
+    less than CHOLMOD's factor of A with the evaluations a gradient saves (the sparse path has none here); else None."""
+    p, first = cp.XtX.shape[0], re.terms[0]
+    order = re.q + p + 1
+    n = order - first.q  # the order of the blocked path's Schur complement
+    dense = DENSE_WORK * float(order) ** 3 if re.q <= MAX_DENSE_GRADIENT_Q else np.inf
+    small = n <= MAX_DENSE_GRADIENT_Q and first.q * n <= MAX_BLOCKED_BORDER
+    blocked = BLOCKED_WORK * blocked_flops(re, p, reml) if small else np.inf
+    saving = VECTOR_GRADIENT_SAVING if any(t.k > 1 for t in re.terms) else GRADIENT_SAVING
+    cheaper = min(dense, blocked) / (DENSE_PER_SPARSE_FLOP * saving)  # in CHOLMOD's flops
+    # CHOLMOD's analysis only where a bound does not settle it: a factor of A holds at least the (Z'Z.nnz + q)/2
+    # entries of A's lower triangle, so its Σⱼcⱼ² is at least their square over q
+    if not np.isfinite(cheaper) or (
+        cheaper > (cp.ZtZ.nnz + re.q) ** 2 / (4 * re.q)
+        and cheaper > factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
+    ):
+        return None
+    if blocked <= dense:
+        return BlockedDenseBackend(
+            cp,
+            re,
+            reml,
+            f"several grouping factors, q = {re.q}: the bordered Cholesky with the first term's {first.n_levels} "
+            f"levels factored as blocks and a dense Schur complement of order {n}, for its gradient, costs less than "
+            "the whole dense factor and than the sparse factor without a gradient",
+        )
+    return DenseBackend(
+        cp,
+        re,
+        reml,
+        f"several grouping factors, q = {re.q}: the dense bordered Cholesky, for its gradient, costs less than the "
+        "sparse factor without one",
+    )

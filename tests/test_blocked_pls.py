@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed.backends import BlockedDenseBackend, DenseBackend
+from skmixed.backends import MAX_DENSE_GRADIENT_Q, BlockedDenseBackend, DenseBackend
 from skmixed.blas import single_blas_thread
 
 FIXTURE = Path(__file__).parent / "fixtures" / "crossed_vector"
@@ -132,3 +132,22 @@ def test_fits_equal_the_dense_paths(key, monkeypatch):
     assert blocked.objective == pytest.approx(dense.objective, rel=1e-14)
     np.testing.assert_allclose(blocked.theta, dense.theta, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(blocked.fixef, dense.fixef, rtol=1e-10)
+
+
+def test_many_subjects_take_the_blocked_path_beyond_the_dense_size():
+    """q = 3,212 > MAX_DENSE_GRADIENT_Q: the blocked path's size is its complement's (order 15), not q; its gradient
+    equals 4th-order central differences of its deviance."""
+    rng = np.random.default_rng(4)
+    subj, item = np.repeat(np.arange(1600), 6), np.tile(np.arange(6), 1600)
+    a = ((subj + item) % 2) - 0.5
+    effects = rng.normal(0, [1.0, 0.5], (1600, 2))[subj] + rng.normal(0, [0.7, 0.3], (6, 2))[item]
+    df = pd.DataFrame({"y": effects[:, 0] + (1 + effects[:, 1]) * a + rng.normal(size=len(a)), "a": a})
+    dev = skmixed.deviance(skmixed.build("y ~ a + (1 + a | subj) + (1 + a | item)", df.assign(subj=subj, item=item)))
+    backend = dev.standardized.backend
+    assert isinstance(backend, BlockedDenseBackend) and backend.re.q == 3212 > MAX_DENSE_GRADIENT_Q
+    theta, h = np.array([1.1, 0.2, 0.5, 0.9, -0.1, 0.4]), 1e-4
+    steps = np.eye(len(theta)) * h
+    fd = [
+        (-dev(theta + 2 * e) + 8 * dev(theta + e) - 8 * dev(theta - e) + dev(theta - 2 * e)) / (12 * h) for e in steps
+    ]
+    np.testing.assert_allclose(dev.value_and_gradient(theta)[1], fd, rtol=1e-6, atol=1e-6)
