@@ -269,11 +269,21 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 "the blocked factor refactored from Λ, with a gradient",
                 chol,
             )
-    if len({t.group for t in re.terms}) > 1:
+    if len({t.group for t in re.terms}) > 1 and not _nested_pair(re):  # nested: the sparse path's gradient
         backend = _with_gradient(cp, re, reml)
         if backend is not None:
             return backend
     return SparseBackend(cp, re, reml)
+
+
+def _nested_pair(re: RandomEffects) -> bool:
+    """Two terms, each level of the first's factor within one level of the second's (pupils in classes)."""
+    if len(re.terms) != 2:
+        return False
+    inner, outer = (t.factor.codes for t in re.terms)
+    parent = np.zeros(re.terms[0].n_levels, dtype=outer.dtype)
+    parent[inner] = outer
+    return bool(np.array_equal(parent[inner], outer))
 
 
 def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend | None:
