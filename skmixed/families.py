@@ -69,6 +69,12 @@ class Family:
         """μ ↦ deviance residuals at fixed y, w; families precompute what depends on y only (PIRLS calls it often)."""
         return lambda mu: self.dev_resids(y, mu, wt)
 
+    def deviance_sum(self, y, wt):
+        """μ ↦ Σd_i (the deviance) at fixed y, w: PIRLS evaluates it at every trial point; families whose
+        residuals are linear in a few functions of μ take it as dot products with precomputed weights."""
+        dev = self.deviance(y, wt)
+        return lambda mu: float(np.add.reduce(dev(mu)))
+
     def _constant_at_start(self, y, n, wt) -> float:
         mu = self.mustart(y, wt)
         dev = float(np.sum(self.dev_resids(y, mu, wt)))
@@ -82,7 +88,12 @@ class Family:
         """Raise :class:`DataError` for y outside the support; warn for suspect values."""
 
     def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and (not self.positive_mean or np.all(mu > 0)))
+        mu = np.asarray(mu)
+        if not mu.size:
+            return True
+        if self.positive_mean:  # NaN fails both comparisons
+            return bool(mu.min() > 0 and mu.max() < np.inf)
+        return bool(np.isfinite(mu).all())
 
     # --- shared ----------------------------------------------------------------
     def linkfun(self, mu):
@@ -173,7 +184,8 @@ class Binomial(Family):
         return 1 - 2 * mu
 
     def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+        mu = np.asarray(mu)
+        return bool(mu.min() > 0 and mu.max() < 1) if mu.size else True  # NaN fails both comparisons
 
     def dev_resids(self, y, mu, wt):
         return (
@@ -192,6 +204,12 @@ class Binomial(Family):
             return lambda mu: -2 * wt * np.log(np.where(success, mu, 1 - mu))
         c = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
         return lambda mu: 2 * wt * (c - y * np.log(mu) - (1 - y) * np.log(1 - mu))
+
+    def deviance_sum(self, y, wt):
+        """Σd_i = Σ 2w(c − y log μ − (1 − y) log(1 − μ)), c = y log y + (1 − y) log(1 − y): two dot products."""
+        c = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
+        constant, a, b = float(np.sum(2 * wt * c)), 2 * wt * y, 2 * wt * (1 - y)
+        return lambda mu: constant - float(a @ np.log(mu)) - float(b @ np.log(1 - mu))
 
     @staticmethod
     def _counts(y, n, wt):
@@ -254,6 +272,11 @@ class Poisson(Family):
     def deviance(self, y, wt):
         c = special.xlogy(y, y) - y
         return lambda mu: 2 * wt * (c - y * np.log(mu) + mu)
+
+    def deviance_sum(self, y, wt):
+        """Σd_i = Σ 2w(y log y − y − y log μ + μ): two dot products."""
+        constant, a, b = float(np.sum(2 * wt * (special.xlogy(y, y) - y))), 2 * wt * y, 2 * wt
+        return lambda mu: constant - float(a @ np.log(mu)) + float(b @ mu)
 
     def aic(self, y, n, mu, wt, dev):
         logp = special.xlogy(y, mu) - mu - special.gammaln(y + 1)

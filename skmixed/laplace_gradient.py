@@ -170,6 +170,8 @@ class LaplaceGradient:
 
     def gradient(self, mode: Mode) -> tuple[np.ndarray, np.ndarray | None]:
         """∇D and dû/d(θ, β) = H_obs⁻¹[E_m'Z'r − Λ'Z'W_obs ZE_mû | −Λ'Z'W_obs X] at a converged mode."""
+        if self.pirls.scalar is not None:  # H diagonal: elementwise (skmixed.pirls_scalar)
+            return self.pirls.scalar.gradient(self.pirls, mode)
         pl, fam = self.pirls, self.pirls.family
         failed = np.full(len(mode.theta) + pl.p, np.nan), None
         y, wt, eta, mu, u = pl.y, pl.wt, mode.eta, mode.mu, mode.u

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .families import Family
+from .pirls_scalar import ScalarTerm, has_scalar_term
 from .pls import CrossProducts, PenalizedCholesky, PlsSolution
 from .reterms import RandomEffects
 
@@ -55,7 +56,12 @@ class Mode:
 
 
 class Pirls:
-    """For fixed data and family: the conditional modes by PIRLS, at fixed (θ, β) or jointly in β (nAGQ = 0)."""
+    """For fixed data and family: the conditional modes by PIRLS, at fixed (θ, β) or jointly in β (nAGQ = 0).
+
+    With one scalar random-effects term H is diagonal: :attr:`scalar` (a :class:`~skmixed.pirls_scalar.ScalarTerm`)
+    then runs PIRLS over u and the Laplace gradient elementwise; otherwise it is None."""
+
+    scalar: ScalarTerm | None = None
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
         self.y, self.X, self.re = y, X, re
@@ -72,6 +78,8 @@ class Pirls:
         self.eta_start = family.linkfun(family.mustart(y, weights))
         self._joint_start: tuple[np.ndarray, np.ndarray] | None = None
         self._u_start: np.ndarray | None = None
+        if has_scalar_term(re):
+            self.scalar = ScalarTerm(re, self.p)
 
     @property
     def family(self) -> Family:
@@ -82,6 +90,7 @@ class Pirls:
         """Set the family (glmer.nb changes θ between fits) and what depends on it and y only."""
         self._family = family
         self._dev = family.deviance(self.y, self.wt)
+        self._dev_sum = family.deviance_sum(self.y, self.wt)
         self._constant = family.aic_minus_deviance(self.y, self.trials, self.wt)  # μ-free aic − Σd_i, or None
 
     @property
@@ -136,7 +145,7 @@ class Pirls:
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
         if not self.family.valid_mu(mu):
             return np.inf
-        val = float(np.sum(self._dev(mu)) + u @ u)
+        val = self._dev_sum(mu) + float(u @ u)
         return val if np.isfinite(val) else np.inf
 
     def _working(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +207,8 @@ class Pirls:
         """PIRLS over u at fixed β.  The step is u + H⁻¹(Λ'Z's − u), s = w μ'(y − μ)/V the score, with
         H = Λ'Z'WZΛ + I for the IRLS weights W, or for the observed information when the link is not canonical
         (then Newton converges quadratically where IRLS is linear; the Laplace determinant keeps W, as lme4)."""
+        if self.scalar is not None:
+            return self.scalar.pirls_u(self, theta, beta, u)
         lam = self.lam_map.values(theta)
         fixed = self.X @ beta + self.offset
         eta = fixed + self._random_part(lam, u)
