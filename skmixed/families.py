@@ -109,6 +109,14 @@ class Family:
     def is_canonical(self) -> bool:
         return self.link.name == self.canonical_link
 
+    @property
+    def mu_eta_is_variance(self) -> bool:
+        """Whether μ'(η) = V(μ) (the canonical link of the binomial, Poisson and Gaussian families): then the IRLS
+        weights are w V, the working residuals (y − μ)/V and dW/dη = w V V', with no call of the link's μ'."""
+        return self.variance_is_mu_eta and self.is_canonical
+
+    variance_is_mu_eta = False  # μ' = V under the canonical link (not for the Gamma's and inverse Gaussian's)
+
     def observed_weights(self, y, mu, eta, wt):
         """−∂²/∂η² of the log-likelihood: the IRLS weights w μ'²/V minus (y − μ) w (μ''/V − μ'² V'/V²)."""
         d, v = self.mu_eta(eta), self.variance(mu)
@@ -116,6 +124,8 @@ class Family:
 
     def weights_deriv(self, mu, eta, wt):
         """dW/dη of the IRLS weights W = w μ'²/V: w (2μ'μ''/V − μ'³V'/V²) (the Laplace gradient's log-determinant)."""
+        if self.mu_eta_is_variance:  # μ' = V, μ'' = V'V
+            return wt * self.variance(mu) * self.variance_deriv(mu)
         d, v = self.mu_eta(eta), self.variance(mu)
         return wt * (2 * d * self.link.mu_eta2(eta) / v - d**3 * self.variance_deriv(mu) / v**2)
 
@@ -176,6 +186,7 @@ class Binomial(Family):
     name = "binomial"
     links = ("logit", "probit", "cloglog", "log", "cauchit")
     default_link = canonical_link = "logit"
+    variance_is_mu_eta = True
 
     def variance(self, mu):
         return mu * (1 - mu)
@@ -256,6 +267,7 @@ class Poisson(Family):
     links = ("log", "sqrt", "identity")
     positive_mean = True
     default_link = canonical_link = "log"
+    variance_is_mu_eta = True
 
     def variance(self, mu):
         return mu
@@ -361,6 +373,7 @@ class Gaussian(Family):
     name = "gaussian"
     links = ("identity", "log", "inverse")
     default_link = canonical_link = "identity"
+    variance_is_mu_eta = True
     has_dispersion = True
 
     def variance(self, mu):

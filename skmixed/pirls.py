@@ -62,6 +62,7 @@ class Pirls:
     then runs PIRLS over u and the Laplace gradient elementwise; otherwise it is None."""
 
     scalar: ScalarTerm | None = None
+    _mu_eta_is_variance = False  # set with the family
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
         self.y, self.X, self.re = y, X, re
@@ -91,6 +92,7 @@ class Pirls:
         self._family = family
         self._dev = family.deviance(self.y, self.wt)
         self._dev_sum = family.deviance_sum(self.y, self.wt)
+        self._mu_eta_is_variance = family.mu_eta_is_variance
         self._constant = family.aic_minus_deviance(self.y, self.trials, self.wt)  # μ-free aic − Σd_i, or None
 
     @property
@@ -150,6 +152,9 @@ class Pirls:
 
     def _working(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """IRLS weights W = w μ'²/V(μ) and working residuals (y − μ)/μ'."""
+        if self._mu_eta_is_variance:
+            v = self.family.variance(mu)
+            return self.wt * v, (self.y - mu) / v
         d = self.family.mu_eta(eta)
         return self.wt * d**2 / self.family.variance(mu), (self.y - mu) / d
 
