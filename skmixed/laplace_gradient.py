@@ -52,6 +52,9 @@ class LaplaceGradient:
 
     def __init__(self, pirls: Pirls):
         self.pirls = pirls
+        self._anchor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, û, dû/dx) of the last evaluation
+        if pirls.scalar is not None:  # H diagonal: the gradient and the EM step are elementwise (skmixed.pirls_scalar)
+            return
         re, q = pirls.re, pirls.q
         self.q1 = re.terms[0].q if re.terms[0].k == 1 else 0  # a diagonal leading block of H
         self._blocks = []  # per term, H⁻¹'s ℓ diagonal k × k blocks
@@ -74,7 +77,6 @@ class LaplaceGradient:
         # ... and its columns of Z: (E_m x)[level, j] = x[level, i], so E_m'y and y'E_m x pair these up
         levels = [re.col_offsets[i] + np.arange(t.n_levels) * t.k for i, t in enumerate(re.terms)]
         self._theta_effects = [(levels[i] + a, levels[i] + b) for i, t in enumerate(re.terms) for a, b in t.tril]
-        self._anchor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, û, dû/dx) of the last evaluation
         self._index_rows()
 
     def _index_rows(self) -> None:
@@ -129,6 +131,8 @@ class LaplaceGradient:
         the distance to the optimum θ (binomial and Poisson references; it ignores a dispersion):
         BFGS from it needs fewer evaluations than from Λ = I."""
         pl, re = self.pirls, self.pirls.re
+        if pl.scalar is not None:
+            return pl.scalar.em_step(pl, mode)
         theta, u = mode.theta.copy(), mode.u.copy()
         if not pl.refactor(pl.lam_map.values(mode.theta), pl.working_weights(mode)):
             return theta, u

@@ -18,13 +18,14 @@ The deviances of a mode (Laplace, adaptive Gauss–Hermite) are in :mod:`skmixed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
 from .families import Family
 from .pirls_scalar import ScalarTerm, has_scalar_term
-from .pls import CrossProducts, PenalizedCholesky, PlsSolution
+from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution
 from .reterms import RandomEffects
 
 MAX_ITER = 100
@@ -71,16 +72,26 @@ class Pirls:
         self.family = family
         self.n, self.p = X.shape
         self.q = re.q
-        self.Z = re.Z.tocsc()
-        self.Zt = self.Z.T.tocsr()
-        self._build_gram_map()
-        self.penalized = PenalizedCholesky(self._cross_products(weights, np.zeros(self.n)).ZtZ, re)  # analysed once
-        self.lam_map = self.penalized.lam
+        self.lam_map = LambdaMap(re)
         self.eta_start = family.linkfun(family.mustart(y, weights))
         self._joint_start: tuple[np.ndarray, np.ndarray] | None = None
         self._u_start: np.ndarray | None = None
         if has_scalar_term(re):
             self.scalar = ScalarTerm(re, self.p)
+
+    # the sparse pieces are built when first needed: with one scalar term, only for the result's working model
+    @cached_property
+    def Z(self) -> sp.csc_matrix:
+        return self.re.Z.tocsc()
+
+    @cached_property
+    def Zt(self) -> sp.csr_matrix:
+        return self.re.Z.T.tocsr()
+
+    @cached_property
+    def penalized(self) -> PenalizedCholesky:
+        """Λ'Z'WZΛ + I on Z'Z's pattern and its factor, analysed once at the prior weights."""
+        return PenalizedCholesky(self._cross_products(self.wt, np.zeros(self.n)).ZtZ, self.re)
 
     @property
     def family(self) -> Family:
@@ -104,33 +115,45 @@ class Pirls:
         return self._dev(mu)
 
     # --- Z'WZ on a fixed pattern ----------------------------------------------
-    def _build_gram_map(self) -> None:
-        """Enumerate (row, Z'Z entry) pairs: entry (c, d) gets ``Σ_r W_r Z[r,c] Z[r,d]``."""
-        cols, vals = [], []
-        for i, t in enumerate(self.re.terms):
-            cols.append(t.factor.codes[:, None] * t.k + np.arange(t.k) + self.re.col_offsets[i])
-            vals.append(t.values)
-        C, V = np.hstack(cols), np.hstack(vals)
-        self.z_cols, self.z_vals = C, V  # row r of Z: values V[r] in columns C[r]
+    @cached_property
+    def z_cols(self) -> np.ndarray:
+        """Row r of Z has its values ``z_vals[r]`` in the columns ``z_cols[r]`` (one per term and effect)."""
+        re = self.re
+        return np.hstack(
+            [t.factor.codes[:, None] * t.k + np.arange(t.k) + re.col_offsets[i] for i, t in enumerate(re.terms)]
+        )
+
+    @cached_property
+    def z_vals(self) -> np.ndarray:
+        return np.hstack([t.values for t in self.re.terms])
+
+    @cached_property
+    def _gram_map(self) -> tuple[np.ndarray, np.ndarray, sp.csc_matrix]:
+        """Enumerate (row, Z'Z entry) pairs: entry (c, d) gets ``Σ_r W_r Z[r,c] Z[r,d]``.  Returns the n × K²
+        products of each row's values, where each goes in Z'Z's CSC data, and Z'Z's pattern (its data is set with W)."""
+        C, V = self.z_cols, self.z_vals
         K = C.shape[1]
         a, b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
         keys = (C[:, b] * self.q + C[:, a]).ravel()  # column d = C[:, b], row c = C[:, a]: CSC order
         uniq, target = np.unique(keys, return_inverse=True)
-        self._pair_target = target
-        self._pair_prod = V[:, a] * V[:, b]  # n × K²: row r's products, in the order of _pair_target
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // self.q, minlength=self.q))])
-        self._ztz = sp.csc_matrix((np.zeros(len(uniq)), uniq % self.q, indptr), shape=(self.q, self.q))
+        ztz = sp.csc_matrix((np.zeros(len(uniq)), uniq % self.q, indptr), shape=(self.q, self.q))
+        return target, np.ascontiguousarray(V[:, a] * V[:, b]), ztz  # C order, as the targets: ravel() is a view
 
     def _ztwz(self, W: np.ndarray) -> np.ndarray:
-        return np.bincount(self._pair_target, (self._pair_prod * W[:, None]).ravel(), minlength=self._ztz.nnz)
+        target, products, ztz = self._gram_map
+        return np.bincount(target, (products * W[:, None]).ravel(), minlength=ztz.nnz)
 
     def _cross_products(self, W: np.ndarray, zr: np.ndarray) -> CrossProducts:
         """Cross-products of Z, X and the working response zr (offset removed) with weights W."""
-        self._ztz.data = self._ztwz(W)
+        if self.scalar is not None:
+            return self.scalar.cross_products(self.X, W, zr)
+        ztz = self._gram_map[2]
+        ztz.data = self._ztwz(W)
         WX = self.X * W[:, None]
         Wz = W * zr
         return CrossProducts(
-            ZtZ=self._ztz,
+            ZtZ=ztz,
             ZtX=np.asarray(self.Zt @ WX),
             Zty=self.Zt @ Wz,
             XtX=self.X.T @ WX,
@@ -163,6 +186,8 @@ class Pirls:
 
     def _random_part(self, lam: np.ndarray, u: np.ndarray) -> np.ndarray:
         """ZΛu."""
+        if self.scalar is not None:
+            return self.scalar.random_part(lam[0], u)
         b = self.lam_map.dot(lam, u)
         C, V = self.z_cols, self.z_vals
         return V[:, 0] * b[C[:, 0]] if C.shape[1] == 1 else np.einsum("rk,rk->r", V, b[C])
@@ -190,6 +215,8 @@ class Pirls:
 
     def _ldL2_at(self, lam: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> float:
         """log|Λ'Z'WZΛ + I| with W at (η, μ): the Laplace determinant at the mode itself, so the deviance is smooth."""
+        if self.scalar is not None:
+            return self.scalar.ldL2(lam[0] ** 2, self._working(eta, mu)[0])
         return self.penalized.chol.logdet() if self.refactor(lam, self._working(eta, mu)[0]) else np.nan
 
     # --- PIRLS --------------------------------------------------------------------
@@ -314,7 +341,10 @@ class Pirls:
         previous = np.inf
         for it in range(1, MAX_ITER + 1):
             W, resid = self._working(eta, mu)
-            sol = self.penalized.solve(self._cross_products(W, eta - self.offset + resid), theta)[0]
+            if self.scalar is not None:
+                sol = self.scalar.joint_solve(lam[0], self.X, W, eta - self.offset + resid)
+            else:
+                sol = self.penalized.solve(self._cross_products(W, eta - self.offset + resid), theta)[0]
             if sol is None:
                 return self._joint_failure(theta, x, eta, mu, it, "the penalized least-squares system is singular")
             ldL2 = sol.ldL2
@@ -355,7 +385,8 @@ class Pirls:
         """Cross-products of the working response at the mode (a copy): the PLS problem whose solution it is."""
         W, resid = self._working(mode.eta, mode.mu)
         cp = self._cross_products(W, mode.eta - self.offset + resid)
-        cp.ZtZ = self._ztz.copy()
+        if self.scalar is None:  # the pattern's matrix is reused
+            cp.ZtZ = cp.ZtZ.copy()
         return cp
 
     def working_solution(self, mode: Mode) -> PlsSolution | None:
@@ -364,6 +395,9 @@ class Pirls:
 
     def fixed_rx(self, mode: Mode) -> np.ndarray | None:
         """RX at the mode, or None if singular."""
+        if self.scalar is not None:
+            working = self.scalar.rx(float(mode.theta[0]), self.X, self.working_weights(mode))
+            return None if working is None or not self.p else working.RX
         sol = self.working_solution(mode)
         return None if sol is None or not self.p else sol.RX
 

@@ -15,14 +15,33 @@ with H⁻¹ = diag(1/h) (its selected inverse is the diagonal itself).
 
 from __future__ import annotations
 
-import numpy as np
+from typing import NamedTuple
 
+import numpy as np
+import scipy.sparse as sp
+
+from .pls import CrossProducts
 from .reterms import RandomEffects
 
 
 def has_scalar_term(re: RandomEffects) -> bool:
     """Whether the random effects are one scalar term (H is diagonal)."""
     return len(re.terms) == 1 and re.terms[0].k == 1
+
+
+class JointSolution(NamedTuple):
+    """The solution of one PLS step over (β, u) and log|H| (the fields of a PLS solution the joint PIRLS reads)."""
+
+    beta: np.ndarray
+    u: np.ndarray
+    ldL2: float
+
+
+class WorkingRX(NamedTuple):
+    """RX of the working linear model at a mode and log|RX'RX| (what a GLMM's result reads of its PLS solution)."""
+
+    RX: np.ndarray
+    ldRX2: float
 
 
 class ScalarTerm:
@@ -37,6 +56,72 @@ class ScalarTerm:
         m = p + 2  # the gradient's right-hand sides: a, ZE û and the p columns of X
         self._flat = (self.codes[:, None] * m + np.arange(m)).ravel()  # (level, column) of each entry, row-major
         self._m = m
+        self._flat_joint = (self.codes[:, None] * (p + 1) + np.arange(p + 1)).ravel()  # for [z, X]
+
+    def random_part(self, lam: float, u: np.ndarray) -> np.ndarray:
+        """ZΛu = θ v ⊙ u[c]."""
+        return lam * self.v * u[self.codes]
+
+    def joint_solve(self, theta: float, X: np.ndarray, W: np.ndarray, z: np.ndarray) -> JointSolution | None:
+        """(β, u) minimising ‖W^½(z − Xβ − ZΛu)‖² + ‖u‖² (the PLS step of nAGQ = 0's joint PIRLS), and log|H|.
+
+        The normal equations [H, G; G', X'WX][u; β] = [ΛZ'Wz; X'Wz], G = ΛZ'WX, with H = diag(h): β from the
+        Schur complement X'WX − G'H⁻¹G (a p × p Cholesky factor; None where it is not positive definite), then
+        u = H⁻¹(ΛZ'Wz − Gβ)."""
+        schur = self._schur(theta, X, W, W * z)
+        if schur is None:
+            return None
+        R, h, c, G, Gh, Xtz = schur
+        beta = np.linalg.solve(R.T, np.linalg.solve(R, Xtz - Gh.T @ c))
+        return JointSolution(beta, (c - G @ beta) / h, float(np.log(h).sum()))
+
+    def rx(self, theta: float, X: np.ndarray, W: np.ndarray) -> WorkingRX | None:
+        """RX (upper triangular, RX'RX = X'WX − G'H⁻¹G: the information on β of the working linear model) and
+        log|RX'RX|, or None where it is not positive definite."""
+        if not X.shape[1]:
+            return WorkingRX(np.zeros((0, 0)), 0.0)
+        schur = self._schur(theta, X, W, W)
+        if schur is None:
+            return None
+        RX = schur[0].T
+        return WorkingRX(RX, 2.0 * float(np.log(np.diag(RX)).sum()))
+
+    def cross_products(self, X: np.ndarray, W: np.ndarray, zr: np.ndarray) -> CrossProducts:
+        """The cross-products of Z, X and zr with weights W (:meth:`skmixed.pirls.Pirls._cross_products`); Z'WZ is
+        diagonal."""
+        WX, Wz = X * W[:, None], W * zr
+        rows = np.empty((len(zr), X.shape[1] + 1))
+        rows[:, 0] = Wz
+        rows[:, 1:] = WX
+        rows *= self.v[:, None]
+        sums = np.bincount(self._flat_joint, rows.ravel(), minlength=self.q * len(rows[0])).reshape(self.q, -1)
+        q = self.q
+        ztz = sp.csc_matrix((np.bincount(self.codes, W * self.v2, minlength=q), np.arange(q), np.arange(q + 1)))
+        return CrossProducts(
+            ZtZ=ztz, ZtX=sums[:, 1:], Zty=sums[:, 0], XtX=X.T @ WX, Xty=X.T @ Wz, yty=float(zr @ Wz), n=len(zr),
+            log_det_w=0.0,
+        )  # fmt: skip
+
+    def _schur(self, theta: float, X: np.ndarray, W: np.ndarray, Wz: np.ndarray):
+        """The lower Cholesky factor of X'WX − G'H⁻¹G, h, ΛZ'Wz, G = ΛZ'WX, H⁻¹G and X'Wz; None where H or the
+        Schur complement is not positive definite."""
+        p = X.shape[1]
+        h = self.diagonal(theta * theta, W)
+        if not (h > 0).all():
+            return None
+        WX = W[:, None] * X
+        rows = np.empty((len(Wz), p + 1))
+        rows[:, 0] = Wz
+        rows[:, 1:] = WX
+        rows *= (theta * self.v)[:, None]
+        sums = np.bincount(self._flat_joint, rows.ravel(), minlength=self.q * (p + 1)).reshape(self.q, p + 1)
+        c, G = sums[:, 0], sums[:, 1:]
+        Gh = G / h[:, None]
+        try:
+            R = np.linalg.cholesky(X.T @ WX - G.T @ Gh)
+        except np.linalg.LinAlgError:
+            return None
+        return R, h, c, G, Gh, X.T @ Wz
 
     def level_sums(self, x: np.ndarray) -> np.ndarray:
         """Z'x for the term's column values v: ``Σ_{r: c_r = j} v_r x_r``."""
@@ -101,6 +186,16 @@ class ScalarTerm:
             previous = step
         ldL2 = self.ldL2(theta2, pirls._working(eta, mu)[0])
         return Mode(theta, beta, u, eta, mu, ldL2, pdev, False, MAX_ITER, f"no convergence in {MAX_ITER} iterations")
+
+    def em_step(self, pirls, mode) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`skmixed.laplace_gradient.LaplaceGradient.em_step` for one scalar term: with u ~ N(û, H⁻¹),
+        θ' = |θ|·√((‖û‖² + Σ 1/h_j)/q) and u' = θû/θ' (the same b = θû); θ and û kept where θ' is not positive."""
+        lam = float(mode.theta[0])
+        h = self.diagonal(lam * lam, pirls.working_weights(mode))
+        new = abs(lam) * np.sqrt((mode.u @ mode.u + np.sum(1.0 / h)) / self.q) if (h > 0).all() else np.nan
+        if not (np.isfinite(new) and new > 0):
+            return mode.theta.copy(), mode.u.copy()
+        return np.array([new]), lam * mode.u / new
 
     # --- the Laplace gradient --------------------------------------------------------------
     def gradient(self, pirls, mode) -> tuple[np.ndarray, np.ndarray | None]:
