@@ -217,7 +217,11 @@ class Binomial(Family):
         return lambda mu: 2 * wt * (c - y * np.log(mu) - (1 - y) * np.log(1 - mu))
 
     def deviance_sum(self, y, wt):
-        """Σd_i = Σ 2w(c − y log μ − (1 − y) log(1 − μ)), c = y log y + (1 − y) log(1 − y): two dot products."""
+        """Σd_i = Σ 2w(c − y log μ − (1 − y) log(1 − μ)), c = y log y + (1 − y) log(1 − y): two dot products
+        (for a 0/1 response, one logarithm per row: −2 Σ w log(μ or 1 − μ))."""
+        if np.all((y == 0) | (y == 1)):
+            success, w2 = y == 1, -2 * wt
+            return lambda mu: float(w2 @ np.log(np.where(success, mu, 1 - mu)))
         c = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
         constant, a, b = float(np.sum(2 * wt * c)), 2 * wt * y, 2 * wt * (1 - y)
         return lambda mu: constant - float(a @ np.log(mu)) - float(b @ np.log(1 - mu))

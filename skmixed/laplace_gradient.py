@@ -77,6 +77,7 @@ class LaplaceGradient:
         # ... and its columns of Z: (E_m x)[level, j] = x[level, i], so E_m'y and y'E_m x pair these up
         levels = [re.col_offsets[i] + np.arange(t.n_levels) * t.k for i, t in enumerate(re.terms)]
         self._theta_effects = [(levels[i] + a, levels[i] + b) for i, t in enumerate(re.terms) for a, b in t.tril]
+        self._all_scalar = all(t.k == 1 for t in re.terms)  # then θ has one entry per term, in the terms' order
         self._index_rows()
 
     def _index_rows(self) -> None:
@@ -151,6 +152,8 @@ class LaplaceGradient:
     def _z_lambda(self, theta: np.ndarray) -> np.ndarray:
         """Row values of ZΛ in the columns ``z_cols``: per term, the row's values times the template T."""
         pl, re = self.pirls, self.pirls.re
+        if self._all_scalar:  # T = θ_i for each term: one broadcast product
+            return pl.z_vals * theta
         out = np.empty_like(pl.z_vals)
         for i, (t, cols) in enumerate(zip(re.terms, self._term_cols)):
             out[:, cols] = pl.z_vals[:, cols] @ t.T(re.term_theta(theta, i))

@@ -188,9 +188,12 @@ class Pirls:
         """ZΛu."""
         if self.scalar is not None:
             return self.scalar.random_part(lam[0], u)
-        b = self.lam_map.dot(lam, u)
-        C, V = self.z_cols, self.z_vals
-        return V[:, 0] * b[C[:, 0]] if C.shape[1] == 1 else np.einsum("rk,rk->r", V, b[C])
+        return self._Z_rows @ self.lam_map.dot(lam, u)
+
+    @cached_property
+    def _Z_rows(self) -> sp.csr_matrix:
+        """Z by rows: Zb is one sparse product (a gather of b at each row's columns costs several times more)."""
+        return self.re.Z.tocsr()
 
     def _zt_dot(self, r: np.ndarray) -> np.ndarray:
         """Z'r."""
