@@ -85,19 +85,28 @@ def _zoom(phi, f0: float, d0: float, lo, hi, evals: int):
     return None
 
 
-def bfgs(f_and_grad, x0: np.ndarray, gtol: float, maxiter: int, hess_inv0: np.ndarray | None = None) -> BfgsResult:
+def bfgs(f_and_grad, x0: np.ndarray, gtol: float, maxfun: int, hess_inv0: np.ndarray | None = None) -> BfgsResult:
     """Minimise f from x0 given ``f_and_grad(x) -> (f, ∇f)`` until max|∇f| ≤ ``gtol``; ``hess_inv0``: the first
     inverse Hessian (default the identity).  A failed line search (no Wolfe step: the rounding floor) ends the run
-    with ``success`` False and a message saying so."""
+    with ``success`` False and a message saying so; so does reaching ``maxfun`` evaluations."""
     x = np.array(x0, dtype=float)
-    f, g = f_and_grad(x)
+    evaluations = [0]
+
+    def counted(z):
+        evaluations[0] += 1
+        return f_and_grad(z)
+
+    f, g = counted(x)
     if not _finite(f, g):
         return BfgsResult(x, f, g, 0, False, "the objective or its gradient is not finite at the start")
     n = len(x)
     H = np.eye(n) if hess_inv0 is None else np.array(hess_inv0, dtype=float)
-    for it in range(maxiter):
+    it = 0
+    while True:
         if np.max(np.abs(g), initial=0.0) <= gtol:
             return BfgsResult(x, f, g, it, True, "Optimization terminated successfully.")
+        if evaluations[0] >= maxfun:
+            return BfgsResult(x, f, g, it, False, "Maximum number of evaluations has been exceeded.")
         p = -H @ g
         d0 = float(g @ p)
         if not d0 < 0:  # not a descent direction: restart from the steepest descent
@@ -105,7 +114,7 @@ def bfgs(f_and_grad, x0: np.ndarray, gtol: float, maxiter: int, hess_inv0: np.nd
             p, d0 = -g, -float(g @ g)
 
         def phi(a, x=x, p=p):
-            fa, ga = f_and_grad(x + a * p)
+            fa, ga = counted(x + a * p)
             return (fa, ga, float(ga @ p)) if _finite(fa, ga) else (np.inf, ga, np.nan)
 
         step = _line_search(phi, f, d0, 1.0)
@@ -119,5 +128,4 @@ def bfgs(f_and_grad, x0: np.ndarray, gtol: float, maxiter: int, hess_inv0: np.nd
             rho = 1.0 / sy
             Hy = H @ y
             H = H - rho * (np.outer(s, Hy) + np.outer(Hy, s)) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
-    done = np.max(np.abs(g), initial=0.0) <= gtol
-    return BfgsResult(x, f, g, maxiter, done, "Maximum number of iterations has been exceeded.")
+        it += 1

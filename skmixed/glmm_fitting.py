@@ -210,7 +210,7 @@ def _fit_with_gradient(
 
     def search(z0):  # without the Newton finish (the negative binomial's inner refits) BFGS goes on to ~1e-11
         gtol = 1e-3 if check_conv else 1e-5
-        return bfgs_symmetric(in_z, z0, gtol=gtol, maxiter=maxeval, canonical=canonical, hess_inv0=hess_inv0)
+        return bfgs_symmetric(in_z, z0, gtol=gtol, maxfun=maxeval, canonical=canonical, hess_inv0=hess_inv0)
 
     lower = np.concatenate([pirls.re.theta_lower, np.full(p, -np.inf)])
     with_derivs = derivs and hessian_covariance(pirls.n, k + p, 1)
