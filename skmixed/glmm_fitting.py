@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as la
 
 from .convergence import finite_difference, gradient_hessian, minimize
 from .exceptions import DataError
@@ -69,8 +70,18 @@ def optimize_glmm(objective, start=None, check_conv: bool = True, maxeval: int =
             fit = _fit(pirls, nAGQ, theta0, beta0, check_conv, maxeval)
     optsum = fit.optsum
     if len(optsum.theta) > k:  # over (θ, β̃)
-        optsum.map(lambda x: np.concatenate([x[:k], std.beta(x[k:])]), lambda value: value)
+        _beta_to_user_scale(optsum, std, k)
     return optsum
+
+
+def _beta_to_user_scale(optsum: OptSummary, std, k: int) -> None:
+    """Map the β̃ of every point of ``optsum`` (start, optimum, log) to the user's β = γ + sS⁻¹β̃ in one
+    triangular solve with all of them as right-hand sides (each column is solved as it would be alone)."""
+    points = np.array([optsum.theta_init, optsum.theta] + [x for x, _ in optsum.fitlog])
+    beta = std.gamma[:, None] + std.s * la.solve_triangular(std.S, points[:, k:].T)
+    points[:, k:] = beta.T
+    optsum.theta_init, optsum.theta = points[0], points[1]
+    optsum.fitlog = [(x, value) for x, (_, value) in zip(points[2:], optsum.fitlog)]
 
 
 def _fit(
