@@ -64,6 +64,7 @@ class Pirls:
 
     scalar: ScalarTerm | None = None
     _mu_eta_is_variance = False  # set with the family
+    _last_mode: Mode | None = None  # the last converged mode of mode(), for the family set last
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
         self.y, self.X, self.re = y, X, re
@@ -101,6 +102,7 @@ class Pirls:
     def family(self, family: Family) -> None:
         """Set the family (glmer.nb changes θ between fits) and what depends on it and y only."""
         self._family = family
+        self._last_mode = None
         self._dev = family.deviance(self.y, self.wt)
         self._dev_sum = family.deviance_sum(self.y, self.wt)
         self._mu_eta_is_variance = family.mu_eta_is_variance
@@ -224,14 +226,18 @@ class Pirls:
 
     # --- PIRLS --------------------------------------------------------------------
     def mode(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None) -> Mode:
-        """The conditional mode û at fixed (θ, β), started at ``u0`` (default: the last mode found)."""
+        """The conditional mode û at fixed (θ, β), started at ``u0`` (default: the last mode found, which is returned
+        as it is if it was found at this (θ, β): the fit and its result both ask for the mode at the optimum)."""
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
+        last = self._last_mode
+        if u0 is None and last is not None and np.array_equal(last.theta, theta) and np.array_equal(last.beta, beta):
+            return last
         start = u0 if u0 is not None else self._u_start
         mode = self._pirls_u(theta, beta, np.zeros(self.q) if start is None else start)
         if not mode.converged and start is not None:
             mode = self._pirls_u(theta, beta, np.zeros(self.q))
         if mode.converged:
-            self._u_start = mode.u
+            self._u_start, self._last_mode = mode.u, mode
         return mode
 
     def refactor(self, lam: np.ndarray, W: np.ndarray) -> bool:
