@@ -165,7 +165,7 @@ def _scipy_symmetric(
         optimizer=f"scipy {method} (analytic gradient)",
         theta_init=x0,
         objective_init=logged.log[0][1],
-        theta=canonical(res.x),
+        theta=canonical(res.x / scale),
         objective=float(res.fun),
         n_evaluations=len(logged.log),
         converged=converged,

@@ -71,8 +71,8 @@ class ScalarTerm:
         schur = self._schur(theta, X, W, W * z)
         if schur is None:
             return None
-        R, h, c, G, Gh, Xtz = schur
-        beta = np.linalg.solve(R.T, np.linalg.solve(R, Xtz - Gh.T @ c))
+        _, S, h, c, G, Gh, Xtz = schur
+        beta = np.linalg.solve(S, Xtz - Gh.T @ c)
         return JointSolution(beta, (c - G @ beta) / h, float(np.log(h).sum()))
 
     def rx(self, theta: float, X: np.ndarray, W: np.ndarray) -> WorkingRX | None:
@@ -103,8 +103,8 @@ class ScalarTerm:
         )  # fmt: skip
 
     def _schur(self, theta: float, X: np.ndarray, W: np.ndarray, Wz: np.ndarray):
-        """The lower Cholesky factor of X'WX − G'H⁻¹G, h, ΛZ'Wz, G = ΛZ'WX, H⁻¹G and X'Wz; None where H or the
-        Schur complement is not positive definite."""
+        """The Schur complement S = X'WX − G'H⁻¹G and its lower Cholesky factor, h, ΛZ'Wz, G = ΛZ'WX, H⁻¹G and
+        X'Wz; None where H or S is not positive definite."""
         p = X.shape[1]
         h = self.diagonal(theta * theta, W)
         if not (h > 0).all():
@@ -117,11 +117,12 @@ class ScalarTerm:
         sums = np.bincount(self._flat_joint, rows.ravel(), minlength=self.q * (p + 1)).reshape(self.q, p + 1)
         c, G = sums[:, 0], sums[:, 1:]
         Gh = G / h[:, None]
+        S = X.T @ WX - G.T @ Gh
         try:
-            R = np.linalg.cholesky(X.T @ WX - G.T @ Gh)
+            R = np.linalg.cholesky(S)
         except np.linalg.LinAlgError:
             return None
-        return R, h, c, G, Gh, X.T @ Wz
+        return R, S, h, c, G, Gh, X.T @ Wz
 
     def level_sums(self, x: np.ndarray) -> np.ndarray:
         """Z'x for the term's column values v: ``Σ_{r: c_r = j} v_r x_r``."""
