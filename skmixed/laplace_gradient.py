@@ -78,6 +78,7 @@ class LaplaceGradient:
         levels = [re.col_offsets[i] + np.arange(t.n_levels) * t.k for i, t in enumerate(re.terms)]
         self._theta_effects = [(levels[i] + a, levels[i] + b) for i, t in enumerate(re.terms) for a, b in t.tril]
         self._all_scalar = all(t.k == 1 for t in re.terms)  # then θ has one entry per term, in the terms' order
+        self._X_rows = np.ascontiguousarray(pirls.X)  # X in row order, as the right-hand sides are filled
         self._index_rows()
 
     def _index_rows(self) -> None:
@@ -199,7 +200,8 @@ class LaplaceGradient:
         ZL = self._z_lambda(mode.theta)
         Q = _rowwise_matvec(Hinv[self._gather].reshape(n, K, K), ZL)  # Q[r, j] = (H⁻¹Λ'Z')[C[r, j], r]
         h = _rowwise_dot(ZL, Q)
-        traces = W @ (Zv[:, self._theta_row] * Q[:, self._theta_col])
+        Zv_m, Q_m = (Zv, Q) if self._all_scalar else (Zv[:, self._theta_row], Q[:, self._theta_col])
+        traces = W @ (Zv_m * Q_m)
         a = fam.weights_deriv(mu, eta, wt) * h
         if pl.aic_constant is None:
             dev = float(np.sum(pl.deviance_residuals(mu)))
@@ -210,12 +212,12 @@ class LaplaceGradient:
             W_obs = fam.observed_weights(y, mu, eta, wt)
             if not pl.refactor(lam, W_obs):
                 return failed
-        ZE_u = Zv[:, self._theta_row] * u[C[:, self._theta_col]]  # column m: ZE_mû
+        ZE_u = Zv_m * (u[C] if self._all_scalar else u[C[:, self._theta_col]])  # column m: ZE_mû
         self._lzt.data = ZL.ravel()[self._lzt_order]
         columns = np.empty((n, 1 + ZE_u.shape[1] + pl.p))
         columns[:, 0] = a
         columns[:, 1 : 1 + ZE_u.shape[1]] = ZE_u
-        columns[:, 1 + ZE_u.shape[1] :] = pl.X
+        columns[:, 1 + ZE_u.shape[1] :] = self._X_rows
         columns[:, 1:] *= -W_obs[:, None]
         rhs = self._lzt @ columns  # Λ'Z'[a, −W_obs ZE_mû, −W_obs X]
         Ztr = pl.Zt @ r
