@@ -35,6 +35,8 @@ q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -78,8 +80,12 @@ class LaplaceGradient:
         levels = [re.col_offsets[i] + np.arange(t.n_levels) * t.k for i, t in enumerate(re.terms)]
         self._theta_effects = [(levels[i] + a, levels[i] + b) for i, t in enumerate(re.terms) for a, b in t.tril]
         self._all_scalar = all(t.k == 1 for t in re.terms)  # then θ has one entry per term, in the terms' order
-        self._X_rows = np.ascontiguousarray(pirls.X)  # X in row order, as the right-hand sides are filled
         self._index_rows()
+
+    @cached_property
+    def _X_rows(self) -> np.ndarray:
+        """X in row order, as the right-hand sides are filled."""
+        return np.ascontiguousarray(self.pirls.X)
 
     def _index_rows(self) -> None:
         """The per-row indices: where H⁻¹ at each pair of a row's columns is in :meth:`_selected_inverse`, and Λ'Z'
