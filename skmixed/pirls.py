@@ -64,7 +64,7 @@ class Pirls:
 
     scalar: ScalarTerm | None = None
     _mu_eta_is_variance = False  # set with the family
-    _last_mode: Mode | None = None  # the last converged mode of mode(), for the family set last
+    _last_mode: tuple[tuple[np.ndarray, np.ndarray], Mode] | None = None  # ((θ, β), the last converged mode of mode())
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
         self.y, self.X, self.re = y, X, re
@@ -229,15 +229,16 @@ class Pirls:
         """The conditional mode û at fixed (θ, β), started at ``u0`` (default: the last mode found, which is returned
         as it is if it was found at this (θ, β): the fit and its result both ask for the mode at the optimum)."""
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
-        last = self._last_mode
-        if u0 is None and last is not None and np.array_equal(last.theta, theta) and np.array_equal(last.beta, beta):
-            return last
+        if u0 is None and self._last_mode is not None:
+            (theta_last, beta_last), last = self._last_mode
+            if np.array_equal(theta_last, theta) and np.array_equal(beta_last, beta):
+                return last
         start = u0 if u0 is not None else self._u_start
         mode = self._pirls_u(theta, beta, np.zeros(self.q) if start is None else start)
         if not mode.converged and start is not None:
             mode = self._pirls_u(theta, beta, np.zeros(self.q))
         if mode.converged:
-            self._u_start, self._last_mode = mode.u, mode
+            self._u_start, self._last_mode = mode.u, ((theta.copy(), beta.copy()), mode)  # its (θ, β) as they were
         return mode
 
     def refactor(self, lam: np.ndarray, W: np.ndarray) -> bool:

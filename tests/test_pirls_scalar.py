@@ -87,3 +87,14 @@ def test_fits_agree_with_the_general_path(formula, family, weights):
     assert a.objective == pytest.approx(b.objective, rel=1e-14, abs=1e-12)
     np.testing.assert_allclose(a.theta, b.theta, rtol=0, atol=1e-12)  # (θ, β)
     assert a.n_evaluations == b.n_evaluations
+
+
+def test_the_last_mode_is_reused_only_at_its_own_point():
+    pirls = pair(*CASES[0])[0].pirls
+    theta, beta = np.array([0.8]), np.array([-0.1, 0.4])
+    first = pirls.mode(theta, beta)
+    assert pirls.mode(theta.copy(), beta.copy()) is first
+    theta[0] = 0.5  # the caller's array changed in place: a new point, a new mode
+    moved = pirls.mode(theta, beta)
+    assert moved is not first and not np.allclose(moved.u, first.u)
+    assert pirls.mode(theta, beta, np.zeros(pirls.q)) is not moved  # a start given: PIRLS runs
