@@ -80,6 +80,16 @@ class Pirls:
         if has_scalar_term(re):
             self.scalar = ScalarTerm(re, self.p)
 
+    @property
+    def reason(self) -> str:
+        """How the modes and the Laplace gradient are computed, and why (as a backend's ``reason`` says it)."""
+        if self.scalar is not None:
+            return (
+                "one scalar random-effects term: Λ'Z'WZΛ + I is diagonal, so PIRLS and the Laplace gradient are "
+                "elementwise (skmixed.pirls_scalar)"
+            )
+        return f"Λ'Z'WZΛ + I on Z'Z's pattern, factored by {type(self.penalized.chol).__name__}"
+
     # the sparse pieces are built when first needed: with one scalar term, only for the result's working model
     @cached_property
     def Z(self) -> sp.csc_matrix:
