@@ -267,51 +267,31 @@ class Pirls:
         mu = self._mu(eta)
         pdev = self._pdev(mu, u)
         ldL2, previous = np.nan, np.inf
+
+        def failure(it, message, ldL2=np.nan):
+            return Mode(theta, beta, u, eta, mu, ldL2, pdev, False, it, message)
+
         for it in range(1, MAX_ITER + 1):
             if not np.isfinite(pdev):
-                return Mode(
-                    theta, beta, u, eta, mu, np.nan, pdev, False, it, "the linear predictor gives invalid means"
-                )
+                return failure(it, "the linear predictor gives invalid means")
             W, resid = self._working(eta, mu)
             newton = not self.family.is_canonical and self.refactor(
                 lam, self.family.observed_weights(self.y, mu, eta, self.wt)
             )
             if not newton and not self.refactor(lam, W):
-                return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite")
+                return failure(it, "Λ'Z'WZΛ + I is not positive definite")
             ldL2 = np.nan if newton else self.penalized.chol.logdet()
             target = u + self.penalized.chol.solve(self.lam_map.t_dot(lam, self._zt_dot(W * resid)) - u)
             new = self._halve(pdev, u, target, lambda v: fixed + self._random_part(lam, v))
             if new is None:
-                return Mode(
-                    theta,
-                    beta,
-                    u,
-                    eta,
-                    mu,
-                    np.nan,
-                    pdev,
-                    False,
-                    it,
-                    "step-halving failed to reduce the penalized deviance",
-                )
+                return failure(it, "step-halving failed to reduce the penalized deviance")
             u_new, eta_new, mu_new, pdev_new, full = new
             step = self._step_size(u_new - u, eta_new - eta, eta_new)
             u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
             if self._converged(step, previous, full and (newton or self.family.is_canonical)):
                 return Mode(theta, beta, u, eta, mu, self._final_ldL2(ldL2, step, lam, eta, mu), pdev, True, it)
             previous = step
-        return Mode(
-            theta,
-            beta,
-            u,
-            eta,
-            mu,
-            self._ldL2_at(lam, eta, mu),
-            pdev,
-            False,
-            MAX_ITER,
-            f"no convergence in {MAX_ITER} iterations",
-        )
+        return failure(MAX_ITER, f"no convergence in {MAX_ITER} iterations", self._ldL2_at(lam, eta, mu))
 
     def _halve(self, pdev, x, target, linear_predictor):
         """Move from x toward target, halving the step until pdev does not increase; None if it always does.
@@ -381,18 +361,8 @@ class Pirls:
             if self._converged(step, previous, full and self.family.is_canonical):
                 return Mode(theta, x[:-q], x[-q:], eta, mu, self._final_ldL2(ldL2, step, lam, eta, mu), pdev, True, it)
             previous = step
-        return Mode(
-            theta,
-            x[:-q],
-            x[-q:],
-            eta,
-            mu,
-            self._ldL2_at(lam, eta, mu),
-            pdev,
-            False,
-            MAX_ITER,
-            f"no convergence in {MAX_ITER} iterations",
-        )
+        message = f"no convergence in {MAX_ITER} iterations"
+        return Mode(theta, x[:-q], x[-q:], eta, mu, self._ldL2_at(lam, eta, mu), pdev, False, MAX_ITER, message)
 
     def _joint_failure(self, theta, x, eta, mu, it, message) -> Mode:
         q = self.q
