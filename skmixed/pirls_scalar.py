@@ -96,7 +96,8 @@ class ScalarTerm:
         rows *= self.v[:, None]
         sums = np.bincount(self._flat_joint, rows.ravel(), minlength=self.q * len(rows[0])).reshape(self.q, -1)
         q = self.q
-        ztz = sp.csc_matrix((np.bincount(self.codes, W * self.v2, minlength=q), np.arange(q), np.arange(q + 1)))
+        ztz_diagonal = np.bincount(self.codes, W * self.v2, minlength=q)
+        ztz = sp.csc_matrix((ztz_diagonal, np.arange(q), np.arange(q + 1)), shape=(q, q))
         return CrossProducts(
             ZtZ=ztz, ZtX=sums[:, 1:], Zty=sums[:, 0], XtX=X.T @ WX, Xty=X.T @ Wz, yty=float(zr @ Wz), n=len(zr),
             log_det_w=0.0,
