@@ -113,18 +113,19 @@ def _enclosed(term: str) -> bool:
     return False
 
 
-def _summands(expr: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=256)
+def _summands(expr: str) -> tuple[tuple[str, str], ...]:
     """The ``(sign, term)`` pairs of ``expr`` with added parenthesized sums opened: ``(a + b) + c`` is ``a + b + c``
     in a formula.  A group with an intercept term (``0``, ``1``) inside stays closed: formulaic keeps the intercept of
-    ``k + (x + 0)``, so such a formula is left to it."""
-    out = []
+    ``k + (x + 0)``, so such a formula is left to it.  Kept per text: a fit reads its fixed part several times."""
+    out: list[tuple[str, str]] = []
     for sign, term in split_top(expr, "+-"):
         inner = _summands(term[1:-1]) if sign != "-" and _enclosed(term) else None
         if inner is not None and all(piece not in ("0", "1") for _, piece in inner):
             out += inner
         else:
             out.append((sign, term))
-    return out
+    return tuple(out)
 
 
 def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.Series]]] | None:
