@@ -34,11 +34,11 @@ def data(seed: int = 4, n: int = 150) -> pd.DataFrame:
     )
 
 
-CASES = [  # canonical (μ' = V and not), Newton on the observed information, a dispersion, weights, a slope only
+CASES = [  # canonical (μ' = V and not), Newton on the observed information, a dispersion, weights, an offset, a slope
     ("yb ~ x + (1 | g)", Binomial(), None),
     ("cbind(k, m - k) ~ x + (1 | g)", Binomial(link="probit"), None),
     ("yc ~ x + (0 + z | g)", Poisson(), "w"),
-    ("yc ~ x + (1 | g)", Poisson(link="sqrt"), None),
+    ("yc ~ x + offset(log(z)) + (1 | g)", Poisson(link="sqrt"), None),
     ("yg ~ x + (1 | g)", Gamma(link="log"), "w"),
     ("yc ~ x + (1 | g)", NegativeBinomial(theta=3.0), None),
 ]
