@@ -30,7 +30,8 @@ lme4 puts the factor with most levels first) its block of H is diagonal and a ro
 one column, so the columns H⁻¹[:, q₁:] (q − q₁ solves) and the diagonal of the first block,
 from (HH⁻¹)_cc = 1: ``(H⁻¹)_cc = (1 − Σ_{a≥q₁} H_ca (H⁻¹)_ac)/H_cc``, are all it takes
 (q − q₁ solves instead of q).  Otherwise H⁻¹ is formed whole.  Either is kept for
-q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.
+q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.  With that scalar term
+alone, H is diagonal and all of this is elementwise (:mod:`skmixed.pirls_scalar`).
 """
 
 from __future__ import annotations
