@@ -117,6 +117,14 @@ class Family:
 
     variance_is_mu_eta = False  # μ' = V under the canonical link (not for the Gamma's and inverse Gaussian's)
 
+    def irls_terms(self, y, mu, eta, wt):
+        """μ'(η), the IRLS weights W = w μ'²/V and the score's working residuals w (y − μ) μ'/V."""
+        if self.mu_eta_is_variance:
+            d = self.variance(mu)
+            return d, wt * d, wt * (y - mu)
+        d, var = self.mu_eta(eta), self.variance(mu)
+        return d, wt * d**2 / var, wt * (y - mu) * d / var
+
     def observed_weights(self, y, mu, eta, wt):
         """−∂²/∂η² of the log-likelihood: the IRLS weights w μ'²/V minus (y − μ) w (μ''/V − μ'² V'/V²)."""
         d, v = self.mu_eta(eta), self.variance(mu)

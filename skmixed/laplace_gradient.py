@@ -192,13 +192,7 @@ class LaplaceGradient:
         y, wt, eta, mu, u = pl.y, pl.wt, mode.eta, mode.mu, mode.u
         C, Zv = pl.z_cols, pl.z_vals
         n, K = C.shape
-        if fam.mu_eta_is_variance:
-            d = var = fam.variance(mu)
-            W, r = wt * var, wt * (y - mu)
-        else:
-            d, var = fam.mu_eta(eta), fam.variance(mu)
-            W = wt * d**2 / var
-            r = wt * (y - mu) * d / var
+        d, W, r = fam.irls_terms(y, mu, eta, wt)
         lam = pl.lam_map.values(mode.theta)
         # PIRLS leaves H factored at the mode (its ldL2 came from this factor); refactor only if that has changed
         if pl.penalized.chol.logdet() != mode.ldL2 and not pl.refactor(lam, W):

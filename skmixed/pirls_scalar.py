@@ -208,13 +208,7 @@ class ScalarTerm:
         c, v = self.codes, self.v
         lam = float(mode.theta[0])
         theta2 = lam * lam
-        if fam.mu_eta_is_variance:
-            d = var = fam.variance(mu)
-            W, r = wt * var, wt * (y - mu)
-        else:
-            d, var = fam.mu_eta(eta), fam.variance(mu)
-            W = wt * d**2 / var
-            r = wt * (y - mu) * d / var
+        d, W, r = fam.irls_terms(y, mu, eta, wt)
         h = self.diagonal(theta2, W)
         if not (h > 0).all():
             return np.full(1 + pirls.p, np.nan), None
