@@ -29,6 +29,8 @@ from scipy.linalg.lapack import dtrtrs
 from ._cholmod import NotPositiveDefinite, factor_flops
 from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
 from .dense_pls import DensePls
+from .nested_cholesky import nested_structure
+from .nested_pls import NestedPls
 from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
@@ -233,10 +235,58 @@ class SparseBackend(_Backend):
         return sol, grad
 
 
+class NestedBackend(_Backend):
+    """Two terms on nested grouping factors: the PLS problem level by level (:mod:`skmixed.nested_pls`)."""
+
+    name = "nested blocks"
+    has_gradient = True
+
+    def __init__(self, cp, re, reml, reason, structure):
+        super().__init__(cp, re, reml, reason)
+        self._nested = NestedPls(cp, re, structure)
+
+    def solve(self, theta):
+        nested = self._nested
+        if not nested.decompose(theta):
+            return None
+        beta, u, b = nested.coefficients()
+        return profiled_solution(
+            theta,
+            beta,
+            u,
+            b,
+            nested.pwrss,
+            nested.chol.logdet(),
+            nested.ldRX2,
+            nested.RX,
+            self.cp.n,
+            self.p,
+            self.cp.log_det_w,
+            self.reml,
+        )
+
+    def solve_with_gradient(self, theta):
+        sol = self.solve(theta)
+        return sol, None if sol is None else self._nested.gradient(self.reml, self.dof)
+
+    def cholesky_at(self, theta):
+        return self._nested.chol if self._nested.decompose(theta) else None
+
+
 def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend:
     """The backend for this model, with the reason for the choice (``backend.reason``)."""
     if re.q <= MAX_DENSE_Q:
         return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
+    structure = nested_structure(cp.ZtZ, re)
+    if structure is not None:
+        return NestedBackend(
+            cp,
+            re,
+            reml,
+            "two terms on nested grouping factors: the block factor of A by batched small dense algebra, "
+            "with a gradient",
+            structure,
+        )
     if all(t.k == 1 for t in re.terms):
         chol = make_scalar_cholesky(cp.ZtZ, re.terms[0].q)
         if chol is not None:
