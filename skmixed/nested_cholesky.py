@@ -94,7 +94,7 @@ def contract(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
 class NestedStructure:
     """Which term is inner, its outer level per level, and the blocks of Z'WZ in the factor's order."""
 
-    def __init__(self, ZtZ: sp.spmatrix, re: RandomEffects, inner: int, parent: np.ndarray):
+    def __init__(self, coo: sp.coo_matrix, re: RandomEffects, inner: int, parent: np.ndarray):
         outer = 1 - inner
         t1, t2 = re.terms[inner], re.terms[outer]
         self.inner, self.k1, self.k2, self.l1, self.l2 = inner, t1.k, t2.k, t1.n_levels, t2.n_levels
@@ -113,7 +113,6 @@ class NestedStructure:
         self.q1 = t1.q
         self.order = np.argsort(position)  # b[order] is Pb
         self.identity = bool(np.array_equal(self.order, np.arange(re.q)))
-        coo = ZtZ.tocoo()
         r, c, v = position[coo.row], position[coo.col], coo.data
         # stacks of blocks are stored component-major: block l of a stack P is P[:, :, l]
         self.D = np.zeros((self.k1, self.k1, self.l1))
@@ -124,8 +123,6 @@ class NestedStructure:
         self.D[r[both] % self.k1, c[both] % self.k1, c[both] // self.k1] = v[both]
         cross = ~inner_r & inner_c
         j = c[cross] // self.k1
-        if np.any((r[cross] - self.q1) // self.k2 != self.parent[j]):
-            raise ValueError("the terms' factors are not nested")
         self.C[(r[cross] - self.q1) % self.k2, c[cross] % self.k1, j] = v[cross]
         outer_both = ~inner_r & ~inner_c
         r2, c2 = r[outer_both] - self.q1, c[outer_both] - self.q1
@@ -152,16 +149,24 @@ class NestedStructure:
 
 
 def nested_structure(ZtZ: sp.spmatrix, re: RandomEffects) -> NestedStructure | None:
-    """The structure of two terms on distinct, nested grouping factors (the inner one the term whose every level
-    lies in one level of the other; the first term if each lies in the other); None for other models."""
+    """The structure of two terms on distinct grouping factors one of which is nested in the other, read from Z'Z's
+    pattern (every level of the inner term meets one level of the outer; the first term is inner if each is in the
+    other); None for other models."""
     if len(re.terms) != 2 or re.terms[0].group == re.terms[1].group:
         return None
+    coo = ZtZ.tocoo()
+    offsets = re.col_offsets
     for inner in (0, 1):
-        codes_in, codes_out = re.terms[inner].factor.codes, re.terms[1 - inner].factor.codes
-        parent = np.zeros(re.terms[inner].n_levels, dtype=np.int64)
-        parent[codes_in] = codes_out
-        if np.array_equal(parent[codes_in], codes_out):
-            return NestedStructure(ZtZ, re, inner, parent)
+        outer = 1 - inner
+        t1, t2 = re.terms[inner], re.terms[outer]
+        cross = (coo.col >= offsets[inner]) & (coo.col < offsets[inner + 1])
+        cross &= (coo.row >= offsets[outer]) & (coo.row < offsets[outer + 1])
+        level = (coo.col[cross] - offsets[inner]) // t1.k
+        parent_level = (coo.row[cross] - offsets[outer]) // t2.k
+        parent = np.zeros(t1.n_levels, dtype=np.int64)  # a level that meets none: any parent, its C_j is 0
+        parent[level] = parent_level
+        if np.array_equal(parent[level], parent_level):
+            return NestedStructure(coo, re, inner, parent)
     return None
 
 
