@@ -243,7 +243,7 @@ class NestedBackend(_Backend):
 
     def __init__(self, cp, re, reml, reason, structure):
         super().__init__(cp, re, reml, reason)
-        self._nested = NestedPls(cp, re, structure)
+        self._nested = NestedPls(cp, re, structure, reml)
 
     def solve(self, theta):
         nested = self._nested
@@ -267,7 +267,7 @@ class NestedBackend(_Backend):
 
     def solve_with_gradient(self, theta):
         sol = self.solve(theta)
-        return sol, None if sol is None else self._nested.gradient(self.reml, self.dof)
+        return sol, None if sol is None else self._nested.gradient(self.dof)
 
     def cholesky_at(self, theta):
         return self._nested.chol if self._nested.decompose(theta) else None

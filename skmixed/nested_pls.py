@@ -31,9 +31,10 @@ from .reterms import RandomEffects
 class NestedPls:
     """One evaluation at a time: :meth:`decompose` at θ, then :meth:`coefficients` and :meth:`gradient`."""
 
-    def __init__(self, cp: CrossProducts, re: RandomEffects, structure: NestedStructure):
+    def __init__(self, cp: CrossProducts, re: RandomEffects, structure: NestedStructure, reml: bool):
         self.cp, self.re, self.s = cp, re, structure
         self.p = cp.XtX.shape[0]
+        self._with_G = reml and self.p > 0  # the REML gradient's G = A⁻¹Λ'Z'X, solved with û
         self.chol = NestedCholesky(structure)
         self._inner = structure.inner
         self._tril = [tuple(np.array(t.tril).T) for t in re.terms]
@@ -73,7 +74,10 @@ class NestedPls:
         if self.pwrss <= 0:
             return False
         c = [x[:, :1] - np.einsum("kml,m->kl", x[:, 1:], self.beta)[:, None] for x in self.x]  # cu − RZX β̂
-        self.u = self.chol.solve_Lt_blocks(*c)
+        if self._with_G:  # [û G] = P'L'⁻¹[cu − RZX β̂, RZX]
+            c = [np.concatenate([ci, x[:, 1:]], axis=1) for ci, x in zip(c, self.x)]
+        self.uG = self.chol.solve_Lt_blocks(*c)
+        self.u = [y[:, :1] for y in self.uG]
         self.b = [left(T, u) for T, u in zip(self.T, self.u)]
         return True
 
@@ -90,21 +94,21 @@ class NestedPls:
         s = self.s
         return mm(s.D, v1) + mm(tr(s.C), v2[..., s.parent]), mm(s.E, v2) + s.segment_sum(mm(s.C, v1))
 
-    def gradient(self, reml: bool, dof: int) -> np.ndarray:
+    def gradient(self, dof: int) -> np.ndarray:
         """The gradient of the profiled deviance in θ at the last :meth:`decompose` (module docstring)."""
         g1, g2 = self.chol.logdet_gradient()
-        zb = self._ztz(*self.b)
-        beta = self.beta
-        zr = [z[:, :1] - np.einsum("kml,m->kl", z[:, 1:], beta)[:, None] - v for z, v in zip(self._zx, zb)]
+        ZtZ_LuG = self._ztz(*(left(T, y) for T, y in zip(self.T, self.uG)))  # Z'ZΛ[û G]
+        zr = [
+            z[:, :1] - np.einsum("kml,m->kl", z[:, 1:], self.beta)[:, None] - v[:, :1]
+            for z, v in zip(self._zx, ZtZ_LuG)
+        ]
         g1 = g1 - (2.0 * dof / self.pwrss) * contract(zr[0], self.u[0])
         g2 = g2 - (2.0 * dof / self.pwrss) * contract(zr[1], self.u[1])
-        if reml and self.p:
-            G = self.chol.solve_Lt_blocks(*(x[:, 1:] for x in self.x))  # A⁻¹Λ'Z'X
-            zlg = self._ztz(*(left(T, g) for T, g in zip(self.T, G)))
-            W = [z[:, 1:] - v for z, v in zip(self._zx, zlg)]
+        if self._with_G:
+            W = [z[:, 1:] - v[:, 1:] for z, v in zip(self._zx, ZtZ_LuG)]
             Cinv = dtrtrs(self.RX, dtrtrs(self.RX, np.eye(self.p), lower=0, trans=1)[0], lower=0)[0]
-            g1 = g1 - 2.0 * contract(W[0], np.matmul(Cinv, G[0]))
-            g2 = g2 - 2.0 * contract(W[1], np.matmul(Cinv, G[1]))
+            g1 = g1 - 2.0 * contract(W[0], np.matmul(Cinv, self.uG[0][:, 1:]))
+            g2 = g2 - 2.0 * contract(W[1], np.matmul(Cinv, self.uG[1][:, 1:]))
         grads = [g2, g2]
         grads[self._inner] = g1
         return np.concatenate([g[tril] for g, tril in zip(grads, self._tril)])
