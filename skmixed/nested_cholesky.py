@@ -78,7 +78,7 @@ def tr(P: np.ndarray) -> np.ndarray:
 
 def left(T: np.ndarray, P: np.ndarray) -> np.ndarray:
     """T P_l for one small matrix T and every block of a stack (one BLAS product)."""
-    return np.tensordot(T, P, axes=(1, 0))
+    return (T @ P.reshape(P.shape[0], -1)).reshape(T.shape[0], *P.shape[1:])
 
 
 def right(P: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -88,7 +88,7 @@ def right(P: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 def contract(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Σ_l P_l Q_l' over two stacks i × m × ℓ and a × m × ℓ (one BLAS product)."""
-    return np.tensordot(P, Q, axes=([1, 2], [1, 2]))
+    return P.reshape(P.shape[0], -1) @ Q.reshape(Q.shape[0], -1).T
 
 
 class NestedStructure:

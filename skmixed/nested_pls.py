@@ -59,7 +59,7 @@ class NestedPls:
         except NotPositiveDefinite:
             return False
         self.x = self.chol.solve_L_blocks(*(left(T.T, z) for T, z in zip(self.T, self._zx)))  # [cu RZX]
-        gram = sum(np.tensordot(x, x, axes=([0, 2], [0, 2])) for x in self.x)
+        gram = sum(contract(tr(x), tr(x)) for x in self.x)  # Σ over blocks of [cu RZX]'[cu RZX]
         if p:
             try:
                 self.RX = np.linalg.cholesky(cp.XtX - gram[1:, 1:]).T
