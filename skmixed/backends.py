@@ -1,4 +1,4 @@
-"""Three ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
+"""Four ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
 
 Each backend takes θ (of the standardized problem, :mod:`skmixed.standardize`) and gives the
 PLS solution (:class:`~skmixed.pls.PlsSolution`: β̂, û, r², log-determinants, the deviance) and,
@@ -7,15 +7,21 @@ where it has one, the analytic gradient:
 * :class:`DenseBackend`: one dense Cholesky of the bordered cross-products of [Z X y]
   (:mod:`skmixed.dense_pls`); a gradient for any terms.  For few random effects the sparse
   machinery costs more in call overhead than this dense work.
-* :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or nested), the
+* :class:`NestedBackend`: two terms on nested grouping factors, any number of effects each
+  (:mod:`skmixed.nested_pls`): A is a two-level block arrow whose factor has no fill, refactored
+  level by level as batched k × k algebra; a gradient from A⁻¹ on A's blocks.  Its work is that
+  of CHOLMOD's factor of the same blocks without the assembly of A, the sparse calls or a
+  selected inverse, so it is taken for every such model beyond the dense path's size.
+* :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or partly nested), the
   blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
   blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
   pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
-  two terms whose factors are nested).  Other models (crossed vector terms too large for the dense
-  path) would need a selected inverse of the sparse factor per evaluation, which scikit-sparse
-  does not offer: the optimizer then works without a gradient (BOBYQA).
+  two terms whose factors are nested, which :class:`NestedBackend` takes first).  Other models
+  (crossed vector terms too large for the dense path) would need a selected inverse of the sparse
+  factor per evaluation, which scikit-sparse does not offer: the optimizer then works without a
+  gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
 """
@@ -279,12 +285,14 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
         return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
     structure = nested_structure(cp.ZtZ, re)
     if structure is not None:
+        inner, outer = re.terms[structure.inner], re.terms[1 - structure.inner]
         return NestedBackend(
             cp,
             re,
             reml,
-            "two terms on nested grouping factors: the block factor of A by batched small dense algebra, "
-            "with a gradient",
+            f"two terms on nested grouping factors ({inner.n_levels} levels of {inner.group} in {outer.n_levels} of "
+            f"{outer.group}): A's factor level by level, batched {inner.k} × {inner.k} and {outer.k} × {outer.k} "
+            "blocks with no fill, with a gradient",
             structure,
         )
     if all(t.k == 1 for t in re.terms):
