@@ -81,9 +81,15 @@ def left(T: np.ndarray, P: np.ndarray) -> np.ndarray:
     return (T @ P.reshape(P.shape[0], -1)).reshape(T.shape[0], *P.shape[1:])
 
 
-def right(P: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """P_l T for every block of a stack and one small matrix T."""
-    return np.einsum("ial,ac->icl", np.ascontiguousarray(P), T)
+def quadratic(T: np.ndarray, U: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """T'P_l U for every block of a stack: with P's blocks as columns of a k² × ℓ matrix, one product by
+    (T ⊗ U)' (whose entry [(a, b), (c, d)] is T[a, c] U[b, d])."""
+    return (np.kron(T, U).T @ P.reshape(-1, P.shape[2])).reshape(T.shape[1], U.shape[1], P.shape[2])
+
+
+def pairs(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Σ_l P_l[x, y] Q_l[z, w] over two stacks, as an array [x, y, z, w] (one product over the levels)."""
+    return (P.reshape(-1, P.shape[2]) @ Q.reshape(-1, Q.shape[2]).T).reshape(*P.shape[:2], *Q.shape[:2])
 
 
 def contract(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -185,14 +191,11 @@ class NestedCholesky:
         """Factor A at Λ = blockdiag(T₁ per inner level, T₂ per outer level); NotPositiveDefinite if it is not."""
         s = self.s
         self.T1, self.T2 = T1, T2
-        self.TD = left(T1.T, s.D)  # T₁'(Z'WZ)_jj, reused by the gradient
-        self.TC = left(T2.T, s.C)
-        self.TE = left(T2.T, s.E)
-        D = right(self.TD, T1)
+        D = quadratic(T1, T1, s.D)
         D[np.arange(s.k1), np.arange(s.k1)] += 1.0
         self.Linv, logL = inverse_cholesky(D)
-        self.M = mm(right(self.TC, T1), tr(self.Linv))  # M_j = C_j L_j⁻ᵀ
-        S = right(self.TE, T2) - s.segment_sum(mm(self.M, tr(self.M)))
+        self.M = mm(quadratic(T2, T1, s.C), tr(self.Linv))  # M_j = C_j L_j⁻ᵀ
+        S = quadratic(T2, T2, s.E) - s.segment_sum(mm(self.M, tr(self.M)))
         S[np.arange(s.k2), np.arange(s.k2)] += 1.0
         self.Rinv, logR = inverse_cholesky(S)
         self._logdet = 2.0 * (logL.sum() + logR.sum())
@@ -242,6 +245,8 @@ class NestedCholesky:
         X = mm(self.M, self.Linv)  # C_j D_j⁻¹ = M_j L_j⁻¹
         inv21 = -mm(Sinv[..., s.parent], X)  # (A⁻¹)_{a(j)j}
         inv11 = mm(tr(self.Linv), self.Linv) - mm(tr(X), inv21)  # (A⁻¹)_jj
-        M1 = contract(inv11, tr(self.TD)) + contract(tr(inv21), tr(self.TC))
-        M2 = contract(right(inv21, self.T1.T), s.C) + contract(Sinv, tr(self.TE))
+        # Σ_l P_l T' Q_l[c, r] = Σ_{a,b} T[b, a] (Σ_l P_l[c, a] Q_l[b, r]): one product over the levels, then T
+        K21 = pairs(inv21, s.C)  # [x, y, z, w] = Σ_j (A⁻¹)_{a(j)j}[x, y] C_j[z, w]
+        M1 = np.einsum("cabr,ba->cr", pairs(inv11, s.D), self.T1) + np.einsum("acbr,ba->cr", K21, self.T2)
+        M2 = np.einsum("carb,ba->cr", K21, self.T1) + np.einsum("cabr,ba->cr", pairs(Sinv, s.E), self.T2)
         return 2.0 * M1.T, 2.0 * M2.T
