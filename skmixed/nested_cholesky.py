@@ -34,34 +34,35 @@ from ._cholmod import NotPositiveDefinite
 from .reterms import RandomEffects
 
 
-def inverse_cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For a stack of symmetric k × k blocks (k × k × ℓ): L⁻¹ (lower triangular, ``LL' = A``) and log diag L
-    (k × ℓ), in closed form for k ≤ 2; NotPositiveDefinite if a block is not positive definite."""
+def inverse_cholesky(A: np.ndarray) -> tuple[np.ndarray, float]:
+    """For a stack of symmetric k × k blocks (k × k × ℓ): L⁻¹ (lower triangular, ``LL' = A``) and Σ log diag L over
+    the stack, in closed form for k ≤ 2; NotPositiveDefinite if a block is not positive definite."""
     k = A.shape[0]
     if k == 1:
         d = A[0, 0]
         if not np.all(d > 0):
             raise NotPositiveDefinite("a 1 × 1 block is not positive")
-        return (1.0 / np.sqrt(d))[None, None], 0.5 * np.log(d)[None]
+        return (1.0 / np.sqrt(d))[None, None], 0.5 * float(np.log(d).sum())
     if k == 2:
         a, b, d = A[0, 0], A[1, 0], A[1, 1]
         if not np.all(a > 0):
             raise NotPositiveDefinite("a 2 × 2 block is not positive definite")
         l00 = np.sqrt(a)
         l10 = b / l00
-        s = d - l10 * l10
+        s = d - l10 * l10  # l11²
         if not np.all(s > 0):
             raise NotPositiveDefinite("a 2 × 2 block is not positive definite")
-        l11 = np.sqrt(s)
-        out = np.zeros_like(A)
-        out[0, 0], out[1, 1] = 1.0 / l00, 1.0 / l11
-        out[1, 0] = -l10 / (l00 * l11)
-        return out, np.log(np.stack([l00, l11]))
+        out = np.empty_like(A)
+        out[0, 0] = 1.0 / l00
+        out[1, 1] = 1.0 / np.sqrt(s)
+        out[0, 1] = 0.0
+        out[1, 0] = -l10 * out[0, 0] * out[1, 1]
+        return out, 0.5 * float(np.log(a * s).sum())  # |A_l| = a·l11²
     try:
         L = np.linalg.cholesky(A.transpose(2, 0, 1))
     except np.linalg.LinAlgError as err:
         raise NotPositiveDefinite(str(err)) from None
-    return np.linalg.inv(L).transpose(1, 2, 0), np.log(np.diagonal(L, axis1=1, axis2=2)).T
+    return np.linalg.inv(L).transpose(1, 2, 0), float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
 
 
 def mm(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -133,6 +134,7 @@ class NestedStructure:
         outer_both = ~inner_r & ~inner_c
         r2, c2 = r[outer_both] - self.q1, c[outer_both] - self.q1
         self.E[r2 % self.k2, c2 % self.k2, c2 // self.k2] = v[outer_both]
+        self.Ct = np.ascontiguousarray(tr(self.C))
 
     def segment_sum(self, X: np.ndarray) -> np.ndarray:
         """Σ_{j∈a} X_j for each outer level a (X's last axis the inner levels in the factor's order)."""
@@ -194,11 +196,14 @@ class NestedCholesky:
         D = quadratic(T1, T1, s.D)
         D[np.arange(s.k1), np.arange(s.k1)] += 1.0
         self.Linv, logL = inverse_cholesky(D)
-        self.M = mm(quadratic(T2, T1, s.C), tr(self.Linv))  # M_j = C_j L_j⁻ᵀ
-        S = quadratic(T2, T2, s.E) - s.segment_sum(mm(self.M, tr(self.M)))
+        self.LinvT = np.ascontiguousarray(tr(self.Linv))  # the transposed stacks, used several times each
+        self.M = mm(quadratic(T2, T1, s.C), self.LinvT)  # M_j = C_j L_j⁻ᵀ
+        self.MT = np.ascontiguousarray(tr(self.M))
+        S = quadratic(T2, T2, s.E) - s.segment_sum(mm(self.M, self.MT))
         S[np.arange(s.k2), np.arange(s.k2)] += 1.0
         self.Rinv, logR = inverse_cholesky(S)
-        self._logdet = 2.0 * (logL.sum() + logR.sum())
+        self.RinvT = np.ascontiguousarray(tr(self.Rinv))
+        self._logdet = 2.0 * (logL + logR)
 
     def logdet(self) -> float:
         return float(self._logdet)
@@ -210,8 +215,8 @@ class NestedCholesky:
 
     def solve_Lt_blocks(self, c1: np.ndarray, c2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """L'⁻¹ of the stacked right-hand sides."""
-        y2 = mm(tr(self.Rinv), c2)
-        return mm(tr(self.Linv), c1 - mm(tr(self.M), y2[..., self.s.parent])), y2
+        y2 = mm(self.RinvT, c2)
+        return mm(self.LinvT, c1 - mm(self.MT, y2[..., self.s.parent])), y2
 
     def _split(self, b: np.ndarray):
         s, m = self.s, (b.shape[1] if b.ndim == 2 else 1)
@@ -241,10 +246,10 @@ class NestedCholesky:
         2 Σ_level (Σ_s (A⁻¹)_{level,s} Λ_s'(Z'WZ)_{s,level})[c, r], which reaches A⁻¹ only on A's blocks.
         """
         s = self.s
-        Sinv = mm(tr(self.Rinv), self.Rinv)
+        Sinv = mm(self.RinvT, self.Rinv)
         X = mm(self.M, self.Linv)  # C_j D_j⁻¹ = M_j L_j⁻¹
         inv21 = -mm(Sinv[..., s.parent], X)  # (A⁻¹)_{a(j)j}
-        inv11 = mm(tr(self.Linv), self.Linv) - mm(tr(X), inv21)  # (A⁻¹)_jj
+        inv11 = mm(self.LinvT, self.Linv) - mm(tr(X), inv21)  # (A⁻¹)_jj
         # Σ_l P_l T' Q_l[c, r] = Σ_{a,b} T[b, a] (Σ_l P_l[c, a] Q_l[b, r]): one product over the levels, then T
         K21 = pairs(inv21, s.C)  # [x, y, z, w] = Σ_j (A⁻¹)_{a(j)j}[x, y] C_j[z, w]
         M1 = np.einsum("cabr,ba->cr", pairs(inv11, s.D), self.T1) + np.einsum("acbr,ba->cr", K21, self.T2)

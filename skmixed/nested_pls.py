@@ -92,7 +92,7 @@ class NestedPls:
     def _ztz(self, v1: np.ndarray, v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Z'Z v for v as stacks."""
         s = self.s
-        return mm(s.D, v1) + mm(tr(s.C), v2[..., s.parent]), mm(s.E, v2) + s.segment_sum(mm(s.C, v1))
+        return mm(s.D, v1) + mm(s.Ct, v2[..., s.parent]), mm(s.E, v2) + s.segment_sum(mm(s.C, v1))
 
     def gradient(self, dof: int) -> np.ndarray:
         """The gradient of the profiled deviance in θ at the last :meth:`decompose` (module docstring)."""
