@@ -99,7 +99,9 @@ def contract(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
 
 
 class NestedStructure:
-    """Which term is inner, its outer level per level, and the blocks of Z'WZ in the factor's order."""
+    """Which term is inner, the outer level of each inner level (``parent``), the factor's order P, and the blocks of
+    Z'WZ as stacks: ``D`` (inner × inner), ``C`` (outer row block a(j) × inner column block j) and ``E`` (outer ×
+    outer) — A's blocks before Λ and the identity."""
 
     def __init__(self, coo: sp.coo_matrix, re: RandomEffects, inner: int, parent: np.ndarray):
         outer = 1 - inner
@@ -218,22 +220,24 @@ class NestedCholesky:
         y2 = mm(self.RinvT, c2)
         return mm(self.LinvT, c1 - mm(self.MT, y2[..., self.s.parent])), y2
 
-    def _split(self, b: np.ndarray):
+    def split(self, b: np.ndarray):
+        """A vector or matrix in the factor's order as its inner and outer stacks (k × m × ℓ views)."""
         s, m = self.s, (b.shape[1] if b.ndim == 2 else 1)
         return b[: s.q1].reshape(s.l1, s.k1, m).transpose(1, 2, 0), b[s.q1 :].reshape(s.l2, s.k2, m).transpose(1, 2, 0)
 
     @staticmethod
-    def _join(x1: np.ndarray, x2: np.ndarray, shape) -> np.ndarray:
+    def join(x1: np.ndarray, x2: np.ndarray, shape) -> np.ndarray:
+        """The inverse of :meth:`split`: the stacks as one array of ``shape`` in the factor's order."""
         flat = [x.transpose(2, 0, 1).reshape(-1, *shape[1:]) for x in (x1, x2)]
         return np.concatenate(flat)
 
     def solve_L(self, b: np.ndarray) -> np.ndarray:
         """L⁻¹Pb (b a vector or the columns of a matrix)."""
-        return self._join(*self.solve_L_blocks(*self._split(self.s.to_factor(b))), b.shape)
+        return self.join(*self.solve_L_blocks(*self.split(self.s.to_factor(b))), b.shape)
 
     def solve_Lt(self, c: np.ndarray) -> np.ndarray:
         """P'L'⁻¹c."""
-        return self.s.from_factor(self._join(*self.solve_Lt_blocks(*self._split(c)), c.shape))
+        return self.s.from_factor(self.join(*self.solve_Lt_blocks(*self.split(c)), c.shape))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """A⁻¹b."""

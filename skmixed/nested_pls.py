@@ -14,7 +14,7 @@ The gradient, with Z'r = Z'y − Z'Xβ̂ − Z'Zb̂, G = A⁻¹Λ'Z'X, W = Z'X �
     ∂log|C|/∂θ     = −2 Σ W_level[r, :] C⁻¹ G_level[c, :]'   (REML only),
 
 where Z'Z acts level by level (Z'Z v: D_j v_j + C_j'v_a(j) on the inner rows, E_a v_a + Σ_{j∈a} C_j v_j on the
-outer ones).
+outer ones), and the deviance's gradient is ∂log|A| + (dof/r²) ∂r² [+ ∂log|C|].
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class NestedPls:
         self._inner = structure.inner
         self._tril = [tuple(np.array(t.tril).T) for t in re.terms]
         rhs = structure.to_factor(np.column_stack([cp.Zty, cp.ZtX]))
-        self._zx = [np.ascontiguousarray(part) for part in self.chol._split(rhs)]  # Z'[y X] as stacks
+        self._zx = [np.ascontiguousarray(part) for part in self.chol.split(rhs)]  # Z'[y X] as stacks
 
     def _templates(self, theta: np.ndarray) -> list[np.ndarray]:
         """T₁ and T₂ (inner, outer) of θ."""
@@ -83,7 +83,7 @@ class NestedPls:
 
     def _flat(self, parts) -> np.ndarray:
         """A q-vector in A's column order from its inner and outer stacks."""
-        return self.s.from_factor(self.chol._join(*parts, (self.re.q,)))
+        return self.s.from_factor(self.chol.join(*parts, (self.re.q,)))
 
     def coefficients(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """β̂, û and b̂ (in A's column order)."""
@@ -109,6 +109,5 @@ class NestedPls:
             Cinv = dtrtrs(self.RX, dtrtrs(self.RX, np.eye(self.p), lower=0, trans=1)[0], lower=0)[0]
             g1 = g1 - 2.0 * contract(W[0], np.matmul(Cinv, self.uG[0][:, 1:]))
             g2 = g2 - 2.0 * contract(W[1], np.matmul(Cinv, self.uG[1][:, 1:]))
-        grads = [g2, g2]
-        grads[self._inner] = g1
+        grads = (g1, g2) if self._inner == 0 else (g2, g1)  # in the terms' order
         return np.concatenate([g[tril] for g, tril in zip(grads, self._tril)])
