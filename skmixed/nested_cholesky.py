@@ -111,9 +111,10 @@ class NestedStructure:
         rank = np.empty_like(order)
         rank[order] = np.arange(self.l1)
         self.parent = parent[order]
-        self.starts = np.searchsorted(self.parent, np.arange(self.l2))
-        self.empty = np.diff(np.append(self.starts, self.l1)) == 0  # outer levels with no inner level
-        self.starts = np.minimum(self.starts, self.l1 - 1)
+        starts = np.searchsorted(self.parent, np.arange(self.l2))
+        # outer levels that meet no inner level (their columns of Z'Z hold no coupling: exact zeros are not stored)
+        self.has_inner = np.diff(np.append(starts, self.l1)) > 0
+        self.starts = starts[self.has_inner]  # strictly increasing: each the start of its segment, to the next
         # the factor's order: position of each of A's columns
         off1, off2 = re.col_offsets[inner], re.col_offsets[outer]
         position = np.empty(re.q, dtype=np.int64)
@@ -141,9 +142,11 @@ class NestedStructure:
     def segment_sum(self, X: np.ndarray) -> np.ndarray:
         """Σ_{j∈a} X_j for each outer level a (X's last axis the inner levels in the factor's order)."""
         out = np.add.reduceat(X, self.starts, axis=-1)
-        if self.empty.any():
-            out[..., self.empty] = 0.0
-        return out
+        if len(self.starts) == self.l2:
+            return out
+        full = np.zeros(X.shape[:-1] + (self.l2,))
+        full[..., self.has_inner] = out
+        return full
 
     def to_factor(self, b: np.ndarray) -> np.ndarray:
         """Pb."""

@@ -138,3 +138,17 @@ def test_other_structures_are_not_taken():
         model = stages.build(formula, data)
         assert backends.nested_structure(model.cp.ZtZ, model.re) is None
         assert not isinstance(stages.deviance(model).standardized.backend, NestedBackend)
+
+
+@pytest.mark.parametrize("group", ["g9", "g22"])
+def test_an_outer_level_that_meets_no_inner_level(group):
+    """A group whose slope covariate is 0 throughout: Z'Z stores no coupling for its level (exact zeros are not
+    kept), so it has no inner level in the factor's sums ("g9" sorts last: the final segment)."""
+    data = DATA.copy()
+    data.loc[data.g == group, "x"] = 0.0
+    model = stages.build("y ~ 1 + (0 + x | g) + (1 | g:s)", data)
+    nested = stages.deviance(model).standardized.backend
+    assert isinstance(nested, NestedBackend) and not nested._nested.s.has_inner.all()
+    dense = DenseBackend(model.cp, model.re, True, "test")
+    for theta in random_thetas(model.re):
+        assert_same(nested, dense, theta)
