@@ -110,6 +110,7 @@ class NestedStructure:
         order = np.argsort(parent, kind="stable")  # inner levels grouped by outer level
         rank = np.empty_like(order)
         rank[order] = np.arange(self.l1)
+        self.rank = rank  # each inner level's place in the factor's order
         self.parent = parent[order]
         starts = np.searchsorted(self.parent, np.arange(self.l2))
         # outer levels that meet no inner level (their columns of Z'Z hold no coupling: exact zeros are not stored)
@@ -246,6 +247,20 @@ class NestedCholesky:
         """A⁻¹b."""
         return self.solve_Lt(self.solve_L(b))
 
+    def _inverse_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A⁻¹ on A's blocks, as stacks in the factor's order: (A⁻¹)_aa, (A⁻¹)_{a(j)j} and (A⁻¹)_jj."""
+        Sinv = mm(self.RinvT, self.Rinv)
+        X = mm(self.M, self.Linv)  # C_j D_j⁻¹ = M_j L_j⁻¹
+        inv21 = -mm(Sinv[..., self.s.parent], X)
+        return Sinv, inv21, mm(self.LinvT, self.Linv) - mm(tr(X), inv21)
+
+    def inverse_diagonal_blocks(self) -> list[np.ndarray]:
+        """The diagonal blocks of A⁻¹, per term in the terms' order, each ℓ × k × k in the order of its levels (the
+        conditional variances need no more; solving for the columns of L⁻¹PΛ' would cost O(q²))."""
+        Sinv, _, inv11 = self._inverse_blocks()
+        blocks = [inv11[..., self.s.rank].transpose(2, 0, 1), Sinv.transpose(2, 0, 1)]
+        return blocks if self.s.inner == 0 else blocks[::-1]
+
     def logdet_gradient(self) -> tuple[np.ndarray, np.ndarray]:
         """∂log|A|/∂T₁ and ∂log|A|/∂T₂ (k × k; only the lower triangles are parameters).
 
@@ -253,10 +268,7 @@ class NestedCholesky:
         2 Σ_level (Σ_s (A⁻¹)_{level,s} Λ_s'(Z'WZ)_{s,level})[c, r], which reaches A⁻¹ only on A's blocks.
         """
         s = self.s
-        Sinv = mm(self.RinvT, self.Rinv)
-        X = mm(self.M, self.Linv)  # C_j D_j⁻¹ = M_j L_j⁻¹
-        inv21 = -mm(Sinv[..., s.parent], X)  # (A⁻¹)_{a(j)j}
-        inv11 = mm(self.LinvT, self.Linv) - mm(tr(X), inv21)  # (A⁻¹)_jj
+        Sinv, inv21, inv11 = self._inverse_blocks()
         # Σ_l P_l T' Q_l[c, r] = Σ_{a,b} T[b, a] (Σ_l P_l[c, a] Q_l[b, r]): one product over the levels, then T
         K21 = pairs(inv21, s.C)  # [x, y, z, w] = Σ_j (A⁻¹)_{a(j)j}[x, y] C_j[z, w]
         M1 = np.einsum("cabr,ba->cr", pairs(inv11, s.D), self.T1) + np.einsum("acbr,ba->cr", K21, self.T2)
