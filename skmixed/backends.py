@@ -247,7 +247,13 @@ class NestedBackend(_Backend):
     name = "nested blocks"
     has_gradient = True
 
-    def __init__(self, cp, re, reml, reason, structure):
+    def __init__(self, cp, re, reml, structure):
+        inner, outer = re.terms[structure.inner], re.terms[1 - structure.inner]
+        reason = (
+            f"two terms on nested grouping factors ({inner.n_levels} levels of {inner.group} in {outer.n_levels} of "
+            f"{outer.group}): A's factor level by level, batched {inner.k} × {inner.k} and {outer.k} × {outer.k} "
+            "blocks with no fill, with a gradient"
+        )
         super().__init__(cp, re, reml, reason)
         self._nested = NestedPls(cp, re, structure, reml)
 
@@ -285,16 +291,7 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
         return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
     structure = nested_structure(cp.ZtZ, re)
     if structure is not None:
-        inner, outer = re.terms[structure.inner], re.terms[1 - structure.inner]
-        return NestedBackend(
-            cp,
-            re,
-            reml,
-            f"two terms on nested grouping factors ({inner.n_levels} levels of {inner.group} in {outer.n_levels} of "
-            f"{outer.group}): A's factor level by level, batched {inner.k} × {inner.k} and {outer.k} × {outer.k} "
-            "blocks with no fill, with a gradient",
-            structure,
-        )
+        return NestedBackend(cp, re, reml, structure)
     if all(t.k == 1 for t in re.terms):
         chol = make_scalar_cholesky(cp.ZtZ, re.terms[0].q)
         if chol is not None:

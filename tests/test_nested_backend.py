@@ -98,7 +98,7 @@ def test_the_outer_term_first_and_unsorted_parents():
     cp = cross_products(re.Z, model.X, model.y, model.weights)
     structure = backends.nested_structure(cp.ZtZ, re)
     assert structure.inner == 1 and not structure.identity
-    nested = NestedBackend(cp, re, True, "test", structure)
+    nested = NestedBackend(cp, re, True, structure)
     sparse = DenseBackend(cp, re, True, "test")
     for theta in random_thetas(re):
         assert_same(nested, sparse, theta)
