@@ -95,11 +95,18 @@ CASES = {
             repeat=7,
         ),
         Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
+        Case(
+            "crossed_10m_wide", _synthetic("crossed_10m_wide"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False
+        ),
         Case("crossed_sparse_10k", _synthetic("crossed_sparse_10k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("crossed_100k", _synthetic("crossed_100k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
+        Case("ml1m_like", _synthetic("ml1m_like"), "y ~ 1 + (1 | user) + (1 | movie)", REML=False, warm_up=False),
         Case("nested_vector", _synthetic("nested_vector"), "y ~ x + (1 + x | a) + (1 + x | a:b)"),
         Case(
-            "kb07_like", _synthetic("kb07_like"), "y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item)"
+            "kb07_like",
+            _synthetic("kb07_like"),
+            "y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item)",
+            repeat=7,
         ),
         Case(
             "cbpp",

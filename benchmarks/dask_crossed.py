@@ -4,8 +4,8 @@
 Parquet in chunks (never whole in memory), fitted by ML on a ``LocalCluster`` of two worker processes whose
 memory limit is well below the data's size.  Prints the time and rows per second of each pass over the data, the
 θ optimisation on the client, the peak resident memory of each worker and of the client, and beside it the same
-model's in-memory fit of 10⁷ rows (the ``crossed_10m`` case, in its own process).  The Parquet files are deleted
-afterwards unless ``--keep``.
+model's in-memory fit of 10⁷ rows (the ``crossed_10m_wide`` case, 10⁶ × 10⁴ levels, in its own process).  The
+Parquet files are deleted afterwards unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     parser.add_argument("--a-levels", type=int, default=1_000_000)
     parser.add_argument("--b-levels", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--memory-limit", default="3GB", help="per worker")
+    parser.add_argument("--memory-limit", default="0.8GB", help="per worker")
     parser.add_argument("--dir", default="build/dask-crossed-parquet")
     parser.add_argument("--keep", action="store_true", help="keep the Parquet files")
     parser.add_argument("--no-in-memory", action="store_true", help="skip the in-memory crossed_10m case")
@@ -114,7 +114,7 @@ def main(argv=None) -> None:
     if not args.no_in_memory:  # first: a child process started later would report this one's peak as its own
         from .__main__ import _run
 
-        mem = _run("crossed_10m", timeout=1800)
+        mem = _run("crossed_10m_wide", timeout=3600)
     try:
         res = fit_on_cluster(path, args.workers, args.memory_limit)
     finally:
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     print(f"  total {res['total_s']:.1f} s; worker peaks {peaks} GB, client peak {res['client_peak_gb']:.2f} GB")
     print(f"  objective {res['objective']:.4f}, θ {np.round(res['theta'], 5).tolist()}, σ {res['sigma']:.5f}")
     if mem is not None:
-        print(f"in memory, crossed_10m (10,000,000 rows, ~10⁶ × 2,000 levels): {json.dumps(mem)}")
+        print(f"in memory, crossed_10m_wide (10,000,000 rows, 10⁶ × 10⁴ levels): {json.dumps(mem)}")
     print(json.dumps(res))
 
 

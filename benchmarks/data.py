@@ -9,6 +9,7 @@ student's own.
 ``expression``: 10,000 genes measured on 500 samples of 50 donors in 10 batches (``lmer_many``).
 ``crossed_sparse_10k`` and ``crossed_100k``: ``crossed`` with few rows per level on both sides (1,000 × 1,977 levels
 at 10,000 rows; 10,000 × 2,000 at 100,000), the shapes where iterative solvers had won.
+``ml1m_like``: MovieLens 1M's shape, 10⁶ ratings of 6,040 users × 3,706 films, crossed.
 ``nested_vector``: random intercepts and slopes for groups and for subgroups nested in them.
 ``kb07_like``: the shape of Kliegl et al.'s KB07 data (MixedModels.jl's benchmark): 56 subjects × 32 items,
 three two-level conditions, the maximal model with four correlated effects for each factor.
@@ -125,12 +126,42 @@ def expression_first_gene() -> pd.DataFrame:
     return samples.assign(y=genes[:, 0])
 
 
+def crossed_10m_wide() -> pd.DataFrame:
+    """``crossed`` at 10⁷ rows with 10⁶ × 10⁴ levels: the Dask benchmark's model (benchmarks/dask_crossed.py) in
+    memory, its 10⁴ × 10⁴ Schur complement dense."""
+    return crossed(10_000_000, 1_000_000, 10_000)
+
+
 def crossed_sparse_10k() -> pd.DataFrame:
     return crossed(10_000, 1_000, 2_000)
 
 
 def crossed_100k() -> pd.DataFrame:
     return crossed(100_000, 10_000, 2_000)
+
+
+def ml1m_like(n_rows: int = 1_000_209, n_users: int = 6_040, n_movies: int = 3_706, seed: int = 2003) -> pd.DataFrame:
+    """The shape of MovieLens 1M (MixedModels.jl's ml1m benchmark): 1,000,209 ratings of 3,706 films by 6,040
+    users, each (user, film) pair at most once, users' activity and films' popularity heavy-tailed (lognormal
+    weights: a few users rate thousands of films, most a few dozen); y with random effects of user and film."""
+    rng = np.random.default_rng(seed)
+    user_w = rng.lognormal(0.0, 1.0, n_users)
+    movie_w = rng.lognormal(0.0, 1.3, n_movies)
+    pairs = np.empty(0, dtype=np.int64)
+    while len(pairs) < n_rows:  # draw pairs by weight, keep each once
+        draw = rng.choice(n_users, 2 * n_rows, p=user_w / user_w.sum()) * n_movies
+        draw += rng.choice(n_movies, 2 * n_rows, p=movie_w / movie_w.sum())
+        pairs = np.unique(np.concatenate([pairs, draw]))
+    pairs = rng.permutation(pairs)[:n_rows]
+    user, movie = pairs // n_movies, pairs % n_movies
+    y = 3.6 + rng.normal(0, 0.45, n_users)[user] + rng.normal(0, 0.5, n_movies)[movie] + rng.normal(0, 0.9, n_rows)
+    return pd.DataFrame(
+        {
+            "y": y,
+            "user": pd.Categorical.from_codes(user, np.arange(n_users).astype(str)),
+            "movie": pd.Categorical.from_codes(movie, np.arange(n_movies).astype(str)),
+        }
+    )
 
 
 def nested_vector(n_groups: int = 300, per_group: int = 20, rows: int = 10, seed: int = 7) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Four ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
+"""Five ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
 
 Each backend takes θ (of the standardized problem, :mod:`skmixed.standardize`) and gives the
 PLS solution (:class:`~skmixed.pls.PlsSolution`: β̂, û, r², log-determinants, the deviance) and,
@@ -7,19 +7,22 @@ where it has one, the analytic gradient:
 * :class:`DenseBackend`: one dense Cholesky of the bordered cross-products of [Z X y]
   (:mod:`skmixed.dense_pls`); a gradient for any terms.  For few random effects the sparse
   machinery costs more in call overhead than this dense work.
+* :class:`BlockedDenseBackend`: the same bordered factor with the first term's block (block diagonal by level)
+  factored level by level and only the Schur complement of the rest dense (:mod:`skmixed.blocked_pls`): the
+  gradient for vector terms on several grouping factors at a fraction of the dense work.
 * :class:`NestedBackend`: two terms on nested grouping factors, any number of effects each
   (:mod:`skmixed.nested_pls`): A is a two-level block arrow whose factor has no fill, refactored
   level by level as batched k × k algebra; a gradient from A⁻¹ on A's blocks.  Its work is that
   of CHOLMOD's factor of the same blocks without the assembly of A, the sparse calls or a
   selected inverse, so it is taken for every such model beyond the dense path's size.
 * :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or partly nested), the
-  blocked factor refactored from Λ alone (:class:`~skmixed.cholesky.ScalarTermsCholesky`);
+  blocked factor refactored from Λ alone (:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
   blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
   pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
   two terms whose factors are nested, which :class:`NestedBackend` takes first).  Other models
-  (crossed vector terms too large for the dense path) would need a selected inverse of the sparse
+  (crossed vector terms too large for the dense paths) would need a selected inverse of the sparse
   factor per evaluation, which scikit-sparse does not offer: the optimizer then works without a
   gradient (BOBYQA).
 
@@ -33,13 +36,15 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite, factor_flops
-from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, make_scalar_cholesky
+from .blocked_pls import BlockedPls, blocked_flops
+from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING
 from .dense_pls import DensePls
 from .nested_cholesky import nested_structure
 from .nested_pls import NestedPls
 from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
+from .scalar_cholesky import make_scalar_cholesky
 
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
 #: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
@@ -48,6 +53,15 @@ MAX_DENSE_Q = 100
 #: when its work (a Cholesky and the gradient's solve: about this many times (q + p + 1)³ flops) costs less than
 #: CHOLMOD's factor of A with the evaluations the gradient saves (:mod:`skmixed.cholesky`'s weights)
 MAX_DENSE_GRADIENT_Q, DENSE_WORK = 3000, 2.5
+#: ... and with the first term's block factored by level (:mod:`skmixed.blocked_pls`) when this many times its
+#: multiply-adds (:func:`~skmixed.blocked_pls.blocked_flops`) cost less than either, in the units of DENSE_WORK:
+#: its smaller BLAS calls and batched k × k products run at about half the rate of one large factor's.  It holds a
+#: few q₁ × (q₂ + p + 1) arrays: up to MAX_BLOCKED_BORDER entries each (the dense path's at q = 3,000), with a
+#: complement of order at most MAX_DENSE_GRADIENT_Q, whatever q
+BLOCKED_WORK, MAX_BLOCKED_BORDER = 2.0, 10_000_000
+#: with vector terms BOBYQA needed 6.7 to 29 times the evaluations of L-BFGS-B with the gradient (benchmarks/HISTORY.md,
+#: kb07_like), where scalar terms' GRADIENT_SAVING is 3
+VECTOR_GRADIENT_SAVING = 6.0
 
 
 class _Backend:
@@ -87,10 +101,11 @@ class DenseBackend(_Backend):
 
     name = "dense"
     has_gradient = True
+    _pls = DensePls
 
     def __init__(self, cp, re, reml, reason):
         super().__init__(cp, re, reml, reason)
-        self._dense = DensePls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
+        self._dense = self._pls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
 
     def solve(self, theta):
         dense = self._dense
@@ -121,6 +136,13 @@ class DenseBackend(_Backend):
             self.cp.ZtZ, self.re
         )  # the dense path has no Cholesky factor of A alone: a sparse one, once
         return penalized.chol if penalized.refactor(self.lam.values(theta)) else None
+
+
+class BlockedDenseBackend(DenseBackend):
+    """The bordered Cholesky with the first term's block factored level by level (:mod:`skmixed.blocked_pls`)."""
+
+    name = "dense, first term blocked"
+    _pls = BlockedPls
 
 
 class ScalarTermsBackend(_Backend):
@@ -303,16 +325,44 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 "the blocked factor refactored from Λ, with a gradient",
                 chol,
             )
-    one_factor = len({t.group for t in re.terms}) == 1
-    if not one_factor and re.q <= MAX_DENSE_GRADIENT_Q:
-        order = re.q + cp.XtX.shape[0] + 1
-        sparse_flops = factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
-        if DENSE_WORK * float(order) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops:
-            return DenseBackend(
-                cp,
-                re,
-                reml,
-                f"vector terms on several grouping factors, q = {re.q}: the dense bordered Cholesky, for its "
-                "gradient, costs less than the sparse factor without one",
-            )
+    if len({t.group for t in re.terms}) > 1:
+        backend = _with_gradient(cp, re, reml)
+        if backend is not None:
+            return backend
     return SparseBackend(cp, re, reml)
+
+
+def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend | None:
+    """Terms on several grouping factors: the dense path or the blocked one, whichever costs less, where that costs
+    less than CHOLMOD's factor of A with the evaluations a gradient saves (the sparse path has none here); else None."""
+    p, first = cp.XtX.shape[0], re.terms[0]
+    order = re.q + p + 1
+    n = order - first.q  # the order of the blocked path's Schur complement
+    dense = DENSE_WORK * float(order) ** 3 if re.q <= MAX_DENSE_GRADIENT_Q else np.inf
+    small = n <= MAX_DENSE_GRADIENT_Q and first.q * n <= MAX_BLOCKED_BORDER
+    blocked = BLOCKED_WORK * blocked_flops(re, p, reml) if small else np.inf
+    saving = VECTOR_GRADIENT_SAVING if any(t.k > 1 for t in re.terms) else GRADIENT_SAVING
+    cheaper = min(dense, blocked) / (DENSE_PER_SPARSE_FLOP * saving)  # in CHOLMOD's flops
+    # CHOLMOD's analysis only where a bound does not settle it: a factor of A holds at least the (Z'Z.nnz + q)/2
+    # entries of A's lower triangle, so its Σⱼcⱼ² is at least their square over q
+    if not np.isfinite(cheaper) or (
+        cheaper > (cp.ZtZ.nnz + re.q) ** 2 / (4 * re.q)
+        and cheaper > factor_flops(sp.tril(cp.ZtZ + sp.identity(re.q), format="csc"))
+    ):
+        return None
+    if blocked <= dense:
+        return BlockedDenseBackend(
+            cp,
+            re,
+            reml,
+            f"several grouping factors, q = {re.q}: the bordered Cholesky with the first term's {first.n_levels} "
+            f"levels factored as blocks and a dense Schur complement of order {n}, for its gradient, costs less than "
+            "the whole dense factor and than the sparse factor without a gradient",
+        )
+    return DenseBackend(
+        cp,
+        re,
+        reml,
+        f"several grouping factors, q = {re.q}: the dense bordered Cholesky, for its gradient, costs less than the "
+        "sparse factor without one",
+    )

@@ -12,7 +12,7 @@ than CHOLMOD's overhead.  A large nested model's S is sparse and stays with CHOL
 mode and ordering :mod:`skmixed._cholmod` picks.
 
 :class:`BlockedCholesky` is refactored from A's values (any weights: the GLMM's PIRLS);
-:class:`ScalarTermsCholesky` from Λ alone, for an LMM whose terms are all scalar.
+:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky` from Λ alone, for an LMM whose terms are all scalar.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri, dtrtri, dtrtrs
 
-from ._cholmod import NotPositiveDefinite, SparseCholesky, factor_flops
+from ._cholmod import NotPositiveDefinite, SparseCholesky
 
 #: the dense Schur complement is used up to this order (a 3000² Cholesky is ~10 GFlop/3)
 MAX_DENSE = 3000
@@ -37,15 +37,12 @@ DENSE_PER_SPARSE_FLOP = 10.0
 GRADIENT_SAVING = 3.0
 #: L₂₁L₂₁' by dense BLAS when L₂₁ is at least this full (every person answers every item, say) and small
 DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
-#: the gradient's traces from L₂₂⁻¹R (a dense q₂ × q₁ product) up to this many entries, S⁻¹ beyond; and when
-#: the product's multiply-adds, at this many times a BLAS flop each (scipy's sparse-dense product), cost less than
-#: the q₂³/3 flops it saves (InstEval: 73,000 entries of L₂₁ at q₂ = 1,142 do not)
-MAX_TRIANGULAR_PRODUCT, SPARSE_DENSE_COST = 20_000_000, 10
-#: G diag(w) G' from per-count dense Gram matrices when they take at most this much memory ...
-MAX_GROUPED_BYTES = 2 * 1024**3
-#: ... and are not more than this many times the sparse product's multiply-adds (a dense pass over an entry
-#: costs about a tenth of a multiply-add of scipy's two-pass sparse product)
-GROUPED_PER_SPARSE = 5
+#: the gradient's traces from L₂₂⁻¹R (a dense q₂ × q₁ product) up to this many entries, from S⁻¹ beyond; and where
+#: it costs less, in process-time nanoseconds (benchmarks/HISTORY.md): a BLAS flop, a multiply-add of scipy's
+#: sparse × dense product, a pass over an entry of the dense result, and a multiply-add of scipy's sparse product
+#: (4–5 ns on InstEval's and ml1m's shapes, with their two passes and output; up to 14 where the output is large)
+MAX_TRIANGULAR_PRODUCT = 20_000_000
+BLAS_NS, SPARSE_DENSE_NS, DENSE_PASS_NS, SPARSE_NS = 0.025, 2.0, 1.0, 5.0
 
 
 class _Blocked:
@@ -103,8 +100,10 @@ class _Blocked:
         inv_d = 1.0 / self._root**2
         if isinstance(self._L21, np.ndarray):
             return self._inverse_traces((self._L21 * inv_d) @ self._L21.T)
-        q2 = self.q2
-        if SPARSE_DENSE_COST * self._L21.nnz * q2 <= q2**3 / 3 and q2 * self.q1 <= MAX_TRIANGULAR_PRODUCT:
+        q1, q2 = self.q1, self.q2
+        triangular = BLAS_NS * q2**3 / 3 + SPARSE_DENSE_NS * self._L21.nnz * q2 + DENSE_PASS_NS * q1 * q2
+        by_inverse = BLAS_NS * 2 * q2**3 / 3 + SPARSE_NS * float(np.sum(np.diff(self._L21.indptr).astype(float) ** 2))
+        if triangular <= by_inverse and q2 * q1 <= MAX_TRIANGULAR_PRODUCT:
             L_inv, info = dtrtri(self._L22, lower=1)
             if info != 0:
                 raise ArithmeticError(f"cannot invert the Schur complement's factor (LAPACK info {info})")
@@ -179,111 +178,6 @@ class BlockedCholesky(_Blocked):
         S[self._low_rows, self._low_cols] = data[self._low]
         S -= self._set_l21(L21)
         self._factor_schur(S)
-
-
-class _DiagScaled:
-    """``diag(r) G diag(c)`` applied to vectors and matrices without forming it."""
-
-    def __init__(self, r: np.ndarray, G, c: np.ndarray):
-        self.r, self.G, self.c = r, G, c
-
-    def __matmul__(self, x: np.ndarray) -> np.ndarray:
-        if x.ndim == 1:
-            return self.r * (self.G @ (self.c * x))
-        return self.r[:, None] * (self.G @ (self.c[:, None] * x))
-
-    @property
-    def T(self) -> _DiagScaled:
-        return _DiagScaled(self.c, self.G.T, self.r)
-
-
-class ScalarTermsCholesky(_Blocked):
-    """``LL' = A = Λ'Z'ZΛ + I`` for scalar terms only (Λ = diag(λ)) and a fixed Z'Z, refactored from λ alone.
-
-    With ``Z'Z = [N G'; G C]`` (N = diag(n): the first term's counts), λ = (λ₁, λ₂) and D = λ₁²N + I,
-
-        L₂₁ = diag(λ₂) G diag(λ₁/√d),   S = L₂₂L₂₂' = I + diag(λ₂)(C − G diag(λ₁²/d) G')diag(λ₂).
-
-    The weights λ₁²/dₛ depend on s only through nₛ, so ``G diag(w) G' = Σₖ w(nₖ) Mₖ`` over the
-    distinct counts, ``Mₖ = Σ_{nₛ = nₖ} GₛGₛ'`` formed once.  That is used where the dense
-    passes are cheaper than scipy's sparse product (a million levels with a few dozen distinct
-    counts); otherwise L₂₁ is formed on G's pattern and L₂₁L₂₁' by a sparse product, as in
-    :class:`BlockedCholesky` but without assembling A.
-    """
-
-    def __init__(self, ZtZ: sp.spmatrix, q1: int):
-        ZtZ = sp.csc_matrix(ZtZ)
-        q = ZtZ.shape[0]
-        self.q1, self.q2 = q1, q - q1
-        leading = ZtZ[:q1, :q1]
-        if leading.nnz != np.count_nonzero(leading.diagonal()):
-            raise ValueError("the leading block is not diagonal")
-        self._n = leading.diagonal()
-        G = ZtZ[q1:, :q1].tocsc()
-        self._G, self._G_cols = G, np.repeat(np.arange(q1), np.diff(G.indptr))
-        self._C = ZtZ[q1:, q1:].toarray()
-        size = self.q1 * self.q2
-        self._dense_l21 = size <= DENSE_L21_MAX and G.nnz >= DENSE_L21_FILL * size
-        self._counts, group = np.unique(self._n, return_inverse=True)
-        grouped_size = len(self._counts) * self.q2**2
-        sparse_work = float(np.sum(np.diff(G.indptr).astype(float) ** 2))
-        self._grams = None
-        if grouped_size * 8 <= MAX_GROUPED_BYTES and grouped_size <= GROUPED_PER_SPARSE * sparse_work:
-            self._grams = np.empty((len(self._counts), self.q2 * self.q2))
-            order = np.argsort(group, kind="stable")
-            bounds = np.concatenate([[0], np.cumsum(np.bincount(group))])
-            for k in range(len(self._counts)):
-                Gk = G[:, order[bounds[k] : bounds[k + 1]]]
-                self._grams[k] = (Gk @ Gk.T).toarray().ravel()
-            pattern = np.any(self._grams != 0, axis=0).reshape(self.q2, self.q2)
-        else:
-            pattern = (abs(G) @ abs(G).T).toarray() != 0
-        self.density = np.count_nonzero(pattern | (self._C != 0)) / self.q2**2
-
-    def refactor_lambda(self, lam: np.ndarray) -> None:
-        """Factor A for Λ = diag(``lam``), ``lam`` one value per column (constant over the first term's)."""
-        l1, l2 = lam[: self.q1], lam[self.q1 :]
-        d = l1**2 * self._n + 1.0
-        self._root = np.sqrt(d)
-        S = self._C * (l2[:, None] * l2[None, :])
-        if self._grams is not None:
-            t2 = l1[0] ** 2
-            dk = t2 * self._counts + 1.0
-            P, self._scaled_gram = (np.vstack([t2 / dk, t2 / dk**2]) @ self._grams).reshape(2, self.q2, self.q2)
-            S -= P * (l2[:, None] * l2[None, :])
-            self._L21 = _DiagScaled(l2, self._G, l1 / self._root)
-        else:
-            G = self._G
-            L21 = sp.csc_matrix(
-                (G.data * l2[G.indices] * (l1 / self._root)[self._G_cols], G.indices, G.indptr), shape=G.shape
-            )
-            S -= self._set_l21(L21)
-        S[np.diag_indices_from(S)] += 1.0
-        self._factor_schur(S)
-        self._l2 = l2
-
-    def inverse_traces(self) -> tuple[float, np.ndarray]:
-        """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂); grouped: L₂₁D⁻¹L₂₁' = diag(λ₂)(Σₖ λ₁²/dₖ² Mₖ)diag(λ₂)."""
-        if self._grams is None:
-            return super().inverse_traces()
-        return self._inverse_traces(self._scaled_gram * (self._l2[:, None] * self._l2[None, :]))
-
-
-def make_scalar_cholesky(ZtZ: sp.spmatrix, q1: int) -> ScalarTermsCholesky | None:
-    """The Λ-refactored blocked factor for an LMM of scalar terms, when its Schur complement is small (order at most
-    ``MAX_DENSE``) and its dense work pays: S dense or tiny, or its q₂³ flops (a Cholesky and the inverse for the
-    gradient) cheaper than CHOLMOD's factor of A with the evaluations the gradient saves."""
-    q2 = ZtZ.shape[0] - q1
-    if not (q1 >= 1 and 1 <= q2 <= MAX_DENSE):
-        return None
-    try:
-        factor = ScalarTermsCholesky(ZtZ, q1)
-    except ValueError:  # the leading block is not diagonal
-        return None
-    if factor.density >= MIN_DENSITY or q2 <= SMALL_SCHUR:
-        return factor
-    sparse_flops = factor_flops(sp.tril(ZtZ + sp.identity(ZtZ.shape[0]), format="csc"))  # A's pattern: its fill
-    return factor if float(q2) ** 3 <= DENSE_PER_SPARSE_FLOP * GRADIENT_SAVING * sparse_flops else None
 
 
 class DiagonalCholesky:

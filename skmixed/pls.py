@@ -156,16 +156,21 @@ def theta_scale(cp: CrossProducts, re: RandomEffects) -> np.ndarray:
 
 
 def moment_theta(cp: CrossProducts, re: RandomEffects, scale: np.ndarray) -> np.ndarray:
-    """A starting θ: for each random-intercept term, θₖ² ≈ τₖ²/σ² from one-way ANOVA of y on its factor alone.
+    """A starting θ from moment estimates, each term's from its own factor alone (O(q·k²), no factorization).
 
-    The between-level variance of the level means, less the part σ²·ℓ/n due to noise,
-    over the within-level variance.  Cheap (O(q)) and, on crossed models, it halves the
-    optimizer's work.  Other terms start at T = diag(1/scale)
-    (the identity in the preconditioned coordinates of :func:`theta_scale`).
+    A random-intercept term: θₖ² ≈ τₖ²/σ² from one-way ANOVA of y on its factor, the between-level variance of the
+    level means, less the part σ²·ℓ/n due to noise, over the within-level variance.  A vector term:
+    :func:`_vector_start`.  On crossed models this halves the optimizer's work.  Other terms (a slope alone) start at
+    T = diag(1/scale), the identity in the preconditioned coordinates of :func:`theta_scale`.
     """
     diag = cp.ZtZ.diagonal()
     theta = re.theta_init / scale
     for i, t in enumerate(re.terms):
+        if t.k > 1:
+            start = _vector_start(cp, re, i)
+            if start is not None:
+                theta[re.theta_offsets[i] : re.theta_offsets[i + 1]] = start
+            continue
         if t.effects != ["(Intercept)"]:
             continue
         cols = slice(re.col_offsets[i], re.col_offsets[i + 1])
@@ -177,6 +182,45 @@ def moment_theta(cp: CrossProducts, re: RandomEffects, scale: np.ndarray) -> np.
         tau2 = max(between - within * t.n_levels / n, 1e-4 * within)
         theta[re.theta_offsets[i]] = np.sqrt(tau2 / within)
     return theta
+
+
+def _vector_start(cp: CrossProducts, re: RandomEffects, i: int) -> np.ndarray | None:
+    """Term i's θ (k > 1) from per-level least squares on the fixed effects' residuals r = y − Xβ̂ (β̂: OLS).
+
+    With Gⱼ = Zⱼ'Zⱼ and b̂ⱼ = Gⱼ⁻¹Zⱼ'r over the m levels whose Gⱼ is well conditioned, E[b̂ⱼb̂ⱼ'] ≈ Σ + σ²Gⱼ⁻¹, so
+
+        σ̂² = (r'r − Σⱼ r'Zⱼb̂ⱼ) / (n − p − mk),   Σ̂ = mean b̂ⱼb̂ⱼ' − σ̂² mean Gⱼ⁻¹,   T = chol(Σ̂/σ̂²)
+
+    with Σ̂'s eigenvalues floored at 1% of its largest (a start inside the parameter space, correlations included,
+    where lme4 starts from T = I).  None where too few levels or no positive variance leave an estimate.
+    """
+    t = re.terms[i]
+    g, k, offset = t.n_levels, t.k, int(re.col_offsets[i])
+    span = slice(offset, offset + t.q)
+    ZtZ = sp.csc_matrix(cp.ZtZ)
+    entries = slice(ZtZ.indptr[offset], ZtZ.indptr[offset + t.q])  # the term's columns, then its rows among them
+    rows = ZtZ.indices[entries] - offset
+    cols = np.repeat(np.arange(t.q), np.diff(ZtZ.indptr[offset : offset + t.q + 1]))
+    inside = (rows >= 0) & (rows < t.q)
+    rows, cols = rows[inside], cols[inside]
+    G = np.zeros((g, k, k))  # no entry joins two levels: each row of the data is at one level of the factor
+    np.add.at(G, (rows // k, rows % k, cols % k), ZtZ.data[entries][inside])  # duplicates, if any, summed
+    beta = np.linalg.lstsq(cp.XtX, cp.Xty, rcond=None)[0] if cp.XtX.size else np.zeros(0)
+    Zr = (cp.Zty[span] - cp.ZtX[span] @ beta).reshape(g, k)
+    usable = np.linalg.det(G) > 1e-8 * np.trace(G, axis1=1, axis2=2) ** k  # λ_min/λ_max ≥ |G|/tr(G)^k > 1e-8
+    m = int(usable.sum())
+    if m <= k or cp.n - len(beta) - m * k <= 0:
+        return None
+    G_inv = np.linalg.inv(G[usable])
+    b = (G_inv @ Zr[usable][:, :, None])[:, :, 0]
+    sigma2 = (cp.yty - beta @ cp.Xty - np.sum(Zr[usable] * b)) / (cp.n - len(beta) - m * k)
+    if not sigma2 > 0:
+        return None
+    w, V = np.linalg.eigh((b.T @ b / m - sigma2 * G_inv.mean(axis=0)) / sigma2)
+    if not w[-1] > 0:
+        return None
+    T = np.linalg.cholesky((V * np.maximum(w, 1e-2 * w[-1])) @ V.T)
+    return np.array([T[r, c] for r, c in t.tril])
 
 
 class LambdaMap:

@@ -8,9 +8,10 @@ import skmixed
 from skmixed import cholesky as cholesky_module
 from skmixed._cholmod import NotPositiveDefinite, SparseCholesky
 from skmixed.backends import ScalarTermsBackend
-from skmixed.cholesky import BlockedCholesky, ScalarTermsCholesky, make_cholesky, make_scalar_cholesky
+from skmixed.cholesky import BlockedCholesky, make_cholesky
 from skmixed.optimizers import bobyqa
 from skmixed.pls import PenalizedCholesky
+from skmixed.scalar_cholesky import ScalarTermsCholesky
 
 
 def crossed_data(seed=0, n=600):
@@ -65,17 +66,16 @@ def test_blocked_factor_equals_cholmod(data, dense_l21):
     np.testing.assert_allclose(diag2, np.diag(inv)[q1:], rtol=1e-10)
 
 
-@pytest.mark.parametrize("grouped", [False, True])
-def test_scalar_terms_factor_equals_blocked(monkeypatch, grouped):
-    """The factor refactored from λ alone (per-count Gram matrices or the sparse product) equals the one from A."""
-    monkeypatch.setattr(cholesky_module, "GROUPED_PER_SPARSE", 1e9 if grouped else 0.0)
+@pytest.mark.parametrize("method", ["sparse", "per count", "dense"])
+def test_scalar_terms_factor_equals_blocked(method):
+    """The factor refactored from λ alone (G diag(w) G' by each of WeightedGram's ways) equals the one from A."""
     dev = deviance(crossed_data(), reml=True)
     theta = np.array([0.7, 1.3, 0.4])
     A = A_at(dev, theta)
     q1 = dev.model.re.terms[0].q
     blocked = BlockedCholesky(A, q1)
-    scalar = make_scalar_cholesky(dev.model.cp.ZtZ, q1)
-    assert isinstance(scalar, ScalarTermsCholesky) and (scalar._grams is not None) == grouped
+    scalar = ScalarTermsCholesky(dev.model.cp.ZtZ, q1, method)
+    assert scalar.gram.method == method
     scalar.refactor_lambda(np.repeat(theta, [t.q for t in dev.model.re.terms]))
     assert scalar.logdet() == pytest.approx(blocked.logdet(), rel=1e-12)
     b = np.random.default_rng(1).normal(size=(A.shape[0], 3))
@@ -281,12 +281,13 @@ def test_inverse_traces_from_the_triangular_inverse_equal_those_from_s_inverse(m
     """The gradient's traces tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) by ‖L₂₂⁻¹L₂₁D^-½‖² (chosen where the sparse product is
     cheap) equal those from S⁻¹."""
     dev = deviance(two_factor_data(300, 1500, 3000, nested=False), True, "y ~ 1 + (1 | a) + (1 | b)")
-    chol = dev.standardized.backend.chol
+    chol = ScalarTermsCholesky(dev.model.cp.ZtZ, dev.model.re.terms[0].q, "sparse")
     chol.refactor_lambda(np.repeat([0.7, 1.3], [chol.q1, chol.q2]))
-    assert chol._grams is None and not isinstance(chol._L21, np.ndarray)  # the sparse L₂₁ this is about
-    monkeypatch.setattr(cholesky_module, "SPARSE_DENSE_COST", 0)
+    assert not isinstance(chol._L21, np.ndarray)  # the sparse L₂₁ this is about
+    monkeypatch.setattr(cholesky_module, "SPARSE_DENSE_NS", 0.0)
+    monkeypatch.setattr(cholesky_module, "DENSE_PASS_NS", 0.0)
     by_triangle = chol.inverse_traces()
-    monkeypatch.setattr(cholesky_module, "SPARSE_DENSE_COST", np.inf)
+    monkeypatch.setattr(cholesky_module, "MAX_TRIANGULAR_PRODUCT", 0)
     by_inverse = chol.inverse_traces()
     assert by_triangle[0] == pytest.approx(by_inverse[0], rel=1e-12)
     np.testing.assert_allclose(by_triangle[1], by_inverse[1], rtol=1e-12)
@@ -310,3 +311,19 @@ def test_one_random_intercept_has_a_diagonal_factor():
     A.data[0] = -1.0
     with pytest.raises(NotPositiveDefinite):
         chol.refactor(A)
+
+
+def test_large_sparse_schur_complement_is_judged_by_its_degree(monkeypatch):
+    """Past COUNTED_UP_TO (where CHOLMOD's flop count would need a numeric factor of a filling S) a sparse S is
+    factored dense when its rows average at least √q₂ entries (crossed levels: 20,000 × 2,000 at three rows per
+    level, degree ~60 ≥ 45) and left to CHOLMOD when it is block diagonal (nested levels)."""
+    from skmixed import scalar_cholesky
+
+    monkeypatch.setattr(scalar_cholesky, "COUNTED_UP_TO", 1000)
+    formula = "y ~ 1 + (1 | a) + (1 | b)"
+    crossed = skmixed.build(formula, two_factor_data(2000, 20000, 60000, nested=False), REML=False)
+    chol = scalar_cholesky.make_scalar_cholesky(crossed.cp.ZtZ, crossed.re.terms[0].q)
+    assert isinstance(chol, ScalarTermsCholesky) and chol.q2 == 2000
+    assert chol.density < cholesky_module.MIN_DENSITY and chol.density * chol.q2 >= np.sqrt(chol.q2)
+    nested = skmixed.build(formula, two_factor_data(2000, 20000, 60000, nested=True), REML=False)
+    assert scalar_cholesky.make_scalar_cholesky(nested.cp.ZtZ, nested.re.terms[0].q) is None

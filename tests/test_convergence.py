@@ -173,8 +173,10 @@ def test_glmm_with_many_rows_is_still_checked():
         skmixed.glmer("y ~ x + (1 | g)", df, family="binomial", nAGQ=0, maxeval=3)
 
 
-def test_lmer_at_its_evaluation_limit_warns():
-    """A model on the BOBYQA path (crossed vector and scalar terms above the dense size)."""
+def test_lmer_at_its_evaluation_limit_warns(monkeypatch):
+    """A model on the BOBYQA path (crossed vector and scalar terms above the dense size, the blocked factor's cost
+    set out of reach: it would give this one a gradient)."""
+    monkeypatch.setattr(skmixed.backends, "BLOCKED_WORK", np.inf)
     rng = np.random.default_rng(2)
     n, groups = 900, 150
     g, h = rng.integers(0, groups, n), rng.integers(0, 10, n)
@@ -205,8 +207,12 @@ def test_optimization_summary_keeps_bounds_tolerances_and_a_log_on_the_users_sca
     assert "tolerances" in str(opt) and "evaluations" in str(opt)
 
 
-def test_more_than_twenty_parameters_are_checked_too():
-    """22 θ on the BOBYQA path: no check at all before; now the scaled gradient on a finite-difference Hessian."""
+def test_more_than_twenty_parameters_are_checked_too(monkeypatch):
+    """22 θ on the BOBYQA path: no check at all before; now the scaled gradient on a finite-difference Hessian.
+
+    The path crossed vector terms take where the blocked factor (skmixed.blocked_pls) would cost more than the sparse
+    one: here it would not, so its cost is set out of reach."""
+    monkeypatch.setattr(skmixed.backends, "BLOCKED_WORK", np.inf)
     rng = np.random.default_rng(3)
     n, groups = 3000, 40
     g, h = rng.integers(0, groups, n), rng.integers(0, 15, n)

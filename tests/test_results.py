@@ -7,6 +7,7 @@ from reference import load_data, references
 
 import skmixed
 from skmixed import DataError
+from skmixed.pls import moment_theta, theta_scale
 
 REFS = references(None)
 
@@ -88,8 +89,9 @@ def test_optimization_summary_is_kept(slope):
     opt = slope.optsum
     assert opt.optimizer == "scipy L-BFGS-B (analytic gradient)" and opt.converged
     assert opt.n_evaluations > 3 and opt.objective == pytest.approx(slope.objective)
-    days_rms = np.sqrt(np.mean(slope.frame.data["Days"].to_numpy(float) ** 2))
-    np.testing.assert_allclose(opt.theta_init, [1.0, 0.0, 1.0 / days_rms])  # T = I in units of the columns' RMS
+    model = skmixed.build("Reaction ~ Days + (Days | Subject)", load_data(REFS["sleepstudy_slope_reml"]))
+    start = moment_theta(model.cp, model.re, theta_scale(model.cp, model.re))  # the moment estimates, user's scale
+    np.testing.assert_allclose(opt.theta_init, model.standardization.theta(start), rtol=1e-14)
     assert opt.objective < opt.objective_init
     assert "evaluations" in str(opt)
 

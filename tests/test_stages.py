@@ -9,7 +9,7 @@ import pytest
 
 import skmixed
 from skmixed import datasets
-from skmixed.backends import DenseBackend, ScalarTermsBackend, SparseBackend
+from skmixed.backends import BlockedDenseBackend, DenseBackend, ScalarTermsBackend, SparseBackend
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,14 @@ def test_backends_for_larger_shapes():
     crossed = skmixed.deviance(skmixed.build("y ~ x + (1 | g) + (1 | h)", df))
     assert isinstance(crossed.standardized.backend, ScalarTermsBackend) and crossed.has_gradient
     vector = skmixed.deviance(skmixed.build("y ~ x + (x | g) + (1 | h)", df))
+    assert isinstance(vector.standardized.backend, BlockedDenseBackend) and vector.has_gradient
+    assert "150 levels factored as blocks" in vector.reason
+    # 1,000 × 500 levels met by 3,000 rows: CHOLMOD's sparse factor costs less than the blocked path's complement
+    # of order 503, even with the evaluations its gradient saves
+    many = pd.DataFrame({"y": rng.normal(size=3000), "x": rng.normal(size=3000)}).assign(
+        g=rng.integers(0, 1000, 3000), h=rng.integers(0, 500, 3000)
+    )
+    vector = skmixed.deviance(skmixed.build("y ~ x + (x | g) + (1 | h)", many))
     assert isinstance(vector.standardized.backend, SparseBackend) and not vector.has_gradient
     assert "no gradient" in vector.reason
     one_factor = skmixed.deviance(skmixed.build("y ~ x + (x | g)", df))

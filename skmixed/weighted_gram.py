@@ -1,0 +1,148 @@
+"""``G diag(w) G'`` for weights that depend on a column only through its count: the Schur complement's products.
+
+The blocked factor of scalar terms (:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky`) needs, at every
+evaluation, ``G diag(λ₁²/d) G'`` for S and, for the gradient, ``G diag(λ₁²/d²) G'``, where G (q₂ × q₁) is the
+block of Z'Z below the first term's diagonal and dₛ = λ₁²nₛ + 1 depends on column s only through its count nₛ.
+Three ways to form them, chosen by an estimate of their cost within a memory budget (so the choice is fixed by the
+model, never by a timing):
+
+* **per count**: ``Mₖ = Σ_{nₛ = nₖ} gₛgₛ'`` formed once for each of the K distinct counts; each product is then
+  ``Σₖ wₖMₖ``, one pass over K lower triangles, both products in the same pass.  When Z'Z holds counts (an
+  unweighted model) the Mₖ are integers, kept exactly in the smallest unsigned type that holds them: a pass reads
+  one byte per entry where a double takes eight, which is what the pass's time follows.
+* **dense**: G as a dense array and each product by BLAS's ``syrk`` (q₂²q₁ multiply-adds), for a G that is small
+  and not very sparse (users × films: every user rates a few percent of the films, and some rate thousands).
+* **sparse**: scipy's sparse product, ``Σₛ cₛ²`` multiply-adds for cₛ nonzeros in column s, each costing far more
+  than a BLAS flop.
+
+Only the lower triangles are formed (LAPACK's Cholesky and the traces read no more).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg.blas import dsyrk
+
+from .cholesky import BLAS_NS, SPARSE_NS
+
+#: process-time costs in nanoseconds per stored Gram entry, measured on one core (benchmarks/HISTORY.md): a pass
+#: (an integer converted to a double and a multiply-add per product; a double costs three times as much, being
+#: eight times the memory), and forming it once (a sparse product per count, its rows copied out by blocks)
+GRAM_NS, DOUBLE_GRAM_NS, GRAM_BUILD_NS = 0.5, 1.5, 5.0
+#: the per-count Gram matrices may take this much memory, G dense this much
+MAX_GRAM_BYTES, MAX_DENSE_G_BYTES = 5 * 1024**3, 512 * 1024**2
+#: the one-off work of forming them is weighed as if spread over this many evaluations (a fit's usual count)
+EVALUATIONS = 15
+#: the pattern of GG' is counted exactly up to this much work, and estimated from this many sampled rows beyond
+EXACT_PATTERN_WORK, PATTERN_ROWS = 5e7, 64
+#: Gram entries converted to doubles at a time in a pass (1 MB: they stay in cache for the product)
+CHUNK = 1 << 17
+
+
+class WeightedGram:
+    """``lower(weights)``: the lower triangles of ``G diag(w) G'`` for each row of ``weights`` (one weight per
+    distinct count, in the order of :attr:`counts`); ``method`` (one of the module docstring's) is by default the
+    cheapest that fits its memory budget."""
+
+    def __init__(self, G: sp.csc_matrix, n: np.ndarray, method: str | None = None):
+        self.G = G
+        self.q2, self.q1 = G.shape
+        self.counts, self.group = np.unique(n, return_inverse=True)
+        per_column = np.diff(G.indptr).astype(float)
+        self.work = float(np.sum(per_column**2))
+        K, q2, q1 = len(self.counts), float(self.q2), float(self.q1)
+        integral = bool(np.all(G.data >= 0) and np.all(G.data == np.round(G.data)))
+        entries = K * q2 * (q2 + 1) / 2
+        costs = {"sparse": SPARSE_NS * self.work}
+        if entries * (1 if integral else 8) <= MAX_GRAM_BYTES:  # integers start in bytes (see _per_count_blocks)
+            costs["per count"] = (
+                GRAM_NS if integral else DOUBLE_GRAM_NS
+            ) * entries + SPARSE_NS * self.work / EVALUATIONS
+        if q2 * q1 * 8 <= MAX_DENSE_G_BYTES:
+            costs["dense"] = BLAS_NS * q2 * q2 * q1
+        self.method = method or min(costs, key=costs.get)
+        self.dense = G.toarray() if self.method == "dense" else None
+        self.blocks = self._per_count_blocks(integral) if self.method == "per count" else None
+        if self.method == "per count" and self.blocks is None:  # larger integers than a byte, past the budget
+            costs.pop("per count", None)
+            self.method = min(costs, key=costs.get)
+            self.dense = G.toarray() if self.method == "dense" else None
+
+    def _diagonals(self) -> np.ndarray:
+        """diag(Mₖ) for every k (K × q₂): Σ_{nₛ = nₖ} G[i, s]²."""
+        K = len(self.counts)
+        columns = np.repeat(np.arange(self.q1), np.diff(self.G.indptr))
+        cells = self.group[columns] * self.q2 + self.G.indices.astype(np.int64)
+        return np.bincount(cells, self.G.data**2, minlength=K * self.q2).reshape(K, self.q2)
+
+    def _row_blocks(self):
+        """Row blocks [r0, r1) of the lower triangle, each stored as the rectangle rows r0:r1 × columns 0:r1."""
+        size = max(1, int(np.ceil(self.q2 / 16)))
+        return [(r0, min(self.q2, r0 + size)) for r0 in range(0, self.q2, size)]
+
+    def _per_count_blocks(self, integral: bool) -> list | None:
+        """Each Mₖ's off-diagonal lower triangle by row blocks (its diagonal, large where a level has many rows,
+        is kept apart in doubles); integers in bytes, widened when an entry needs it, or None when the widened
+        matrices would pass the memory budget."""
+        K = len(self.counts)
+        types = [np.uint8, np.uint16, np.uint32] if integral else [np.float64]
+        spans = self._row_blocks()
+        blocks = [np.empty((K, (r1 - r0) * r1), dtype=types[0]) for r0, r1 in spans]
+        order = np.argsort(self.group, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self.group))])
+        for k in range(K):
+            Gk = self.G[:, order[bounds[k] : bounds[k + 1]]]
+            Mk = (Gk @ Gk.T).tocsr()
+            Mk.setdiag(0.0)
+            while integral and Mk.data.max(initial=0.0) > np.iinfo(blocks[0].dtype).max:
+                wider = types[types.index(blocks[0].dtype.type) + 1] if blocks[0].dtype.type != types[-1] else None
+                if wider is None or sum(b.size for b in blocks) * np.dtype(wider).itemsize > MAX_GRAM_BYTES:
+                    return None
+                blocks = [b.astype(wider) for b in blocks]
+            for block, (r0, r1) in zip(blocks, spans):
+                block[k] = Mk[r0:r1, :r1].toarray().ravel()
+        self.diagonals = self._diagonals()
+        return blocks
+
+    def lower(self, weights: np.ndarray) -> np.ndarray:
+        """``weights`` (m × K) → (m, q₂, q₂) whose lower triangles are G diag(w) G' (the rest is not meaningful)."""
+        weights = np.atleast_2d(weights)
+        out = np.zeros((len(weights), self.q2, self.q2))
+        if self.method == "per count":
+            width = max(256, CHUNK // len(self.counts))
+            buffer = np.empty((len(self.counts), width))
+            for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
+                flat = np.empty((len(weights), block.shape[1]))
+                for c in range(0, block.shape[1], width):
+                    doubles = buffer[:, : min(width, block.shape[1] - c)]
+                    np.copyto(doubles, block[:, c : c + width])
+                    flat[:, c : c + width] = weights @ doubles
+                out[:, r0:r1, :r1] = flat.reshape(len(weights), r1 - r0, r1)
+            diagonal = np.arange(self.q2)
+            out[:, diagonal, diagonal] += weights @ self.diagonals
+            return out
+        for i, w in enumerate(weights):
+            column_w = w[self.group]
+            if self.method == "dense":  # syrk writes the lower triangle of (G√w)(G√w)' (weights are positive)
+                out[i] = dsyrk(1.0, self.dense * np.sqrt(column_w), lower=1)
+            else:
+                out[i] = (self.G.multiply(column_w[None, :]).tocsc() @ self.G.T).toarray()
+        return out
+
+    def pattern_nnz(self) -> float:
+        """The number of structural nonzeros of GG', exactly or (for a large product) from sampled rows."""
+        if self.method == "per count":
+            nnz = float(self.q2)  # the diagonal, kept apart
+            for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
+                used = np.zeros(block.shape[1], dtype=bool)
+                for row in block:
+                    used |= row != 0
+                used = used.reshape(r1 - r0, r1)
+                nnz += 2 * np.count_nonzero(used[:, :r0]) + np.count_nonzero(used[:, r0:])
+            return nnz
+        B = abs(self.G).tocsr()
+        if self.work <= EXACT_PATTERN_WORK:
+            return float((B @ B.T).nnz)
+        rows = np.random.default_rng(0).choice(self.q2, size=min(PATTERN_ROWS, self.q2), replace=False)
+        return float((B[rows] @ B.T).nnz) * self.q2 / len(rows)

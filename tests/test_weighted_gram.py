@@ -1,0 +1,49 @@
+"""G diag(w) G' for weights by count: the three ways (per-count Gram matrices, dense syrk, sparse product) agree."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from skmixed import weighted_gram
+from skmixed.weighted_gram import WeightedGram
+
+
+def _G(values, seed=3, q2=40, q1=300):
+    rng = np.random.default_rng(seed)
+    G = sp.random(q2, q1, density=0.08, format="csc", random_state=rng, data_rvs=values)
+    n = np.asarray(G.sum(axis=0)).ravel().round() + rng.integers(1, 4, q1)  # counts shared by many columns
+    return G, n
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        (lambda size: np.ones(size), np.uint8),  # counts: bytes
+        (lambda size: np.full(size, 30.0), np.uint16),  # products past 255: widened
+        (lambda size: np.random.default_rng(1).random(size), np.float64),  # weighted: doubles
+    ],
+)
+def test_the_three_ways_agree(values, dtype):
+    G, n = _G(values)
+    ways = {method: WeightedGram(G, n, method) for method in ("per count", "dense", "sparse")}
+    assert ways["per count"].blocks[0].dtype == dtype
+    weights = np.vstack([1.0 / (1.0 + 0.3 * ways["sparse"].counts), 2.0 / (1.0 + ways["sparse"].counts) ** 2])
+    column_w = weights[:, ways["sparse"].group]
+    for w, expected in zip(weights, column_w):
+        reference = np.tril((G.toarray() * expected) @ G.toarray().T)
+        for method, way in ways.items():
+            got = np.tril(way.lower(w)[0])
+            np.testing.assert_allclose(got, reference, rtol=1e-13, atol=1e-12 * abs(reference).max(), err_msg=method)
+    both = ways["per count"].lower(weights)  # one pass gives both products
+    np.testing.assert_allclose(np.tril(both[1]), np.tril(ways["sparse"].lower(weights[1])[0]), rtol=1e-13)
+    nnz = {method: way.pattern_nnz() for method, way in ways.items()}
+    assert nnz["per count"] == nnz["sparse"] == nnz["dense"] == (abs(G) @ abs(G).T).nnz
+
+
+def test_per_count_gives_way_when_widened_integers_pass_the_budget(monkeypatch):
+    G, n = _G(lambda size: np.full(size, 30.0))
+    entries = sum(block.size for block in WeightedGram(G, n, "per count").blocks)
+    monkeypatch.setattr(weighted_gram, "MAX_GRAM_BYTES", entries)  # room for bytes, not for the 16-bit integers
+    way = WeightedGram(G, n, "per count")
+    assert way.method in ("dense", "sparse") and way.blocks is None
+    np.testing.assert_allclose(np.tril(way.lower(np.ones(len(way.counts)))[0]), np.tril((G @ G.T).toarray()))
