@@ -61,12 +61,14 @@ def _target(ref: dict, res: dict) -> tuple[str, float | None]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("cases", nargs="*", help=f"cases to run (default all): {', '.join(['first_call', *CASES])}")
+    default = ["first_call", *(name for name, case in CASES.items() if case.by_default)]
+    others = ", ".join(name for name, case in CASES.items() if not case.by_default)
+    parser.add_argument("cases", nargs="*", help=f"cases to run (default: {', '.join(default)}; by name: {others})")
     parser.add_argument("--skip", nargs="*", default=[], help="cases to leave out")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per case")
     args = parser.parse_args(argv)
     reference = json.loads((HERE / "reference_times.json").read_text())
-    names = args.cases or ["first_call", *CASES]
+    names = args.cases or default
     print(f"reference figures: {reference['machine']}")
     header = [
         "case",

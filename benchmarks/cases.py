@@ -23,6 +23,8 @@ class Case:
     action: Callable | None = None
     #: a residual covariance structure (``lmer(..., residual=)``)
     residual: str | None = None
+    #: in the default run (a case of many minutes is run by name, or by another benchmark)
+    by_default: bool = True
 
 
 def _dataset(name: str) -> Callable[[], pd.DataFrame]:
@@ -96,7 +98,12 @@ CASES = {
         ),
         Case("crossed_10m", _synthetic("crossed"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False),
         Case(
-            "crossed_10m_wide", _synthetic("crossed_10m_wide"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, warm_up=False
+            "crossed_10m_wide",
+            _synthetic("crossed_10m_wide"),
+            "y ~ 1 + (1 | a) + (1 | b)",
+            REML=False,
+            warm_up=False,
+            by_default=False,  # ~20 minutes; benchmarks.dask_crossed runs it beside the Dask fit
         ),
         Case("crossed_sparse_10k", _synthetic("crossed_sparse_10k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("crossed_100k", _synthetic("crossed_100k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),

@@ -69,6 +69,12 @@ class Family:
         """μ ↦ deviance residuals at fixed y, w; families precompute what depends on y only (PIRLS calls it often)."""
         return lambda mu: self.dev_resids(y, mu, wt)
 
+    def deviance_sum(self, y, wt):
+        """μ ↦ Σd_i (the deviance) at fixed y, w: PIRLS evaluates it at every trial point; families whose
+        residuals are linear in a few functions of μ take it as dot products with precomputed weights."""
+        dev = self.deviance(y, wt)
+        return lambda mu: float(np.add.reduce(dev(mu)))
+
     def _constant_at_start(self, y, n, wt) -> float:
         mu = self.mustart(y, wt)
         dev = float(np.sum(self.dev_resids(y, mu, wt)))
@@ -82,7 +88,12 @@ class Family:
         """Raise :class:`DataError` for y outside the support; warn for suspect values."""
 
     def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and (not self.positive_mean or np.all(mu > 0)))
+        mu = np.asarray(mu)
+        if not mu.size:
+            return True
+        if self.positive_mean:  # NaN fails both comparisons
+            return bool(mu.min() > 0 and mu.max() < np.inf)
+        return bool(np.isfinite(mu).all())
 
     # --- shared ----------------------------------------------------------------
     def linkfun(self, mu):
@@ -98,6 +109,14 @@ class Family:
     def is_canonical(self) -> bool:
         return self.link.name == self.canonical_link
 
+    @property
+    def mu_eta_is_variance(self) -> bool:
+        """Whether μ'(η) = V(μ) (the canonical link of the binomial, Poisson and Gaussian families): then the IRLS
+        weights are w V, the working residuals (y − μ)/V and dW/dη = w V V', with no call of the link's μ'."""
+        return self.variance_is_mu_eta and self.is_canonical
+
+    variance_is_mu_eta = False  # μ' = V under the canonical link (not for the Gamma's and inverse Gaussian's)
+
     def observed_weights(self, y, mu, eta, wt):
         """−∂²/∂η² of the log-likelihood: the IRLS weights w μ'²/V minus (y − μ) w (μ''/V − μ'² V'/V²)."""
         d, v = self.mu_eta(eta), self.variance(mu)
@@ -105,6 +124,8 @@ class Family:
 
     def weights_deriv(self, mu, eta, wt):
         """dW/dη of the IRLS weights W = w μ'²/V: w (2μ'μ''/V − μ'³V'/V²) (the Laplace gradient's log-determinant)."""
+        if self.mu_eta_is_variance:  # μ' = V, μ'' = V'V
+            return wt * self.variance(mu) * self.variance_deriv(mu)
         d, v = self.mu_eta(eta), self.variance(mu)
         return wt * (2 * d * self.link.mu_eta2(eta) / v - d**3 * self.variance_deriv(mu) / v**2)
 
@@ -165,6 +186,7 @@ class Binomial(Family):
     name = "binomial"
     links = ("logit", "probit", "cloglog", "log", "cauchit")
     default_link = canonical_link = "logit"
+    variance_is_mu_eta = True
 
     def variance(self, mu):
         return mu * (1 - mu)
@@ -173,7 +195,8 @@ class Binomial(Family):
         return 1 - 2 * mu
 
     def valid_mu(self, mu) -> bool:
-        return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+        mu = np.asarray(mu)
+        return bool(mu.min() > 0 and mu.max() < 1) if mu.size else True  # NaN fails both comparisons
 
     def dev_resids(self, y, mu, wt):
         return (
@@ -192,6 +215,16 @@ class Binomial(Family):
             return lambda mu: -2 * wt * np.log(np.where(success, mu, 1 - mu))
         c = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
         return lambda mu: 2 * wt * (c - y * np.log(mu) - (1 - y) * np.log(1 - mu))
+
+    def deviance_sum(self, y, wt):
+        """Σd_i = Σ 2w(c − y log μ − (1 − y) log(1 − μ)), c = y log y + (1 − y) log(1 − y): two dot products
+        (for a 0/1 response, one logarithm per row: −2 Σ w log(μ or 1 − μ))."""
+        if np.all((y == 0) | (y == 1)):
+            success, w2 = y == 1, -2 * wt
+            return lambda mu: float(w2 @ np.log(np.where(success, mu, 1 - mu)))
+        c = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
+        constant, a, b = float(np.sum(2 * wt * c)), 2 * wt * y, 2 * wt * (1 - y)
+        return lambda mu: constant - float(a @ np.log(mu)) - float(b @ np.log(1 - mu))
 
     @staticmethod
     def _counts(y, n, wt):
@@ -238,6 +271,7 @@ class Poisson(Family):
     links = ("log", "sqrt", "identity")
     positive_mean = True
     default_link = canonical_link = "log"
+    variance_is_mu_eta = True
 
     def variance(self, mu):
         return mu
@@ -254,6 +288,11 @@ class Poisson(Family):
     def deviance(self, y, wt):
         c = special.xlogy(y, y) - y
         return lambda mu: 2 * wt * (c - y * np.log(mu) + mu)
+
+    def deviance_sum(self, y, wt):
+        """Σd_i = Σ 2w(y log y − y − y log μ + μ): two dot products."""
+        constant, a, b = float(np.sum(2 * wt * (special.xlogy(y, y) - y))), 2 * wt * y, 2 * wt
+        return lambda mu: constant - float(a @ np.log(mu)) + float(b @ mu)
 
     def aic(self, y, n, mu, wt, dev):
         logp = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
@@ -338,6 +377,7 @@ class Gaussian(Family):
     name = "gaussian"
     links = ("identity", "log", "inverse")
     default_link = canonical_link = "identity"
+    variance_is_mu_eta = True
     has_dispersion = True
 
     def variance(self, mu):

@@ -34,7 +34,10 @@ def glmer_result(model, objective, optsum: OptSummary) -> GlmerResult:
     pirls, frame, fam = objective.pirls, model.frame, objective.pirls.family
     mode = mode_at(objective, optsum)
     cp = pirls.working_cross_products(mode)  # the PLS problem of the working response at the mode ...
-    working = pirls.penalized.solve(cp, mode.theta)[0]  # ... and its solution (RX'RX: the information on β)
+    if pirls.scalar is not None:  # ... and its RX (RX'RX: the information on β)
+        working = pirls.scalar.rx(float(mode.theta[0]), pirls.X, pirls.working_weights(mode))
+    else:
+        working = pirls.penalized.solve(cp, mode.theta)[0]
     wrss = float(np.sum(frame.weights * (frame.y - mode.mu) ** 2 / fam.variance(mode.mu)))
     pwrss = wrss + mode.usq
     sigma = float(np.sqrt(pwrss / len(frame.y))) if fam.has_dispersion else 1.0

@@ -30,10 +30,13 @@ lme4 puts the factor with most levels first) its block of H is diagonal and a ro
 one column, so the columns H⁻¹[:, q₁:] (q − q₁ solves) and the diagonal of the first block,
 from (HH⁻¹)_cc = 1: ``(H⁻¹)_cc = (1 − Σ_{a≥q₁} H_ca (H⁻¹)_ac)/H_cc``, are all it takes
 (q − q₁ solves instead of q).  Otherwise H⁻¹ is formed whole.  Either is kept for
-q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.
+q·(columns) ≤ ``MAX_INVERSE_ENTRIES``; glmer keeps BOBYQA beyond it.  With that scalar term
+alone, H is diagonal and all of this is elementwise (:mod:`skmixed.pirls_scalar`).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,6 +55,9 @@ class LaplaceGradient:
 
     def __init__(self, pirls: Pirls):
         self.pirls = pirls
+        self._anchor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, û, dû/dx) of the last evaluation
+        if pirls.scalar is not None:  # H diagonal: the gradient and the EM step are elementwise (skmixed.pirls_scalar)
+            return
         re, q = pirls.re, pirls.q
         self.q1 = re.terms[0].q if re.terms[0].k == 1 else 0  # a diagonal leading block of H
         self._blocks = []  # per term, H⁻¹'s ℓ diagonal k × k blocks
@@ -74,8 +80,13 @@ class LaplaceGradient:
         # ... and its columns of Z: (E_m x)[level, j] = x[level, i], so E_m'y and y'E_m x pair these up
         levels = [re.col_offsets[i] + np.arange(t.n_levels) * t.k for i, t in enumerate(re.terms)]
         self._theta_effects = [(levels[i] + a, levels[i] + b) for i, t in enumerate(re.terms) for a, b in t.tril]
-        self._anchor: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (x, û, dû/dx) of the last evaluation
+        self._all_scalar = all(t.k == 1 for t in re.terms)  # then θ has one entry per term, in the terms' order
         self._index_rows()
+
+    @cached_property
+    def _X_rows(self) -> np.ndarray:
+        """X in row order, as the right-hand sides are filled."""
+        return np.ascontiguousarray(self.pirls.X)
 
     def _index_rows(self) -> None:
         """The per-row indices: where H⁻¹ at each pair of a row's columns is in :meth:`_selected_inverse`, and Λ'Z'
@@ -129,6 +140,8 @@ class LaplaceGradient:
         the distance to the optimum θ (binomial and Poisson references; it ignores a dispersion):
         BFGS from it needs fewer evaluations than from Λ = I."""
         pl, re = self.pirls, self.pirls.re
+        if pl.scalar is not None:
+            return pl.scalar.em_step(pl, mode)
         theta, u = mode.theta.copy(), mode.u.copy()
         if not pl.refactor(pl.lam_map.values(mode.theta), pl.working_weights(mode)):
             return theta, u
@@ -147,6 +160,8 @@ class LaplaceGradient:
     def _z_lambda(self, theta: np.ndarray) -> np.ndarray:
         """Row values of ZΛ in the columns ``z_cols``: per term, the row's values times the template T."""
         pl, re = self.pirls, self.pirls.re
+        if self._all_scalar:  # T = θ_i for each term: one broadcast product
+            return pl.z_vals * theta
         out = np.empty_like(pl.z_vals)
         for i, (t, cols) in enumerate(zip(re.terms, self._term_cols)):
             out[:, cols] = pl.z_vals[:, cols] @ t.T(re.term_theta(theta, i))
@@ -170,23 +185,30 @@ class LaplaceGradient:
 
     def gradient(self, mode: Mode) -> tuple[np.ndarray, np.ndarray | None]:
         """∇D and dû/d(θ, β) = H_obs⁻¹[E_m'Z'r − Λ'Z'W_obs ZE_mû | −Λ'Z'W_obs X] at a converged mode."""
+        if self.pirls.scalar is not None:  # H diagonal: elementwise (skmixed.pirls_scalar)
+            return self.pirls.scalar.gradient(self.pirls, mode)
         pl, fam = self.pirls, self.pirls.family
         failed = np.full(len(mode.theta) + pl.p, np.nan), None
         y, wt, eta, mu, u = pl.y, pl.wt, mode.eta, mode.mu, mode.u
         C, Zv = pl.z_cols, pl.z_vals
         n, K = C.shape
-        d, var = fam.mu_eta(eta), fam.variance(mu)
-        W = wt * d**2 / var
-        r = wt * (y - mu) * d / var
+        if fam.mu_eta_is_variance:
+            d = var = fam.variance(mu)
+            W, r = wt * var, wt * (y - mu)
+        else:
+            d, var = fam.mu_eta(eta), fam.variance(mu)
+            W = wt * d**2 / var
+            r = wt * (y - mu) * d / var
         lam = pl.lam_map.values(mode.theta)
         # PIRLS leaves H factored at the mode (its ldL2 came from this factor); refactor only if that has changed
         if pl.penalized.chol.logdet() != mode.ldL2 and not pl.refactor(lam, W):
             return failed
         Hinv = self._selected_inverse()
         ZL = self._z_lambda(mode.theta)
-        Q = np.einsum("rij,rj->ri", Hinv[self._gather].reshape(n, K, K), ZL)  # Q[r, j] = (H⁻¹Λ'Z')[C[r, j], r]
-        h = np.einsum("rj,rj->r", ZL, Q)
-        traces = np.einsum("r,rm,rm->m", W, Zv[:, self._theta_row], Q[:, self._theta_col])
+        Q = _rowwise_matvec(Hinv[self._gather].reshape(n, K, K), ZL)  # Q[r, j] = (H⁻¹Λ'Z')[C[r, j], r]
+        h = _rowwise_dot(ZL, Q)
+        Zv_m, Q_m = (Zv, Q) if self._all_scalar else (Zv[:, self._theta_row], Q[:, self._theta_col])
+        traces = W @ (Zv_m * Q_m)
         a = fam.weights_deriv(mu, eta, wt) * h
         if pl.aic_constant is None:
             dev = float(np.sum(pl.deviance_residuals(mu)))
@@ -197,15 +219,38 @@ class LaplaceGradient:
             W_obs = fam.observed_weights(y, mu, eta, wt)
             if not pl.refactor(lam, W_obs):
                 return failed
-        ZE_u = Zv[:, self._theta_row] * u[C[:, self._theta_col]]  # column m: ZE_mû
+        ZE_u = Zv_m * (u[C] if self._all_scalar else u[C[:, self._theta_col]])  # column m: ZE_mû
         self._lzt.data = ZL.ravel()[self._lzt_order]
-        rhs = self._lzt @ np.column_stack([a, -W_obs[:, None] * ZE_u, -W_obs[:, None] * pl.X])  # Λ'Z'[...]
+        columns = np.empty((n, 1 + ZE_u.shape[1] + pl.p))
+        columns[:, 0] = a
+        columns[:, 1 : 1 + ZE_u.shape[1]] = ZE_u
+        columns[:, 1 + ZE_u.shape[1] :] = self._X_rows
+        columns[:, 1:] *= -W_obs[:, None]
+        rhs = self._lzt @ columns  # Λ'Z'[a, −W_obs ZE_mû, −W_obs X]
         Ztr = pl.Zt @ r
         for m, (i, j) in enumerate(self._theta_effects):
             rhs[j, 1 + m] += Ztr[i]  # E_m'Z'r
         solved = pl.penalized.chol.solve(rhs)
         v, du_dx = solved[:, 0], solved[:, 1:]
-        e = -2 * r + a - W_obs * np.einsum("rj,rj->r", ZL, v[C])
+        e = -2 * r + a - W_obs * _rowwise_dot(ZL, v[C])
         Zte = pl.Zt @ e
         g_theta = np.array([Zte[i] @ u[j] + Ztr[i] @ v[j] for i, j in self._theta_effects]) + 2 * traces
         return np.concatenate([g_theta, pl.X.T @ e]), du_dx
+
+
+# Row-wise products over the K columns of a row of Z, written as K (or K²) vector operations: for the few columns a
+# row has, these are several times faster than einsum's general loops.
+def _rowwise_dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Σ_j A[r, j] B[r, j] for each row r."""
+    out = A[:, 0] * B[:, 0]
+    for j in range(1, A.shape[1]):
+        out += A[:, j] * B[:, j]
+    return out
+
+
+def _rowwise_matvec(G: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """G[r] @ x[r] for each row r (G: n × K × K, x: n × K)."""
+    out = G[:, :, 0] * x[:, 0:1]
+    for j in range(1, G.shape[2]):
+        out += G[:, :, j] * x[:, j : j + 1]
+    return out

@@ -39,18 +39,20 @@ class Logit(Link):
         return np.log(mu / (1 - mu))
 
     # PIRLS calls these a few times per iteration on small arrays, where numpy's per-call overhead is the cost:
-    # np.minimum(np.maximum(...)) is np.clip value for value without its overhead, and the clamps past ±30
-    # are applied only when some η is there (or is NaN), or η is not an array of numbers (a Series, a scalar)
+    # R's clamps at ±30 are applied (np.minimum(np.maximum(...)): np.clip value for value without its overhead)
+    # only when some η is there (or is NaN), or η is not an array of numbers (a Series, a scalar)
     def linkinv(self, eta):
-        e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
         if _within(eta, 30.0):
+            e = np.exp(eta)
             return e / (1 + e)
+        e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
         return np.where(eta < -30, EPS, np.where(eta > 30, 1 / (1 + EPS), e / (1 + e)))
 
     def mu_eta(self, eta):
-        e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
         if _within(eta, 30.0):
+            e = np.exp(eta)
             return e / (1 + e) ** 2
+        e = np.exp(np.minimum(np.maximum(eta, -30.0), 30.0))
         return np.where(np.abs(eta) > 30, EPS, e / (1 + e) ** 2)
 
     def mu_eta2(self, eta):

@@ -103,10 +103,35 @@ class Design:
         return self._spec
 
 
+def _enclosed(term: str) -> bool:
+    """Whether ``term`` is one parenthesized group, ``(…)``."""
+    depth = 0
+    for i, ch in enumerate(term):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return i == len(term) - 1 and i > 0
+    return False
+
+
+@lru_cache(maxsize=256)
+def _summands(expr: str) -> tuple[tuple[str, str], ...]:
+    """The ``(sign, term)`` pairs of ``expr`` with added parenthesized sums opened: ``(a + b) + c`` is ``a + b + c``
+    in a formula.  A group with an intercept term (``0``, ``1``) inside stays closed: formulaic keeps the intercept of
+    ``k + (x + 0)``, so such a formula is left to it.  Kept per text: a fit reads its fixed part several times."""
+    out: list[tuple[str, str]] = []
+    for sign, term in split_top(expr, "+-"):
+        inner = _summands(term[1:-1]) if sign != "-" and _enclosed(term) else None
+        if inner is not None and all(piece not in ("0", "1") for _, piece in inner):
+            out += inner
+        else:
+            out.append((sign, term))
+    return tuple(out)
+
+
 def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.Series]]] | None:
     """(intercept, [(name, column)]) when ``expr`` is a sum of ``1``, ``0`` and distinct column names, else None."""
     intercept, columns = True, {}
-    for sign, term in split_top(expr, "+-"):
+    for sign, term in _summands(expr):
         if not term:
             continue
         if sign == "-":

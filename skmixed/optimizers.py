@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import nlopt
 import numpy as np
 
+from .bfgs import bfgs
+
 
 @dataclass
 class OptSummary:
@@ -189,12 +191,28 @@ def lbfgsb_symmetric(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=n
     return _scipy_symmetric(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
 
 
-def bfgs_symmetric(f_and_grad, x0, *, canonical, gtol=1e-3, maxiter=1000, hess_inv0=None) -> OptSummary:
+def bfgs_symmetric(f_and_grad, x0, *, canonical, gtol=1e-3, maxfun=1000, hess_inv0=None) -> OptSummary:
     """BFGS on an f with the sign symmetries of :func:`lbfgsb_symmetric` (unbounded, then ``canonical``), given
     ``f_and_grad(x) -> (f, ∇f)``; it stops at max|∇f| ≤ ``gtol``.  ``hess_inv0``: the initial inverse Hessian.
 
     glmer's stage 2 over (θ, β), β in units of its standard error, uses it: dense BFGS needs
-    less than half of L-BFGS-B's evaluations there.
+    less than half of L-BFGS-B's evaluations there (:mod:`skmixed.bfgs`: scipy's method without its wrapper).
+    At most ``maxfun`` evaluations.
     """
-    options = {"maxiter": maxiter, "gtol": gtol, "hess_inv0": hess_inv0}
-    return _scipy_symmetric(f_and_grad, x0, "BFGS", options, canonical, stalled="precision loss")
+    x0 = np.asarray(x0, dtype=float)
+    logged = _Logged(f_and_grad, [])
+    res = bfgs(logged, x0, gtol, maxfun, hess_inv0)
+    code = "MAXEVAL_REACHED" if len(logged.log) >= maxfun and not res.success else res.message
+    return OptSummary(
+        optimizer="BFGS (analytic gradient)",
+        theta_init=x0,
+        objective_init=logged.log[0][1],
+        theta=canonical(res.x),
+        objective=float(res.fun),
+        n_evaluations=len(logged.log),
+        converged=res.success or "precision loss" in code,  # stalled at rounding: minimize's checks judge the point
+        return_code=code,
+        tolerances={"gtol": gtol},
+        maxeval=maxfun,
+        fitlog=logged.log,
+    )

@@ -18,12 +18,14 @@ The deviances of a mode (Laplace, adaptive Gauss–Hermite) are in :mod:`skmixed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
 from .families import Family
-from .pls import CrossProducts, PenalizedCholesky, PlsSolution
+from .pirls_scalar import ScalarTerm, has_scalar_term
+from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution
 from .reterms import RandomEffects
 
 MAX_ITER = 100
@@ -55,7 +57,14 @@ class Mode:
 
 
 class Pirls:
-    """For fixed data and family: the conditional modes by PIRLS, at fixed (θ, β) or jointly in β (nAGQ = 0)."""
+    """For fixed data and family: the conditional modes by PIRLS, at fixed (θ, β) or jointly in β (nAGQ = 0).
+
+    With one scalar random-effects term H is diagonal: :attr:`scalar` (a :class:`~skmixed.pirls_scalar.ScalarTerm`)
+    then runs PIRLS over u and the Laplace gradient elementwise; otherwise it is None."""
+
+    scalar: ScalarTerm | None = None
+    _mu_eta_is_variance = False  # set with the family
+    _last_mode: tuple[tuple[np.ndarray, np.ndarray], Mode] | None = None  # ((θ, β), the last converged mode of mode())
 
     def __init__(self, y, X, re: RandomEffects, family: Family, weights, offset, trials=None):
         self.y, self.X, self.re = y, X, re
@@ -64,14 +73,36 @@ class Pirls:
         self.family = family
         self.n, self.p = X.shape
         self.q = re.q
-        self.Z = re.Z.tocsc()
-        self.Zt = self.Z.T.tocsr()
-        self._build_gram_map()
-        self.penalized = PenalizedCholesky(self._cross_products(weights, np.zeros(self.n)).ZtZ, re)  # analysed once
-        self.lam_map = self.penalized.lam
+        self.lam_map = LambdaMap(re)
         self.eta_start = family.linkfun(family.mustart(y, weights))
         self._joint_start: tuple[np.ndarray, np.ndarray] | None = None
         self._u_start: np.ndarray | None = None
+        if has_scalar_term(re):
+            self.scalar = ScalarTerm(re, self.p)
+
+    @property
+    def reason(self) -> str:
+        """How the modes and the Laplace gradient are computed, and why (as a backend's ``reason`` says it)."""
+        if self.scalar is not None:
+            return (
+                "one scalar random-effects term: Λ'Z'WZΛ + I is diagonal, so PIRLS and the Laplace gradient are "
+                "elementwise (skmixed.pirls_scalar)"
+            )
+        return f"Λ'Z'WZΛ + I on Z'Z's pattern, factored by {type(self.penalized.chol).__name__}"
+
+    # the sparse pieces are built when first needed: with one scalar term, only for the result's working model
+    @cached_property
+    def Z(self) -> sp.csc_matrix:
+        return self.re.Z.tocsc()
+
+    @cached_property
+    def Zt(self) -> sp.csr_matrix:
+        return self.re.Z.T.tocsr()
+
+    @cached_property
+    def penalized(self) -> PenalizedCholesky:
+        """Λ'Z'WZΛ + I on Z'Z's pattern and its factor, analysed once at the prior weights."""
+        return PenalizedCholesky(self._cross_products(self.wt, np.zeros(self.n)).ZtZ, self.re)
 
     @property
     def family(self) -> Family:
@@ -81,7 +112,10 @@ class Pirls:
     def family(self, family: Family) -> None:
         """Set the family (glmer.nb changes θ between fits) and what depends on it and y only."""
         self._family = family
+        self._last_mode = None
         self._dev = family.deviance(self.y, self.wt)
+        self._dev_sum = family.deviance_sum(self.y, self.wt)
+        self._mu_eta_is_variance = family.mu_eta_is_variance
         self._constant = family.aic_minus_deviance(self.y, self.trials, self.wt)  # μ-free aic − Σd_i, or None
 
     @property
@@ -93,33 +127,45 @@ class Pirls:
         return self._dev(mu)
 
     # --- Z'WZ on a fixed pattern ----------------------------------------------
-    def _build_gram_map(self) -> None:
-        """Enumerate (row, Z'Z entry) pairs: entry (c, d) gets ``Σ_r W_r Z[r,c] Z[r,d]``."""
-        cols, vals = [], []
-        for i, t in enumerate(self.re.terms):
-            cols.append(t.factor.codes[:, None] * t.k + np.arange(t.k) + self.re.col_offsets[i])
-            vals.append(t.values)
-        C, V = np.hstack(cols), np.hstack(vals)
-        self.z_cols, self.z_vals = C, V  # row r of Z: values V[r] in columns C[r]
+    @cached_property
+    def z_cols(self) -> np.ndarray:
+        """Row r of Z has its values ``z_vals[r]`` in the columns ``z_cols[r]`` (one per term and effect)."""
+        re = self.re
+        return np.hstack(
+            [t.factor.codes[:, None] * t.k + np.arange(t.k) + re.col_offsets[i] for i, t in enumerate(re.terms)]
+        )
+
+    @cached_property
+    def z_vals(self) -> np.ndarray:
+        return np.hstack([t.values for t in self.re.terms])
+
+    @cached_property
+    def _gram_map(self) -> tuple[np.ndarray, np.ndarray, sp.csc_matrix]:
+        """Enumerate (row, Z'Z entry) pairs: entry (c, d) gets ``Σ_r W_r Z[r,c] Z[r,d]``.  Returns the n × K²
+        products of each row's values, where each goes in Z'Z's CSC data, and Z'Z's pattern (its data is set with W)."""
+        C, V = self.z_cols, self.z_vals
         K = C.shape[1]
         a, b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
         keys = (C[:, b] * self.q + C[:, a]).ravel()  # column d = C[:, b], row c = C[:, a]: CSC order
         uniq, target = np.unique(keys, return_inverse=True)
-        self._pair_target = target
-        self._pair_prod = V[:, a] * V[:, b]  # n × K²: row r's products, in the order of _pair_target
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // self.q, minlength=self.q))])
-        self._ztz = sp.csc_matrix((np.zeros(len(uniq)), uniq % self.q, indptr), shape=(self.q, self.q))
+        ztz = sp.csc_matrix((np.zeros(len(uniq)), uniq % self.q, indptr), shape=(self.q, self.q))
+        return target, np.ascontiguousarray(V[:, a] * V[:, b]), ztz  # C order, as the targets: ravel() is a view
 
     def _ztwz(self, W: np.ndarray) -> np.ndarray:
-        return np.bincount(self._pair_target, (self._pair_prod * W[:, None]).ravel(), minlength=self._ztz.nnz)
+        target, products, ztz = self._gram_map
+        return np.bincount(target, (products * W[:, None]).ravel(), minlength=ztz.nnz)
 
     def _cross_products(self, W: np.ndarray, zr: np.ndarray) -> CrossProducts:
         """Cross-products of Z, X and the working response zr (offset removed) with weights W."""
-        self._ztz.data = self._ztwz(W)
+        if self.scalar is not None:
+            return self.scalar.cross_products(self.X, W, zr)
+        ztz = self._gram_map[2]
+        ztz.data = self._ztwz(W)
         WX = self.X * W[:, None]
         Wz = W * zr
         return CrossProducts(
-            ZtZ=self._ztz,
+            ZtZ=ztz,
             ZtX=np.asarray(self.Zt @ WX),
             Zty=self.Zt @ Wz,
             XtX=self.X.T @ WX,
@@ -136,11 +182,14 @@ class Pirls:
     def _pdev(self, mu: np.ndarray, u: np.ndarray) -> float:
         if not self.family.valid_mu(mu):
             return np.inf
-        val = float(np.sum(self._dev(mu)) + u @ u)
+        val = self._dev_sum(mu) + float(u @ u)
         return val if np.isfinite(val) else np.inf
 
     def _working(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """IRLS weights W = w μ'²/V(μ) and working residuals (y − μ)/μ'."""
+        if self._mu_eta_is_variance:
+            v = self.family.variance(mu)
+            return self.wt * v, (self.y - mu) / v
         d = self.family.mu_eta(eta)
         return self.wt * d**2 / self.family.variance(mu), (self.y - mu) / d
 
@@ -149,9 +198,14 @@ class Pirls:
 
     def _random_part(self, lam: np.ndarray, u: np.ndarray) -> np.ndarray:
         """ZΛu."""
-        b = self.lam_map.dot(lam, u)
-        C, V = self.z_cols, self.z_vals
-        return V[:, 0] * b[C[:, 0]] if C.shape[1] == 1 else np.einsum("rk,rk->r", V, b[C])
+        if self.scalar is not None:
+            return self.scalar.random_part(lam[0], u)
+        return self._Z_rows @ self.lam_map.dot(lam, u)
+
+    @cached_property
+    def _Z_rows(self) -> sp.csr_matrix:
+        """Z by rows: Zb is one sparse product (a gather of b at each row's columns costs several times more)."""
+        return self.re.Z.tocsr()
 
     def _zt_dot(self, r: np.ndarray) -> np.ndarray:
         """Z'r."""
@@ -176,18 +230,25 @@ class Pirls:
 
     def _ldL2_at(self, lam: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> float:
         """log|Λ'Z'WZΛ + I| with W at (η, μ): the Laplace determinant at the mode itself, so the deviance is smooth."""
+        if self.scalar is not None:
+            return self.scalar.ldL2(lam[0] ** 2, self._working(eta, mu)[0])
         return self.penalized.chol.logdet() if self.refactor(lam, self._working(eta, mu)[0]) else np.nan
 
     # --- PIRLS --------------------------------------------------------------------
     def mode(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray | None = None) -> Mode:
-        """The conditional mode û at fixed (θ, β), started at ``u0`` (default: the last mode found)."""
+        """The conditional mode û at fixed (θ, β), started at ``u0`` (default: the last mode found, which is returned
+        as it is if it was found at this (θ, β): the fit and its result both ask for the mode at the optimum)."""
         theta, beta = np.asarray(theta, dtype=float), np.asarray(beta, dtype=float)
+        if u0 is None and self._last_mode is not None:
+            (theta_last, beta_last), last = self._last_mode
+            if np.array_equal(theta_last, theta) and np.array_equal(beta_last, beta):
+                return last
         start = u0 if u0 is not None else self._u_start
         mode = self._pirls_u(theta, beta, np.zeros(self.q) if start is None else start)
         if not mode.converged and start is not None:
             mode = self._pirls_u(theta, beta, np.zeros(self.q))
         if mode.converged:
-            self._u_start = mode.u
+            self._u_start, self._last_mode = mode.u, ((theta.copy(), beta.copy()), mode)  # its (θ, β) as they were
         return mode
 
     def refactor(self, lam: np.ndarray, W: np.ndarray) -> bool:
@@ -198,57 +259,39 @@ class Pirls:
         """PIRLS over u at fixed β.  The step is u + H⁻¹(Λ'Z's − u), s = w μ'(y − μ)/V the score, with
         H = Λ'Z'WZΛ + I for the IRLS weights W, or for the observed information when the link is not canonical
         (then Newton converges quadratically where IRLS is linear; the Laplace determinant keeps W, as lme4)."""
+        if self.scalar is not None:
+            return self.scalar.pirls_u(self, theta, beta, u)
         lam = self.lam_map.values(theta)
         fixed = self.X @ beta + self.offset
         eta = fixed + self._random_part(lam, u)
         mu = self._mu(eta)
         pdev = self._pdev(mu, u)
         ldL2, previous = np.nan, np.inf
+
+        def failure(it, message, ldL2=np.nan):
+            return Mode(theta, beta, u, eta, mu, ldL2, pdev, False, it, message)
+
         for it in range(1, MAX_ITER + 1):
             if not np.isfinite(pdev):
-                return Mode(
-                    theta, beta, u, eta, mu, np.nan, pdev, False, it, "the linear predictor gives invalid means"
-                )
+                return failure(it, "the linear predictor gives invalid means")
             W, resid = self._working(eta, mu)
             newton = not self.family.is_canonical and self.refactor(
                 lam, self.family.observed_weights(self.y, mu, eta, self.wt)
             )
             if not newton and not self.refactor(lam, W):
-                return Mode(theta, beta, u, eta, mu, np.nan, pdev, False, it, "Λ'Z'WZΛ + I is not positive definite")
+                return failure(it, "Λ'Z'WZΛ + I is not positive definite")
             ldL2 = np.nan if newton else self.penalized.chol.logdet()
             target = u + self.penalized.chol.solve(self.lam_map.t_dot(lam, self._zt_dot(W * resid)) - u)
             new = self._halve(pdev, u, target, lambda v: fixed + self._random_part(lam, v))
             if new is None:
-                return Mode(
-                    theta,
-                    beta,
-                    u,
-                    eta,
-                    mu,
-                    np.nan,
-                    pdev,
-                    False,
-                    it,
-                    "step-halving failed to reduce the penalized deviance",
-                )
+                return failure(it, "step-halving failed to reduce the penalized deviance")
             u_new, eta_new, mu_new, pdev_new, full = new
             step = self._step_size(u_new - u, eta_new - eta, eta_new)
             u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
             if self._converged(step, previous, full and (newton or self.family.is_canonical)):
                 return Mode(theta, beta, u, eta, mu, self._final_ldL2(ldL2, step, lam, eta, mu), pdev, True, it)
             previous = step
-        return Mode(
-            theta,
-            beta,
-            u,
-            eta,
-            mu,
-            self._ldL2_at(lam, eta, mu),
-            pdev,
-            False,
-            MAX_ITER,
-            f"no convergence in {MAX_ITER} iterations",
-        )
+        return failure(MAX_ITER, f"no convergence in {MAX_ITER} iterations", self._ldL2_at(lam, eta, mu))
 
     def _halve(self, pdev, x, target, linear_predictor):
         """Move from x toward target, halving the step until pdev does not increase; None if it always does.
@@ -298,7 +341,10 @@ class Pirls:
         previous = np.inf
         for it in range(1, MAX_ITER + 1):
             W, resid = self._working(eta, mu)
-            sol = self.penalized.solve(self._cross_products(W, eta - self.offset + resid), theta)[0]
+            if self.scalar is not None:
+                sol = self.scalar.joint_solve(lam[0], self.X, W, eta - self.offset + resid)
+            else:
+                sol = self.penalized.solve(self._cross_products(W, eta - self.offset + resid), theta)[0]
             if sol is None:
                 return self._joint_failure(theta, x, eta, mu, it, "the penalized least-squares system is singular")
             ldL2 = sol.ldL2
@@ -315,18 +361,8 @@ class Pirls:
             if self._converged(step, previous, full and self.family.is_canonical):
                 return Mode(theta, x[:-q], x[-q:], eta, mu, self._final_ldL2(ldL2, step, lam, eta, mu), pdev, True, it)
             previous = step
-        return Mode(
-            theta,
-            x[:-q],
-            x[-q:],
-            eta,
-            mu,
-            self._ldL2_at(lam, eta, mu),
-            pdev,
-            False,
-            MAX_ITER,
-            f"no convergence in {MAX_ITER} iterations",
-        )
+        message = f"no convergence in {MAX_ITER} iterations"
+        return Mode(theta, x[:-q], x[-q:], eta, mu, self._ldL2_at(lam, eta, mu), pdev, False, MAX_ITER, message)
 
     def _joint_failure(self, theta, x, eta, mu, it, message) -> Mode:
         q = self.q
@@ -339,7 +375,8 @@ class Pirls:
         """Cross-products of the working response at the mode (a copy): the PLS problem whose solution it is."""
         W, resid = self._working(mode.eta, mode.mu)
         cp = self._cross_products(W, mode.eta - self.offset + resid)
-        cp.ZtZ = self._ztz.copy()
+        if self.scalar is None:  # the pattern's matrix is reused
+            cp.ZtZ = cp.ZtZ.copy()
         return cp
 
     def working_solution(self, mode: Mode) -> PlsSolution | None:
@@ -348,6 +385,9 @@ class Pirls:
 
     def fixed_rx(self, mode: Mode) -> np.ndarray | None:
         """RX at the mode, or None if singular."""
+        if self.scalar is not None:
+            working = self.scalar.rx(float(mode.theta[0]), self.X, self.working_weights(mode))
+            return None if working is None or not self.p else working.RX
         sol = self.working_solution(mode)
         return None if sol is None or not self.p else sol.RX
 

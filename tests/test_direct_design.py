@@ -30,8 +30,12 @@ def data():
 
 
 @pytest.mark.parametrize(
-    "expr", ["1 + x", "x + f", "f + x + g", "period", "1 + period + k", "g + f + 1", "x + 0 + k", "0 + x"]
-)
+    "expr",
+    [
+        "1 + x", "x + f", "f + x + g", "period", "1 + period + k", "g + f + 1", "x + 0 + k", "0 + x",
+        "(x + f + g)", "(x + f) + ((g))", "1 + (k + (x))",
+    ],
+)  # fmt: skip
 def test_direct_matrix_is_formulaics(data, expr):
     direct = _direct_columns(expr, data)
     assert direct is not None
@@ -45,7 +49,11 @@ def test_direct_matrix_is_formulaics(data, expr):
 
 
 @pytest.mark.parametrize(
-    "expr", ["0 + f", "f - 1", "o", "s", "flag", "x + sparse", "one", "f:g", "f * x", "log(k + 1)", "x + x"]
-)
+    "expr",
+    [
+        "0 + f", "f - 1", "o", "s", "flag", "x + sparse", "one", "f:g", "f * x", "log(k + 1)", "x + x",
+        "(x + f):g", "x - (k + f)", "(x) * (k)", "(x + x)", "k + (x + 0)",
+    ],
+)  # fmt: skip
 def test_other_terms_are_left_to_formulaic(data, expr):
     assert _direct_columns(expr, data) is None

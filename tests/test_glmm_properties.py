@@ -134,9 +134,9 @@ def test_z_w_z_update_on_the_fixed_pattern_equals_the_dense_product():
     df = small_data(7)
     eng = engine("yb ~ x + (x | g) + (1 | h)", df, Binomial())
     W = np.random.default_rng(0).uniform(0.1, 2.0, eng.n)
-    eng._ztz.data = eng._ztwz(W)
+    ztz = eng._cross_products(W, np.zeros(eng.n)).ZtZ
     Z = eng.Z.toarray()
-    np.testing.assert_allclose(eng._ztz.toarray(), Z.T @ (W[:, None] * Z), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ztz.toarray(), Z.T @ (W[:, None] * Z), rtol=1e-12, atol=1e-12)
 
 
 def expanded_to_bernoulli(df: pd.DataFrame) -> pd.DataFrame:
