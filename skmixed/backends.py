@@ -1,4 +1,4 @@
-"""Four ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
+"""Five ways to evaluate an LMM's profiled deviance, and the one place that chooses between them.
 
 Each backend takes θ (of the standardized problem, :mod:`skmixed.standardize`) and gives the
 PLS solution (:class:`~skmixed.pls.PlsSolution`: β̂, û, r², log-determinants, the deviance) and,
@@ -10,15 +10,21 @@ where it has one, the analytic gradient:
 * :class:`BlockedDenseBackend`: the same bordered factor with the first term's block (block diagonal by level)
   factored level by level and only the Schur complement of the rest dense (:mod:`skmixed.blocked_pls`): the
   gradient for vector terms on several grouping factors at a fraction of the dense work.
-* :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or nested), the
+* :class:`NestedBackend`: two terms on nested grouping factors, any number of effects each
+  (:mod:`skmixed.nested_pls`): A is a two-level block arrow whose factor has no fill, refactored
+  level by level as batched k × k algebra; a gradient from A⁻¹ on A's blocks.  Its work is that
+  of CHOLMOD's factor of the same blocks without the assembly of A, the sparse calls or a
+  selected inverse, so it is taken for every such model beyond the dense path's size.
+* :class:`ScalarTermsBackend`: scalar terms only (random intercepts, crossed or partly nested), the
   blocked factor refactored from Λ alone (:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
   blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
   pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
-  two terms whose factors are nested).  Other models (crossed vector terms too large for the dense
-  paths) would need a selected inverse of the sparse factor per evaluation, which scikit-sparse
-  does not offer: the optimizer then works without a gradient (BOBYQA).
+  two terms whose factors are nested, which :class:`NestedBackend` takes first).  Other models
+  (crossed vector terms too large for the dense paths) would need a selected inverse of the sparse
+  factor per evaluation, which scikit-sparse does not offer: the optimizer then works without a
+  gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
 """
@@ -33,6 +39,8 @@ from ._cholmod import NotPositiveDefinite, factor_flops
 from .blocked_pls import BlockedPls, blocked_flops
 from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING
 from .dense_pls import DensePls
+from .nested_cholesky import nested_structure
+from .nested_pls import NestedPls
 from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
@@ -255,10 +263,57 @@ class SparseBackend(_Backend):
         return sol, grad
 
 
+class NestedBackend(_Backend):
+    """Two terms on nested grouping factors: the PLS problem level by level (:mod:`skmixed.nested_pls`)."""
+
+    name = "nested blocks"
+    has_gradient = True
+
+    def __init__(self, cp, re, reml, structure):
+        inner, outer = re.terms[structure.inner], re.terms[1 - structure.inner]
+        reason = (
+            f"two terms on nested grouping factors ({inner.n_levels} levels of {inner.group} in {outer.n_levels} of "
+            f"{outer.group}): A's factor level by level, batched {inner.k} × {inner.k} and {outer.k} × {outer.k} "
+            "blocks with no fill, with a gradient"
+        )
+        super().__init__(cp, re, reml, reason)
+        self._nested = NestedPls(cp, re, structure, reml)
+
+    def solve(self, theta):
+        nested = self._nested
+        if not nested.decompose(theta):
+            return None
+        beta, u, b = nested.coefficients()
+        return profiled_solution(
+            theta,
+            beta,
+            u,
+            b,
+            nested.pwrss,
+            nested.chol.logdet(),
+            nested.ldRX2,
+            nested.RX,
+            self.cp.n,
+            self.p,
+            self.cp.log_det_w,
+            self.reml,
+        )
+
+    def solve_with_gradient(self, theta):
+        sol = self.solve(theta)
+        return sol, None if sol is None else self._nested.gradient(self.dof)
+
+    def cholesky_at(self, theta):
+        return self._nested.chol if self._nested.decompose(theta) else None
+
+
 def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend:
     """The backend for this model, with the reason for the choice (``backend.reason``)."""
     if re.q <= MAX_DENSE_Q:
         return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
+    structure = nested_structure(cp.ZtZ, re)
+    if structure is not None:
+        return NestedBackend(cp, re, reml, structure)
     if all(t.k == 1 for t in re.terms):
         chol = make_scalar_cholesky(cp.ZtZ, re.terms[0].q)
         if chol is not None:
@@ -270,21 +325,11 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
                 "the blocked factor refactored from Λ, with a gradient",
                 chol,
             )
-    if len({t.group for t in re.terms}) > 1 and not _nested_pair(re):  # nested: the sparse path's gradient
+    if len({t.group for t in re.terms}) > 1:
         backend = _with_gradient(cp, re, reml)
         if backend is not None:
             return backend
     return SparseBackend(cp, re, reml)
-
-
-def _nested_pair(re: RandomEffects) -> bool:
-    """Two terms, each level of the first's factor within one level of the second's (pupils in classes)."""
-    if len(re.terms) != 2:
-        return False
-    inner, outer = (t.factor.codes for t in re.terms)
-    parent = np.zeros(re.terms[0].n_levels, dtype=outer.dtype)
-    parent[inner] = outer
-    return bool(np.array_equal(parent[inner], outer))
 
 
 def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend | None:

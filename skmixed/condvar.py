@@ -18,6 +18,10 @@ MAX_BATCH_ENTRIES = 20_000_000
 
 def conditional_variances(chol, re: RandomEffects, theta: np.ndarray, sigma: float) -> list[np.ndarray]:
     """Per term, an ℓ × k × k array of ``σ² Λ A⁻¹ Λ'`` diagonal blocks; ``chol`` is a factor of A at θ."""
+    inverse_blocks = getattr(chol, "inverse_diagonal_blocks", None)
+    if inverse_blocks is not None:  # a factor that has A⁻¹'s diagonal blocks (skmixed.nested_cholesky): T (A⁻¹)_ll T'
+        Ts = [t.T(re.term_theta(theta, i)) for i, t in enumerate(re.terms)]
+        return [sigma**2 * (T @ blocks @ T.T) for T, blocks in zip(Ts, inverse_blocks())]
     LamT = re.Lambda(theta).T.tocsc()
     out = []
     for i, t in enumerate(re.terms):
