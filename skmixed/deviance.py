@@ -4,7 +4,7 @@
 For an LMM, :class:`ProfiledDeviance`: θ ↦ the REML criterion or −2 log-likelihood profiled over
 β and σ, on the user's scale; its :attr:`~ProfiledDeviance.standardized` twin works in the
 coordinates of the standardized problem (:mod:`skmixed.standardize`), where the optimizer runs.
-The backend (dense, blocked or sparse) is chosen once, in :func:`skmixed.backends.choose_backend`,
+The backend (dense, blocked, nested, scalar terms or sparse) is chosen once, in :func:`skmixed.backends.choose_backend`,
 which records why.  For a GLMM, :class:`GlmmObjective`: the Laplace (nAGQ = 1), adaptive
 Gauss–Hermite (nAGQ > 1) or nAGQ = 0 deviance, evaluated by penalized IRLS (:mod:`skmixed.pirls`).
 """

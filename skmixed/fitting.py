@@ -2,7 +2,8 @@
 ``optimizeGlmer``), ending in the convergence checks of :func:`skmixed.convergence.minimize`.
 
 An LMM's profiled deviance is minimised over θ of the standardized problem: with an analytic
-gradient (every backend but the sparse one with nested or crossed vector terms) by L-BFGS-B,
+gradient (every backend but the sparse one, left with crossed vector terms too large for the dense and
+blocked paths) by L-BFGS-B,
 preconditioned by :func:`~skmixed.pls.theta_scale` and started from moment estimates
 (:func:`~skmixed.pls.moment_theta`); otherwise by BOBYQA from Λ = I, as lme4 does.  A GLMM goes
 to :func:`skmixed.glmm_fitting.optimize_glmm`.  The summary returned is on the user's scale.
