@@ -1,6 +1,7 @@
 # lme4's objectives and times for the benchmark cases of issue 15's shapes (benchmarks/cases.py), for
 # reference_times.json.  Usage: Rscript lme4_shapes.R DIR OUT.json, DIR holding each case's data written by
-# benchmarks/data.py (pandas' to_csv: crossed_sparse_10k.csv, crossed_100k.csv, nested_vector.csv, kb07_like.csv).
+# benchmarks/data.py (pandas' to_csv: crossed_sparse_10k.csv, crossed_100k.csv, nested_vector.csv, kb07_like.csv,
+# ml1m_like.csv); cases whose file is missing are skipped.
 suppressMessages({library(lme4); library(jsonlite)})
 args <- commandArgs(TRUE)
 cases <- list(
@@ -8,12 +9,15 @@ cases <- list(
   crossed_100k = list(f = y ~ 1 + (1 | a) + (1 | b), REML = FALSE, factors = c("a", "b")),
   nested_vector = list(f = y ~ x + (1 + x | a) + (1 + x | a:b), REML = TRUE, factors = c("a", "b")),
   kb07_like = list(f = y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item), REML = TRUE,
-                   factors = c("subj", "item"))
+                   factors = c("subj", "item")),
+  ml1m_like = list(f = y ~ 1 + (1 | user) + (1 | movie), REML = FALSE, factors = c("user", "movie"))
 )
 out <- list()
 for (name in names(cases)) {
   cs <- cases[[name]]
-  d <- read.csv(file.path(args[1], paste0(name, ".csv")))
+  path <- file.path(args[1], paste0(name, ".csv"))
+  if (!file.exists(path)) next
+  d <- read.csv(path)
   for (f in cs$factors) d[[f]] <- factor(d[[f]])
   secs <- system.time(m <- lmer(cs$f, d, REML = cs$REML))[["elapsed"]]
   out[[name]] <- list(seconds = secs, objective = if (cs$REML) REMLcrit(m) else deviance(m),
