@@ -84,9 +84,9 @@ class LaplaceGradient:
         self._index_rows()
 
     @cached_property
-    def _X_rows(self) -> np.ndarray:
-        """X in row order, as the right-hand sides are filled."""
-        return np.ascontiguousarray(self.pirls.X)
+    def _X_by_column(self) -> np.ndarray:
+        """X', as the right-hand sides are filled (column by column)."""
+        return np.ascontiguousarray(self.pirls.X.T)
 
     def _index_rows(self) -> None:
         """The per-row indices: where H⁻¹ at each pair of a row's columns is in :meth:`_selected_inverse`, and Λ'Z'
@@ -221,12 +221,12 @@ class LaplaceGradient:
                 return failed
         ZE_u = Zv_m * (u[C] if self._all_scalar else u[C[:, self._theta_col]])  # column m: ZE_mû
         self._lzt.data = ZL.ravel()[self._lzt_order]
-        columns = np.empty((n, 1 + ZE_u.shape[1] + pl.p))
-        columns[:, 0] = a
-        columns[:, 1 : 1 + ZE_u.shape[1]] = ZE_u
-        columns[:, 1 + ZE_u.shape[1] :] = self._X_rows
-        columns[:, 1:] *= -W_obs[:, None]
-        rhs = self._lzt @ columns  # Λ'Z'[a, −W_obs ZE_mû, −W_obs X]
+        columns = np.empty((1 + ZE_u.shape[1] + pl.p, n))  # by rows: each scaling is one pass over n values
+        columns[0] = a
+        columns[1 : 1 + ZE_u.shape[1]] = ZE_u.T
+        columns[1 + ZE_u.shape[1] :] = self._X_by_column
+        columns[1:] *= -W_obs
+        rhs = self._lzt @ columns.T  # Λ'Z'[a, −W_obs ZE_mû, −W_obs X]
         Ztr = pl.Zt @ r
         for m, (i, j) in enumerate(self._theta_effects):
             rhs[j, 1 + m] += Ztr[i]  # E_m'Z'r
