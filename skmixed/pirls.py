@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from .families import Family
 from .pirls_scalar import ScalarTerm, has_scalar_term
-from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution
+from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, unique_inverse
 from .reterms import RandomEffects
 
 MAX_ITER = 100
@@ -147,7 +147,7 @@ class Pirls:
         K = C.shape[1]
         a, b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
         keys = (C[:, b] * self.q + C[:, a]).ravel()  # column d = C[:, b], row c = C[:, a]: CSC order
-        uniq, target = np.unique(keys, return_inverse=True)
+        uniq, target = unique_inverse(keys, self.q * self.q)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // self.q, minlength=self.q))])
         ztz = sp.csc_matrix((np.zeros(len(uniq)), uniq % self.q, indptr), shape=(self.q, self.q))
         return target, np.ascontiguousarray(V[:, a] * V[:, b]), ztz  # C order, as the targets: ravel() is a view

@@ -71,6 +71,23 @@ def cross_products(
     )
 
 
+#: keys below this bound are made unique by marking them in an array of that size rather than by sorting
+MAX_MARKED_KEYS = 1 << 24
+
+
+def unique_inverse(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for integer keys in [0, size): by marking the keys present in an
+    array of ``size`` flags where that is small (O(n + size), no sort of the n keys), by sorting otherwise."""
+    if size > MAX_MARKED_KEYS:
+        return np.unique(keys, return_inverse=True)
+    present = np.zeros(size, dtype=bool)
+    present[keys] = True
+    uniq = np.flatnonzero(present)
+    position = np.empty(size, dtype=np.intp)  # only the entries at uniq are set, and only they are read
+    position[uniq] = np.arange(len(uniq))
+    return uniq, position[keys]
+
+
 @dataclass
 class PlsSolution:
     """The PLS solution at one θ: everything the result object needs."""
@@ -127,7 +144,7 @@ class ScaledGram:
         z, l1, l2, a, b = z[lower], l1[lower], l2[lower], a[lower], b[lower]
         diag = np.arange(q)
         keys = np.concatenate([b * q + a, diag * q + diag])  # column-major: CSC order
-        uniq, inverse = np.unique(keys, return_inverse=True)
+        uniq, inverse = unique_inverse(keys, q * q)
         self.target = inverse[: len(a)]
         self.diag_pos = inverse[len(a) :]
         self.z, self.l1, self.l2 = z, l1, l2
