@@ -94,6 +94,24 @@ class _Blocked:
         self._L21 = L21
         return (L21 @ L21.T).toarray()
 
+    def trailing_inverse(self) -> tuple[np.ndarray, np.ndarray]:
+        """A⁻¹'s last q₂ columns and the diagonal of its leading block, from the factor alone:
+
+            A⁻¹[:, q₁:] = [−D^-½ L₂₁'S⁻¹; S⁻¹],   diag((A⁻¹)₁₁) = (1 + diag(L₂₁'S⁻¹L₂₁)) / d
+
+        (S⁻¹ = L₂₂'⁻¹L₂₂⁻¹ by LAPACK's ``dpotri``; (A⁻¹)₁₁ = D⁻¹ + D^-½L₂₁'S⁻¹L₂₁D^-½): what the Laplace
+        gradient's selected inverse needs of A⁻¹ when the leading block is diagonal."""
+        Sinv, info = dpotri(self._L22, lower=1)  # the lower triangle (L₂₂'s upper triangle is clean: zeros)
+        if info != 0:
+            raise ArithmeticError(f"cannot invert the Schur complement (LAPACK info {info})")
+        Sinv = Sinv + np.tril(Sinv, -1).T
+        P = np.asarray(self._L21.T @ Sinv)  # L₂₁'S⁻¹, q₁ × q₂
+        if isinstance(self._L21, np.ndarray):
+            quad = np.einsum("ca,ac->c", P, self._L21)
+        else:
+            quad = np.asarray(self._L21.multiply(P.T).sum(axis=0)).ravel()
+        return np.vstack([-P / self._root[:, None], Sinv]), (1.0 + quad) / self._root**2
+
     def inverse_traces(self) -> tuple[float, np.ndarray]:
         """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) from L₂₁: see :meth:`_inverse_traces`, or, for a sparse L₂₁ that
         is cheap to multiply, from L₂₂⁻¹ alone: with R = L₂₁D^-½ and S⁻¹ = L₂₂'⁻¹L₂₂⁻¹,

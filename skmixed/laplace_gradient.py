@@ -176,6 +176,9 @@ class LaplaceGradient:
         chol = pl.penalized.chol
         if not q1:  # the whole inverse; its lower triangle transposed is read at (lo, hi), row-major
             return chol.solve(np.eye(q)).T.ravel()
+        if hasattr(chol, "trailing_inverse"):  # the blocked factor: from D, L₂₁ and S⁻¹ directly
+            columns, diagonal = chol.trailing_inverse()
+            return np.concatenate([columns.ravel(), diagonal])
         unit = np.zeros((q, q - q1))
         unit[np.arange(q1, q), np.arange(q - q1)] = 1.0
         columns = chol.solve(unit)

@@ -61,6 +61,12 @@ def test_refactor_from_weights_equals_the_assembled_factor(case):
     assert chol.logdet() == expected.logdet()
     b = np.random.default_rng(2).normal(size=(re.q, 3))
     np.testing.assert_allclose(chol.solve(b), expected.solve(b), rtol=1e-13, atol=0)
+    # the Laplace gradient's part of A⁻¹, from the factor alone
+    A_inverse = np.linalg.inv(A.toarray() + np.tril(A.toarray(), -1).T)
+    columns, diagonal = chol.trailing_inverse()
+    q1 = re.terms[0].q
+    np.testing.assert_allclose(columns, A_inverse[:, q1:], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(diagonal, np.diag(A_inverse)[:q1], rtol=1e-12)
     # A itself is assembled only when read, for the Λ and Z'WZ of the last refactorization
     matrix = penalized.gram.matrix
     np.testing.assert_array_equal(matrix.data, A.data)
