@@ -71,14 +71,17 @@ def cross_products(
     )
 
 
-#: keys below this bound are made unique by marking them in an array of that size rather than by sorting
-MAX_MARKED_KEYS = 1 << 24
+#: keys below this bound may be made unique by marking them in an array of that size (32 MB of positions) rather
+#: than by sorting them
+MAX_MARKED_KEYS = 1 << 22
 
 
 def unique_inverse(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(keys, return_inverse=True)`` for integer keys in [0, size): by marking the keys present in an
-    array of ``size`` flags where that is small (O(n + size), no sort of the n keys), by sorting otherwise."""
-    if size > MAX_MARKED_KEYS:
+    array of ``size`` flags where that costs less than sorting them (O(size) against O(n log n) for n keys), by
+    sorting otherwise."""
+    n = len(keys)
+    if size > MAX_MARKED_KEYS or size > 8 * n * max(np.log2(max(n, 2)), 1.0):
         return np.unique(keys, return_inverse=True)
     present = np.zeros(size, dtype=bool)
     present[keys] = True

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 import skmixed
-from skmixed import pls
 from skmixed.cholesky import BlockedCholesky
 from skmixed.pls import PenalizedCholesky, ScaledGram, cross_products, unique_inverse
 
@@ -89,12 +88,10 @@ def test_diagonal_lambda_pattern_equals_the_general_enumeration(monkeypatch):
     np.testing.assert_array_equal(direct.update(lam).toarray(), general.update(lam).toarray())
 
 
-@pytest.mark.parametrize("marked", [True, False])
-def test_unique_inverse_equals_numpy_unique(monkeypatch, marked):
-    if not marked:
-        monkeypatch.setattr(pls, "MAX_MARKED_KEYS", 10)
-    keys = np.random.default_rng(3).integers(0, 5000, 20_000)
-    uniq, inverse = unique_inverse(keys, 5000)
+@pytest.mark.parametrize("size", [5000, 10**7])  # marked; sorted (beyond MAX_MARKED_KEYS)
+def test_unique_inverse_equals_numpy_unique(size):
+    keys = np.random.default_rng(3).integers(0, 5000, 20_000) * (size // 5000)
+    uniq, inverse = unique_inverse(keys, size)
     expected_uniq, expected_inverse = np.unique(keys, return_inverse=True)
     np.testing.assert_array_equal(uniq, expected_uniq)
     np.testing.assert_array_equal(inverse, expected_inverse)
