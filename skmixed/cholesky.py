@@ -220,8 +220,8 @@ class BlockedCholesky(_Blocked):
 
             D = λ₁ (Z'WZ)₁₁ λ₁ + I,   L₂₁ = λ₂ (Z'WZ)₂₁ λ₁ D^-½,   S = λ₂ (Z'WZ)₂₂ λ₂ + I − L₂₁L₂₁',
 
-        each product in the order :class:`~skmixed.pls.ScaledGram` forms A's entries, so the factor is the one
-        :meth:`refactor` computes from that A, to the last bit."""
+        each product in the order :class:`~skmixed.pls.ScaledGram` forms A's entries, so D and L₂₁ are those
+        :meth:`refactor` computes from that A to the last bit (and S up to the order of BLAS's sums)."""
         q1 = self.q1
         lam1 = lam[:q1]
         d = lam1 * ztz[self._diag_z] * lam1 + 1.0
