@@ -17,6 +17,8 @@ mode and ordering :mod:`skmixed._cholmod` picks.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri, dtrtri, dtrtrs
@@ -92,6 +94,24 @@ class _Blocked:
         self._L21 = L21
         return (L21 @ L21.T).toarray()
 
+    def trailing_inverse(self) -> tuple[np.ndarray, np.ndarray]:
+        """A⁻¹'s last q₂ columns and the diagonal of its leading block, from the factor alone:
+
+            A⁻¹[:, q₁:] = [−D^-½ L₂₁'S⁻¹; S⁻¹],   diag((A⁻¹)₁₁) = (1 + diag(L₂₁'S⁻¹L₂₁)) / d
+
+        (S⁻¹ = L₂₂'⁻¹L₂₂⁻¹ by LAPACK's ``dpotri``; (A⁻¹)₁₁ = D⁻¹ + D^-½L₂₁'S⁻¹L₂₁D^-½): what the Laplace
+        gradient's selected inverse needs of A⁻¹ when the leading block is diagonal."""
+        Sinv, info = dpotri(self._L22, lower=1)  # the lower triangle (L₂₂'s upper triangle is clean: zeros)
+        if info != 0:
+            raise ArithmeticError(f"cannot invert the Schur complement (LAPACK info {info})")
+        Sinv = Sinv + np.tril(Sinv, -1).T
+        P = np.asarray(self._L21.T @ Sinv)  # L₂₁'S⁻¹, q₁ × q₂
+        if isinstance(self._L21, np.ndarray):
+            quad = np.einsum("ca,ac->c", P, self._L21)
+        else:
+            quad = np.asarray(self._L21.multiply(P.T).sum(axis=0)).ravel()
+        return np.vstack([-P / self._root[:, None], Sinv]), (1.0 + quad) / self._root**2
+
     def inverse_traces(self) -> tuple[float, np.ndarray]:
         """tr((A⁻¹)₁₁) and diag((A⁻¹)₂₂) from L₂₁: see :meth:`_inverse_traces`, or, for a sparse L₂₁ that
         is cheap to multiply, from L₂₂⁻¹ alone: with R = L₂₁D^-½ and S⁻¹ = L₂₂'⁻¹L₂₂⁻¹,
@@ -161,10 +181,17 @@ class BlockedCholesky(_Blocked):
         size = self.q1 * self.q2
         self._dense_l21 = size <= DENSE_L21_MAX and len(off) >= DENSE_L21_FILL * size
         self.refactor(A)
-        pattern = abs(self._B) @ abs(self._B).T + sp.csc_matrix(
-            (np.ones(len(low)), (self._low_rows, self._low_cols)), shape=(self.q2, self.q2)
+
+    @cached_property
+    def density(self) -> float:
+        """The fraction of S's entries that are structurally nonzero: those of C and of BB' (computed when asked:
+        a small S is factored densely whatever its fill)."""
+        B = self._B.copy()
+        B.data = np.ones(B.nnz)
+        pattern = B @ B.T + sp.csc_matrix(
+            (np.ones(len(self._low)), (self._low_rows, self._low_cols)), shape=(self.q2, self.q2)
         )
-        self.density = (pattern + pattern.T).nnz / self.q2**2
+        return (pattern + pattern.T).nnz / self.q2**2
 
     def refactor(self, A_lower: sp.csc_matrix) -> None:
         data = A_lower.data
@@ -177,6 +204,48 @@ class BlockedCholesky(_Blocked):
         S = np.zeros((self.q2, self.q2))
         S[self._low_rows, self._low_cols] = data[self._low]
         S -= self._set_l21(L21)
+        self._factor_schur(S)
+
+    def bind_scaled(self, z: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Prepare :meth:`refactor_scaled`: A's k-th stored entry is ``λ[rows[k]]·ztz[z[k]]·λ[cols[k]]`` (+ 1 on
+        the diagonal) for a diagonal Λ (:class:`~skmixed.pls.ScaledGram` of scalar terms)."""
+        self._diag_z = z[self._diag]
+        self._off_z, self._off_rows = z[self._off], rows[self._off]
+        self._low_z, self._low_l1, self._low_l2 = z[self._low], rows[self._low], cols[self._low]
+        self._l21_flat = self._B_cols * self.q2 + self._B.indices  # B's entries in L₂₁' (q₁ × q₂, row-major)
+        self._l21_full = len(self._l21_flat) == self.q1 * self.q2  # then in order: every entry, column by column
+
+    def refactor_scaled(self, lam: np.ndarray, ztz: np.ndarray) -> None:
+        """Refactor for a diagonal Λ with values ``lam`` and Z'WZ's values ``ztz`` without assembling A:
+
+            D = λ₁ (Z'WZ)₁₁ λ₁ + I,   L₂₁ = λ₂ (Z'WZ)₂₁ λ₁ D^-½,   S = λ₂ (Z'WZ)₂₂ λ₂ + I − L₂₁L₂₁',
+
+        each product in the order :class:`~skmixed.pls.ScaledGram` forms A's entries, so D and L₂₁ are those
+        :meth:`refactor` computes from that A to the last bit (and S up to the order of BLAS's sums)."""
+        q1 = self.q1
+        lam1 = lam[:q1]
+        d = lam1 * ztz[self._diag_z] * lam1 + 1.0
+        if np.any(d <= 0):
+            raise NotPositiveDefinite("non-positive diagonal in the leading block")
+        self._root = root = np.sqrt(d)
+        S = np.zeros((self.q2, self.q2))
+        S[self._low_rows, self._low_cols] = lam[self._low_l1] * ztz[self._low_z] * lam[self._low_l2]
+        S[np.arange(self.q2), np.arange(self.q2)] += 1.0
+        if self._dense_l21:  # L₂₁' scaled as a dense array (broadcasts, not gathers), filled in B's CSC order
+            if self._l21_full:
+                L21t = ztz[self._off_z]
+            else:
+                L21t = np.zeros(q1 * self.q2)
+                L21t[self._l21_flat] = ztz[self._off_z]
+            L21t = L21t.reshape(q1, self.q2)
+            L21t *= lam[q1:]
+            L21t *= lam1[:, None]
+            L21t /= root[:, None]
+            self._L21 = L21t.T
+            S -= L21t.T @ L21t
+        else:
+            self._B.data = lam[self._off_rows] * ztz[self._off_z] * lam[self._B_cols] / root[self._B_cols]
+            S -= self._set_l21(self._B)
         self._factor_schur(S)
 
 
@@ -234,7 +303,7 @@ def make_cholesky(A_lower: sp.csc_matrix, diagonal_block: int = 0):
             blocked = BlockedCholesky(A_lower, diagonal_block)
         except ValueError:  # the leading block is not diagonal
             blocked = None
-        if blocked is not None and (blocked.density >= MIN_DENSITY or q2 <= SMALL_SCHUR):
+        if blocked is not None and (q2 <= SMALL_SCHUR or blocked.density >= MIN_DENSITY):
             return blocked
     sparse = SparseCholesky(A_lower)
     if blocked is not None and float(q2) ** 3 / 3 <= DENSE_PER_SPARSE_FLOP * sparse.flops:

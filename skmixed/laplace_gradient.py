@@ -84,22 +84,24 @@ class LaplaceGradient:
         self._index_rows()
 
     @cached_property
-    def _X_rows(self) -> np.ndarray:
-        """X in row order, as the right-hand sides are filled."""
-        return np.ascontiguousarray(self.pirls.X)
+    def _X_by_column(self) -> np.ndarray:
+        """X', as the right-hand sides are filled (column by column)."""
+        return np.ascontiguousarray(self.pirls.X.T)
 
     def _index_rows(self) -> None:
         """The per-row indices: where H⁻¹ at each pair of a row's columns is in :meth:`_selected_inverse`, and Λ'Z'
         (q × n) on its fixed pattern (its values are those of ZΛ's rows, ``_z_lambda``, in ``_lzt_order``)."""
         C, q = self.pirls.z_cols, self.pirls.q
-        K = C.shape[1]
+        n, K = C.shape
+        self._CT, self._ZvT = np.ascontiguousarray(C.T), np.ascontiguousarray(self.pirls.z_vals.T)
         pair_a, pair_b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
         lo, hi = np.minimum(C[:, pair_a], C[:, pair_b]), np.maximum(C[:, pair_a], C[:, pair_b])
-        self._gather = self._flat_index(lo, hi)
-        n, flat = C.shape[0], C.ravel()
-        self._lzt_order = np.argsort(flat, kind="stable")
+        self._gather = np.ascontiguousarray(self._flat_index(lo, hi).T.reshape(K, K, n))  # [j, l, r]: (C[r,j], C[r,l])
+        flat = C.ravel()
+        order = np.argsort(flat, kind="stable")
+        self._lzt_order = (order % K) * n + order // K  # where ZΛ's value at each entry of Λ'Z' is in its K × n form
         indptr = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=q))])
-        self._lzt = sp.csr_matrix((np.zeros(n * K), np.repeat(np.arange(n), K)[self._lzt_order], indptr), shape=(q, n))
+        self._lzt = sp.csr_matrix((np.zeros(n * K), order // K, indptr), shape=(q, n))
 
     def _flat_index(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Where (H⁻¹)_{lo, hi} (lo ≤ hi, a pair of columns of one row of Z) is in :meth:`_selected_inverse`."""
@@ -158,13 +160,13 @@ class LaplaceGradient:
         return theta, u
 
     def _z_lambda(self, theta: np.ndarray) -> np.ndarray:
-        """Row values of ZΛ in the columns ``z_cols``: per term, the row's values times the template T."""
-        pl, re = self.pirls, self.pirls.re
+        """Row values of ZΛ in the columns ``z_cols``, as K × n: per term, the row's values times the template T."""
+        re = self.pirls.re
         if self._all_scalar:  # T = θ_i for each term: one broadcast product
-            return pl.z_vals * theta
-        out = np.empty_like(pl.z_vals)
+            return self._ZvT * theta[:, None]
+        out = np.empty_like(self._ZvT)
         for i, (t, cols) in enumerate(zip(re.terms, self._term_cols)):
-            out[:, cols] = pl.z_vals[:, cols] @ t.T(re.term_theta(theta, i))
+            out[cols] = t.T(re.term_theta(theta, i)).T @ self._ZvT[cols]
         return out
 
     def _selected_inverse(self) -> np.ndarray:
@@ -174,6 +176,9 @@ class LaplaceGradient:
         chol = pl.penalized.chol
         if not q1:  # the whole inverse; its lower triangle transposed is read at (lo, hi), row-major
             return chol.solve(np.eye(q)).T.ravel()
+        if hasattr(chol, "trailing_inverse"):  # the blocked factor: from D, L₂₁ and S⁻¹ directly
+            columns, diagonal = chol.trailing_inverse()
+            return np.concatenate([columns.ravel(), diagonal])
         unit = np.zeros((q, q - q1))
         unit[np.arange(q1, q), np.arange(q - q1)] = 1.0
         columns = chol.solve(unit)
@@ -190,8 +195,8 @@ class LaplaceGradient:
         pl, fam = self.pirls, self.pirls.family
         failed = np.full(len(mode.theta) + pl.p, np.nan), None
         y, wt, eta, mu, u = pl.y, pl.wt, mode.eta, mode.mu, mode.u
-        C, Zv = pl.z_cols, pl.z_vals
-        n, K = C.shape
+        C, Zv = self._CT, self._ZvT  # K × n: each row operation below is one pass over n values
+        n = C.shape[1]
         d, W, r = fam.irls_terms(y, mu, eta, wt)
         lam = pl.lam_map.values(mode.theta)
         # PIRLS leaves H factored at the mode (its ldL2 came from this factor); refactor only if that has changed
@@ -199,10 +204,10 @@ class LaplaceGradient:
             return failed
         Hinv = self._selected_inverse()
         ZL = self._z_lambda(mode.theta)
-        Q = _rowwise_matvec(Hinv[self._gather].reshape(n, K, K), ZL)  # Q[r, j] = (H⁻¹Λ'Z')[C[r, j], r]
+        Q = _rowwise_matvec(Hinv[self._gather], ZL)  # Q[j, r] = (H⁻¹Λ'Z')[C[r, j], r]
         h = _rowwise_dot(ZL, Q)
-        Zv_m, Q_m = (Zv, Q) if self._all_scalar else (Zv[:, self._theta_row], Q[:, self._theta_col])
-        traces = W @ (Zv_m * Q_m)
+        Zv_m, Q_m = (Zv, Q) if self._all_scalar else (Zv[self._theta_row], Q[self._theta_col])
+        traces = (Zv_m * Q_m) @ W
         a = fam.weights_deriv(mu, eta, wt) * h
         if pl.aic_constant is None:
             dev = float(np.sum(pl.deviance_residuals(mu)))
@@ -213,14 +218,14 @@ class LaplaceGradient:
             W_obs = fam.observed_weights(y, mu, eta, wt)
             if not pl.refactor(lam, W_obs):
                 return failed
-        ZE_u = Zv_m * (u[C] if self._all_scalar else u[C[:, self._theta_col]])  # column m: ZE_mû
+        ZE_u = Zv_m * (u[C] if self._all_scalar else u[C[self._theta_col]])  # row m: ZE_mû
         self._lzt.data = ZL.ravel()[self._lzt_order]
-        columns = np.empty((n, 1 + ZE_u.shape[1] + pl.p))
-        columns[:, 0] = a
-        columns[:, 1 : 1 + ZE_u.shape[1]] = ZE_u
-        columns[:, 1 + ZE_u.shape[1] :] = self._X_rows
-        columns[:, 1:] *= -W_obs[:, None]
-        rhs = self._lzt @ columns  # Λ'Z'[a, −W_obs ZE_mû, −W_obs X]
+        columns = np.empty((1 + len(ZE_u) + pl.p, n))  # by rows: each scaling is one pass over n values
+        columns[0] = a
+        columns[1 : 1 + len(ZE_u)] = ZE_u
+        columns[1 + len(ZE_u) :] = self._X_by_column
+        columns[1:] *= -W_obs
+        rhs = self._lzt @ columns.T  # Λ'Z'[a, −W_obs ZE_mû, −W_obs X]
         Ztr = pl.Zt @ r
         for m, (i, j) in enumerate(self._theta_effects):
             rhs[j, 1 + m] += Ztr[i]  # E_m'Z'r
@@ -232,19 +237,19 @@ class LaplaceGradient:
         return np.concatenate([g_theta, pl.X.T @ e]), du_dx
 
 
-# Row-wise products over the K columns of a row of Z, written as K (or K²) vector operations: for the few columns a
-# row has, these are several times faster than einsum's general loops.
+# Row-wise products over the K columns of a row of Z, stored K × n, written as K (or K²) vector operations over the
+# n rows: for the few columns a row has, these are several times faster than einsum's general loops.
 def _rowwise_dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Σ_j A[r, j] B[r, j] for each row r."""
-    out = A[:, 0] * B[:, 0]
-    for j in range(1, A.shape[1]):
-        out += A[:, j] * B[:, j]
+    """Σ_j A[j, r] B[j, r] for each row r (A, B: K × n)."""
+    out = A[0] * B[0]
+    for j in range(1, len(A)):
+        out += A[j] * B[j]
     return out
 
 
 def _rowwise_matvec(G: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """G[r] @ x[r] for each row r (G: n × K × K, x: n × K)."""
-    out = G[:, :, 0] * x[:, 0:1]
-    for j in range(1, G.shape[2]):
-        out += G[:, :, j] * x[:, j : j + 1]
+    """G[:, :, r] @ x[:, r] for each row r (G: K × K × n, x: K × n)."""
+    out = G[:, 0] * x[0]
+    for j in range(1, G.shape[1]):
+        out += G[:, j] * x[j]
     return out

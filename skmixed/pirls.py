@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from .families import Family
 from .pirls_scalar import ScalarTerm, has_scalar_term
-from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution
+from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, unique_inverse
 from .reterms import RandomEffects
 
 MAX_ITER = 100
@@ -141,20 +141,23 @@ class Pirls:
 
     @cached_property
     def _gram_map(self) -> tuple[np.ndarray, np.ndarray, sp.csc_matrix]:
-        """Enumerate (row, Z'Z entry) pairs: entry (c, d) gets ``Σ_r W_r Z[r,c] Z[r,d]``.  Returns the n × K²
-        products of each row's values, where each goes in Z'Z's CSC data, and Z'Z's pattern (its data is set with W)."""
+        """Enumerate (row, Z'Z entry) pairs: entry (c, d) gets ``Σ_r W_r Z[r,c] Z[r,d]``.  Returns the K² × n
+        products of each row's values, where each goes in Z'Z's CSC data, and Z'Z's pattern (its data is set with W).
+
+        Stored pair by pair (K² × n), so weighting them is K² passes over n rows; each entry of Z'Z comes from one
+        pair of a row's columns (a column belongs to one term and effect), so its sum is in row order either way."""
         C, V = self.z_cols, self.z_vals
         K = C.shape[1]
         a, b = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
-        keys = (C[:, b] * self.q + C[:, a]).ravel()  # column d = C[:, b], row c = C[:, a]: CSC order
-        uniq, target = np.unique(keys, return_inverse=True)
+        keys = (C[:, b] * self.q + C[:, a]).T.ravel()  # column d = C[:, b], row c = C[:, a]: CSC order
+        uniq, target = unique_inverse(keys, self.q * self.q)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // self.q, minlength=self.q))])
         ztz = sp.csc_matrix((np.zeros(len(uniq)), uniq % self.q, indptr), shape=(self.q, self.q))
-        return target, np.ascontiguousarray(V[:, a] * V[:, b]), ztz  # C order, as the targets: ravel() is a view
+        return target, np.ascontiguousarray((V[:, a] * V[:, b]).T), ztz  # C order, as the targets
 
     def _ztwz(self, W: np.ndarray) -> np.ndarray:
         target, products, ztz = self._gram_map
-        return np.bincount(target, (products * W[:, None]).ravel(), minlength=ztz.nnz)
+        return np.bincount(target, (products * W).ravel(), minlength=ztz.nnz)
 
     def _cross_products(self, W: np.ndarray, zr: np.ndarray) -> CrossProducts:
         """Cross-products of Z, X and the working response zr (offset removed) with weights W."""

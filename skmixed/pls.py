@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite
-from .cholesky import make_cholesky
+from .cholesky import BlockedCholesky, make_cholesky
 from .reterms import RandomEffects
 
 
@@ -71,6 +71,26 @@ def cross_products(
     )
 
 
+#: keys below this bound may be made unique by marking them in an array of that size (32 MB of positions) rather
+#: than by sorting them
+MAX_MARKED_KEYS = 1 << 22
+
+
+def unique_inverse(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for integer keys in [0, size): by marking the keys present in an
+    array of ``size`` flags where that costs less than sorting them (O(size) against O(n log n) for n keys), by
+    sorting otherwise."""
+    n = len(keys)
+    if size > MAX_MARKED_KEYS or size > 8 * n * max(np.log2(max(n, 2)), 1.0):
+        return np.unique(keys, return_inverse=True)
+    present = np.zeros(size, dtype=bool)
+    present[keys] = True
+    uniq = np.flatnonzero(present)
+    position = np.empty(size, dtype=np.intp)  # only the entries at uniq are set, and only they are read
+    position[uniq] = np.arange(len(uniq))
+    return uniq, position[keys]
+
+
 @dataclass
 class PlsSolution:
     """The PLS solution at one θ: everything the result object needs."""
@@ -91,14 +111,25 @@ class ScaledGram:
     """``A(θ) = Λ'(Z'WZ)Λ + I`` (lower triangle) on a sparsity pattern fixed at construction.
 
     Each entry of A is a sum of products ``Λ[c,a]·ZtZ[c,d]·Λ[d,b]``; the (c, d, a, b)
-    quadruples are enumerated once, so an update is one weighted ``bincount``.
+    quadruples are enumerated once, so an update is one weighted ``bincount``.  When Λ is
+    diagonal (scalar terms) each entry of A is one product ``λ_c·ZtZ[c,d]·λ_d`` over Z'Z's
+    lower triangle, which is then A's pattern as it stands (no enumeration, no sums).
+
+    :meth:`defer` records (Λ, Z'WZ) for a factor that is refactored from them directly
+    (:meth:`~skmixed.cholesky.BlockedCholesky.refactor_scaled`); :attr:`matrix` is then
+    assembled only when something reads it.
     """
 
     def __init__(self, ZtZ: sp.csc_matrix, re: RandomEffects):
-        q = re.q
-        lrows, lcols, _ = re.lambda_pattern
         coo = ZtZ.tocoo()
         self.zdata = coo.data.copy()
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+        if not self._index_diagonal(coo, re):
+            self._index_general(coo, re)
+
+    def _index_general(self, coo: sp.coo_matrix, re: RandomEffects) -> None:
+        q = re.q
+        lrows, lcols, _ = re.lambda_pattern
         order = np.argsort(lrows, kind="stable")
         ptr = np.concatenate([[0], np.cumsum(np.bincount(lrows, minlength=q))])
 
@@ -116,12 +147,44 @@ class ScaledGram:
         z, l1, l2, a, b = z[lower], l1[lower], l2[lower], a[lower], b[lower]
         diag = np.arange(q)
         keys = np.concatenate([b * q + a, diag * q + diag])  # column-major: CSC order
-        uniq, inverse = np.unique(keys, return_inverse=True)
+        uniq, inverse = unique_inverse(keys, q * q)
         self.target = inverse[: len(a)]
         self.diag_pos = inverse[len(a) :]
         self.z, self.l1, self.l2 = z, l1, l2
         indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // q, minlength=q))])
-        self.matrix = sp.csc_matrix((np.zeros(len(uniq)), uniq % q, indptr), shape=(q, q))
+        self._matrix = sp.csc_matrix((np.zeros(len(uniq)), uniq % q, indptr), shape=(q, q))
+        self.diagonal_lambda = False
+
+    def _index_diagonal(self, coo: sp.coo_matrix, re: RandomEffects) -> bool:
+        """The indices :meth:`_index_general` would find, in O(nnz), when Λ is diagonal (Λ[c, c] is its c-th
+        nonzero) and Z'Z is stored in canonical CSC order with its whole diagonal: A's entries are then Z'Z's lower
+        entries, one product each.  False (nothing set) otherwise."""
+        q = re.q
+        lrows, lcols, _ = re.lambda_pattern
+        diagonal = len(lrows) == q and np.array_equal(lrows, np.arange(q)) and np.array_equal(lcols, lrows)
+        if not diagonal:
+            return False
+        rows, cols = coo.row, coo.col
+        z = np.flatnonzero(rows >= cols)
+        r, c = rows[z], cols[z]
+        keys = c.astype(np.int64) * q + r
+        on_diagonal = np.flatnonzero(r == c)
+        if np.any(np.diff(keys) <= 0) or not np.array_equal(r[on_diagonal], np.arange(q)):
+            return False
+        self.z, self.l1, self.l2 = z, r, c
+        self.target, self.diag_pos = np.arange(len(z)), on_diagonal
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=q))])
+        self._matrix = sp.csc_matrix((np.zeros(len(z)), r, indptr), shape=(q, q))
+        self.diagonal_lambda = True
+        return True
+
+    @property
+    def matrix(self) -> sp.csc_matrix:
+        """A (lower triangle) for the last Λ and Z'WZ given, assembled now if they were only recorded."""
+        if self._pending is not None:
+            lam, zdata = self._pending
+            self._assemble(lam, zdata)
+        return self._matrix
 
     def reweight(self, ztz_data: np.ndarray) -> None:
         """New values of Z'WZ on the constructor's pattern, in the storage order of the CSC matrix it was given
@@ -132,11 +195,20 @@ class ScaledGram:
 
     def update(self, lam: np.ndarray) -> sp.csc_matrix:
         """Fill A for Λ's nonzeros ``lam`` (in the order of ``RandomEffects.lambda_pattern``)."""
-        vals = lam[self.l1] * self.zdata[self.z] * lam[self.l2]
-        data = np.bincount(self.target, vals, minlength=self.matrix.nnz)
+        self._assemble(lam, self.zdata)
+        return self._matrix
+
+    def defer(self, lam: np.ndarray) -> None:
+        """Record Λ's nonzeros ``lam`` (with the current Z'WZ) for :attr:`matrix` to assemble A from if it is read;
+        neither array may be changed in place afterwards."""
+        self._pending = (lam, self.zdata)
+
+    def _assemble(self, lam: np.ndarray, zdata: np.ndarray) -> None:
+        vals = lam[self.l1] * zdata[self.z] * lam[self.l2]
+        data = vals if self.diagonal_lambda else np.bincount(self.target, vals, minlength=self._matrix.nnz)
         data[self.diag_pos] += 1.0
-        self.matrix.data = data
-        return self.matrix
+        self._matrix.data = data
+        self._pending = None
 
 
 def theta_scale(cp: CrossProducts, re: RandomEffects) -> np.ndarray:
@@ -301,7 +373,9 @@ class PenalizedCholesky:
     """``A = Λ'Z'WZΛ + I`` on Z'Z's fixed pattern and its Cholesky factor, refactored for any θ and weights W.
 
     The factor's structure (the blocked split, or CHOLMOD's ordering and symbolic analysis) is
-    settled once, at Λ = I; a GLMM's PIRLS refactors it for every weight vector it tries.
+    settled once, at Λ = I; a GLMM's PIRLS refactors it for every weight vector it tries.  With
+    scalar terms and the blocked factor, the factor is computed from Λ and Z'WZ's values directly
+    (:meth:`~skmixed.cholesky.BlockedCholesky.refactor_scaled`) and A is assembled only if read.
     """
 
     def __init__(self, ZtZ, re: RandomEffects):
@@ -309,13 +383,20 @@ class PenalizedCholesky:
         self.lam = LambdaMap(re)
         first = re.terms[0]
         self.chol = make_cholesky(self.gram.update(self.lam.values(re.theta_init)), first.q if first.k == 1 else 0)
+        self._scaled = self.gram.diagonal_lambda and isinstance(self.chol, BlockedCholesky)
+        if self._scaled:
+            self.chol.bind_scaled(self.gram.z, self.gram.l1, self.gram.l2)
 
     def refactor(self, lam: np.ndarray, ztwz_data: np.ndarray | None = None) -> bool:
         """Factor A for Λ's values ``lam`` (and new Z'WZ values, if given); False if it is not positive definite."""
         if ztwz_data is not None:
             self.gram.reweight(ztwz_data)
         try:
-            self.chol.refactor(self.gram.update(lam))
+            if self._scaled:
+                self.gram.defer(lam)
+                self.chol.refactor_scaled(lam, self.gram.zdata)
+            else:
+                self.chol.refactor(self.gram.update(lam))
         except NotPositiveDefinite:
             return False
         return True
