@@ -44,6 +44,8 @@ DENSE_L21_FILL, DENSE_L21_MAX = 0.25, 4_000_000
 #: sparse × dense product, a pass over an entry of the dense result, and a multiply-add of scipy's sparse product
 #: (4–5 ns on InstEval's and ml1m's shapes, with their two passes and output; up to 14 where the output is large)
 MAX_TRIANGULAR_PRODUCT = 20_000_000
+#: ... the traces read a sparse L₂₁D⁻¹L₂₁' at its entries in S⁻¹ up to this fraction of q₂², as a dense matrix beyond
+DENSE_GATHER = 0.1
 BLAS_NS, SPARSE_DENSE_NS, DENSE_PASS_NS, SPARSE_NS = 0.025, 2.0, 1.0, 5.0
 
 
@@ -140,6 +142,8 @@ class _Blocked:
         Sinv, info = dpotri(self._L22, lower=1)  # lower triangle of S⁻¹ (L₂₂'s upper triangle is clean: zeros)
         if info != 0:
             raise ArithmeticError(f"cannot invert the Schur complement (LAPACK info {info})")
+        if sp.issparse(scaled_product) and scaled_product.nnz > DENSE_GATHER * self.q2**2:
+            scaled_product = scaled_product.toarray()  # nearly full: a pass over it beats gathering S⁻¹ at random
         if sp.issparse(scaled_product):
             M = scaled_product.tocoo()
             lower = M.row >= M.col  # M is symmetric

@@ -72,7 +72,7 @@ class ScalarTermsCholesky(_Blocked):
         self._dense_l21 = size <= DENSE_L21_MAX and G.nnz >= DENSE_L21_FILL * size
         self.gram = WeightedGram(G, self._n, gram_method)
         lower_c = np.count_nonzero(self._C_rows != self._C_cols)
-        self.density = min(1.0, (self.gram.pattern_nnz() + 2 * lower_c + self.q2) / self.q2**2)
+        self.density = min(1.0, (self.gram.pattern_nnz + 2 * lower_c + self.q2) / self.q2**2)
 
     def refactor_lambda(self, lam: np.ndarray) -> None:
         """Factor A for Λ = diag(``lam``), ``lam`` one value per column (constant over the first term's)."""

