@@ -102,6 +102,7 @@ def build(formula: str, data: pd.DataFrame, *, REML: bool = True, family=None, w
 def _linear(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, REML: bool, name) -> LinearMixedModel:
     check_identifiable(re, len(frame.y))
     X, y, w, std = standardize(frame.X, frame.y - frame.offset, frame.weights)
+    Z_rows, Z = re.Z_forms()
     return LinearMixedModel(
         formula=parsed.text,
         parsed=parsed,
@@ -112,7 +113,7 @@ def _linear(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, REML: b
         X=X,
         y=y,
         weights=w,
-        cp=cross_products(re.Z, X, y, w),
+        cp=cross_products(Z, X, y, w, Z_rows=Z_rows),
         data_name=name,
     )
 
