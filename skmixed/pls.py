@@ -28,6 +28,7 @@ from scipy.linalg.lapack import dtrtrs
 from ._cholmod import NotPositiveDefinite
 from .cholesky import make_cholesky
 from .reterms import RandomEffects
+from .scalar_gram import scalar_gram
 
 
 @dataclass
@@ -52,6 +53,7 @@ def cross_products(
     offset: np.ndarray | None = None,
     *,
     Z_rows: sp.csr_matrix | None = None,
+    scalar_offsets: np.ndarray | None = None,
 ) -> CrossProducts:
     """The weighted cross-products of Z, X and y − offset.
 
@@ -60,7 +62,9 @@ def cross_products(
     compressed-row form) and √W Z, which scipy multiplies without converting either; each of its entries is
     the sum over rows r, in increasing order, of the products of the scaled values.  ``Z_rows``, Z's
     compressed-row form when the caller has it (then scaled in place: pass a matrix nobody else holds), saves
-    converting Z; without it, Z is converted once to the form it is not given in."""
+    converting Z; without it, Z is converted once to the form it is not given in.  ``scalar_offsets``, the
+    first columns of the terms when every term is scalar (each row of Z then holds one value per term, in term
+    order), has Z'WZ counted by :func:`skmixed.scalar_gram.scalar_gram` instead: the same sums."""
     yw = y if offset is None else y - offset
     Xw = X
     unit = bool(np.all(weights == 1.0))
@@ -80,7 +84,7 @@ def cross_products(
     Zc = Zr.tocsc() if Z is None else Z
     Zt = Zr.T  # compressed columns
     return CrossProducts(
-        ZtZ=Zt @ Zc,
+        ZtZ=Zt @ Zc if scalar_offsets is None else scalar_gram(Zr, Zc, scalar_offsets),
         ZtX=np.asarray(Zt @ Xw),
         Zty=np.asarray(Zt @ yw).ravel(),
         XtX=Xw.T @ Xw,
