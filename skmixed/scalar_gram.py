@@ -26,12 +26,9 @@ def scalar_gram(Z_rows: sp.csr_matrix, Z_cols: sp.csc_matrix, offsets: np.ndarra
     """Z'Z (q × q, compressed by columns, indices sorted) of a Z whose row r holds exactly one value per term,
     term t's in columns ``offsets[t]:offsets[t + 1]``; ``Z_rows`` and ``Z_cols`` are Z's two compressed forms
     (row entries in term order)."""
-    n_terms, n = len(offsets) - 1, Z_rows.shape[0]
-    codes, values = Z_rows.indices.reshape(n, n_terms), Z_rows.data.reshape(n, n_terms)
+    n_terms = len(offsets) - 1
     sizes = np.diff(offsets)
-    diagonal = [
-        np.bincount(codes[:, i] - offsets[i], values[:, i] * values[:, i], minlength=sizes[i]) for i in range(n_terms)
-    ]
+    diagonal = [_squares(Z_cols, offsets[i], offsets[i + 1]) for i in range(n_terms)]
     upper = {
         (i, j): _cross_tabulation(Z_rows, Z_cols, offsets, i, j, n_terms)
         for i in range(n_terms)
@@ -59,6 +56,14 @@ def scalar_gram(Z_rows: sp.csr_matrix, Z_cols: sp.csc_matrix, offsets: np.ndarra
                 block = upper[i, j] if i < j else upper.pop((j, i)).tocsr().T
             _place(block, filled, offsets[i], data, indices)
     return sp.csc_matrix((data, indices, indptr), shape=(q, q))
+
+
+def _squares(Z_cols: sp.csc_matrix, start: int, stop: int) -> np.ndarray:
+    """The sums of squares of Z's columns ``start:stop``, each over its rows in increasing order."""
+    first, last = Z_cols.indptr[start], Z_cols.indptr[stop]
+    column = np.repeat(np.arange(stop - start), np.diff(Z_cols.indptr[start : stop + 1]))
+    values = Z_cols.data[first:last]
+    return np.bincount(column, values * values, minlength=stop - start)
 
 
 def _diagonal(values: np.ndarray) -> sp.csc_matrix:
