@@ -47,12 +47,14 @@ def scalar_gram(Z_rows: sp.csr_matrix, Z_cols: sp.csc_matrix, offsets: np.ndarra
     q, nnz = int(offsets[-1]), int(indptr[-1])
     index_type = np.int32 if max(nnz, q) < np.iinfo(np.int32).max else np.int64
     data, indices, indptr = np.empty(nnz), np.empty(nnz, dtype=index_type), indptr.astype(index_type)
-    for j in reversed(range(n_terms)):  # block (j, i) is needed for its transpose only after its own column
+    # the last term's columns first: block (i, j), i < j, is placed in its own columns before its transpose is
+    # needed in those of term i, and is let go then
+    for j in reversed(range(n_terms)):
         filled = indptr[offsets[j] : offsets[j + 1]].copy()  # the next free place in each column of term j
         for i in range(n_terms):
             if i == j:
                 block = _diagonal(diagonal[i])
-            else:  # the transpose, compressed by columns with its indices sorted, of block (j, i)
+            else:  # below the diagonal, block (j, i)'s transpose, compressed by columns with its indices sorted
                 block = upper[i, j] if i < j else upper.pop((j, i)).tocsr().T
             _place(block, filled, offsets[i], data, indices)
     return sp.csc_matrix((data, indices, indptr), shape=(q, q))
