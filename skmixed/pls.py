@@ -83,12 +83,10 @@ def cross_products(
     Zr = Z.tocsr() if Z_rows is None else Z_rows
     Zc = Zr.tocsc() if Z is None else Z
     Zt = Zr.T  # compressed columns
-    ZtZ = Zt @ Zc if scalar_offsets is None else scalar_gram(Zr, Zc, scalar_offsets)
-    Zt_Xy = np.asarray(Zt @ np.column_stack([Xw, yw]))  # one pass over Z: each sum in the order of two
     return CrossProducts(
-        ZtZ=ZtZ,
-        ZtX=np.ascontiguousarray(Zt_Xy[:, :-1]),
-        Zty=Zt_Xy[:, -1].copy(),
+        ZtZ=Zt @ Zc if scalar_offsets is None else scalar_gram(Zr, Zc, scalar_offsets),
+        ZtX=np.asarray(Zt @ Xw),
+        Zty=np.asarray(Zt @ yw).ravel(),
         XtX=Xw.T @ Xw,
         Xty=Xw.T @ yw,
         yty=float(yw @ yw),
