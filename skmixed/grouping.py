@@ -58,7 +58,8 @@ def factor_codes(name: str, values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Codes (−1 for missing) and levels, as R's ``factor()`` makes them: sorted values, or a Categorical's order."""
     if isinstance(values.dtype, pd.CategoricalDtype):  # on the codes, cheaper than pandas' remove_unused_categories
         codes, categories = values.array.codes.astype(np.int64), values.array.categories
-        used = np.bincount(codes[codes >= 0], minlength=len(categories)) > 0
+        present = codes if not len(codes) or codes.min() >= 0 else codes[codes >= 0]
+        used = np.bincount(present, minlength=len(categories)) > 0
         if not used.all():
             renumber = np.append(np.cumsum(used) - 1, -1)  # code -1 (missing) stays -1
             codes, categories = renumber[codes], categories[used]

@@ -102,6 +102,8 @@ def build(formula: str, data: pd.DataFrame, *, REML: bool = True, family=None, w
 def _linear(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, REML: bool, name) -> LinearMixedModel:
     check_identifiable(re, len(frame.y))
     X, y, w, std = standardize(frame.X, frame.y - frame.offset, frame.weights)
+    Z_rows, Z = re.Z_forms()
+    scalar = re.col_offsets if all(t.k == 1 for t in re.terms) else None
     return LinearMixedModel(
         formula=parsed.text,
         parsed=parsed,
@@ -112,7 +114,7 @@ def _linear(parsed: ParsedFormula, frame: ModelFrame, re: RandomEffects, REML: b
         X=X,
         y=y,
         weights=w,
-        cp=cross_products(re.Z, X, y, w),
+        cp=cross_products(Z, X, y, w, Z_rows=Z_rows, scalar_offsets=scalar),
         data_name=name,
     )
 

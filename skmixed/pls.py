@@ -28,6 +28,7 @@ from scipy.linalg.lapack import dtrtrs
 from ._cholmod import NotPositiveDefinite
 from .cholesky import BlockedCholesky, make_cholesky
 from .reterms import RandomEffects
+from .scalar_gram import scalar_gram
 
 
 @dataclass
@@ -45,29 +46,52 @@ class CrossProducts:
 
 
 def cross_products(
-    Z: sp.csc_matrix, X: np.ndarray, y: np.ndarray, weights: np.ndarray, offset: np.ndarray | None = None
+    Z: sp.csc_matrix,
+    X: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    offset: np.ndarray | None = None,
+    *,
+    Z_rows: sp.csr_matrix | None = None,
+    scalar_offsets: np.ndarray | None = None,
 ) -> CrossProducts:
     """The weighted cross-products of Z, X and y − offset.
 
-    √W scales the stored values of Z's CSR form (rows contiguous) in place of a diagonal sparse
-    product, which costs more than the rest on small data."""
+    √W scales the stored values of Z in place of a diagonal sparse product, which costs more than the rest on
+    small data.  Z'WZ is the product of two compressed-column matrices, (√W Z)' (the transpose of √W Z's
+    compressed-row form) and √W Z, which scipy multiplies without converting either; each of its entries is
+    the sum over rows r, in increasing order, of the products of the scaled values.  ``Z_rows``, Z's
+    compressed-row form when the caller has it (then scaled in place: pass a matrix nobody else holds), saves
+    converting Z; without it, Z is converted once to the form it is not given in.  ``scalar_offsets``, the
+    first columns of the terms when every term is scalar (each row of Z then holds one value per term, in term
+    order), has Z'WZ counted by :func:`skmixed.scalar_gram.scalar_gram` instead: the same sums."""
     yw = y if offset is None else y - offset
-    Zw, Xw = Z.tocsr(copy=True), X  # a copy even if Z is CSR: its values are scaled in place
-    if not np.all(weights == 1.0):
-        sw = np.sqrt(weights)
-        Zw.data *= np.repeat(sw, np.diff(Zw.indptr))
+    Xw = X
+    unit = bool(np.all(weights == 1.0))
+    sw = None if unit else np.sqrt(weights)
+    if sw is not None:
         Xw, yw = X * sw[:, None], yw * sw
-    Zt = Zw.T
-    positive = weights > 0
+    if Z_rows is None and getattr(Z, "format", None) == "csr":
+        Z_rows, Z = (Z if unit else Z.copy()), None
+    if Z_rows is not None and sw is not None:
+        Z_rows.data *= np.repeat(sw, np.diff(Z_rows.indptr))
+    if Z is not None:
+        Z = sp.csc_matrix(Z)
+        if sw is not None:
+            Z = Z.copy()
+            Z.data *= sw[Z.indices]
+    Zr = Z.tocsr() if Z_rows is None else Z_rows
+    Zc = Zr.tocsc() if Z is None else Z
+    Zt = Zr.T  # compressed columns
     return CrossProducts(
-        ZtZ=(Zt @ Zw).tocsc(),
+        ZtZ=Zt @ Zc if scalar_offsets is None else scalar_gram(Zr, Zc, scalar_offsets),
         ZtX=np.asarray(Zt @ Xw),
         Zty=np.asarray(Zt @ yw).ravel(),
         XtX=Xw.T @ Xw,
         Xty=Xw.T @ yw,
         yty=float(yw @ yw),
         n=len(y),
-        log_det_w=float(np.log(weights[positive]).sum()),
+        log_det_w=0.0 if unit else float(np.log(weights[weights > 0]).sum()),
     )
 
 

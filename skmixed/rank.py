@@ -11,6 +11,8 @@ from .exceptions import RankDeficiencyWarning
 
 def _project_off(A: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """A less its projection on the orthonormal columns of Q, twice: once leaves rounding of the size removed."""
+    if not Q.shape[1]:  # nothing to project off (A − 0 is A)
+        return A
     for _ in range(2):
         A = A - Q @ (Q.T @ A)
     return A
@@ -39,10 +41,13 @@ def drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> tuple[np
         if len(keep) == n:  # the kept columns span every direction: the rest are linear in them
             dropped += remaining
             break
-        A = _project_off(X[:, remaining], Q)
-        Ra = la.qr(A, mode="r")[0]  # R alone: Q is formed only when a column is dropped
         m = min(len(remaining), n - len(keep))
-        small = np.flatnonzero(np.abs(np.diag(Ra)[:m]) <= tol * norms[remaining[:m]])
+        if not keep and len(remaining) == 1:  # one nonzero column, nothing kept before it: its R is its norm
+            small = np.zeros(0, dtype=int)
+        else:
+            A = _project_off(X[:, remaining], Q)
+            Ra = la.qr(A, mode="r")[0]  # R alone: Q is formed only when a column is dropped
+            small = np.flatnonzero(np.abs(np.diag(Ra)[:m]) <= tol * norms[remaining[:m]])
         first = int(small[0]) if small.size else m
         if first < len(remaining) and first:
             Q = np.hstack([Q, la.qr(A[:, :first], mode="economic")[0]])

@@ -180,17 +180,26 @@ class RandomEffects:
 
     @cached_property
     def Z(self) -> sp.csc_matrix:
-        """Z (n × q): row r holds term i's ``values[r, j]`` in column ``col_offsets[i] + codes_i[r]·k_i + j``.
+        """Z (n × q) compressed by columns, converted from :meth:`Z_rows`."""
+        return self.Z_rows().tocsc()
 
-        Built as CSR (every row has the same Σkᵢ entries, in column order) and converted once.
-        """
+    def Z_rows(self) -> sp.csr_matrix:
+        """Z (n × q) compressed by rows, a new matrix at each call: row r holds term i's ``values[r, j]`` in column
+        ``col_offsets[i] + codes_i[r]·k_i + j`` (every row has the same Σkᵢ entries, in column order)."""
         columns = np.hstack(
             [t.factor.codes[:, None] * t.k + (np.arange(t.k) + start) for t, start in zip(self.terms, self.col_offsets)]
         )
         values = np.hstack([t.values for t in self.terms])
         n, per_row = columns.shape
         indptr = np.arange(0, n * per_row + 1, per_row)
-        return sp.csr_matrix((values.ravel(), columns.ravel(), indptr), shape=(n, self.q)).tocsc()
+        return sp.csr_matrix((values.ravel(), columns.ravel(), indptr), shape=(n, self.q))
+
+    def Z_forms(self) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+        """Z compressed by rows (new, not kept) and by columns (:attr:`Z`, converted from it if not built yet)."""
+        rows = self.Z_rows()
+        if "Z" not in self.__dict__:
+            self.__dict__["Z"] = rows.tocsc()
+        return rows, self.Z
 
     @cached_property
     def lambda_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,7 +253,7 @@ def random_effects(bars, data: pd.DataFrame) -> RandomEffects:
         if bar.group not in factors:
             factors[bar.group] = grouping_factor(bar.group, data)
         gf = factors[bar.group]
-        if np.any(gf.codes < 0):
+        if len(gf.codes) and gf.codes.min() < 0:
             raise DataError(f"the grouping factor {bar.group!r} has missing values")
         design = design_matrix(bar.lhs, data, f"random-effects term {bar}")
         if design.values.shape[1] == 0:

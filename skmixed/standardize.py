@@ -112,27 +112,30 @@ def standardize(X: np.ndarray, y: np.ndarray, weights: np.ndarray, response: boo
     the residual projected twice so that a large mean leaves no trace ("twice is enough").
     """
     n, p = X.shape
-    c = float(np.mean(weights)) if response else 1.0
-    w = weights / c
-    sw = np.sqrt(w)
+    unit = bool(np.all(weights == 1.0))  # then c = 1 and √w̃ = 1: the products by them are left out (exact)
+    c = 1.0 if unit or not response else float(np.mean(weights))
+    w = weights if unit else weights / c
+    sw = None if unit else np.sqrt(w)
     if p:
-        Q, R = la.qr(X * sw[:, None], mode="economic")
-        sign = np.where(np.diag(R) < 0, -1.0, 1.0)
-        Q, R = Q * sign, R * sign[:, None]
-        X_tilde = Q * (np.sqrt(n) / sw[:, None])
+        Q, R = la.qr(X if unit else X * sw[:, None], mode="economic")
+        if np.any(np.diag(R) < 0):
+            sign = np.where(np.diag(R) < 0, -1.0, 1.0)
+            Q, R = Q * sign, R * sign[:, None]
+        X_tilde = Q * np.sqrt(n) if unit else Q * (np.sqrt(n) / sw[:, None])
         S = R / np.sqrt(n)
     else:
         Q, X_tilde, S = np.zeros((n, 0)), X, np.zeros((0, 0))
     if not response:
         return X_tilde, y, weights, Standardization(S, np.zeros(p), 1.0, 1.0, n)
-    magnitude = float(np.max(np.abs(y * sw)))
+    yw = y if unit else y * sw
+    magnitude = float(max(yw.max(), -yw.min()))  # NaN if any value is NaN
     if magnitude == 0 or not np.isfinite(magnitude):
         raise DataError(
             "the response is zero in every row: there is nothing to model"
             if magnitude == 0
             else "the response has non-finite values"
         )
-    r = y * sw / magnitude  # prescaled: squares of values near 1e300 would overflow
+    r = yw / magnitude  # prescaled: squares of values near 1e300 would overflow
     coef = Q.T @ r
     r = r - Q @ coef
     correction = Q.T @ r
@@ -145,4 +148,4 @@ def standardize(X: np.ndarray, y: np.ndarray, weights: np.ndarray, response: boo
             "the residuals are all zero, so there is no variance left to estimate; check the response column"
         )
     gamma = magnitude * la.solve_triangular(R, coef) if p else np.zeros(0)
-    return X_tilde, r / (s * sw), w, Standardization(S, gamma, s * magnitude, c, n)
+    return X_tilde, r / s if unit else r / (s * sw), w, Standardization(S, gamma, s * magnitude, c, n)
