@@ -91,6 +91,13 @@ class _Backend:
         """A Cholesky factor of A at θ (for conditional variances), or None where A is not positive definite."""
         raise NotImplementedError
 
+    def _from_decomposed(self, theta: np.ndarray, pls, ldL2: float) -> PlsSolution:
+        """The solution from a block solver that has decomposed the problem at θ (its coefficients, pwrss, RX)."""
+        beta, u, b = pls.coefficients()
+        return profiled_solution(
+            theta, beta, u, b, pls.pwrss, ldL2, pls.ldRX2, pls.RX, self.cp.n, self.p, self.cp.log_det_w, self.reml
+        )
+
     def _ztr(self, sol: PlsSolution) -> np.ndarray:
         """Z'r = Z'y − Z'Xβ̂ − Z'Zb̂ at the solution."""
         return self.cp.Zty - self.cp.ZtX @ sol.beta - self.cp.ZtZ @ sol.b
@@ -108,24 +115,7 @@ class DenseBackend(_Backend):
         self._dense = self._pls(cp.ZtZ, cp.ZtX, cp.Zty, cp.XtX, cp.Xty, cp.yty, re)
 
     def solve(self, theta):
-        dense = self._dense
-        if not dense.decompose(theta):
-            return None
-        beta, u, b = dense.coefficients()
-        return profiled_solution(
-            theta,
-            beta,
-            u,
-            b,
-            dense.pwrss,
-            dense.ldL2,
-            dense.ldRX2,
-            dense.RX,
-            self.cp.n,
-            self.p,
-            self.cp.log_det_w,
-            self.reml,
-        )
+        return self._from_decomposed(theta, self._dense, self._dense.ldL2) if self._dense.decompose(theta) else None
 
     def solve_with_gradient(self, theta):
         sol = self.solve(theta)
@@ -281,23 +271,7 @@ class NestedBackend(_Backend):
 
     def solve(self, theta):
         nested = self._nested
-        if not nested.decompose(theta):
-            return None
-        beta, u, b = nested.coefficients()
-        return profiled_solution(
-            theta,
-            beta,
-            u,
-            b,
-            nested.pwrss,
-            nested.chol.logdet(),
-            nested.ldRX2,
-            nested.RX,
-            self.cp.n,
-            self.p,
-            self.cp.log_det_w,
-            self.reml,
-        )
+        return self._from_decomposed(theta, nested, nested.chol.logdet()) if nested.decompose(theta) else None
 
     def solve_with_gradient(self, theta):
         sol = self.solve(theta)
