@@ -89,7 +89,7 @@ def fit_on_cluster(path: Path, workers: int, memory_limit: str) -> dict:
         "theta": m.theta.tolist(),
         "sigma": m.sigma,
         "fixef": float(m.fixef.iloc[0]),
-        "evaluations": m.optsum.feval if hasattr(m.optsum, "feval") else None,
+        "evaluations": m.optsum.n_evaluations,
     }
 
 
