@@ -61,6 +61,8 @@ class LmerResult:
     optsum: OptSummary
     cp: CrossProducts
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: the deviance function :attr:`devfun` rebuilds from the model (a Dask fit's evaluates on the workers)
+    _deviance_class = ProfiledDeviance
 
     # --- the model record ----------------------------------------------------
     @property
@@ -153,7 +155,7 @@ class LmerResult:
     def devfun(self) -> ProfiledDeviance:
         """The deviance function of the fit (:func:`skmixed.deviance`), rebuilt from the model after unpickling."""
         if "devfun" not in self._cache:
-            self._cache["devfun"] = ProfiledDeviance(self.model)
+            self._cache["devfun"] = self._deviance_class(self.model)
         return self._cache["devfun"]
 
     @property

@@ -24,7 +24,7 @@ from ..pirls import MAX_HALVINGS, MAX_ITER, Mode, Pirls
 from ..pls import CrossProducts, PenalizedCholesky
 from ..reterms import RandomEffects
 from .glmm_rows import PointPiece, point_merge, point_partition
-from .passes import SPLIT_EVERY, _cluster, _large
+from .passes import _cluster, _large, merge_up_a_tree, pass_lost
 
 
 def futures_of(block) -> list:
@@ -39,7 +39,6 @@ def block_reduce(blocks, map_fn, merge_fn, *args, what: str = "of PIRLS"):
     ``distributed`` cluster each block's task runs where the block is kept and the client merges the pieces (a
     PIRLS pass's piece is about nnz(Z'Z) + q·p numbers, and a round trip costs what a task does, so there is no
     tree); with the local scheduler up a tree of merges."""
-    import dask
     from dask import delayed
 
     client, lost = _cluster()
@@ -51,15 +50,9 @@ def block_reduce(blocks, map_fn, merge_fn, *args, what: str = "of PIRLS"):
             return merge_fn(*pieces)
         shared = [delayed(a, pure=True) if _large(a) else a for a in args]
         nodes = [delayed(map_fn, pure=False)(b, *shared) for b in blocks]
-        merge = delayed(merge_fn, pure=False)
-        while len(nodes) > SPLIT_EVERY:
-            nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
-        return merge_fn(*dask.compute(*nodes))
+        return merge_up_a_tree(nodes, merge_fn, pure=False)
     except lost as e:
-        raise RuntimeError(
-            f"the Dask pass {what} failed: {e}. Dask retried its tasks on other workers and lost those too; no fit "
-            "was made. Give the workers more memory or the partitions fewer rows (ddf.repartition)"
-        ) from e
+        raise pass_lost(what, e) from e
 
 
 class DaskPirls(Pirls):

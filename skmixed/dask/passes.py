@@ -37,7 +37,6 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     """``merge_fn`` over ``map_fn(partition, *args)`` of every partition; ``what`` names the pass in an error
     (a worker lost for good).  On a ``distributed`` cluster the client merges the pieces as they arrive
     (:func:`_stream`), with the local scheduler up a tree of merges whose last one is the client's."""
-    import dask
     from dask import delayed
 
     shared = [delayed(a, pure=True) if _large(a) else a for a in args]
@@ -48,15 +47,29 @@ def tree_reduce(ddf, map_fn, merge_fn, *args, what: str):
     try:
         if client is not None:
             return _stream(client, nodes, merge_fn)
-        merge = delayed(merge_fn, pure=True)
-        while len(nodes) > SPLIT_EVERY:
-            nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
-        return merge_fn(*dask.compute(*nodes))
+        return merge_up_a_tree(nodes, merge_fn, pure=True)
     except lost as e:
-        raise RuntimeError(
-            f"the Dask pass {what} failed: {e}. Dask retried its tasks on other workers and lost those too; no fit "
-            "was made. Give the workers more memory or the partitions fewer rows (ddf.repartition)"
-        ) from e
+        raise pass_lost(what, e) from e
+
+
+def merge_up_a_tree(nodes, merge_fn, pure: bool):
+    """``merge_fn`` over delayed ``nodes`` with the local scheduler: merges of ``SPLIT_EVERY`` at a time up a tree,
+    the last one on the client."""
+    import dask
+    from dask import delayed
+
+    merge = delayed(merge_fn, pure=pure)
+    while len(nodes) > SPLIT_EVERY:
+        nodes = [merge(*nodes[i : i + SPLIT_EVERY]) for i in range(0, len(nodes), SPLIT_EVERY)]
+    return merge_fn(*dask.compute(*nodes))
+
+
+def pass_lost(what: str, error: Exception) -> RuntimeError:
+    """The error of a pass whose tasks kept losing their workers."""
+    return RuntimeError(
+        f"the Dask pass {what} failed: {error}. Dask retried its tasks on other workers and lost those too; no fit "
+        "was made. Give the workers more memory or the partitions fewer rows (ddf.repartition)"
+    )
 
 
 def _cluster() -> tuple[object, tuple]:

@@ -37,11 +37,7 @@ def dask_lmer_result(model: DaskLinearMixedModel, devfun: DaskDeviance, optsum) 
 class DaskLmerResult(LmerResult):
     """An :class:`~skmixed.LmerResult` fitted on a Dask DataFrame (``model.source``); rows stay on the workers."""
 
-    @property
-    def devfun(self) -> DaskDeviance:
-        if "devfun" not in self._cache:
-            self._cache["devfun"] = DaskDeviance(self.model)
-        return self._cache["devfun"]
+    _deviance_class = DaskDeviance
 
     @property
     def deviance(self) -> float:
