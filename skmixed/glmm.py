@@ -16,6 +16,20 @@ from .options import check_glmer, theta_only
 from .stages import build, deviance, make_result, optimize
 
 
+def fitted_as_lmm(fam) -> bool:
+    """Whether a Gaussian family with the identity link makes this GLMM a linear mixed model, fitted by
+    lmer(REML=False), with a warning saying so."""
+    if not (isinstance(fam, Gaussian) and fam.link.name == "identity"):
+        return False
+    warnings.warn(
+        "a Gaussian GLMM with the identity link is a linear mixed model: fitted by lmer(REML=False) "
+        "(lme4 would call lmer with its default REML=TRUE); call skmixed.lmer directly",
+        UserWarning,
+        stacklevel=3,
+    )
+    return True
+
+
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -50,13 +64,7 @@ def glmer(
         return dask_glmer(formula, data, family, nAGQ, weights, offset, start, check_conv, maxeval)
     fam, nAGQ, check_conv, maxeval = check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     with single_blas_thread():  # once for the four stages (see skmixed.blas)
-        if isinstance(fam, Gaussian) and fam.link.name == "identity":
-            warnings.warn(
-                "a Gaussian GLMM with the identity link is a linear mixed model: fitted by lmer(REML=False) "
-                "(lme4 would call lmer with its default REML=TRUE); call skmixed.lmer directly",
-                UserWarning,
-                stacklevel=2,
-            )
+        if fitted_as_lmm(fam):
             model, start = build(formula, data, REML=False, weights=weights, offset=offset), theta_only(start)
         else:
             model = build(formula, data, family=fam, weights=weights, offset=offset)

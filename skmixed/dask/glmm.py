@@ -26,8 +26,9 @@ from ..blas import single_blas_thread
 from ..checks import check_glmm_terms, check_not_constant
 from ..deviance import GlmmObjective
 from ..exceptions import FormulaError, OptionError
-from ..families import Binomial, Family, Gaussian, NegativeBinomial, Poisson
+from ..families import Binomial, Family, NegativeBinomial, Poisson
 from ..fitting import optimize
+from ..glmm import fitted_as_lmm
 from ..model import GeneralizedLinearMixedModel
 from ..options import check_fit_options, check_nagq, get_family, theta_only
 from ..reterms import RandomEffects
@@ -180,13 +181,7 @@ def glmer(
 
     _check_options(True, weights, offset, theta_only(start), check_conv, maxeval)  # column names; start below
     fam = get_family(family)
-    if isinstance(fam, Gaussian) and fam.link.name == "identity":
-        warnings.warn(
-            "a Gaussian GLMM with the identity link is a linear mixed model: fitted by lmer(REML=False) "
-            "(lme4 would call lmer with its default REML=TRUE); call skmixed.lmer directly",
-            UserWarning,
-            stacklevel=2,
-        )
+    if fitted_as_lmm(fam):
         return dask_lmer(formula, data, False, weights, offset, theta_only(start), check_conv, maxeval)
     fam, nAGQ = _family(fam), check_nagq(nAGQ)
     check_conv, maxeval = check_fit_options(start, check_conv, maxeval, ("theta", "fixef"))
