@@ -5,7 +5,7 @@ An LMM's profiled deviance is minimised over θ of the standardized problem: wit
 gradient (every backend but the sparse one, left with crossed vector terms too large for the dense and
 blocked paths) by L-BFGS-B,
 preconditioned by :func:`~skmixed.pls.theta_scale` and started from moment estimates
-(:func:`~skmixed.pls.moment_theta`); otherwise by BOBYQA from Λ = I, as lme4 does.  A GLMM goes
+(:func:`~skmixed.starts.moment_theta`); otherwise by BOBYQA from Λ = I, as lme4 does.  A GLMM goes
 to :func:`skmixed.glmm_fitting.optimize_glmm`.  The summary returned is on the user's scale.
 """
 
@@ -18,7 +18,8 @@ from .exceptions import OptionError
 from .glmm_fitting import optimize_glmm
 from .optimizers import OptSummary, bobyqa, lbfgsb_symmetric
 from .options import check_fit_options, lmer_start
-from .pls import moment_theta, theta_scale
+from .pls import theta_scale
+from .starts import moment_theta
 
 DERIVS_MAX_NOBS = 10_000  # lme4's check.conv.nobsmax: from here on the Hessian is computed only when needed
 DERIVS_MAX_THETA = 10  # lme4's check.conv.nparmax for lmer

@@ -45,6 +45,7 @@ from .model import LinearMixedModel, build
 from .options import check_data_options
 from .pls import theta_scale
 from .standardize import _EXACT_FIT
+from .starts import intercept_starts
 
 #: responses standardized together: a block of 1,024 responses of a few hundred samples stays in cache
 CHUNK = 1024
@@ -230,21 +231,12 @@ def _refit(model: LinearMixedModel):
 
 
 def _moment_starts(model: LinearMixedModel, Zty: np.ndarray, yty: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """lmer's starting θ̃, :func:`skmixed.pls.moment_theta`'s one-way ANOVA estimates, for every response at once."""
-    re, cp = model.re, model.cp
+    """lmer's starting θ̃ of the intercept terms (:func:`skmixed.starts.intercept_starts`) for every response at
+    once; other terms at lmer's start for them."""
+    re = model.re
     out = np.tile(re.theta_init / scale, (Zty.shape[1], 1))
-    diag = cp.ZtZ.diagonal()
-    for i, t in enumerate(re.terms):
-        if t.effects != ["(Intercept)"]:
-            continue
-        cols = slice(re.col_offsets[i], re.col_offsets[i + 1])
-        nj, sj = diag[cols][:, None], Zty[cols]
-        n = nj.sum()
-        mean = sj.sum(axis=0) / n
-        between = np.sum(nj * (sj / np.maximum(nj, 1e-300) - mean) ** 2, axis=0) / n
-        within = np.maximum(yty / n - mean**2 - between, 1e-12)
-        tau2 = np.maximum(between - within * t.n_levels / n, 1e-4 * within)
-        out[:, re.theta_offsets[i]] = np.sqrt(tau2 / within)
+    terms, values = intercept_starts(model.cp.ZtZ, re, Zty, yty)
+    out[:, re.theta_offsets[terms]] = values.T
     return out
 
 

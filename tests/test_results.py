@@ -7,7 +7,8 @@ from reference import load_data, references
 
 import skmixed
 from skmixed import DataError
-from skmixed.pls import moment_theta, theta_scale
+from skmixed.pls import theta_scale
+from skmixed.starts import moment_theta
 
 REFS = references(None)
 
