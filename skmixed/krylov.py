@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import eigh_tridiagonal
 
 
 class NotConverged(ArithmeticError):
@@ -57,34 +56,48 @@ def batched_cg(matvec: Callable[[np.ndarray], np.ndarray], B: np.ndarray, tol: f
     for it in range(maxiter):
         if active.size == 0:
             return CgSolution(X, steps, alpha[:it], beta[:it])
-        Pa = P[:, active]
+        every = active.size == k  # then views, not copies of the columns
+        cols = slice(None) if every else active
+        Pa = P if every else P[:, active]
         Q = matvec(Pa)
-        a = rr[active] / np.einsum("ij,ij->j", Pa, Q)
-        X[:, active] += a * Pa
-        Ra = R[:, active] - a * Q
+        a = rr[cols] / np.einsum("ij,ij->j", Pa, Q)
+        Ra = R[:, cols] - a * Q
         rr_new = np.einsum("ij,ij->j", Ra, Ra)
-        b = rr_new / rr[active]
-        alpha[it, active], beta[it, active] = a, b
-        steps[active] += 1
-        R[:, active] = Ra
-        P[:, active] = Ra + b * Pa
-        rr[active] = rr_new
+        b = rr_new / rr[cols]
+        alpha[it, cols], beta[it, cols] = a, b
+        steps[cols] += 1
+        if every:
+            X += a * Pa
+            R, P = Ra, Ra + b * Pa
+        else:
+            X[:, active] += a * Pa
+            R[:, active] = Ra
+            P[:, active] = Ra + b * Pa
+        rr[cols] = rr_new
         active = active[rr_new > stop[active]]
     if active.size:
         raise NotConverged(f"conjugate gradients: {active.size} of {k} columns short of {tol:g} after {maxiter} steps")
     return CgSolution(X, steps, alpha, beta)
 
 
-def lanczos_log_quadrature(alpha: np.ndarray, beta: np.ndarray, steps: int) -> float:
-    """e₁'log(T)e₁ for the Lanczos matrix T of one CG column (its first ``steps`` coefficients): the Gauss
-    quadrature of b'log(M)b/‖b‖²."""
-    if steps == 0:
-        return 0.0
-    a, b = alpha[:steps], beta[: steps - 1]
-    diagonal = 1.0 / a
-    diagonal[1:] += b / a[:-1]
-    nodes, vectors = eigh_tridiagonal(diagonal, np.sqrt(b) / a[:-1])
-    return float(vectors[0] ** 2 @ np.log(nodes))
+def lanczos_log_quadrature(alpha: np.ndarray, beta: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """e₁'log(T)e₁ for the Lanczos matrix T of each CG column (its first ``steps`` coefficients, columns of
+    ``alpha`` and ``beta``): the Gauss quadrature of b'log(M)b/‖b‖².  Columns with the same number of steps are
+    done together, their T's eigenvalues by one batched dense eigendecomposition (T is small: one row a step)."""
+    values = np.zeros(len(steps))
+    for s in np.unique(steps[steps > 0]):
+        cols = np.flatnonzero(steps == s)
+        a, b = alpha[:s, cols].T, beta[: s - 1, cols].T
+        T = np.zeros((len(cols), s, s))
+        diagonal = 1.0 / a
+        diagonal[:, 1:] += b / a[:, :-1]
+        off = np.sqrt(b) / a[:, :-1]
+        index = np.arange(s)
+        T[:, index, index] = diagonal
+        T[:, index[:-1], index[1:]] = T[:, index[1:], index[:-1]] = off
+        nodes, vectors = np.linalg.eigh(T)
+        values[cols] = np.einsum("ij,ij->i", vectors[:, 0, :] ** 2, np.log(nodes))
+    return values
 
 
 def rademacher(n: int, m: int, seed: int) -> np.ndarray:
@@ -96,5 +109,4 @@ def slq_logdet(cg: CgSolution, columns: np.ndarray, n: int) -> float:
     """log|M| ≈ n · mean over the probe columns of e₁'log(Tᵢ)e₁ (each Rademacher probe has ‖z‖² = n)."""
     if n == 0 or len(columns) == 0:
         return 0.0
-    values = [lanczos_log_quadrature(cg.alpha[:, j], cg.beta[:, j], cg.steps[j]) for j in columns]
-    return n * float(np.mean(values))
+    return n * float(np.mean(lanczos_log_quadrature(cg.alpha[:, columns], cg.beta[:, columns], cg.steps[columns])))
