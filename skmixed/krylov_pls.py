@@ -154,9 +154,7 @@ class KrylovPls:
         if not pwrss > 0:
             return None
         u = Ainv_c[:, 0] - Ainv_c[:, 1:] @ beta
-        return profiled_solution(
-            theta, beta, u, lam * u, pwrss, ldL2, ldRX2, RX, cp.n, p, cp.log_det_w, self.reml
-        )
+        return profiled_solution(theta, beta, u, lam * u, pwrss, ldL2, ldRX2, RX, cp.n, p, cp.log_det_w, self.reml)
 
     def _gradient(self, theta, lam, sol, Y, scale, d, x1, x2) -> np.ndarray:
         """The gradient of :class:`~skmixed.backends.ScalarTermsBackend`, with the traces of A⁻¹ by Hutchinson's
@@ -182,7 +180,6 @@ class KrylovPls:
             V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]
             grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=n_theta)
         return grad
-
 
 
 class KrylovBackend(_Backend):
