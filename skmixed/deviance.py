@@ -47,7 +47,8 @@ class StandardizedDeviance:
 
     def __init__(self, model: LinearMixedModel, krylov=None):
         self.model = model
-        self.backend = choose_backend(model.cp, model.re, model.REML, krylov)
+        args = (model.cp, model.re, model.REML)
+        self.backend = choose_backend(*args) if krylov is None else choose_backend(*args, krylov=krylov)
         self._last: tuple[np.ndarray, PlsSolution, np.ndarray] | None = None
 
     @property
