@@ -87,7 +87,9 @@ class KrylovPls:
         if leading.nnz != np.count_nonzero(self._n):
             raise ValueError("the first term's block of Z'Z is not diagonal")
         G = ZtZ[q1:, :q1]
-        self._G, self._Gt = G.tocsr(), G.T.tocsr()
+        # G·V by columns (reads V's rows in order, adds into the small q₂ × k result), G'·V by rows (the reverse)
+        self._G, self._Gt = G.tocsc(), G.T.tocsr()
+        self._Gt_rows = np.repeat(np.arange(q1), np.diff(self._Gt.indptr))  # the first term's level of each entry
         self._G2 = G.multiply(G).tocsr()  # for S's diagonal
         self._C = ZtZ[q1:, q1:].tocsr()
         self._C_diagonal = self._C.diagonal()
@@ -108,10 +110,12 @@ class KrylovPls:
         w = l1**2 / d
         scale = 1.0 / np.sqrt(1.0 + l2**2 * (self._C_diagonal - self._G2 @ w))  # P^{-1/2}
 
+        Gtw = self._scaled_gt(w)
+
         def s_hat(V):  # Ŝ V
             V = scale[:, None] * V
             LV = l2[:, None] * V
-            SV = V + l2[:, None] * (self._C @ LV - self._G @ (w[:, None] * (self._Gt @ LV)))
+            SV = V + l2[:, None] * (self._C @ LV - self._G @ (Gtw @ LV))
             return scale[:, None] * SV
 
         c = lam[:, None] * np.column_stack([cp.Zty, cp.ZtX])  # ΛZ'[y X]
@@ -132,6 +136,11 @@ class KrylovPls:
         if solution is None or not gradient:
             return solution, None
         return solution, self._gradient(theta, lam, solution, cg.X[:, p + 1 :], scale, d, x1, x2)
+
+    def _scaled_gt(self, weights: np.ndarray) -> sp.csr_matrix:
+        """diag(weights)G', its rows scaled (cheaper than scaling the q₁ × k products it makes)."""
+        Gt = self._Gt
+        return sp.csr_matrix((Gt.data * weights[self._Gt_rows], Gt.indices, Gt.indptr), shape=Gt.shape)
 
     @property
     def _maxiter(self) -> int:
@@ -166,7 +175,7 @@ class KrylovPls:
         traces[0] = (1.0 / d).sum()
         if self.q2:
             SZ = scale[:, None] * Z
-            HZ = l2[:, None] * (self._G @ ((l1**2 / d**2)[:, None] * (self._Gt @ (l2[:, None] * SZ))))  # BD⁻²B'
+            HZ = l2[:, None] * (self._G @ (self._scaled_gt(l1**2 / d**2) @ (l2[:, None] * SZ)))  # BD⁻²B'Z
             traces[0] += np.mean(np.einsum("ij,ij->j", scale[:, None] * Y, HZ))
             diag_rest = scale**2 * np.mean(Z * Y, axis=1)  # the diagonal of S⁻¹, estimated
             traces += np.bincount(term[q1:], diag_rest, minlength=n_theta)
