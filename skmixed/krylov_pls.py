@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from .backends import _Backend, choose_backend
+from .exceptions import OptionError
 from .krylov import NotConverged, batched_cg, rademacher, slq_logdet
 from .pls import CrossProducts, PlsSolution, profiled_solution
 from .reterms import RandomEffects
@@ -123,8 +124,11 @@ class KrylovPls:
         rhs = c2 - l2[:, None] * (self._G @ ((l1 / d)[:, None] * c1))  # c₂ − BD⁻¹c₁
         try:
             cg = batched_cg(s_hat, np.hstack([scale[:, None] * rhs, self._probes]), self.settings.tol, self._maxiter)
-        except NotConverged:
-            return None, None
+        except NotConverged as e:  # not a point outside the parameter space: the solver's limit, the user's to change
+            raise OptionError(
+                f"solver='krylov' at θ = {np.array2string(theta, precision=5)}: {e}; use solver='auto', or a larger "
+                "krylov['tol']"
+            ) from None
         self.last_steps = int(cg.steps.max(initial=0))
         x2 = scale[:, None] * cg.X[:, : p + 1]
         x1 = (c1 - (l1 * self._Gt @ (l2[:, None] * x2))) / d[:, None]

@@ -107,6 +107,25 @@ def test_option_errors(crossed, kwargs, message):
         skmixed.lmer(FORMULA, crossed, **kwargs)
 
 
+def test_conjugate_gradients_short_of_the_tolerance_is_an_error(crossed):
+    model = build(FORMULA, crossed, REML=False)
+    pls = KrylovPls(model.cp, model.re, False, KrylovSettings(maxiter=3))
+    with pytest.raises(OptionError, match=r"solver='krylov' at θ = .*short of 1e-10 after 3 steps; use solver='auto'"):
+        pls.solve(np.array([1.0, 0.5]))
+
+
+def test_weights_and_a_single_term(crossed):
+    """Weights enter through the weighted cross-products; with one term A is diagonal and the path is exact."""
+    weights = np.random.default_rng(4).uniform(0.5, 2.0, len(crossed))
+    exact = skmixed.lmer(FORMULA, crossed, REML=False, weights=weights)
+    fit = skmixed.lmer(FORMULA, crossed, REML=False, weights=weights, solver="krylov")
+    assert fit.objective == pytest.approx(exact.objective, rel=1e-9)
+    exact = skmixed.lmer("y ~ x + (1 | a)", crossed)
+    fit = skmixed.lmer("y ~ x + (1 | a)", crossed, solver="krylov")
+    assert fit.objective == pytest.approx(exact.objective, rel=1e-12)
+    np.testing.assert_allclose(fit.theta, exact.theta, rtol=1e-7)
+
+
 def test_models_the_iterative_path_cannot_take(crossed):
     with pytest.raises(OptionError, match=r"cannot take this model: .*\(1 \+ x \| a\) has several effects"):
         skmixed.lmer("y ~ x + (1 + x | a) + (1 | b)", crossed, solver="krylov")
