@@ -40,6 +40,16 @@ def test_krylov_optimum_is_the_exact_optimum(crossed, REML):
     assert fit.sigma == pytest.approx(exact.sigma, rel=1e-5)
 
 
+def test_past_the_affordable_exact_factor_the_estimate_is_reported(crossed, monkeypatch):
+    import skmixed.krylov_pls
+
+    monkeypatch.setattr(skmixed.krylov_pls, "EXACT_FINAL_FLOPS", 0.0)
+    fit = skmixed.lmer(FORMULA, crossed, REML=False, solver="krylov")
+    assert "the objective reported is the stochastic estimate" in fit.devfun.reason
+    assert fit.objective == pytest.approx(fit.devfun(fit.theta), rel=1e-12)  # the iterative deviance
+    assert fit.objective != pytest.approx(skmixed.lmer(FORMULA, crossed, REML=False).devfun(fit.theta), rel=1e-9)
+
+
 def test_deviance_and_gradient_against_the_exact_path(crossed):
     """At fixed θ the PLS part (β̂, r², log|RX'RX|) is exact to CG's tolerance, and log|A| and the gradient approach
     the exact ones as the probes grow (the error falls as 1/√probes): with 8,000 probes log|A| within 0.01 (of 910) and
