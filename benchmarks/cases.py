@@ -25,6 +25,8 @@ class Case:
     residual: str | None = None
     #: in the default run (a case of many minutes is run by name, or by another benchmark)
     by_default: bool = True
+    #: ``lmer(..., solver=)``: "krylov" for the iterative path (its objective is the exact one at its θ)
+    solver: str = "auto"
 
 
 def _dataset(name: str) -> Callable[[], pd.DataFrame]:
@@ -109,6 +111,17 @@ CASES = {
         Case("crossed_sparse_10k", _synthetic("crossed_sparse_10k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("crossed_100k", _synthetic("crossed_100k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False),
         Case("ml1m_like", _synthetic("ml1m_like"), "y ~ 1 + (1 | user) + (1 | movie)", REML=False, warm_up=False),
+        Case(
+            "crossed_100k_krylov", _synthetic("crossed_100k"), "y ~ 1 + (1 | a) + (1 | b)", REML=False, solver="krylov"
+        ),
+        Case(
+            "ml1m_like_krylov",
+            _synthetic("ml1m_like"),
+            "y ~ 1 + (1 | user) + (1 | movie)",
+            REML=False,
+            warm_up=False,
+            solver="krylov",
+        ),
         Case("nested_vector", _synthetic("nested_vector"), "y ~ x + (1 + x | a) + (1 + x | a:b)"),
         Case(
             "kb07_like",

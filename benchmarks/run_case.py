@@ -40,7 +40,7 @@ def run(name: str) -> dict:
                 if case.residual is not None:
                     return skmixed.lmer(case.formula, data, REML=case.REML, residual=case.residual)
                 if case.family is None:
-                    return skmixed.lmer(case.formula, data, REML=case.REML)
+                    return skmixed.lmer(case.formula, data, REML=case.REML, solver=case.solver)
                 return skmixed.glmer(case.formula, data, family=case.family)
 
         if case.warm_up:  # lazy imports and first-use caches are first_call's to measure

@@ -281,8 +281,14 @@ class NestedBackend(_Backend):
         return self._nested.chol if self._nested.decompose(theta) else None
 
 
-def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend:
-    """The backend for this model, with the reason for the choice (``backend.reason``)."""
+def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool, krylov=None) -> _Backend:
+    """The backend for this model, with the reason for the choice (``backend.reason``); the iterative one of
+    :mod:`skmixed.krylov_pls` only where asked for (``krylov``: its settings), as it estimates log|A| and the
+    gradient's traces where every other path is exact."""
+    if krylov is not None:
+        from .krylov_pls import KrylovBackend
+
+        return KrylovBackend(cp, re, reml, krylov)
     if re.q <= MAX_DENSE_Q:
         return DenseBackend(cp, re, reml, f"q = {re.q} ≤ {MAX_DENSE_Q} random effects: the dense bordered Cholesky")
     structure = nested_structure(cp.ZtZ, re)

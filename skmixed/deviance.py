@@ -18,17 +18,22 @@ from .blas import one_blas_thread
 from .exceptions import OptionError
 from .laplace import gauss_hermite, minus_two_loglik
 from .model import GeneralizedLinearMixedModel, LinearMixedModel
-from .options import check_nagq
+from .options import check_krylov_model, check_nagq, check_solver
 from .pirls import Pirls
 from .pls import PlsSolution, profiled_solution
 
 
 @one_blas_thread
-def deviance(model, nAGQ: int = 1):
-    """The objective of ``model``: a :class:`ProfiledDeviance` (LMM) or a :class:`GlmmObjective` (GLMM, with
-    ``nAGQ`` = 0: β within PIRLS, 1: Laplace, > 1: quadrature nodes, one scalar term only)."""
+def deviance(model, nAGQ: int = 1, solver: str = "auto", krylov=None):
+    """The objective of ``model``: a :class:`ProfiledDeviance` (LMM; ``solver`` and ``krylov`` as in
+    :mod:`skmixed.options`) or a :class:`GlmmObjective` (GLMM, with ``nAGQ`` = 0: β within PIRLS, 1: Laplace,
+    > 1: quadrature nodes, one scalar term only)."""
+    settings = check_solver(solver, krylov)
     if isinstance(model, LinearMixedModel):
-        return ProfiledDeviance(model)
+        check_krylov_model(settings, model.re)
+        return ProfiledDeviance(model, settings)
+    if settings is not None:
+        raise OptionError("solver='krylov' fits linear mixed models; a GLMM's deviance has no iterative path")
     if isinstance(model, GeneralizedLinearMixedModel):
         return GlmmObjective(model, check_nagq(nAGQ))
     raise OptionError(f"deviance() takes a model from skmixed.build, not {type(model).__name__}")
@@ -40,9 +45,10 @@ class StandardizedDeviance:
     The last evaluation with a gradient is kept: the Newton finish and the result reuse it.
     """
 
-    def __init__(self, model: LinearMixedModel):
+    def __init__(self, model: LinearMixedModel, krylov=None):
         self.model = model
-        self.backend = choose_backend(model.cp, model.re, model.REML)
+        args = (model.cp, model.re, model.REML)
+        self.backend = choose_backend(*args) if krylov is None else choose_backend(*args, krylov=krylov)
         self._last: tuple[np.ndarray, PlsSolution, np.ndarray] | None = None
 
     @property
@@ -74,7 +80,8 @@ class StandardizedDeviance:
         """The solution at the optimum with its penalized RSS recomputed from the residuals, as lme4 does: the
         cross-product form ``y'y − ‖cu‖² − ‖cβ‖²`` cancels when the random effects explain most of the variance."""
         model = self.model
-        sol = self.solve(theta)
+        final = getattr(self.backend, "final_solve", None)  # an iterative path's exact solution, where affordable
+        sol = self.solve(theta) if final is None else final(np.asarray(theta, dtype=float))
         r = model.y - model.X @ sol.beta - model.re.Z @ sol.b
         pwrss = float(model.weights @ r**2 + sol.u @ sol.u)
         b = self.backend
@@ -90,9 +97,9 @@ class ProfiledDeviance:
     (the PLS solution: β̂, b̂, σ̂, ...) take θ as the fitted model reports it.
     """
 
-    def __init__(self, model: LinearMixedModel):
+    def __init__(self, model: LinearMixedModel, krylov=None):
         self.model = model
-        self.standardized = StandardizedDeviance(model)
+        self.standardized = StandardizedDeviance(model, krylov)
 
     @property
     def has_gradient(self) -> bool:

@@ -15,6 +15,10 @@ coercions that would turn a typo into a different model:
   for ``glmer``, either key optional.  Values must be finite; θ's length and its bounds (the
   diagonal elements of each relative covariance factor are ≥ 0) are checked once the
   random-effects terms are known (:func:`lmer_start`, :func:`glmer_start`).
+- ``solver`` (``lmer``): ``"auto"`` (the exact path chosen by cost, :func:`skmixed.backends.choose_backend`) or
+  ``"krylov"`` (the iterative path of :mod:`skmixed.krylov_pls`, scalar terms only), with ``krylov``: None or a
+  dict of its settings ``probes`` (a count), ``seed`` (a count from 0) and ``tol`` (CG's relative residual, a
+  number in (0, 10⁻⁴]), which apply only to ``solver="krylov"``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import pandas as pd
 
 from .exceptions import DataError, OptionError
 from .families import Family, NegativeBinomial, get_family
+from .krylov_pls import KrylovSettings, krylov_unsupported
 
 #: the documented family names (get_family also takes R's spellings such as "inverse.gaussian"
 #: and calls such as 'binomial(link = "probit")')
 FAMILY_NAMES = ("binomial", "poisson", "gamma", "inverse_gaussian", "gaussian", "negative_binomial")
 NAGQ_MAX = 100  # more nodes than any integral here needs; lme4 lets the user go further at their own cost
+SOLVERS = ("auto", "krylov")
 _NUMERIC = {"integer", "floating", "mixed-integer-float", "decimal", "empty"}
 
 
@@ -95,6 +101,43 @@ def check_glmer(family, nAGQ, weights, offset, start, check_conv, maxeval, data)
     check_data_options(data, True, weights, offset)
     nAGQ = check_nagq(nAGQ)
     return (fam, nAGQ, *check_fit_options(start, check_conv, maxeval, ("theta", "fixef")))
+
+
+def check_solver(solver, krylov) -> KrylovSettings | None:
+    """The iterative path's settings for ``solver="krylov"``, None for ``"auto"``."""
+    if not isinstance(solver, str) or solver not in SOLVERS:
+        raise OptionError(f"solver must be one of {', '.join(map(repr, SOLVERS))}, not {describe_value(solver)}")
+    if solver == "auto":
+        if krylov is not None:
+            raise OptionError("krylov= sets the iterative path's options: it needs solver='krylov'")
+        return None
+    if krylov is None:
+        return KrylovSettings()
+    if not isinstance(krylov, dict):
+        raise OptionError(f"krylov must be a dict of 'probes', 'seed' and 'tol', not {describe_value(krylov)}")
+    unknown = [k for k in krylov if k not in ("probes", "seed", "tol")]
+    if unknown:
+        raise OptionError(f"krylov may have the keys 'probes', 'seed' and 'tol', not {unknown!r}")
+    settings = {}
+    if "probes" in krylov:
+        settings["probes"] = count(krylov["probes"], "krylov['probes']", 1, 10_000)
+    if "seed" in krylov:
+        settings["seed"] = count(krylov["seed"], "krylov['seed']", 0)
+    if "tol" in krylov:
+        tol = krylov["tol"]
+        if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, Real) or not 0 < tol <= 1e-4:
+            raise OptionError(f"krylov['tol'] must be a number in (0, 1e-4], not {describe_value(tol)}")
+        settings["tol"] = float(tol)
+    return KrylovSettings(**settings)
+
+
+def check_krylov_model(settings: KrylovSettings | None, random_effects) -> None:
+    """Refuse ``solver="krylov"`` for a model the iterative path cannot take, saying why."""
+    if settings is None:
+        return
+    why = krylov_unsupported(random_effects)
+    if why is not None:
+        raise OptionError(f"solver='krylov' cannot take this model: {why}; use solver='auto'")
 
 
 def lmer_start(start, random_effects) -> np.ndarray | None:

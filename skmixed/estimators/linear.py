@@ -6,12 +6,14 @@ import warnings
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.utils._param_validation import StrOptions
 
 from ..exceptions import OptionError, SingularFitWarning
 from ..families import Gaussian
 from ..glm import GlmFit, fit_glm
 from ..lmm import lmer
 from ..many import lmer_many
+from ..options import SOLVERS
 from .base import INTERCEPT, MixedModelEstimator
 from .encoding import formula_columns
 
@@ -35,6 +37,10 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         Formula mode: a residual covariance structure within a grouping column of X, e.g.
         ``"us(visit | subject)"`` or ``"ar1(visit | subject)"`` (``skmixed.lmer``'s ``residual=``; the formula may
         then have no random-effects term, as an MMRM).  ``result_`` is then a ``StructuredLmerResult``.
+    solver : {"auto", "krylov"}
+        ``skmixed.lmer``'s ``solver=``: ``"auto"`` (default) the exact path chosen by cost; ``"krylov"`` conjugate
+        gradients with stochastic log-determinants, for random intercepts on crossed factors with many levels
+        (:mod:`skmixed.krylov_pls`).
 
     Notes
     -----
@@ -92,18 +98,20 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         **MixedModelEstimator._parameter_constraints,
         "reml": ["boolean"],
         "residual": [str, None],
+        "solver": [StrOptions(set(SOLVERS))],
     }
 
-    def __init__(self, formula=None, random_slopes=None, reml=True, residual=None):
+    def __init__(self, formula=None, random_slopes=None, reml=True, residual=None, solver="auto"):
         self.formula = formula
         self.random_slopes = random_slopes
         self.reml = reml
         self.residual = residual
+        self.solver = solver
 
     def _fit_mixed(self, formula, data, weights):
         if self.residual is None:
-            return lmer(formula, data, REML=self.reml, weights=weights)
-        return lmer(formula, data, REML=self.reml, weights=weights, residual=self.residual)
+            return lmer(formula, data, REML=self.reml, weights=weights, solver=self.solver)
+        return lmer(formula, data, REML=self.reml, weights=weights, residual=self.residual, solver=self.solver)
 
     def _validate_X_y(self, X, y):
         if self.residual is not None:
@@ -117,6 +125,8 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         """Formula mode with a 2-D y: ``skmixed.lmer_many`` on its columns, a multi-output regressor's attributes."""
         if self.residual is not None:
             raise OptionError("residual= fits one response at a time: pass y as one column (a 1-D array)")
+        if self.solver != "auto":
+            raise OptionError("solver='krylov' fits one response at a time: pass y as one column (a 1-D array)")
         many = lmer_many(encoding.rhs, encoding.frame(X), Y, REML=self.reml, weights=weights)
         with warnings.catch_warnings():  # a singular fit shows in many.table
             warnings.simplefilter("ignore", SingularFitWarning)
