@@ -47,8 +47,7 @@ class StandardizedDeviance:
 
     def __init__(self, model: LinearMixedModel, krylov=None):
         self.model = model
-        args = (model.cp, model.re, model.REML)
-        self.backend = choose_backend(*args) if krylov is None else choose_backend(*args, krylov=krylov)
+        self.backend = choose_backend(model.cp, model.re, model.REML, krylov)
         self._last: tuple[np.ndarray, PlsSolution, np.ndarray] | None = None
 
     @property

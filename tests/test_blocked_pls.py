@@ -126,7 +126,9 @@ def test_fits_equal_the_dense_paths(key, monkeypatch):
     weights = "w" if ref["weights"] else None
     blocked = skmixed.lmer(ref["formula"], df, REML=ref["REML"], weights=weights)
     monkeypatch.setattr(
-        sys.modules["skmixed.deviance"], "choose_backend", lambda cp, re, reml: DenseBackend(cp, re, reml, "forced")
+        sys.modules["skmixed.deviance"],
+        "choose_backend",
+        lambda cp, re, reml, krylov=None: DenseBackend(cp, re, reml, "forced"),
     )
     dense = skmixed.lmer(ref["formula"], df, REML=ref["REML"], weights=weights)
     assert blocked.objective == pytest.approx(dense.objective, rel=1e-14)
