@@ -15,6 +15,14 @@ def objective_check(ours: float | None, lme4: float | None) -> str:
     return f"{diff:+.2e}" + (" ✓" if diff <= 1e-9 * abs(lme4) else " ✗")
 
 
+def on_clock(result: dict, clock: str) -> dict:
+    """The result with its time by ``clock``: the wall clock as measured, or the process's CPU time where it was
+    measured (a fit's; an analysis's and the cold start's are by the wall clock only)."""
+    if clock == "process" and result.get("cpu_seconds") is not None:
+        return {**result, "seconds": result["cpu_seconds"]}
+    return result
+
+
 def recorded_target(ref: dict, res: dict) -> tuple[str, float | None]:
     """The target as printed and in seconds: ``target_s``, or ``target_fit_ratio`` times the case's own fit time
     (an analysis of a fit whose cost is stated relative to the fit, e.g. Satterthwaite df at most 1.5× the fit), or

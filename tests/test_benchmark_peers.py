@@ -90,3 +90,10 @@ def test_model_as_the_peers_read_it():
     assert unsupported("gpboost", nested) == "no correlated random slopes" and unsupported("glmm", nested) is None
     cbpp = Model.parse({"formula": "cbind(k, n - k) ~ period + (1 | herd)", "REML": False, "family": "binomial"})
     assert cbpp.cbind == ("k", "n - k") and cbpp.fixed == "period"
+
+
+def test_process_clock_takes_the_cpu_time_where_it_was_measured():
+    fit = {"seconds": 2.0, "cpu_seconds": 1.5}
+    assert table.on_clock(fit, "process")["seconds"] == 1.5 and table.on_clock(fit, "wall") == fit
+    analysis = {"seconds": 2.0, "cpu_seconds": None, "fit_seconds": 0.5}
+    assert table.on_clock(analysis, "process") == analysis
