@@ -6,14 +6,19 @@
 # make fuzz:  the property-based tests with many generated examples.
 # make dist:  a wheel and an sdist in dist/.
 # make bench-dask: skmixed.lmer on a Dask cluster from Parquet (benchmarks/dask_crossed.py; minutes, not in CI).
+# make bench-peers: python -m benchmarks --peers: mixedlm, glmm and gpboost (pinned in
+#             benchmarks/peers-requirements.txt, installed from PyPI into their own .venv-peers by `make peers-venv`)
+#             fit every case beside skmixed in the same run.
 # make docs:  the documentation site (user guide, API reference, executed notebooks) in build/docs/html.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.skmixed-installed
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.peers-installed
 DOCS_STAMP := $(VENV)/.skmixed-docs-installed
 
-.PHONY: test demo lint fuzz bench bench-dask dist suitesparse sksparse-version clean docs
+.PHONY: test demo lint fuzz bench bench-dask bench-peers peers-venv dist suitesparse sksparse-version clean docs
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -38,6 +43,17 @@ bench: $(STAMP)
 
 bench-dask: $(STAMP)
 	$(PY) -m benchmarks.dask_crossed
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(PY) -m benchmarks --peers
+
+# the peers' own virtualenv: never a dependency of skmixed, never needed by the tests
+peers-venv: $(PEERS_STAMP)
+
+$(PEERS_STAMP): benchmarks/peers-requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -r benchmarks/peers-requirements.txt
+	@touch $(PEERS_STAMP)
 
 dist: $(STAMP)
 	rm -rf dist

@@ -1,7 +1,10 @@
-"""``python -m benchmarks [CASE ...]``: fit each case in a fresh process; print ours beside lme4's and the peers'.
+"""``python -m benchmarks [--peers] [CASE ...]``: fit each case in a fresh process; print ours beside lme4's and the
+peers'.
 
-lme4's and the peers' figures are read from ``reference_times.json`` (measured once on
-the project's 2-core machine kind); neither R nor the peers are needed here.
+lme4's figures, and the peers' unless ``--peers`` is given, are read from ``reference_times.json`` (measured once on
+the project's 2-core machine kind); neither R nor the peers are needed then. With ``--peers``, mixedlm, glmm and
+gpboost fit each case's data in their own processes of the ``.venv-peers`` virtualenv (``make peers-venv``), timed
+as ours are, and the targets stated relative to a peer use its time measured in the same run.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import peers, table
 from .cases import CASES
+from .peer_fits import PEERS
 
 HERE = Path(__file__).parent
+HEADER = ["case", "rows", "levels", "ours", "evals", "objective − lme4's", "peak GB", "target", "lme4 1.1-31"]
 
 
 def _run(name: str, timeout: float) -> dict:
@@ -30,91 +36,79 @@ def _run(name: str, timeout: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _fmt_seconds(s: float) -> str:
-    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def _objective_check(ours: float | None, lme4: float | None) -> str:
-    """Our objective less lme4's for the same fit: ✓ when at or below it (up to 1e-9 relative: rounding)."""
-    if ours is None or lme4 is None:
-        return "-"
-    diff = ours - lme4
-    return f"{diff:+.2e}" + (" ✓" if diff <= 1e-9 * abs(lme4) else " ✗")
-
-
-def _target(ref: dict, res: dict) -> tuple[str, float | None]:
-    """The target as printed and in seconds: ``target_s``, or ``target_fit_ratio`` times the case's own fit time
-    (an analysis of a fit whose cost is stated relative to the fit, e.g. Satterthwaite df at most 1.5× the fit), or
-    a loop of ``loop_fits`` such fits divided by ``speedup_over_loop`` (lmer_many against a loop of lmer)."""
-    if "target_s" in ref:
-        return _fmt_seconds(ref["target_s"]), ref["target_s"]
-    if "loop_fits" in ref and "fit_seconds" in res:  # a loop of that many fits (the case's own fit), sped up
-        loop = ref["loop_fits"] * res["fit_seconds"]
-        limit = loop / ref["speedup_over_loop"]
-        loop_text = f"loop of {ref['loop_fits']:,} fits {_fmt_seconds(loop)}"
-        return f"{loop_text} ÷ {ref['speedup_over_loop']:g} = {_fmt_seconds(limit)}", limit
-    if "target_fit_ratio" in ref and "fit_seconds" in res:
-        limit = ref["target_fit_ratio"] * res["fit_seconds"]
-        return f"{ref['target_fit_ratio']:g}× fit = {_fmt_seconds(limit)}", limit
-    return "-", None
-
-
-def main(argv=None) -> None:
+def _parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     default = ["first_call", *(name for name, case in CASES.items() if case.by_default)]
     others = ", ".join(name for name, case in CASES.items() if not case.by_default)
     parser.add_argument("cases", nargs="*", help=f"cases to run (default: {', '.join(default)}; by name: {others})")
     parser.add_argument("--skip", nargs="*", default=[], help="cases to leave out")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per case")
+    parser.add_argument("--peers", action="store_true", help="fit each case with the peers too, in this run")
+    parser.add_argument("--peer-timeout", type=float, default=600.0, help="seconds allowed per peer and case")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "process"],
+        default="wall",
+        help="time by the wall clock, or by the process's CPU time (steadier on a machine loaded by other jobs)",
+    )
     args = parser.parse_args(argv)
-    reference = json.loads((HERE / "reference_times.json").read_text())
-    names = args.cases or default
-    print(f"reference figures: {reference['machine']}")
-    header = [
-        "case",
-        "rows",
-        "levels",
-        "ours",
-        "evals",
-        "objective − lme4's",
-        "peak GB",
-        "target",
-        "lme4 1.1-31",
-        "peers",
+    args.cases = [name for name in args.cases or default if name not in args.skip]
+    return args
+
+
+def _ours(res: dict, limit: float | None, lme4_objective: float | None) -> list[str]:
+    """Our cells: rows, levels, time (✓/✗ against the target), evaluations, objective check, peak memory."""
+    if "error" in res:
+        return ["-", "-", "failed: " + res["error"][:60], "-", "-", "-"]
+    return [
+        f"{res['rows']:,}",
+        res["levels"],
+        table.fmt_seconds(res["seconds"]) + table.met(res["seconds"], limit),
+        str(res["evaluations"] or "-"),
+        table.objective_check(res.get("objective"), lme4_objective),
+        f"{res['peak_gb']:.2f}",
     ]
-    rows = []
-    for name in names:
-        if name in args.skip:
-            continue
-        res = _run(name, args.timeout)
-        ref = reference["cases"].get(name, {})
-        peers = "; ".join(f"{k}: {v}" for k, v in ref.get("peers", {}).items()) or "-"
-        target, limit = _target(ref, res)
-        if "error" in res:
-            rows.append(
-                [name, "-", "-", "failed: " + res["error"][:60], "-", "-", "-", target, ref.get("lme4", "-"), peers]
-            )
-        else:
-            met = "" if limit is None else (" ✓" if res["seconds"] <= limit else " ✗")
-            rows.append(
-                [
-                    name,
-                    f"{res['rows']:,}",
-                    res["levels"],
-                    _fmt_seconds(res["seconds"]) + met,
-                    str(res["evaluations"] or "-"),
-                    _objective_check(res.get("objective"), ref.get("lme4_objective")),
-                    f"{res['peak_gb']:.2f}",
-                    target,
-                    ref.get("lme4", "-"),
-                    peers,
-                ]
-            )
-        print("  done:", " | ".join(rows[-1][:6]), flush=True)
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+
+
+def _row(name: str, ref: dict, args, python: Path | None) -> tuple[list[str], dict]:
+    """The case's row, and the peers' results (empty without ``--peers`` or for a case they do not fit)."""
+    res = table.on_clock(_run(name, args.timeout), args.clock)
+    case = CASES.get(name)
+    measured = None
+    if python is not None and case is not None and peers.applicable(case):
+        measured = {p: table.on_clock(r, args.clock) for p, r in peers.measure(case, python, args.peer_timeout).items()}
+    criterion = "REML" if case is not None and case.REML and case.family is None else "ML"
+    target, limit = table.target(ref, res, measured, criterion)
+    lme4 = ref.get("lme4_objective")
+    row = [name, *_ours(res, limit, lme4), target, ref.get("lme4", "-")]
+    if python is None:
+        row.append("; ".join(f"{k}: {v}" for k, v in ref.get("peers", {}).items()) or "-")
+    else:
+        row += [table.peer_cell(measured[p], criterion, lme4, res.get("objective")) if measured else "-" for p in PEERS]
+    return row, measured or {}
+
+
+def main(argv=None) -> None:
+    args = _parse(argv)
+    python = None
+    if args.peers:
+        python = peers.peer_python()
+        if python is None:
+            print(peers.missing_venv_message(), file=sys.stderr)
+            raise SystemExit(2)
+    reference = json.loads((HERE / "reference_times.json").read_text())
+    print(f"reference figures: {reference['machine']}; times by the {args.clock} clock")
+    rows, versions = [], {}
+    for name in args.cases:
+        row, measured = _row(name, reference["cases"].get(name, {}), args, python)
+        versions.update({p: r["version"] for p, r in measured.items() if "version" in r})
+        rows.append(row)
+        print("  done:", " | ".join(row[:6] + row[len(HEADER) :]), flush=True)
+    header = HEADER + (list(PEERS) if args.peers else ["peers (recorded)"])
     print()
-    for r in [header, ["-" * w for w in widths]] + rows:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+    print("\n".join(table.markdown(header, rows)))
+    if versions:
+        print("peers measured in this run:", ", ".join(f"{p} {v}" for p, v in sorted(versions.items())))
 
 
 if __name__ == "__main__":

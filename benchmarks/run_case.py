@@ -14,6 +14,22 @@ import time
 import warnings
 
 
+def time_fits(fit, repeat: int, warm_up: bool):
+    """The median wall-clock and process time of ``repeat`` calls of ``fit`` (after one untimed call when
+    ``warm_up``: lazy imports and first-use caches are first_call's to measure), and the last call's result. The same
+    for skmixed and for the peers (benchmarks/peer_fits.py)."""
+    if warm_up:
+        fit()
+    wall, cpu, result = [], [], None
+    for _ in range(repeat):
+        result = None  # the previous fit's memory is not this one's peak
+        start, start_cpu = time.perf_counter(), time.process_time()
+        result = fit()
+        cpu.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start)
+    return statistics.median(wall), statistics.median(cpu), result
+
+
 def first_call() -> dict:
     start = time.perf_counter()
     import skmixed
@@ -43,15 +59,8 @@ def run(name: str) -> dict:
                     return skmixed.lmer(case.formula, data, REML=case.REML, solver=case.solver)
                 return skmixed.glmer(case.formula, data, family=case.family)
 
-        if case.warm_up:  # lazy imports and first-use caches are first_call's to measure
-            fit()
-        times, m = [], None
-        for _ in range(case.repeat):
-            m = None  # the previous fit's memory is not this one's peak
-            start = time.perf_counter()
-            m = fit()
-            times.append(time.perf_counter() - start)
-        fit_seconds = statistics.median(times)
+        fit_seconds, cpu_seconds, m = time_fits(fit, case.repeat, case.warm_up)
+        seconds = fit_seconds
         if case.action is not None:  # time the analysis of a fitted result instead (a fresh fit for each run)
             times = []
             for _ in range(case.repeat):
@@ -61,8 +70,10 @@ def run(name: str) -> dict:
                     warnings.simplefilter("ignore")
                     case.action(fitted)
                 times.append(time.perf_counter() - start)
+            seconds, cpu_seconds = statistics.median(times), None
         out = {
-            "seconds": statistics.median(times),
+            "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "fit_seconds": fit_seconds,
             "rows": m.nobs,
             "levels": " × ".join(f"{v:,}" for v in m.ngroups.values()),
