@@ -45,6 +45,7 @@ from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
 from .scalar_cholesky import make_scalar_cholesky
+from .selected_inverse import make_selected_inverse
 
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
 #: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
@@ -196,11 +197,14 @@ class SparseBackend(_Backend):
         super().__init__(cp, re, reml, reason)
         self.penalized = PenalizedCholesky(cp.ZtZ, re)
         self.gram, self.chol = self.penalized.gram, self.penalized.chol
-        self._inverse = pattern_inverse(self.gram.matrix, re)
-        self.has_gradient = self._inverse is not None
+        blocks = pattern_inverse(self.gram.matrix, re)
+        selected = None if blocks is not None else make_selected_inverse(self.chol, self.gram.matrix)
+        self.has_gradient = blocks is not None or selected is not None
         if self.has_gradient:  # per ScaledGram product: its trace weight times its Z'Z value, and its θ indices
             gram, index = self.gram, self.lam.theta_index
-            self._weighted_ztz = self._inverse.weight[gram.target] * gram.zdata[gram.z]
+            self._inverse_values = selected.values if blocks is None else lambda: blocks.values(gram.matrix.data)
+            weight = (blocks or selected).weight
+            self._weighted_ztz = weight[gram.target] * gram.zdata[gram.z]
             self._index_l1, self._index_l2 = index[gram.l1], index[gram.l2]
         self.name = f"sparse ({type(self.chol).__name__})"
         if reason is None:  # why this path, and whether it has a gradient
@@ -208,8 +212,10 @@ class SparseBackend(_Backend):
                 "one grouping factor, so a per-level gradient"
                 if len({t.group for t in re.terms}) == 1
                 else "two nested terms, so a gradient from their blocks"
-                if self.has_gradient
-                else "crossed terms with vector effects: no gradient (BOBYQA)"
+                if blocks is not None
+                else f"a gradient from the selected inverse of CHOLMOD's factor ({selected.n_supernodes} supernodes)"
+                if selected is not None
+                else "no gradient (BOBYQA): the blocked factor, or a selected inverse too large to hold"
             )
 
     def _solve(self, theta):
@@ -229,7 +235,7 @@ class SparseBackend(_Backend):
         With E_m = ∂Λ/∂θ_m, G = A⁻¹Λ'Z'X, W = Z'X − Z'ZΛG and C = RX'RX:
         ∂r²/∂θ_m = −2 (Z'r)'E_m û,  ∂log|A|/∂θ_m = tr(A⁻¹ ∂A/∂θ_m),  ∂log|C|/∂θ_m = −2 tr(C⁻¹W'E_m G).
         A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`~skmixed.pls.ScaledGram` products), so the
-        trace needs A⁻¹ only on A's pattern (:mod:`skmixed.pattern_inverse`).
+        trace needs A⁻¹ only on A's pattern (:mod:`skmixed.pattern_inverse`, or :mod:`skmixed.selected_inverse`).
         """
         sol, RZX = self._solve(theta)
         if sol is None:
@@ -238,8 +244,7 @@ class SparseBackend(_Backend):
         rows, cols, index = lam_map.rows, lam_map.cols, lam_map.theta_index
         n_theta = len(theta)
         lam = lam_map.values(theta)
-        inverse = self._inverse
-        A_inverse = inverse.values(gram.matrix.data)  # at A's entries, A as :meth:`_solve` assembled it
+        A_inverse = self._inverse_values()  # at A's entries, A as :meth:`_solve` assembled and factored it
         products = A_inverse[gram.target] * self._weighted_ztz
         grad = np.bincount(self._index_l1, products * lam[gram.l2], minlength=n_theta)
         grad += np.bincount(self._index_l2, products * lam[gram.l1], minlength=n_theta)
