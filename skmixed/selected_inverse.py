@@ -111,8 +111,7 @@ class SupernodalPattern:
         stamp = np.stack([depth, width, bucket, alone], axis=1)[order]
         breaks = np.flatnonzero(np.any(np.diff(stamp, axis=0) != 0, axis=1)) + 1
         return [
-            self._group(first[members], int(width[members[0]]), r_count[members])
-            for members in np.split(order, breaks)
+            self._group(first[members], int(width[members[0]]), r_count[members]) for members in np.split(order, breaks)
         ]
 
     def _group(self, f: np.ndarray, w: int, r_count: np.ndarray) -> _Group:
