@@ -1,4 +1,4 @@
-"""The selected inverse of a sparse Cholesky factor (skmixed.selected_inverse) and the sparse path's gradient from it."""
+"""The selected inverse of a sparse Cholesky factor (skmixed.selected_inverse) and the sparse gradient from it."""
 
 import numpy as np
 import pandas as pd
