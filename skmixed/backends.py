@@ -37,7 +37,7 @@ from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite, factor_flops
 from .blocked_pls import BlockedPls, blocked_flops
-from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING
+from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, MAX_DENSE
 from .dense_pls import DensePls
 from .nested_cholesky import nested_structure
 from .nested_pls import NestedPls
@@ -63,6 +63,11 @@ BLOCKED_WORK, MAX_BLOCKED_BORDER = 2.0, 10_000_000
 #: with vector terms BOBYQA needed 6.7 to 29 times the evaluations of L-BFGS-B with the gradient (benchmarks/HISTORY.md,
 #: kb07_like), where scalar terms' GRADIENT_SAVING is 3
 VECTOR_GRADIENT_SAVING = 6.0
+#: where the sparse path has a gradient (CHOLMOD's factor and its selected inverse, :mod:`skmixed.selected_inverse`:
+#: the first term is a vector one, or the rest too large for the blocked factor) an evaluation with it costs about this
+#: many times the factor's Σⱼcⱼ², plus this much per column of A for the passes over A's and L's entries and the
+#: calls per group of supernodes, in the same units (fitted to 4 crossed shapes: 4,400 to 17,000 per column)
+SELECTED_INVERSE_WORK, SELECTED_INVERSE_PER_COLUMN = 2.0, 10_000.0
 
 
 class _Backend:
@@ -313,15 +318,22 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
 
 def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend | None:
     """Terms on several grouping factors: the dense path or the blocked one, whichever costs less, where that costs
-    less than CHOLMOD's factor of A with the evaluations a gradient saves (the sparse path has none here); else None."""
+    less than CHOLMOD's factor of A, weighted by the evaluations a gradient saves where the sparse path has none (a
+    scalar first term and a complement small enough for the blocked factor) or by its selected inverse's work where
+    it has one; else None."""
     p, first = cp.XtX.shape[0], re.terms[0]
     order = re.q + p + 1
     n = order - first.q  # the order of the blocked path's Schur complement
     dense = DENSE_WORK * float(order) ** 3 if re.q <= MAX_DENSE_GRADIENT_Q else np.inf
     small = n <= MAX_DENSE_GRADIENT_Q and first.q * n <= MAX_BLOCKED_BORDER
     blocked = BLOCKED_WORK * blocked_flops(re, p, reml) if small else np.inf
-    saving = VECTOR_GRADIENT_SAVING if any(t.k > 1 for t in re.terms) else GRADIENT_SAVING
-    cheaper = min(dense, blocked) / (DENSE_PER_SPARSE_FLOP * saving)  # in CHOLMOD's flops
+    if first.k > 1 or re.q - first.q > MAX_DENSE:  # no blocked split: CHOLMOD's factor, with its selected inverse
+        weight, extra, sparse = SELECTED_INVERSE_WORK, SELECTED_INVERSE_PER_COLUMN * re.q, "its selected inverse"
+    else:
+        weight = VECTOR_GRADIENT_SAVING if any(t.k > 1 for t in re.terms) else GRADIENT_SAVING
+        extra, sparse = 0.0, "no gradient"
+    # the sparse path is taken where weight · Σⱼcⱼ² + extra is below the dense paths' cost, in CHOLMOD's flops
+    cheaper = (min(dense, blocked) / DENSE_PER_SPARSE_FLOP - extra) / weight
     # CHOLMOD's analysis only where a bound does not settle it: a factor of A holds at least the (Z'Z.nnz + q)/2
     # entries of A's lower triangle, so its Σⱼcⱼ² is at least their square over q
     if not np.isfinite(cheaper) or (
@@ -336,12 +348,12 @@ def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
             reml,
             f"several grouping factors, q = {re.q}: the bordered Cholesky with the first term's {first.n_levels} "
             f"levels factored as blocks and a dense Schur complement of order {n}, for its gradient, costs less than "
-            "the whole dense factor and than the sparse factor without a gradient",
+            f"the whole dense factor and than the sparse factor with {sparse}",
         )
     return DenseBackend(
         cp,
         re,
         reml,
         f"several grouping factors, q = {re.q}: the dense bordered Cholesky, for its gradient, costs less than the "
-        "sparse factor without one",
+        f"sparse factor with {sparse}",
     )

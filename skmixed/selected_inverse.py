@@ -33,9 +33,9 @@ from ._cholmod import SparseCholesky
 ROW_RATIO = 1.5
 #: a supernode this wide is handled alone by LAPACK (a stacked inverse by LU would cost more than a triangular one)
 WIDE = 32
-#: the gather indices of Σ_RR over all supernodes are held in memory up to this many entries; beyond it the
-#: selected inverse is not offered (a factor that large has flops the dense paths beat anyway)
-MAX_GATHER = 50_000_000
+#: the gather indices of Σ_RR over all supernodes (Σ r², 4 bytes each) are held up to this many entries; beyond it
+#: the selected inverse is not offered and the sparse path has no gradient
+MAX_GATHER = 25_000_000
 
 
 def supernodes(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -57,11 +57,10 @@ class _Group:
 
     Indices point into arrays of nnz + 1 entries whose last one is a zero (the padding)."""
 
-    def __init__(self, w: int, r: int, panel: np.ndarray, lower: np.ndarray, diag: np.ndarray, valid: np.ndarray):
+    def __init__(self, w: int, r: int, panel: np.ndarray, rr: np.ndarray, valid: np.ndarray):
         self.w, self.r = w, r
         self.panel = panel  # (m, w + r, w): positions in L.data
-        self.lower = lower  # (m, r, r): positions in Σ of Σ_RR's strict lower triangle
-        self.diag = diag  # (m, r): positions of Σ_RR's diagonal
+        self.rr = rr  # (m, r, r): positions in Σ of Σ_RR (both triangles: one gather, no symmetrization)
         self.out_at = np.flatnonzero(valid)  # where the panel's computed entries go: Σ[target] = out.flat[out_at]
         self.target = panel.ravel()[self.out_at]
 
@@ -74,6 +73,7 @@ class SupernodalPattern:
         indptr, indices = self.indptr, self.indices
         n = len(indptr) - 1
         self.n, self.nnz = n, len(indices)
+        self.index_type = np.int32 if self.nnz < np.iinfo(np.int32).max else np.int64
         cols = np.repeat(np.arange(n), np.diff(indptr))
         self._keys = cols * n + indices  # sorted: column-major with sorted rows
         if np.any(np.diff(self._keys) <= 0) or np.any(indices[indptr[:-1]] != np.arange(n)):
@@ -83,7 +83,7 @@ class SupernodalPattern:
         snode = np.repeat(np.arange(len(width)), width)  # the supernode of each column
         last = first[1:] - 1
         r_count = np.diff(indptr)[last] - 1  # rows below the supernode's diagonal block
-        if np.sum(r_count.astype(float) ** 2) / 2 > MAX_GATHER:
+        if np.sum(r_count.astype(float) ** 2) > MAX_GATHER:
             raise MemoryError("the selected inverse's gather indices would exceed MAX_GATHER entries")
         parent = np.full(len(width), -1)
         has_r = r_count > 0
@@ -121,17 +121,15 @@ class SupernodalPattern:
         start = indptr[f[:, None] + np.arange(w)[None, :]][:, None, :]  # (m, 1, w)
         i, c = np.arange(w + r)[None, :, None], np.arange(w)[None, None, :]
         valid = (i >= c) & (i < w + r_count[:, None, None])
-        panel = np.where(valid, start + i - c, pad)
+        panel = np.where(valid, start + i - c, pad).astype(self.index_type)
         k = np.arange(r)[None, :]
         in_r = k < r_count[:, None]
         R = np.where(in_r, indices[np.minimum(indptr[f + w - 1][:, None] + 1 + k, pad - 1)], -1)
-        a, b = np.tril_indices(r, -1)
-        lower = np.full((m, r, r), pad, dtype=np.int64)
+        a, b = np.tril_indices(r)
+        rr = np.full((m, r, r), pad, dtype=self.index_type)
         g, e = np.nonzero(in_r[:, a] & in_r[:, b])
-        lower[g, a[e], b[e]] = self._position(R[g, a[e]], R[g, b[e]])
-        diag = np.full((m, r), pad, dtype=np.int64)
-        diag[in_r] = self._position(R[in_r], R[in_r])
-        return _Group(w, r, panel, lower, diag, valid.ravel())
+        rr[g, a[e], b[e]] = rr[g, b[e], a[e]] = self._position(R[g, a[e]], R[g, b[e]])
+        return _Group(w, r, panel, rr, valid.ravel())
 
 
 def selected_inverse(pattern: SupernodalPattern, data: np.ndarray) -> np.ndarray:
@@ -140,25 +138,35 @@ def selected_inverse(pattern: SupernodalPattern, data: np.ndarray) -> np.ndarray
     sigma = np.zeros(pattern.nnz + 1)
     for g in pattern.groups:
         P = data[g.panel]  # (m, w + r, w)
-        w, r = g.w, g.r
+        w = g.w
         LJJ, LRJ = P[:, :w, :], P[:, w:, :]
         if len(P) == 1 and w >= WIDE:
-            out = _wide(LJJ[0], LRJ[0], sigma[g.lower[0]], sigma[g.diag[0]])[None]
+            out = _wide(LJJ[0], LRJ[0], sigma[g.rr[0]])[None]
         else:
-            Linv = np.tril(np.linalg.inv(LJJ)) if w > 1 else 1.0 / LJJ
+            Linv = _triangular_inverse(LJJ)
             U = LRJ @ Linv
-            Srr = sigma[g.lower]
-            Srr += Srr.transpose(0, 2, 1)
-            idx = np.arange(r)
-            Srr[:, idx, idx] = sigma[g.diag]
-            Srj = -(Srr @ U)
+            Srj = -(sigma[g.rr] @ U)
             Sjj = Linv.transpose(0, 2, 1) @ Linv - U.transpose(0, 2, 1) @ Srj
             out = np.concatenate([Sjj, Srj], axis=1)
         sigma[g.target] = out.ravel()[g.out_at]
     return sigma[:-1]
 
 
-def _wide(LJJ: np.ndarray, LRJ: np.ndarray, lower: np.ndarray, diag: np.ndarray) -> np.ndarray:
+def _triangular_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of lower triangular blocks: 1 × 1 and 2 × 2 in closed form (most supernodes of a model
+    with one or two effects per level; LAPACK's per-matrix overhead dominates at these sizes), larger ones by LU."""
+    w = L.shape[-1]
+    if w == 1:
+        return 1.0 / L
+    if w == 2:
+        out = np.zeros_like(L)
+        out[:, 0, 0], out[:, 1, 1] = 1.0 / L[:, 0, 0], 1.0 / L[:, 1, 1]
+        out[:, 1, 0] = -L[:, 1, 0] * out[:, 0, 0] * out[:, 1, 1]
+        return out
+    return np.tril(np.linalg.inv(L))
+
+
+def _wide(LJJ: np.ndarray, LRJ: np.ndarray, Srr: np.ndarray) -> np.ndarray:
     """One wide supernode by LAPACK: Σ_JJ from ``dpotri`` (L_JJ'⁻¹L_JJ⁻¹), U by a triangular solve."""
     Sjj, info = dpotri(LJJ, lower=1)
     if info != 0:
@@ -167,8 +175,6 @@ def _wide(LJJ: np.ndarray, LRJ: np.ndarray, lower: np.ndarray, diag: np.ndarray)
     if not len(LRJ):
         return Sjj
     U = solve_triangular(LJJ, LRJ.T, lower=True, trans="T").T  # L_RJ L_JJ⁻¹
-    Srr = lower + lower.T
-    Srr[np.diag_indices_from(Srr)] = diag
     Srj = -(Srr @ U)
     Sjj -= U.T @ Srj
     return np.concatenate([Sjj, Srj])
