@@ -19,11 +19,11 @@ where it has one, the analytic gradient:
   blocked factor refactored from Λ alone (:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
-  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
-  pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
-  two terms whose factors are nested, which :class:`NestedBackend` takes first).  Other models
-  (crossed vector terms too large for the dense paths) would need a selected inverse of the sparse
-  factor per evaluation, which scikit-sparse does not offer: the optimizer then works without a
+  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient from A⁻¹ on A's
+  pattern, from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or two
+  terms whose factors are nested, which :class:`NestedBackend` takes first) or from CHOLMOD's factor
+  (:mod:`skmixed.selected_inverse`: crossed vector terms too large for the dense paths, three or
+  more factors, ...).  Only with the blocked factor (a scalar first term) does it go without a
   gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
