@@ -207,7 +207,7 @@ class SparseBackend(_Backend):
         self.has_gradient = blocks is not None or selected is not None
         if self.has_gradient:  # per ScaledGram product: its trace weight times its Z'Z value, and its θ indices
             gram, index = self.gram, self.lam.theta_index
-            self._inverse_values = selected.values if blocks is None else lambda: blocks.values(gram.matrix.data)
+            self._blocks, self._selected = blocks, selected
             weight = (blocks or selected).weight
             self._weighted_ztz = weight[gram.target] * gram.zdata[gram.z]
             self._index_l1, self._index_l2 = index[gram.l1], index[gram.l2]
@@ -220,7 +220,7 @@ class SparseBackend(_Backend):
                 if blocks is not None
                 else f"a gradient from the selected inverse of CHOLMOD's factor ({selected.n_supernodes} supernodes)"
                 if selected is not None
-                else "no gradient (BOBYQA): the blocked factor, or a selected inverse too large to hold"
+                else "no gradient (BOBYQA): the blocked factor, or no selected inverse of this one (too large)"
             )
 
     def _solve(self, theta):
@@ -249,7 +249,8 @@ class SparseBackend(_Backend):
         rows, cols, index = lam_map.rows, lam_map.cols, lam_map.theta_index
         n_theta = len(theta)
         lam = lam_map.values(theta)
-        A_inverse = self._inverse_values()  # at A's entries, A as :meth:`_solve` assembled and factored it
+        # at A's entries, A as :meth:`_solve` assembled and factored it
+        A_inverse = self._selected.values() if self._blocks is None else self._blocks.values(gram.matrix.data)
         products = A_inverse[gram.target] * self._weighted_ztz
         grad = np.bincount(self._index_l1, products * lam[gram.l2], minlength=n_theta)
         grad += np.bincount(self._index_l2, products * lam[gram.l1], minlength=n_theta)

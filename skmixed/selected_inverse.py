@@ -95,7 +95,7 @@ class SupernodalPattern:
         self.n_supernodes = len(width)
         self.groups = self._groups(first, width, r_count, depth)
 
-    def _position(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def position(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Positions in L.data of entries (rows ≥ cols) of L's pattern; an entry outside it is an error."""
         keys = cols * self.n + rows
         pos = np.minimum(np.searchsorted(self._keys, keys), self.nnz - 1)
@@ -128,7 +128,7 @@ class SupernodalPattern:
         a, b = np.tril_indices(r)
         rr = np.full((m, r, r), pad, dtype=self.index_type)
         g, e = np.nonzero(in_r[:, a] & in_r[:, b])
-        rr[g, a[e], b[e]] = rr[g, b[e], a[e]] = self._position(R[g, a[e]], R[g, b[e]])
+        rr[g, a[e], b[e]] = rr[g, b[e], a[e]] = self.position(R[g, a[e]], R[g, b[e]])
         return _Group(w, r, panel, rr, valid.ravel())
 
 
@@ -199,7 +199,7 @@ class SelectedInverse:
         where = np.empty(q, dtype=np.int64)
         where[perm] = np.arange(q)  # A's index i is row where[i] of PAP'
         pi, pj = where[rows], where[cols]
-        self._at = self._pattern._position(np.maximum(pi, pj), np.minimum(pi, pj))
+        self._at = self._pattern.position(np.maximum(pi, pj), np.minimum(pi, pj))
 
     def values(self) -> np.ndarray:
         L, _ = self._chol.factor()
@@ -209,11 +209,12 @@ class SelectedInverse:
 
 
 def make_selected_inverse(chol, A_lower: sp.csc_matrix) -> SelectedInverse | None:
-    """The selected inverse for a CHOLMOD factor of A, or None: for another factor (blocked, diagonal), or where
-    its gather indices would exceed MAX_GATHER."""
+    """The selected inverse for a CHOLMOD factor of A, or None: for another factor (blocked, diagonal), where its
+    gather indices would exceed MAX_GATHER, or for a factor whose pattern is not a Cholesky factor's (the fit then
+    goes without a gradient rather than fail)."""
     if not isinstance(chol, SparseCholesky):
         return None
     try:
         return SelectedInverse(chol, A_lower)
-    except MemoryError:
+    except (MemoryError, ValueError):
         return None
