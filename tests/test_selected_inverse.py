@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 import skmixed
 from skmixed import _cholmod, backends
+from skmixed import selected_inverse as selected_inverse_module
 from skmixed.backends import SparseBackend
 from skmixed.selected_inverse import WIDE, SelectedInverse, SupernodalPattern, selected_inverse, supernodes
 
@@ -166,3 +167,12 @@ def test_fit_on_the_sparse_path_equals_the_dense_paths(monkeypatch, reml):
     assert s.objective == pytest.approx(m.objective, rel=1e-10)
     np.testing.assert_allclose(s.theta, m.theta, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(s.fixef, m.fixef, rtol=1e-6)
+
+
+def test_no_selected_inverse_beyond_its_memory_bound(monkeypatch):
+    """Where the gather indices would exceed MAX_GATHER the sparse path goes without a gradient, and says so."""
+    on_sparse_path(monkeypatch)
+    monkeypatch.setattr(selected_inverse_module, "MAX_GATHER", 10)
+    dev = skmixed.deviance(skmixed.build("y ~ x + (1 + x | a) + (1 + x | b)", crossed_vector_data()))
+    assert isinstance(dev.standardized.backend, SparseBackend) and not dev.has_gradient
+    assert "no gradient" in dev.reason
