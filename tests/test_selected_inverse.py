@@ -137,13 +137,20 @@ def on_sparse_path(monkeypatch):
 
 @pytest.mark.parametrize("reml", [False, True])
 @pytest.mark.parametrize(
-    "formula", ["y ~ x + (1 + x | a) + (1 + x | b)", "y ~ x + (1 + x | a) + (1 + x | b) + (x | c)"]
+    "formula, weighted",
+    [
+        ("y ~ x + (1 + x | a) + (1 + x | b)", False),
+        ("y ~ x + (1 + x | a) + (1 + x | b) + (x | c)", False),
+        ("y ~ x + (1 + x | a) + (1 | b) + (0 + x | c)", True),
+    ],
 )
-def test_sparse_gradient_of_crossed_vector_terms(monkeypatch, reml, formula):
-    """Crossed vector terms (two or three factors) on CHOLMOD's factor: the gradient from the selected inverse
-    equals central differences of the profiled deviance."""
+def test_sparse_gradient_of_crossed_vector_terms(monkeypatch, reml, formula, weighted):
+    """Crossed vector terms (two or three factors, with prior weights) on CHOLMOD's factor: the gradient from the
+    selected inverse equals central differences of the profiled deviance."""
     on_sparse_path(monkeypatch)
-    dev = skmixed.deviance(skmixed.build(formula, crossed_vector_data(third=12), REML=reml))
+    df = crossed_vector_data(third=12)
+    weights = np.random.default_rng(3).uniform(0.5, 2.0, len(df)) if weighted else None
+    dev = skmixed.deviance(skmixed.build(formula, df, REML=reml, weights=weights))
     backend = dev.standardized.backend
     assert isinstance(backend, SparseBackend) and backend.has_gradient and "selected inverse" in backend.reason
     rng = np.random.default_rng(1)
