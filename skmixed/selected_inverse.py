@@ -33,9 +33,10 @@ from ._cholmod import SparseCholesky
 ROW_RATIO = 1.5
 #: a supernode this wide is handled alone by LAPACK (a stacked inverse by LU would cost more than a triangular one)
 WIDE = 32
-#: the gather indices of Σ_RR over all supernodes (Σ r², 4 bytes each) are held up to this many entries; beyond it
-#: the selected inverse is not offered and the sparse path has no gradient
-MAX_GATHER = 25_000_000
+#: the gather indices of Σ_RR over all supernodes (Σ r², 4 bytes each) are held up to this many entries (400 MB,
+#: where the factor itself takes minutes per fit); beyond it the selected inverse is not offered and the sparse path
+#: has no gradient
+MAX_GATHER = 100_000_000
 
 
 def supernodes(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
