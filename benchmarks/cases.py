@@ -124,6 +124,11 @@ CASES = {
         ),
         Case("nested_vector", _synthetic("nested_vector"), "y ~ x + (1 + x | a) + (1 + x | a:b)"),
         Case(
+            "crossed_vector_sparse",
+            _synthetic("crossed_vector_sparse"),
+            "y ~ x + (1 + x | rater) + (1 + x | item)",
+        ),
+        Case(
             "kb07_like",
             _synthetic("kb07_like"),
             "y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item)",

@@ -6,6 +6,8 @@ records (mean about 2.7), skewed campus sizes, a quarter of records at a campus 
 student's own.
 ``crossed``: y ~ 1 + (1|a) + (1|b) with many a-levels crossed with a few thousand b-levels.
 ``crossed_10k``: 10,000 rows, 200 subjects crossed with 50 items, random intercepts and slopes for both.
+``crossed_vector_sparse``: the same model on a crowdsourced shape: 2,000 raters each rating 5 of 200 items (10,000
+rows), too many levels for the dense paths and too sparse a crossing for the blocked one.
 ``expression``: 10,000 genes measured on 500 samples of 50 donors in 10 batches (``lmer_many``).
 ``crossed_sparse_10k`` and ``crossed_100k``: ``crossed`` with few rows per level on both sides (1,000 × 1,977 levels
 at 10,000 rows; 10,000 × 2,000 at 100,000), the shapes where iterative solvers had won.
@@ -88,6 +90,28 @@ def crossed_10k(n_subjects: int = 200, n_items: int = 50, seed: int = 1997) -> p
             "y": y,
             "x": x,
             "subject": pd.Categorical.from_codes(subject, [f"s{i}" for i in range(n_subjects)]),
+            "item": pd.Categorical.from_codes(item, [f"i{i}" for i in range(n_items)]),
+        }
+    )
+
+
+def crossed_vector_sparse(n_raters: int = 2_000, n_items: int = 200, per_rater: int = 5, seed: int = 2015):
+    """Raters crossed with items, each rater seeing ``per_rater`` distinct items chosen at random, in one of two
+    conditions x = ±½ at random; random intercepts and condition effects by rater and by item
+    (``y ~ x + (1 + x | rater) + (1 + x | item)``)."""
+    rng = np.random.default_rng(seed)
+    rater = np.repeat(np.arange(n_raters), per_rater)
+    item = np.argsort(rng.random((n_raters, n_items)), axis=1)[:, :per_rater].ravel()
+    x = rng.choice([-0.5, 0.5], len(rater))
+    by_rater = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.2], [0.2, 0.25]], n_raters)
+    by_item = rng.multivariate_normal([0.0, 0.0], [[0.5, 0.0], [0.0, 0.16]], n_items)
+    effect = by_rater[rater] + by_item[item]
+    y = 3.0 + 0.4 * x + effect[:, 0] + effect[:, 1] * x + rng.normal(0.0, 1.0, len(x))
+    return pd.DataFrame(
+        {
+            "y": y,
+            "x": x,
+            "rater": pd.Categorical.from_codes(rater, [f"r{i}" for i in range(n_raters)]),
             "item": pd.Categorical.from_codes(item, [f"i{i}" for i in range(n_items)]),
         }
     )

@@ -1,7 +1,7 @@
 # lme4's objectives and times for the benchmark cases of issue 15's shapes (benchmarks/cases.py), for
 # reference_times.json.  Usage: Rscript lme4_shapes.R DIR OUT.json, DIR holding each case's data written by
 # benchmarks/data.py (pandas' to_csv: crossed_sparse_10k.csv, crossed_100k.csv, nested_vector.csv, kb07_like.csv,
-# ml1m_like.csv); cases whose file is missing are skipped.
+# ml1m_like.csv, crossed_vector_sparse.csv); cases whose file is missing are skipped.
 suppressMessages({library(lme4); library(jsonlite)})
 args <- commandArgs(TRUE)
 cases <- list(
@@ -10,7 +10,9 @@ cases <- list(
   nested_vector = list(f = y ~ x + (1 + x | a) + (1 + x | a:b), REML = TRUE, factors = c("a", "b")),
   kb07_like = list(f = y ~ 1 + a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item), REML = TRUE,
                    factors = c("subj", "item")),
-  ml1m_like = list(f = y ~ 1 + (1 | user) + (1 | movie), REML = FALSE, factors = c("user", "movie"))
+  ml1m_like = list(f = y ~ 1 + (1 | user) + (1 | movie), REML = FALSE, factors = c("user", "movie")),
+  crossed_vector_sparse = list(f = y ~ x + (1 + x | rater) + (1 + x | item), REML = TRUE,
+                               factors = c("rater", "item"))
 )
 out <- list()
 for (name in names(cases)) {

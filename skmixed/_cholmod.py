@@ -58,6 +58,7 @@ class _Factor04:
     def __init__(self, A_lower: sp.csc_matrix, mode: str, ordering: str):
         self._f = cholmod.analyze(A_lower, mode=mode, ordering_method=ordering)
         self.is_ll = mode == "supernodal"
+        self.perm = np.array(self._f.P())
 
     def factorize(self, A_lower: sp.csc_matrix) -> None:
         self._f.cholesky_inplace(A_lower)
@@ -86,6 +87,10 @@ class _Factor04:
         """The number of entries of each column of a simplicial factor's L (its diagonal included)."""
         return np.diff(self._f.LD().indptr)
 
+    def L(self) -> sp.csc_matrix:
+        """L of LL' (a converted copy: the factor keeps its form)."""
+        return self._f.L()
+
 
 class _Factor05:
     """scikit-sparse 0.5: ``factorize(ldl=)`` fixes the form; solves other than ``"A"`` do not permute.
@@ -99,7 +104,7 @@ class _Factor05:
     def __init__(self, A_lower: sp.csc_matrix, mode: str, ordering: str):
         self._f = cholmod.CholeskyFactor(A_lower, lower=True, order=ordering, supernodal_mode=mode)
         self.is_ll = mode == "supernodal"
-        self._perm = np.array(self._f.perm)
+        self.perm = self._perm = np.array(self._f.perm)
 
     def factorize(self, A_lower: sp.csc_matrix) -> None:
         self._f.factorize(A_lower, ldl=not self.is_ll)
@@ -138,6 +143,15 @@ class _Factor05:
     def column_counts(self) -> np.ndarray:
         """The number of entries of each column of a simplicial factor's L (its diagonal included)."""
         return np.diff(self._f.factor.indptr)
+
+    def L(self) -> sp.csc_matrix:
+        """L of LL': the stored factor, or L₁D^½ from LDL' (D on L₁'s diagonal, which is first in each column)."""
+        L = self._f.factor.copy()
+        if not self.is_ll:
+            root = np.sqrt(L.data[L.indptr[:-1]])
+            L.data *= np.repeat(root, np.diff(L.indptr))
+            L.data[L.indptr[:-1]] = root
+        return L
 
 
 #: the scikit-sparse API installed: 0.5 is the one with ``CholeskyFactor``
@@ -228,3 +242,10 @@ class SparseCholesky:
     def solve(self, b: np.ndarray) -> np.ndarray:
         """A⁻¹ b."""
         return self._factor.solve_A(b)
+
+    def factor(self) -> tuple[sp.csc_matrix, np.ndarray]:
+        """L (of LL' = P A P', rows sorted within columns) and the permutation p with P A P' = A[p][:, p]."""
+        L = self._factor.L()
+        if not L.has_sorted_indices:
+            L = L.sorted_indices()
+        return L, self._factor.perm

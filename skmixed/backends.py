@@ -19,11 +19,11 @@ where it has one, the analytic gradient:
   blocked factor refactored from Λ alone (:class:`~skmixed.scalar_cholesky.ScalarTermsCholesky`);
   a gradient from the traces of A⁻¹ that the blocked factor gives cheaply.
 * :class:`SparseBackend`: A = Λ'Z'ZΛ + I assembled on its fixed pattern and factored by the
-  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient where A⁻¹ on A's
-  pattern comes from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or
-  two terms whose factors are nested, which :class:`NestedBackend` takes first).  Other models
-  (crossed vector terms too large for the dense paths) would need a selected inverse of the sparse
-  factor per evaluation, which scikit-sparse does not offer: the optimizer then works without a
+  blocked factor or CHOLMOD (:func:`~skmixed.cholesky.make_cholesky`); a gradient from A⁻¹ on A's
+  pattern, from small dense blocks (:mod:`skmixed.pattern_inverse`: one grouping factor, or two
+  terms whose factors are nested, which :class:`NestedBackend` takes first) or from CHOLMOD's factor
+  (:mod:`skmixed.selected_inverse`: crossed vector terms too large for the dense paths, three or
+  more factors, ...).  Only with the blocked factor (a scalar first term) does it go without a
   gradient (BOBYQA).
 
 :func:`choose_backend` makes the choice and records why (``backend.reason``).
@@ -37,7 +37,7 @@ from scipy.linalg.lapack import dtrtrs
 
 from ._cholmod import NotPositiveDefinite, factor_flops
 from .blocked_pls import BlockedPls, blocked_flops
-from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING
+from .cholesky import DENSE_PER_SPARSE_FLOP, GRADIENT_SAVING, MAX_DENSE
 from .dense_pls import DensePls
 from .nested_cholesky import nested_structure
 from .nested_pls import NestedPls
@@ -45,6 +45,7 @@ from .pattern_inverse import pattern_inverse
 from .pls import CrossProducts, LambdaMap, PenalizedCholesky, PlsSolution, profiled_solution, solve_on_factor
 from .reterms import RandomEffects
 from .scalar_cholesky import make_scalar_cholesky
+from .selected_inverse import make_selected_inverse
 
 #: the dense backend up to this many random effects: whole fits were faster than on the sparse path up to
 #: about here (q = 54: 2×; q = 65: even; q = 130 and above: slower), as the dense work grows as (q + p)³
@@ -62,6 +63,11 @@ BLOCKED_WORK, MAX_BLOCKED_BORDER = 2.0, 10_000_000
 #: with vector terms BOBYQA needed 6.7 to 29 times the evaluations of L-BFGS-B with the gradient (benchmarks/HISTORY.md,
 #: kb07_like), where scalar terms' GRADIENT_SAVING is 3
 VECTOR_GRADIENT_SAVING = 6.0
+#: where the sparse path has a gradient (CHOLMOD's factor and its selected inverse, :mod:`skmixed.selected_inverse`:
+#: the first term is a vector one, or the rest too large for the blocked factor) an evaluation with it costs about this
+#: many times the factor's Σⱼcⱼ², plus this much per column of A for the passes over A's and L's entries and the
+#: calls per group of supernodes, in the same units (fitted to 4 crossed shapes: 4,400 to 17,000 per column)
+SELECTED_INVERSE_WORK, SELECTED_INVERSE_PER_COLUMN = 2.0, 10_000.0
 
 
 class _Backend:
@@ -196,11 +202,14 @@ class SparseBackend(_Backend):
         super().__init__(cp, re, reml, reason)
         self.penalized = PenalizedCholesky(cp.ZtZ, re)
         self.gram, self.chol = self.penalized.gram, self.penalized.chol
-        self._inverse = pattern_inverse(self.gram.matrix, re)
-        self.has_gradient = self._inverse is not None
+        blocks = pattern_inverse(self.gram.matrix, re)
+        selected = None if blocks is not None else make_selected_inverse(self.chol, self.gram.matrix)
+        self.has_gradient = blocks is not None or selected is not None
         if self.has_gradient:  # per ScaledGram product: its trace weight times its Z'Z value, and its θ indices
             gram, index = self.gram, self.lam.theta_index
-            self._weighted_ztz = self._inverse.weight[gram.target] * gram.zdata[gram.z]
+            self._blocks, self._selected = blocks, selected
+            weight = (blocks or selected).weight
+            self._weighted_ztz = weight[gram.target] * gram.zdata[gram.z]
             self._index_l1, self._index_l2 = index[gram.l1], index[gram.l2]
         self.name = f"sparse ({type(self.chol).__name__})"
         if reason is None:  # why this path, and whether it has a gradient
@@ -208,8 +217,10 @@ class SparseBackend(_Backend):
                 "one grouping factor, so a per-level gradient"
                 if len({t.group for t in re.terms}) == 1
                 else "two nested terms, so a gradient from their blocks"
-                if self.has_gradient
-                else "crossed terms with vector effects: no gradient (BOBYQA)"
+                if blocks is not None
+                else f"a gradient from the selected inverse of CHOLMOD's factor ({selected.n_supernodes} supernodes)"
+                if selected is not None
+                else "no gradient (BOBYQA): the blocked factor, or no selected inverse of this one (too large)"
             )
 
     def _solve(self, theta):
@@ -229,7 +240,7 @@ class SparseBackend(_Backend):
         With E_m = ∂Λ/∂θ_m, G = A⁻¹Λ'Z'X, W = Z'X − Z'ZΛG and C = RX'RX:
         ∂r²/∂θ_m = −2 (Z'r)'E_m û,  ∂log|A|/∂θ_m = tr(A⁻¹ ∂A/∂θ_m),  ∂log|C|/∂θ_m = −2 tr(C⁻¹W'E_m G).
         A's stored entries are sums of Λ[c,a]·Z'Z[c,d]·Λ[d,b] (the :class:`~skmixed.pls.ScaledGram` products), so the
-        trace needs A⁻¹ only on A's pattern (:mod:`skmixed.pattern_inverse`).
+        trace needs A⁻¹ only on A's pattern (:mod:`skmixed.pattern_inverse`, or :mod:`skmixed.selected_inverse`).
         """
         sol, RZX = self._solve(theta)
         if sol is None:
@@ -238,8 +249,8 @@ class SparseBackend(_Backend):
         rows, cols, index = lam_map.rows, lam_map.cols, lam_map.theta_index
         n_theta = len(theta)
         lam = lam_map.values(theta)
-        inverse = self._inverse
-        A_inverse = inverse.values(gram.matrix.data)  # at A's entries, A as :meth:`_solve` assembled it
+        # at A's entries, A as :meth:`_solve` assembled and factored it
+        A_inverse = self._selected.values() if self._blocks is None else self._blocks.values(gram.matrix.data)
         products = A_inverse[gram.target] * self._weighted_ztz
         grad = np.bincount(self._index_l1, products * lam[gram.l2], minlength=n_theta)
         grad += np.bincount(self._index_l2, products * lam[gram.l1], minlength=n_theta)
@@ -314,15 +325,22 @@ def choose_backend(cp: CrossProducts, re: RandomEffects, reml: bool, krylov=None
 
 def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend | None:
     """Terms on several grouping factors: the dense path or the blocked one, whichever costs less, where that costs
-    less than CHOLMOD's factor of A with the evaluations a gradient saves (the sparse path has none here); else None."""
+    less than CHOLMOD's factor of A, weighted by the evaluations a gradient saves where the sparse path has none (a
+    scalar first term and a complement small enough for the blocked factor) or by its selected inverse's work where
+    it has one; else None."""
     p, first = cp.XtX.shape[0], re.terms[0]
     order = re.q + p + 1
     n = order - first.q  # the order of the blocked path's Schur complement
     dense = DENSE_WORK * float(order) ** 3 if re.q <= MAX_DENSE_GRADIENT_Q else np.inf
     small = n <= MAX_DENSE_GRADIENT_Q and first.q * n <= MAX_BLOCKED_BORDER
     blocked = BLOCKED_WORK * blocked_flops(re, p, reml) if small else np.inf
-    saving = VECTOR_GRADIENT_SAVING if any(t.k > 1 for t in re.terms) else GRADIENT_SAVING
-    cheaper = min(dense, blocked) / (DENSE_PER_SPARSE_FLOP * saving)  # in CHOLMOD's flops
+    if first.k > 1 or re.q - first.q > MAX_DENSE:  # no blocked split: CHOLMOD's factor, with its selected inverse
+        weight, extra, sparse = SELECTED_INVERSE_WORK, SELECTED_INVERSE_PER_COLUMN * re.q, "its selected inverse"
+    else:
+        weight = VECTOR_GRADIENT_SAVING if any(t.k > 1 for t in re.terms) else GRADIENT_SAVING
+        extra, sparse = 0.0, "no gradient"
+    # the sparse path is taken where weight · Σⱼcⱼ² + extra is below the dense paths' cost, in CHOLMOD's flops
+    cheaper = (min(dense, blocked) / DENSE_PER_SPARSE_FLOP - extra) / weight
     # CHOLMOD's analysis only where a bound does not settle it: a factor of A holds at least the (Z'Z.nnz + q)/2
     # entries of A's lower triangle, so its Σⱼcⱼ² is at least their square over q
     if not np.isfinite(cheaper) or (
@@ -337,12 +355,12 @@ def _with_gradient(cp: CrossProducts, re: RandomEffects, reml: bool) -> _Backend
             reml,
             f"several grouping factors, q = {re.q}: the bordered Cholesky with the first term's {first.n_levels} "
             f"levels factored as blocks and a dense Schur complement of order {n}, for its gradient, costs less than "
-            "the whole dense factor and than the sparse factor without a gradient",
+            f"the whole dense factor and than the sparse factor with {sparse}",
         )
     return DenseBackend(
         cp,
         re,
         reml,
         f"several grouping factors, q = {re.q}: the dense bordered Cholesky, for its gradient, costs less than the "
-        "sparse factor without one",
+        f"sparse factor with {sparse}",
     )

@@ -1,7 +1,7 @@
 """A⁻¹ on the pattern of ``A = Λ'Z'ZΛ + I``, for the gradient of the profiled deviance on the sparse path.
 
 ``tr(A⁻¹ ∂A/∂θ)`` needs A⁻¹ only where A has entries.  Two structures give those entries from small dense
-blocks, with no selected inverse of the sparse factor (which scikit-sparse does not offer):
+blocks, cheaper than the selected inverse of the sparse factor (:mod:`skmixed.selected_inverse`):
 
 * **One grouping factor.**  A is block diagonal by level, each block of order Σᵢ kᵢ over the terms.
 * **Two terms, the first's factor nested in the second's** (each level j of the first lies in one level a(j) of
@@ -14,7 +14,7 @@ blocks, with no selected inverse of the sparse factor (which scikit-sparse does 
   where each block of the right-hand sides is a product of k × k matrices (the level's own blocks).
 
 :func:`pattern_inverse` recognises the structure from A's pattern (so data that are only partly nested fall back
-to no gradient) and returns a :class:`PatternInverse`, or None.
+to the selected inverse) and returns a :class:`PatternInverse`, or None.
 """
 
 from __future__ import annotations

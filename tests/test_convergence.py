@@ -175,8 +175,9 @@ def test_glmm_with_many_rows_is_still_checked():
 
 def test_lmer_at_its_evaluation_limit_warns(monkeypatch):
     """A model on the BOBYQA path (crossed vector and scalar terms above the dense size, the blocked factor's cost
-    set out of reach: it would give this one a gradient)."""
+    set out of reach and the sparse factor's selected inverse withheld: either would give this one a gradient)."""
     monkeypatch.setattr(skmixed.backends, "BLOCKED_WORK", np.inf)
+    monkeypatch.setattr(skmixed.backends, "make_selected_inverse", lambda chol, A: None)
     rng = np.random.default_rng(2)
     n, groups = 900, 150
     g, h = rng.integers(0, groups, n), rng.integers(0, 10, n)
@@ -211,8 +212,9 @@ def test_more_than_twenty_parameters_are_checked_too(monkeypatch):
     """22 θ on the BOBYQA path: no check at all before; now the scaled gradient on a finite-difference Hessian.
 
     The path crossed vector terms take where the blocked factor (skmixed.blocked_pls) would cost more than the sparse
-    one: here it would not, so its cost is set out of reach."""
+    one and the sparse factor's selected inverse is not offered: here neither holds, so both are set out of reach."""
     monkeypatch.setattr(skmixed.backends, "BLOCKED_WORK", np.inf)
+    monkeypatch.setattr(skmixed.backends, "make_selected_inverse", lambda chol, A: None)
     rng = np.random.default_rng(3)
     n, groups = 3000, 40
     g, h = rng.integers(0, groups, n), rng.integers(0, 15, n)
