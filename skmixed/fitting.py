@@ -2,8 +2,8 @@
 ``optimizeGlmer``), ending in the convergence checks of :func:`skmixed.convergence.minimize`.
 
 An LMM's profiled deviance is minimised over θ of the standardized problem: with an analytic
-gradient (every backend but the sparse one, left with crossed vector terms too large for the dense and
-blocked paths) by L-BFGS-B,
+gradient (every backend, the sparse one through a selected inverse of its factor, but for the rare models of
+:mod:`skmixed.backends` that go without) by L-BFGS-B,
 preconditioned by :func:`~skmixed.pls.theta_scale` and started from moment estimates
 (:func:`~skmixed.starts.moment_theta`); otherwise by BOBYQA from Λ = I, as lme4 does.  A GLMM goes
 to :func:`skmixed.glmm_fitting.optimize_glmm`.  The summary returned is on the user's scale.
