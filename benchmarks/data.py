@@ -83,16 +83,7 @@ def crossed_10k(n_subjects: int = 200, n_items: int = 50, seed: int = 1997) -> p
     x = np.where((subject + item) % 2 == 0, -0.5, 0.5)
     by_subject = rng.multivariate_normal([0.0, 0.0], [[900.0, 90.0], [90.0, 100.0]], n_subjects)
     by_item = rng.multivariate_normal([0.0, 0.0], [[400.0, 0.0], [0.0, 64.0]], n_items)
-    effect = by_subject[subject] + by_item[item]
-    y = 500.0 + 25.0 * x + effect[:, 0] + effect[:, 1] * x + rng.normal(0.0, 50.0, len(x))
-    return pd.DataFrame(
-        {
-            "y": y,
-            "x": x,
-            "subject": pd.Categorical.from_codes(subject, [f"s{i}" for i in range(n_subjects)]),
-            "item": pd.Categorical.from_codes(item, [f"i{i}" for i in range(n_items)]),
-        }
-    )
+    return _two_slopes(rng, x, (500.0, 25.0, 50.0), ("subject", subject, by_subject, "s"), ("item", item, by_item, "i"))
 
 
 def crossed_vector_sparse(n_raters: int = 2_000, n_items: int = 200, per_rater: int = 5, seed: int = 2015):
@@ -105,16 +96,19 @@ def crossed_vector_sparse(n_raters: int = 2_000, n_items: int = 200, per_rater: 
     x = rng.choice([-0.5, 0.5], len(rater))
     by_rater = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.2], [0.2, 0.25]], n_raters)
     by_item = rng.multivariate_normal([0.0, 0.0], [[0.5, 0.0], [0.0, 0.16]], n_items)
-    effect = by_rater[rater] + by_item[item]
-    y = 3.0 + 0.4 * x + effect[:, 0] + effect[:, 1] * x + rng.normal(0.0, 1.0, len(x))
-    return pd.DataFrame(
-        {
-            "y": y,
-            "x": x,
-            "rater": pd.Categorical.from_codes(rater, [f"r{i}" for i in range(n_raters)]),
-            "item": pd.Categorical.from_codes(item, [f"i{i}" for i in range(n_items)]),
-        }
-    )
+    return _two_slopes(rng, x, (3.0, 0.4, 1.0), ("rater", rater, by_rater, "r"), ("item", item, by_item, "i"))
+
+
+def _two_slopes(rng, x, fixed, *factors) -> pd.DataFrame:
+    """y = β₀ + β₁x + Σ (b₀ + b₁x) over the factors' levels + ε (``fixed`` = (β₀, β₁, σ)), with the factors as
+    categoricals; each factor given as (name, codes, its levels' (b₀, b₁), its levels' prefix)."""
+    intercept, slope, sd = fixed
+    effect = sum(effects[codes] for _, codes, effects, _ in factors)
+    y = intercept + slope * x + effect[:, 0] + effect[:, 1] * x + rng.normal(0.0, sd, len(x))
+    frame = {"y": y, "x": x}
+    for name, codes, effects, prefix in factors:
+        frame[name] = pd.Categorical.from_codes(codes, [f"{prefix}{i}" for i in range(len(effects))])
+    return pd.DataFrame(frame)
 
 
 @lru_cache(maxsize=1)
