@@ -75,6 +75,8 @@ class _Backend:
 
     name = ""
     has_gradient = False
+    #: L-BFGS-B stops when a step lowers the deviance by less than this fraction of it
+    ftol = 1e-12
 
     def __init__(self, cp: CrossProducts, re: RandomEffects, reml: bool, reason: str):
         self.cp, self.re, self.reml, self.reason = cp, re, reml, reason

@@ -56,7 +56,12 @@ def _optimize_lmm(devfun: ProfiledDeviance, start, check_conv: bool, maxeval: in
 
         def optimizer(x0):
             return lbfgsb_symmetric(
-                dev.value_and_gradient, x0, canonical=re.canonical_theta, scale=scale, maxfun=maxeval
+                dev.value_and_gradient,
+                x0,
+                canonical=re.canonical_theta,
+                scale=scale,
+                maxfun=maxeval,
+                ftol=dev.backend.ftol,
             )
 
         optsum = minimize(

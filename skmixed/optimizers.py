@@ -176,7 +176,9 @@ def _scipy_symmetric(
     )
 
 
-def lbfgsb_symmetric(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs, scale=None) -> OptSummary:
+def lbfgsb_symmetric(
+    f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs, scale=None, ftol=1e-12
+) -> OptSummary:
     """Minimise an f with sign symmetries, given ``f_and_grad(x) -> (f, ∇f)``; ``canonical`` maps the
     minimiser to the representative with non-negative diagonal.
 
@@ -187,7 +189,7 @@ def lbfgsb_symmetric(f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=n
     same holds with ``canonical`` flipping the columns whose diagonal is negative.  ``scale``
     (per coordinate) is a diagonal preconditioner: the search runs in x·scale.
     """
-    options = {"maxiter": maxiter, "maxfun": maxfun, "ftol": 1e-12, "gtol": 1e-5}
+    options = {"maxiter": maxiter, "maxfun": maxfun, "ftol": ftol, "gtol": 1e-5}
     return _scipy_symmetric(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
 
 
