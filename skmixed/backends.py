@@ -157,8 +157,7 @@ class ScalarTermsBackend(_Backend):
     def __init__(self, cp, re, reml, reason, chol):
         super().__init__(cp, re, reml, reason)
         self.chol = chol
-        self._sizes = np.array([t.q for t in re.terms])
-        self._term_of_column = np.repeat(np.arange(len(re.terms)), self._sizes)
+        self._term_of_column = np.repeat(np.arange(len(re.terms)), [t.q for t in re.terms])
 
     def _solve(self, theta):
         try:
@@ -181,20 +180,30 @@ class ScalarTermsBackend(_Backend):
         sol, RZX = self._solve(theta)
         if sol is None:
             return None, None
-        cp, term = self.cp, self._term_of_column
-        g_pwrss = -2.0 * np.bincount(term, self._ztr(sol) * sol.u, minlength=len(theta))
+        term = self._term_of_column
         trace_first, diag_rest = self.chol.inverse_traces()  # the blocked factor's block 1 is the first term
         traces = np.concatenate(
             [[trace_first], np.bincount(term[self.re.terms[0].q :] - 1, diag_rest, minlength=len(theta) - 1)]
         )
-        safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
-        grad = np.where(theta != 0, 2.0 * (self._sizes - traces) / safe, 0.0) + self.dof * g_pwrss / sol.pwrss
-        if self.reml and self.p:
-            AinvLZX = self.chol.solve_Lt(RZX)  # A⁻¹Λ'Z'X = P'L'⁻¹ RZX
-            W = cp.ZtX - cp.ZtZ @ self.lam.dot_matrix(self.lam.values(theta), AinvLZX)
-            V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W': columns are (W RX⁻¹)ⱼ
-            grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=len(theta))
-        return sol, grad
+        # A⁻¹Λ'Z'X = P'L'⁻¹ RZX
+        return sol, scalar_terms_gradient(self.cp, self.reml, term, theta, sol, traces, lambda: self.chol.solve_Lt(RZX))
+
+
+def scalar_terms_gradient(cp: CrossProducts, reml: bool, term, theta, sol: PlsSolution, traces, ainv_lzx) -> np.ndarray:
+    """The gradient of :class:`ScalarTermsBackend`'s docstring, given the column's term (``term``), each term's
+    Σ_{j∈k} (A⁻¹)ⱼⱼ (``traces``) and, called for REML only, ``ainv_lzx()`` = A⁻¹Λ'Z'X."""
+    p, n_theta = cp.XtX.shape[0], len(theta)
+    dof = cp.n - p if reml else cp.n
+    ztr = cp.Zty - cp.ZtX @ sol.beta - cp.ZtZ @ sol.b
+    g_pwrss = -2.0 * np.bincount(term, ztr * sol.u, minlength=n_theta)
+    sizes = np.bincount(term, minlength=n_theta)
+    safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
+    grad = np.where(theta != 0, 2.0 * (sizes - traces) / safe, 0.0) + dof * g_pwrss / sol.pwrss
+    if reml and p:
+        W = cp.ZtX - cp.ZtZ @ (theta[term][:, None] * ainv_lzx())
+        V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]  # RX'⁻¹W': columns are (W RX⁻¹)ⱼ
+        grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=n_theta)
+    return grad
 
 
 class SparseBackend(_Backend):

@@ -36,12 +36,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.lapack import dtrtrs
 
-from .backends import _Backend, choose_backend
+from .backends import _Backend, choose_backend, scalar_terms_gradient
 from .exceptions import OptionError
 from .krylov import NotConverged, batched_cg, rademacher, slq_logdet
-from .pls import CrossProducts, PlsSolution, profiled_solution
+from .pls import CrossProducts, PlsSolution, fixed_effects, profiled_solution
 from .reterms import RandomEffects
 
 #: the exact path's factor is affordable for one evaluation at the end up to about this many flops (a dense factor
@@ -79,8 +78,7 @@ class KrylovPls:
     def __init__(self, cp: CrossProducts, re: RandomEffects, reml: bool, settings: KrylovSettings):
         self.cp, self.re, self.reml, self.settings = cp, re, reml, settings
         self.p = cp.XtX.shape[0]
-        self._sizes = np.array([t.q for t in re.terms])
-        self._term = np.repeat(np.arange(len(re.terms)), self._sizes)
+        self._term = np.repeat(np.arange(len(re.terms)), [t.q for t in re.terms])  # each column's term
         q1 = self.q1 = re.terms[0].q
         ZtZ = sp.csc_matrix(cp.ZtZ)
         leading = ZtZ[:q1, :q1]
@@ -96,11 +94,6 @@ class KrylovPls:
         self._C_diagonal = self._C.diagonal()
         self.q2 = self._C.shape[0]
         self._probes = rademacher(self.q2, settings.probes if self.q2 else 0, settings.seed)
-        self.last_steps = 0  # the most CG iterations a column took at the last evaluation
-
-    @property
-    def dof(self) -> int:
-        return self.cp.n - self.p if self.reml else self.cp.n
 
     def solve(self, theta: np.ndarray, gradient: bool = False) -> tuple[PlsSolution | None, np.ndarray | None]:
         """The solution at θ (None where RX'RX or r² is not positive) and, if asked, the gradient of its deviance."""
@@ -129,7 +122,6 @@ class KrylovPls:
                 f"solver='krylov' at θ = {np.array2string(theta, precision=5)}: {e}; use solver='auto', or a larger "
                 "krylov['tol']"
             ) from None
-        self.last_steps = int(cg.steps.max(initial=0))
         x2 = scale[:, None] * cg.X[:, : p + 1]
         x1 = (c1 - (l1 * self._Gt @ (l2[:, None] * x2))) / d[:, None]
         K = c1.T @ x1 + c2.T @ x2
@@ -151,28 +143,18 @@ class KrylovPls:
         return min(self.settings.maxiter, 10 * self.q2 + 10)
 
     def _profiled(self, theta, lam, K, Ainv_c, ldL2) -> PlsSolution | None:
-        cp, p = self.cp, self.p
-        Xty = cp.Xty - K[1:, 0]
-        if p:
-            try:
-                RX = np.linalg.cholesky(cp.XtX - K[1:, 1:]).T
-            except np.linalg.LinAlgError:
-                return None
-            cbeta = dtrtrs(RX, Xty, lower=0, trans=1)[0]
-            beta = dtrtrs(RX, cbeta, lower=0)[0]
-            ldRX2 = 2.0 * np.log(np.diag(RX)).sum()
-        else:
-            RX, cbeta, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
-        pwrss = cp.yty - K[0, 0] - cbeta @ cbeta
-        if not pwrss > 0:
+        fixed = fixed_effects(self.cp, K[1:, 1:], K[1:, 0], K[0, 0])
+        if fixed is None:
             return None
+        RX, beta, ldRX2, pwrss = fixed
         u = Ainv_c[:, 0] - Ainv_c[:, 1:] @ beta
-        return profiled_solution(theta, beta, u, lam * u, pwrss, ldL2, ldRX2, RX, cp.n, p, cp.log_det_w, self.reml)
+        cp = self.cp
+        return profiled_solution(theta, beta, u, lam * u, pwrss, ldL2, ldRX2, RX, cp.n, self.p, cp.log_det_w, self.reml)
 
     def _gradient(self, theta, lam, sol, Y, scale, d, x1, x2) -> np.ndarray:
         """The gradient of :class:`~skmixed.backends.ScalarTermsBackend`, with the traces of A⁻¹ by Hutchinson's
         estimator from the probes Z and Y = Ŝ⁻¹Z."""
-        cp, q1, term, n_theta = self.cp, self.q1, self._term, len(theta)
+        q1, term, n_theta = self.q1, self._term, len(theta)
         l1, l2 = theta[0], lam[q1:]
         Z = self._probes
         traces = np.zeros(n_theta)
@@ -183,16 +165,10 @@ class KrylovPls:
             traces[0] += np.mean(np.einsum("ij,ij->j", scale[:, None] * Y, HZ))
             diag_rest = scale**2 * np.mean(Z * Y, axis=1)  # the diagonal of S⁻¹, estimated
             traces += np.bincount(term[q1:], diag_rest, minlength=n_theta)
-        ztr = cp.Zty - cp.ZtX @ sol.beta - cp.ZtZ @ sol.b
-        g_pwrss = -2.0 * np.bincount(term, ztr * sol.u, minlength=n_theta)
-        safe = np.where(theta != 0, theta, 1.0)  # f is even in θ: the gradient is odd and 0 at θ = 0
-        grad = np.where(theta != 0, 2.0 * (self._sizes - traces) / safe, 0.0) + self.dof * g_pwrss / sol.pwrss
-        if self.reml and self.p:
-            AinvLZX = np.vstack([x1[:, 1:], x2[:, 1:]])  # A⁻¹Λ'Z'X
-            W = cp.ZtX - cp.ZtZ @ (lam[:, None] * AinvLZX)
-            V = dtrtrs(sol.RX, W.T, lower=0, trans=1)[0]
-            grad += -2.0 * theta * np.bincount(term, (V**2).sum(axis=0), minlength=n_theta)
-        return grad
+        # A⁻¹Λ'Z'X: the columns of X among the solves
+        return scalar_terms_gradient(
+            self.cp, self.reml, term, theta, sol, traces, lambda: np.vstack([x1[:, 1:], x2[:, 1:]])
+        )
 
 
 class KrylovBackend(_Backend):

@@ -305,24 +305,36 @@ def solve_on_factor(chol, lam_map: LambdaMap, cp: CrossProducts, theta: np.ndarr
     lam = lam_map.values(theta)
     sol = chol.solve_L(lam_map.t_dot(lam, np.column_stack([cp.Zty, cp.ZtX])))
     cu, RZX = sol[:, 0], sol[:, 1:]
-    if p:
-        try:
-            RX = np.linalg.cholesky(cp.XtX - RZX.T @ RZX).T
-        except np.linalg.LinAlgError:
-            return None, None
-        cbeta = dtrtrs(RX, cp.Xty - RZX.T @ cu, lower=0, trans=1)[0]  # RX'⁻¹(X'y − RZX'cu)
-        beta = dtrtrs(RX, cbeta, lower=0)[0]
-        ldRX2 = 2.0 * np.log(np.diag(RX)).sum()
-    else:
-        RX, cbeta, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
-    pwrss = cp.yty - cu @ cu - cbeta @ cbeta
-    if pwrss <= 0:
+    fixed = fixed_effects(cp, RZX.T @ RZX, RZX.T @ cu, cu @ cu)
+    if fixed is None:
         return None, None
+    RX, beta, ldRX2, pwrss = fixed
     u = chol.solve_Lt(cu - RZX @ beta)
     solution = profiled_solution(
         theta, beta, u, lam_map.dot(lam, u), pwrss, chol.logdet(), ldRX2, RX, cp.n, p, cp.log_det_w, reml
     )
     return solution, RZX
+
+
+def fixed_effects(cp: CrossProducts, K_XX: np.ndarray, K_Xy: np.ndarray, K_yy: float):
+    """RX, β̂, log|RX'RX| and r² given the random effects' share of the cross-products, K = c'A⁻¹c for
+    c = Λ'Z'[y X] (with A = LL', K = [cu RZX]'[cu RZX]):
+
+        RX'RX = X'X − K_XX,   RX'cβ = X'y − K_Xy,   RXβ̂ = cβ,   r² = y'y − K_yy − ‖cβ‖².
+
+    None where RX'RX or r² is not positive."""
+    if cp.XtX.shape[0]:
+        try:
+            RX = np.linalg.cholesky(cp.XtX - K_XX).T
+        except np.linalg.LinAlgError:
+            return None
+        cbeta = dtrtrs(RX, cp.Xty - K_Xy, lower=0, trans=1)[0]
+        beta = dtrtrs(RX, cbeta, lower=0)[0]
+        ldRX2 = 2.0 * np.log(np.diag(RX)).sum()
+    else:
+        RX, cbeta, beta, ldRX2 = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 0.0
+    pwrss = cp.yty - K_yy - cbeta @ cbeta
+    return (RX, beta, ldRX2, pwrss) if pwrss > 0 else None
 
 
 class PenalizedCholesky:
