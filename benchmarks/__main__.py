@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,16 +23,7 @@ HEADER = ["case", "rows", "levels", "ours", "evals", "objective − lme4's", "pe
 
 
 def _run(name: str, timeout: float) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run_case", name],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=HERE.parent,
-    )
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return peers.run_json([sys.executable, "-m", "benchmarks.run_case", name], timeout)
 
 
 def _parse(argv) -> argparse.Namespace:

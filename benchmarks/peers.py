@@ -44,21 +44,22 @@ def model_spec(case) -> dict:
     }
 
 
-def _failure(stderr: str, returncode: int) -> dict:
-    lines = stderr.strip().splitlines()
-    return {"error": lines[-1] if lines else f"exit {returncode}"}
-
-
-def run_peer(python: Path, peer: str, spec: dict, data: Path, timeout: float) -> dict:
-    """One peer's fits of the data in ``data``: its JSON line, or ``{"error": reason}``."""
-    command = [str(python), "-m", "benchmarks.peer_fits", peer, json.dumps(spec), str(data)]
+def run_json(command: list[str], timeout: float) -> dict:
+    """Run ``command`` (a benchmark process) from the repository's root: the JSON of its last line of output, or
+    ``{"error": reason}`` (its last line of errors, its exit code, or the timeout)."""
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:g} s"}
     if proc.returncode != 0:
-        return _failure(proc.stderr, proc.returncode)
+        lines = proc.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_peer(python: Path, peer: str, spec: dict, data: Path, timeout: float) -> dict:
+    """One peer's fits of the data in ``data``: its JSON line, or ``{"error": reason}``."""
+    return run_json([str(python), "-m", "benchmarks.peer_fits", peer, json.dumps(spec), str(data)], timeout)
 
 
 def measure(case, python: Path, timeout: float) -> dict[str, dict]:

@@ -109,8 +109,6 @@ class MixedLM(RegressorMixin, MixedModelEstimator):
         self.solver = solver
 
     def _fit_mixed(self, formula, data, weights):
-        if self.residual is None:
-            return lmer(formula, data, REML=self.reml, weights=weights, solver=self.solver)
         return lmer(formula, data, REML=self.reml, weights=weights, residual=self.residual, solver=self.solver)
 
     def _validate_X_y(self, X, y):
