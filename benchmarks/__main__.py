@@ -17,13 +17,14 @@ from pathlib import Path
 from . import peers, table
 from .cases import CASES
 from .peer_fits import PEERS
+from .profile_case import describe
 
 HERE = Path(__file__).parent
 HEADER = ["case", "rows", "levels", "ours", "evals", "objective − lme4's", "peak GB", "target", "lme4 1.1-31"]
 
 
-def _run(name: str, timeout: float) -> dict:
-    return peers.run_json([sys.executable, "-m", "benchmarks.run_case", name], timeout)
+def _run_module(module: str, name: str, timeout: float) -> dict:
+    return peers.run_json([sys.executable, "-m", module, name], timeout)
 
 
 def _parse(argv) -> argparse.Namespace:
@@ -35,6 +36,12 @@ def _parse(argv) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per case")
     parser.add_argument("--peers", action="store_true", help="fit each case with the peers too, in this run")
     parser.add_argument("--peer-timeout", type=float, default=600.0, help="seconds allowed per peer and case")
+    parser.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="do not profile the cases that miss their target (each is profiled in one more process by default)",
+    )
     parser.add_argument(
         "--clock",
         choices=["wall", "process"],
@@ -60,9 +67,10 @@ def _ours(res: dict, limit: float | None, lme4_objective: float | None) -> list[
     ]
 
 
-def _row(name: str, ref: dict, args, python: Path | None) -> tuple[list[str], dict]:
-    """The case's row, and the peers' results (empty without ``--peers`` or for a case they do not fit)."""
-    res = table.on_clock(_run(name, args.timeout), args.clock)
+def _row(name: str, ref: dict, args, python: Path | None) -> tuple[list[str], dict, bool]:
+    """The case's row, the peers' results (empty without ``--peers`` or for a case they do not fit), and whether
+    the case missed its target."""
+    res = table.on_clock(_run_module("benchmarks.run_case", name, args.timeout), args.clock)
     case = CASES.get(name)
     measured = None
     if python is not None and case is not None and peers.applicable(case):
@@ -75,7 +83,20 @@ def _row(name: str, ref: dict, args, python: Path | None) -> tuple[list[str], di
         row.append("; ".join(f"{k}: {v}" for k, v in ref.get("peers", {}).items()) or "-")
     else:
         row += [table.peer_cell(measured[p], criterion, lme4, res.get("objective")) if measured else "-" for p in PEERS]
-    return row, measured or {}
+    missed = limit is not None and "seconds" in res and res["seconds"] > limit
+    return row, measured or {}, missed
+
+
+def _profiles(missed: list[str], reference: dict, timeout: float) -> list[str]:
+    """Under the table: for each case that missed its target, where its time goes (benchmarks/profile_case.py, in
+    a fresh process) and what would change it (the case's ``remedy`` in reference_times.json)."""
+    lines = ["", "Where the time goes in the cases that missed their target, and what would change it:"]
+    for name in missed:
+        profile = _run_module("benchmarks.profile_case", name, timeout)
+        lines += describe(name, profile)
+        remedy = reference["cases"].get(name, {}).get("remedy")
+        lines.append(f"  - what would change it: {remedy or 'not recorded (reference_times.json)'}")
+    return lines
 
 
 def main(argv=None) -> None:
@@ -88,17 +109,20 @@ def main(argv=None) -> None:
             raise SystemExit(2)
     reference = json.loads((HERE / "reference_times.json").read_text())
     print(f"reference figures: {reference['machine']}; times by the {args.clock} clock")
-    rows, versions = [], {}
+    rows, versions, missed = [], {}, []
     for name in args.cases:
-        row, measured = _row(name, reference["cases"].get(name, {}), args, python)
+        row, measured, miss = _row(name, reference["cases"].get(name, {}), args, python)
         versions.update({p: r["version"] for p, r in measured.items() if "version" in r})
         rows.append(row)
+        missed += [name] if miss else []
         print("  done:", " | ".join(row[:6] + row[len(HEADER) :]), flush=True)
     header = HEADER + (list(PEERS) if args.peers else ["peers (recorded)"])
     print()
     print("\n".join(table.markdown(header, rows)))
     if versions:
         print("peers measured in this run:", ", ".join(f"{p} {v}" for p, v in sorted(versions.items())))
+    if missed and args.profile:
+        print("\n".join(_profiles(missed, reference, args.timeout)))
 
 
 if __name__ == "__main__":

@@ -112,9 +112,9 @@ def main(argv=None) -> None:
     in_memory_gb = args.rows * (8 + 4 + 4) / 1024**3
     mem = None
     if not args.no_in_memory:  # first: a child process started later would report this one's peak as its own
-        from .__main__ import _run
+        from .__main__ import _run_module
 
-        mem = _run("crossed_10m_wide", timeout=3600)
+        mem = _run_module("benchmarks.run_case", "crossed_10m_wide", timeout=3600)
     try:
         res = fit_on_cluster(path, args.workers, args.memory_limit)
     finally:

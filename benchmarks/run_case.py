@@ -30,6 +30,22 @@ def time_fits(fit, repeat: int, warm_up: bool):
     return statistics.median(wall), statistics.median(cpu), result
 
 
+def fit_function(case, data):
+    """The case's fit of ``data`` as a function of no arguments (warnings silenced: they are the tests' to check)."""
+    import skmixed
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if case.residual is not None:
+                return skmixed.lmer(case.formula, data, REML=case.REML, residual=case.residual)
+            if case.family is None:
+                return skmixed.lmer(case.formula, data, REML=case.REML, solver=case.solver)
+            return skmixed.glmer(case.formula, data, family=case.family)
+
+    return fit
+
+
 def first_call() -> dict:
     start = time.perf_counter()
     import skmixed
@@ -43,22 +59,10 @@ def run(name: str) -> dict:
     if name == "first_call":
         out = first_call()
     else:
-        import skmixed
-
         from .cases import CASES
 
         case = CASES[name]
-        data = case.load()
-
-        def fit():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if case.residual is not None:
-                    return skmixed.lmer(case.formula, data, REML=case.REML, residual=case.residual)
-                if case.family is None:
-                    return skmixed.lmer(case.formula, data, REML=case.REML, solver=case.solver)
-                return skmixed.glmer(case.formula, data, family=case.family)
-
+        fit = fit_function(case, case.load())
         fit_seconds, cpu_seconds, m = time_fits(fit, case.repeat, case.warm_up)
         seconds = fit_seconds
         if case.action is not None:  # time the analysis of a fitted result instead (a fresh fit for each run)
