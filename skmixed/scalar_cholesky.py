@@ -88,7 +88,7 @@ class ScalarTermsCholesky(_Blocked):
             S = -self._set_l21(L21)
         else:
             dk = self._t2 * self.gram.counts + 1.0
-            if self.gram.method == "per count":  # the gradient's product comes with S's, in the same pass
+            if self.gram.method in ("per count", "sparse per count"):  # the gradient's product: the same pass
                 S, self._weighted = self.gram.lower(np.vstack([self._t2 / dk, self._t2 / dk**2]))
             else:
                 S = self.gram.lower(self._t2 / dk)[0]

@@ -12,6 +12,11 @@ model, never by a timing):
   one byte per entry where a double takes eight, which is what the pass's time follows.
 * **dense**: G as a dense array and each product by BLAS's ``syrk`` (q₂²q₁ multiply-adds), for a G that is small
   and not very sparse (users × films: every user rates a few percent of the films, and some rate thousands).
+* **sparse per count**: the same Mₖ, their lower triangles kept sparse as the columns of one matrix T with a row
+  per entry of a q₂ × q₂ array, so that ``T w`` is the products' lower triangles, both products in one sparse
+  product of T by the K × 2 weights: for K large and Mₖ sparse (InstEval's students answer a few dozen of 1,142
+  items, in 86 distinct counts), where the dense Mₖ would take K·q₂²/2 bytes or more. T is formed once by K sparse
+  products, which is the work of one product G diag(w) G'; every evaluation then reads its nonzeros once.
 * **sparse**: scipy's sparse product, ``Σₛ cₛ²`` multiply-adds for cₛ nonzeros in column s, each costing far more
   than a BLAS flop.
 
@@ -28,8 +33,8 @@ from .cholesky import BLAS_NS, SPARSE_NS
 
 #: process-time costs in nanoseconds per stored Gram entry, measured on one core (benchmarks/HISTORY.md): a pass
 #: (an integer converted to a double and a multiply-add per product; a double costs three times as much, being
-#: eight times the memory), and forming it once (a sparse product per count, its rows copied out by blocks)
-GRAM_NS, DOUBLE_GRAM_NS, GRAM_BUILD_NS = 0.5, 1.5, 5.0
+#: eight times the memory), and forming it once (beside the sparse products: its rows copied out by blocks)
+GRAM_NS, DOUBLE_GRAM_NS, GRAM_BUILD_NS = 0.5, 1.5, 1.5
 #: ... and per entry of the sparse product's output, made dense and read by the gradient's traces (its indices and
 #: values written, converted, then gathered from S⁻¹: dearer per entry than a pass over the dense matrices)
 SPARSE_OUTPUT_NS = 20.0
@@ -41,6 +46,14 @@ EVALUATIONS = 15
 EXACT_PATTERN_WORK, PATTERN_ROWS = 5e7, 64
 #: Gram entries converted to doubles at a time in a pass (1 MB: they stay in cache for the product)
 CHUNK = 1 << 17
+#: process-time nanoseconds per stored entry of T in the products T w of both weights (its index and value read and
+#: a multiply-add into the output, twice), per entry of the q₂ × q₂ outputs (zeroed, written, stacked and read by
+#: the traces), and per multiply-add of forming T (the sparse products, their lower triangles, T's indices)
+SPARSE_COUNT_NS, SPARSE_COUNT_PASS_NS, TABLE_BUILD_NS = 3.0, 8.0, 15.0
+#: T's entries are at most this many (0.24 GB: past it, its products no longer run from cache and forming it costs
+#: more than the evaluations save: ml1m's 1.5·10⁸), and the products that form T are taken a few counts at a time,
+#: at most this many multiply-adds (and output entries) each
+MAX_TABLE_ENTRIES, TABLE_CHUNK_WORK = 2e7, 2e7
 
 
 class WeightedGram:
@@ -58,15 +71,23 @@ class WeightedGram:
         K, q2, q1 = len(self.counts), float(self.q2), float(self.q1)
         integral = bool(np.all(G.data >= 0) and np.all(G.data == np.round(G.data)))
         entries = K * q2 * (q2 + 1) / 2
+        # process-time nanoseconds per product (a pass that gives S's and the gradient's together counts as one)
         costs = {"sparse": SPARSE_NS * self.work + SPARSE_OUTPUT_NS * self.pattern_nnz}
         if entries * (1 if integral else 8) <= MAX_GRAM_BYTES:  # integers start in bytes (see _per_count_blocks)
-            costs["per count"] = (
-                GRAM_NS if integral else DOUBLE_GRAM_NS
-            ) * entries + SPARSE_NS * self.work / EVALUATIONS
+            costs["per count"] = (GRAM_NS if integral else DOUBLE_GRAM_NS) * entries + (
+                SPARSE_NS * self.work + GRAM_BUILD_NS * entries
+            ) / EVALUATIONS
         if q2 * q1 * 8 <= MAX_DENSE_G_BYTES:
             costs["dense"] = BLAS_NS * q2 * q2 * q1
+        # T's entries: at most each column's pairs of entries on or below the diagonal, at most K per entry of GG'
+        table_nnz = min((self.work + G.nnz) / 2, K * (self.pattern_nnz + q2) / 2)
+        if table_nnz <= MAX_TABLE_ENTRIES and q2 * q2 < np.iinfo(np.int32).max:
+            costs["sparse per count"] = (SPARSE_COUNT_NS * table_nnz + SPARSE_COUNT_PASS_NS * q2 * q2) / 2 + (
+                TABLE_BUILD_NS * self.work / EVALUATIONS
+            )
         self.method = method or min(costs, key=costs.get)
         self.dense = G.toarray() if self.method == "dense" else None
+        self.table = self._count_table() if self.method == "sparse per count" else None
         self.blocks = self._per_count_blocks(integral) if self.method == "per count" else None
         if self.method == "per count" and self.blocks is None:  # larger integers than a byte, past the budget
             costs.pop("per count", None)
@@ -109,6 +130,33 @@ class WeightedGram:
         self.diagonals = self._diagonals()
         return blocks
 
+    def _count_table(self) -> sp.csc_matrix:
+        """T (q₂² × K): column k holds the lower triangle of Mₖ, entry (i, j) in row i·q₂ + j.
+
+        The Mₖ come from sparse products of a few counts' columns at a time (at most :data:`TABLE_CHUNK_WORK`
+        multiply-adds, which bounds the product's temporary): with column s of G moved down to rows group(s)·q₂
+        (H), HH' is block diagonal with the Mₖ as its blocks, and its rows, in order, run through k, i, then j."""
+        q2, K = self.q2, len(self.counts)
+        column_group = np.repeat(self.group, np.diff(self.G.indptr))
+        H = sp.csc_matrix((self.G.data, self.G.indices + column_group * q2, self.G.indptr), shape=(q2 * K, self.q1))
+        work = np.bincount(self.group, np.diff(self.G.indptr).astype(float) ** 2, minlength=K)
+        chunk = np.floor(np.cumsum(work) / TABLE_CHUNK_WORK).astype(int)  # counts' chunk, non-decreasing in k
+        order = np.argsort(self.group, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(self.group, minlength=K))])
+        data, positions, sizes = [], [], np.zeros(K, dtype=np.int64)
+        for c in np.unique(chunk):
+            ks = np.flatnonzero(chunk == c)
+            Hc = H[:, order[bounds[ks[0]] : bounds[ks[-1] + 1]]]
+            M = sp.tril(Hc @ Hc.T, format="csr")
+            M.sort_indices()
+            rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
+            k = rows // q2
+            positions.append(((rows - k * q2) * q2 + M.indices % q2).astype(np.int32))
+            data.append(M.data)
+            sizes += np.bincount(k, minlength=K)
+        indptr = np.concatenate([[0], np.cumsum(sizes)])
+        return sp.csc_matrix((np.concatenate(data), np.concatenate(positions), indptr), shape=(q2 * q2, K))
+
     def lower(self, weights: np.ndarray) -> np.ndarray:
         """``weights`` (m × K) → (m, q₂, q₂) whose lower triangles are G diag(w) G' (the rest is not meaningful)."""
         weights = np.atleast_2d(weights)
@@ -126,6 +174,8 @@ class WeightedGram:
             diagonal = np.arange(self.q2)
             out[:, diagonal, diagonal] += weights @ self.diagonals
             return out
+        if self.method == "sparse per count":  # a product per row of weights: each writes its output in order
+            return np.stack([(self.table @ w).reshape(self.q2, self.q2) for w in weights])
         for i, w in enumerate(weights):
             column_w = w[self.group]
             if self.method == "dense":  # syrk writes the lower triangle of (G√w)(G√w)' (weights are positive)

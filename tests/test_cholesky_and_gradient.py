@@ -66,7 +66,7 @@ def test_blocked_factor_equals_cholmod(data, dense_l21):
     np.testing.assert_allclose(diag2, np.diag(inv)[q1:], rtol=1e-10)
 
 
-@pytest.mark.parametrize("method", ["sparse", "per count", "dense"])
+@pytest.mark.parametrize("method", ["sparse", "per count", "sparse per count", "dense"])
 def test_scalar_terms_factor_equals_blocked(method):
     """The factor refactored from λ alone (G diag(w) G' by each of WeightedGram's ways) equals the one from A."""
     dev = deviance(crossed_data(), reml=True)

@@ -1,4 +1,5 @@
-"""G diag(w) G' for weights by count: the three ways (per-count Gram matrices, dense syrk, sparse product) agree."""
+"""G diag(w) G' for weights by count: the four ways (per-count Gram matrices dense and sparse, dense syrk, sparse
+product) agree."""
 
 import numpy as np
 import pytest
@@ -23,9 +24,9 @@ def _G(values, seed=3, q2=40, q1=300):
         (lambda size: np.random.default_rng(1).random(size), np.float64),  # weighted: doubles
     ],
 )
-def test_the_three_ways_agree(values, dtype):
+def test_the_four_ways_agree(values, dtype):
     G, n = _G(values)
-    ways = {method: WeightedGram(G, n, method) for method in ("per count", "dense", "sparse")}
+    ways = {method: WeightedGram(G, n, method) for method in ("per count", "sparse per count", "dense", "sparse")}
     assert ways["per count"].blocks[0].dtype == dtype
     weights = np.vstack([1.0 / (1.0 + 0.3 * ways["sparse"].counts), 2.0 / (1.0 + ways["sparse"].counts) ** 2])
     column_w = weights[:, ways["sparse"].group]
@@ -34,8 +35,9 @@ def test_the_three_ways_agree(values, dtype):
         for method, way in ways.items():
             got = np.tril(way.lower(w)[0])
             np.testing.assert_allclose(got, reference, rtol=1e-13, atol=1e-12 * abs(reference).max(), err_msg=method)
-    both = ways["per count"].lower(weights)  # one pass gives both products
-    np.testing.assert_allclose(np.tril(both[1]), np.tril(ways["sparse"].lower(weights[1])[0]), rtol=1e-13)
+    for method in ("per count", "sparse per count"):  # one pass gives both products
+        both = ways[method].lower(weights)
+        np.testing.assert_allclose(np.tril(both[1]), np.tril(ways["sparse"].lower(weights[1])[0]), rtol=1e-13)
     assert ways["sparse"].pattern_nnz == (abs(G) @ abs(G).T).nnz
 
 
@@ -46,3 +48,14 @@ def test_per_count_gives_way_when_widened_integers_pass_the_budget(monkeypatch):
     way = WeightedGram(G, n, "per count")
     assert way.method in ("dense", "sparse") and way.blocks is None
     np.testing.assert_allclose(np.tril(way.lower(np.ones(len(way.counts)))[0]), np.tril((G @ G.T).toarray()))
+
+
+def test_the_sparse_table_is_the_same_formed_a_few_counts_at_a_time(monkeypatch):
+    G, n = _G(lambda size: np.random.default_rng(2).random(size))
+    whole = WeightedGram(G, n, "sparse per count").table
+    monkeypatch.setattr(weighted_gram, "TABLE_CHUNK_WORK", 40.0)  # a chunk of one or a few counts
+    chunked = WeightedGram(G, n, "sparse per count").table
+    group = np.unique(n, return_inverse=True)[1]
+    work = np.bincount(group, np.diff(G.indptr).astype(float) ** 2)  # each count's multiply-adds
+    assert len(np.unique(np.floor(np.cumsum(work) / 40.0))) > 5  # several products
+    assert (whole != chunked).nnz == 0 and np.array_equal(whole.indptr, chunked.indptr)
