@@ -83,13 +83,18 @@ SS_FIND = inc=; for d in $(SS_DIRS); do [ -f "$$d/SuiteSparse_config.h" ] && { i
 sksparse-version:
 	@$(SS_FIND); echo "SuiteSparse $${major:-none}.$${minor:-} in $${inc:-(no headers)}: scikit-sparse $${pin:-none}"
 
-# CHOLMOD headers: installed with apt-get where there is one, otherwise the command for this platform.
+# CHOLMOD headers: installed with apt-get where there is one, otherwise the command for this platform. With them,
+# single-threaded OpenBLAS as the system's BLAS: libsuitesparse-dev alone brings the reference BLAS, with which
+# CHOLMOD's supernodal factors run slower (benchmarks/HISTORY.md, 2026-12-02); single-threaded as the
+# fits are (skmixed.blas).
 suitesparse:
 	@$(SS_FIND); if [ -n "$$inc" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    echo "installing libsuitesparse-dev (CHOLMOD) with apt-get"; \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libsuitesparse-dev; \
+	    echo "installing libsuitesparse-dev (CHOLMOD) and libopenblas0-serial with apt-get"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libsuitesparse-dev && \
+	    { DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libopenblas0-serial || \
+	      echo "libopenblas0-serial not installed: CHOLMOD keeps the reference BLAS (slower; results equal to rounding)"; }; \
 	else \
 	    echo "SuiteSparse (CHOLMOD) headers not found. Install them first:"; \
 	    echo "  macOS:  brew install suite-sparse"; \

@@ -10,8 +10,10 @@ model, never by a timing):
   ``Σₖ wₖMₖ``, one pass over K lower triangles, both products in the same pass.  When Z'Z holds counts (an
   unweighted model) the Mₖ are integers, kept exactly in the smallest unsigned type that holds them: a pass reads
   one byte per entry where a double takes eight, which is what the pass's time follows.
-* **dense**: G as a dense array and each product by BLAS's ``syrk`` (q₂²q₁ multiply-adds), for a G that is small
-  and not very sparse (users × films: every user rates a few percent of the films, and some rate thousands).
+* **dense**: the columns of G whose sparse product costs more than their share of a dense one (cₛ² sparse
+  multiply-adds against q₂² of BLAS) as a dense array, their product by BLAS's ``syrk``, and the other columns by
+  the sparse product (users × films: every user rates a few percent of the films, and some rate thousands; on
+  ml1m's shape a third of the users hold most of the sparse product's work).
 * **sparse per count**: the same Mₖ, their lower triangles kept sparse as the columns of one matrix T with a row
   per entry of a q₂ × q₂ array, so that ``T w`` is the products' lower triangles, both products in one sparse
   product of T by the K × 2 weights: for K large and Mₖ sparse (InstEval's students answer a few dozen of 1,142
@@ -38,7 +40,7 @@ GRAM_NS, DOUBLE_GRAM_NS, GRAM_BUILD_NS = 0.5, 1.5, 1.5
 #: ... and per entry of the sparse product's output, made dense and read by the gradient's traces (its indices and
 #: values written, converted, then gathered from S⁻¹: dearer per entry than a pass over the dense matrices)
 SPARSE_OUTPUT_NS = 20.0
-#: the per-count Gram matrices may take this much memory, G dense this much
+#: the per-count Gram matrices may take this much memory, G's dense columns this much
 MAX_GRAM_BYTES, MAX_DENSE_G_BYTES = 5 * 1024**3, 512 * 1024**2
 #: the one-off work of forming them is weighed as if spread over this many evaluations (a fit's usual count)
 EVALUATIONS = 15
@@ -68,7 +70,7 @@ class WeightedGram:
         per_column = np.diff(G.indptr).astype(float)
         self.work = float(np.sum(per_column**2))
         self.pattern_nnz = self._pattern_nnz()
-        K, q2, q1 = len(self.counts), float(self.q2), float(self.q1)
+        K, q2 = len(self.counts), float(self.q2)
         integral = bool(np.all(G.data >= 0) and np.all(G.data == np.round(G.data)))
         entries = K * q2 * (q2 + 1) / 2
         # process-time nanoseconds per product (a pass that gives S's and the gradient's together counts as one)
@@ -77,8 +79,12 @@ class WeightedGram:
             costs["per count"] = (GRAM_NS if integral else DOUBLE_GRAM_NS) * entries + (
                 SPARSE_NS * self.work + GRAM_BUILD_NS * entries
             ) / EVALUATIONS
-        if q2 * q1 * 8 <= MAX_DENSE_G_BYTES:
-            costs["dense"] = BLAS_NS * q2 * q2 * q1
+        self.heavy = self._heavy_columns(per_column)
+        if self.heavy.any():
+            light = per_column[~self.heavy]
+            costs["dense"] = BLAS_NS * q2 * q2 * np.count_nonzero(self.heavy) + (
+                SPARSE_NS * float(np.sum(light**2)) + SPARSE_OUTPUT_NS * self.pattern_nnz if len(light) else 0.0
+            )
         # T's entries: at most each column's pairs of entries on or below the diagonal, at most K per entry of GG'
         table_nnz = min((self.work + G.nnz) / 2, K * (self.pattern_nnz + q2) / 2)
         if table_nnz <= MAX_TABLE_ENTRIES and q2 * q2 < np.iinfo(np.int32).max:
@@ -86,13 +92,25 @@ class WeightedGram:
                 TABLE_BUILD_NS * self.work / EVALUATIONS
             )
         self.method = method or min(costs, key=costs.get)
-        self.dense = G.toarray() if self.method == "dense" else None
-        self.table = self._count_table() if self.method == "sparse per count" else None
         self.blocks = self._per_count_blocks(integral) if self.method == "per count" else None
         if self.method == "per count" and self.blocks is None:  # larger integers than a byte, past the budget
             costs.pop("per count", None)
             self.method = min(costs, key=costs.get)
-            self.dense = G.toarray() if self.method == "dense" else None
+        self.table = self._count_table() if self.method == "sparse per count" else None
+        if self.method != "dense":
+            self.heavy[:] = False
+        self.dense = G[:, self.heavy].toarray() if self.heavy.any() else None
+        self.light = None if self.heavy.all() else G[:, ~self.heavy]
+
+    def _heavy_columns(self, per_column: np.ndarray) -> np.ndarray:
+        """The columns whose sparse product costs more than BLAS's (cₛ² against q₂² multiply-adds at their prices),
+        the heaviest first up to :data:`MAX_DENSE_G_BYTES` of them as doubles."""
+        heavy = SPARSE_NS * per_column**2 >= BLAS_NS * float(self.q2) ** 2
+        room = MAX_DENSE_G_BYTES // (8 * self.q2)
+        if np.count_nonzero(heavy) > room:
+            heavy[:] = False
+            heavy[np.argsort(-per_column, kind="stable")[:room]] = True
+        return heavy
 
     def _diagonals(self) -> np.ndarray:
         """diag(Mₖ) for every k (K × q₂): Σ_{nₛ = nₖ} G[i, s]²."""
@@ -178,10 +196,10 @@ class WeightedGram:
             return np.stack([(self.table @ w).reshape(self.q2, self.q2) for w in weights])
         for i, w in enumerate(weights):
             column_w = w[self.group]
-            if self.method == "dense":  # syrk writes the lower triangle of (G√w)(G√w)' (weights are positive)
-                out[i] = dsyrk(1.0, self.dense * np.sqrt(column_w), lower=1)
-            else:
-                out[i] = (self.G.multiply(column_w[None, :]).tocsc() @ self.G.T).toarray()
+            if self.dense is not None:  # syrk writes the lower triangle of (G√w)(G√w)' (weights are positive)
+                out[i] = dsyrk(1.0, self.dense * np.sqrt(column_w[self.heavy]), lower=1)
+            if self.light is not None:
+                out[i] += (self.light.multiply(column_w[~self.heavy][None, :]).tocsc() @ self.light.T).toarray()
         return out
 
     def _pattern_nnz(self) -> float:

@@ -13,8 +13,11 @@ WAIT = 30  # seconds: a generous bound, only reached if the hand-over below dead
 
 
 def blas_threads() -> set[int]:
-    info = ThreadpoolController().select(user_api="blas").info()
-    assert info, "no BLAS library is loaded: numpy should have loaded one"
+    """The thread counts of the loaded BLAS libraries that have threads (a serial build, such as the system's
+    OpenBLAS that CHOLMOD may use, always has one)."""
+    libraries = ThreadpoolController().select(user_api="blas").info()
+    info = [lib for lib in libraries if lib.get("threading_layer") not in ("disabled", "sequential")]
+    assert info, "no threaded BLAS library is loaded: numpy should have loaded one"
     return {lib["num_threads"] for lib in info}
 
 

@@ -46,7 +46,7 @@ def test_per_count_gives_way_when_widened_integers_pass_the_budget(monkeypatch):
     entries = sum(block.size for block in WeightedGram(G, n, "per count").blocks)
     monkeypatch.setattr(weighted_gram, "MAX_GRAM_BYTES", entries)  # room for bytes, not for the 16-bit integers
     way = WeightedGram(G, n, "per count")
-    assert way.method in ("dense", "sparse") and way.blocks is None
+    assert way.method != "per count" and way.blocks is None
     np.testing.assert_allclose(np.tril(way.lower(np.ones(len(way.counts)))[0]), np.tril((G @ G.T).toarray()))
 
 
@@ -59,3 +59,18 @@ def test_the_sparse_table_is_the_same_formed_a_few_counts_at_a_time(monkeypatch)
     work = np.bincount(group, np.diff(G.indptr).astype(float) ** 2)  # each count's multiply-adds
     assert len(np.unique(np.floor(np.cumsum(work) / 40.0))) > 5  # several products
     assert (whole != chunked).nnz == 0 and np.array_equal(whole.indptr, chunked.indptr)
+
+
+def test_the_dense_way_takes_the_heavy_columns_and_leaves_the_rest_sparse():
+    G, n = _G(lambda size: np.random.default_rng(4).random(size))
+    G = sp.hstack([G, sp.random(40, 5, density=0.9, format="csc", random_state=5)]).tocsc()  # five heavy columns
+    n = np.concatenate([n, [50, 60, 60, 70, 80]])
+    way = WeightedGram(G, n, "dense")
+    per_column = np.diff(G.indptr)
+    heavy = weighted_gram.SPARSE_NS * per_column**2.0 >= weighted_gram.BLAS_NS * 40**2
+    assert 0 < heavy.sum() < len(per_column) and np.array_equal(way.heavy, heavy)
+    assert way.dense.shape == (40, heavy.sum()) and way.light.shape == (40, len(per_column) - heavy.sum())
+    w = 1.0 / (1.0 + 0.3 * way.counts)
+    expected = np.tril((G.toarray() * w[way.group]) @ G.toarray().T)
+    np.testing.assert_allclose(np.tril(way.lower(w)[0]), expected, rtol=1e-13, atol=1e-14)
+    assert not WeightedGram(G, n, "sparse").heavy.any()
