@@ -168,19 +168,25 @@ def nested_structure(ZtZ: sp.spmatrix, re: RandomEffects) -> NestedStructure | N
     other); None for other models."""
     if len(re.terms) != 2 or re.terms[0].group == re.terms[1].group:
         return None
-    coo = ZtZ.tocoo()
+    A = sp.csc_matrix(ZtZ)
     offsets = re.col_offsets
     for inner in (0, 1):
         outer = 1 - inner
         t1, t2 = re.terms[inner], re.terms[outer]
-        cross = (coo.col >= offsets[inner]) & (coo.col < offsets[inner + 1])
-        cross &= (coo.row >= offsets[outer]) & (coo.row < offsets[outer + 1])
-        level = (coo.col[cross] - offsets[inner]) // t1.k
-        parent_level = (coo.row[cross] - offsets[outer]) // t2.k
+        first, last = A.indptr[offsets[inner]], A.indptr[offsets[inner + 1]]  # the inner term's columns
+        rows = A.indices[first:last]
+        cross = (rows >= offsets[outer]) & (rows < offsets[outer + 1])
+        if np.count_nonzero(cross) > t1.q * t2.k:  # some inner column meets more than one outer level: crossed
+            continue
+        columns = np.repeat(
+            np.arange(offsets[inner], offsets[inner + 1]), np.diff(A.indptr[offsets[inner] : offsets[inner + 1] + 1])
+        )
+        level = (columns[cross] - offsets[inner]) // t1.k
+        parent_level = (rows[cross] - offsets[outer]) // t2.k
         parent = np.zeros(t1.n_levels, dtype=np.int64)  # a level that meets none: any parent, its C_j is 0
         parent[level] = parent_level
         if np.array_equal(parent[level], parent_level):
-            return NestedStructure(coo, re, inner, parent)
+            return NestedStructure(ZtZ.tocoo(), re, inner, parent)
     return None
 
 

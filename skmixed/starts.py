@@ -84,12 +84,15 @@ def _trace_products(ZtZ: sp.csc_matrix, re: RandomEffects, terms: np.ndarray, co
     c = np.zeros((K, K))
     starts = np.asarray(re.col_offsets)[terms]
     ends = np.asarray(re.col_offsets)[terms + 1]
+    term_of_row = np.full(ZtZ.shape[0], K)  # the intercept term whose span holds the row, K if none
+    for a, (lo, hi) in enumerate(zip(starts, ends)):
+        term_of_row[lo:hi] = a
     for a, (lo, hi) in enumerate(zip(starts, ends)):
         entries = slice(ZtZ.indptr[lo], ZtZ.indptr[hi])
         rows = ZtZ.indices[entries]
         column = np.repeat(np.arange(lo, hi), np.diff(ZtZ.indptr[lo : hi + 1]))
-        which = np.searchsorted(ends, rows, side="right")  # the intercept term whose span holds the row, if any
-        inside = (which < K) & (rows >= starts[np.minimum(which, K - 1)])
+        which = term_of_row[rows]
+        inside = which < K
         values = ZtZ.data[entries][inside] ** 2 / counts[column[inside]]
         c[a] = np.bincount(which[inside], values, minlength=K)  # row m, column k: (Z_k'Z_m)_jl over n_kj
     return c
