@@ -81,7 +81,7 @@ class _Blocked:
         return self.solve_Lt(self.solve_L(b))
 
     def _factor_schur(self, S: np.ndarray) -> None:
-        """L₂₂ = chol(S), overwriting S."""
+        """L₂₂ = chol(S), overwriting S where it is in Fortran order (a C-ordered S is copied first)."""
         L22, info = dpotrf(S, lower=1, clean=1, overwrite_a=1)
         if info != 0:
             raise NotPositiveDefinite(f"the Schur complement is not positive definite (LAPACK info {info})")
@@ -94,7 +94,7 @@ class _Blocked:
             self._L21 = L21.toarray()
             return self._L21 @ self._L21.T
         self._L21 = L21
-        return (L21 @ L21.T).toarray()
+        return (L21 @ L21.T).toarray(order="F")
 
     def trailing_inverse(self) -> tuple[np.ndarray, np.ndarray]:
         """A⁻¹'s last q₂ columns and the diagonal of its leading block, from the factor alone:
@@ -150,7 +150,11 @@ class _Blocked:
             weight = np.where(M.row[lower] > M.col[lower], 2.0, 1.0)
             quad = (weight * M.data[lower] * Sinv[M.row[lower], M.col[lower]]).sum()
         else:
-            quad = 2.0 * np.vdot(Sinv, scaled_product) - np.diag(Sinv) @ np.diag(scaled_product)
+            if scaled_product.flags.f_contiguous:  # as S⁻¹ is (LAPACK's): both read in memory order, no copies
+                quad = 2.0 * np.vdot(Sinv.T, scaled_product.T)
+            else:
+                quad = 2.0 * np.vdot(Sinv, scaled_product)
+            quad -= np.diag(Sinv) @ np.diag(scaled_product)
         return float(np.sum(1.0 / self._root**2) + quad), np.diag(Sinv).copy()
 
 

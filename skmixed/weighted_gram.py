@@ -61,7 +61,8 @@ MAX_TABLE_ENTRIES, TABLE_CHUNK_WORK = 2e7, 2e7
 class WeightedGram:
     """``lower(weights)``: the lower triangles of ``G diag(w) G'`` for each row of ``weights`` (one weight per
     distinct count, in the order of :attr:`counts`); ``method`` (one of the module docstring's) is by default the
-    cheapest that fits its memory budget."""
+    cheapest that fits its memory budget.  Where a way gives them in Fortran order (LAPACK's) for free they stay so:
+    the Cholesky factor then works on them in place, where a C-ordered matrix is first transposed into a copy."""
 
     def __init__(self, G: sp.csc_matrix, n: np.ndarray, method: str | None = None):
         self.G = G
@@ -149,7 +150,7 @@ class WeightedGram:
         return blocks
 
     def _count_table(self) -> sp.csc_matrix:
-        """T (q₂² × K): column k holds the lower triangle of Mₖ, entry (i, j) in row i·q₂ + j.
+        """T (q₂² × K): column k holds the lower triangle of Mₖ, entry (i ≥ j) in row j·q₂ + i (Fortran order).
 
         The Mₖ come from sparse products of a few counts' columns at a time (at most :data:`TABLE_CHUNK_WORK`
         multiply-adds, which bounds the product's temporary): with column s of G moved down to rows group(s)·q₂
@@ -169,15 +170,20 @@ class WeightedGram:
             M.sort_indices()
             rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
             k = rows // q2
-            positions.append(((rows - k * q2) * q2 + M.indices % q2).astype(np.int32))
+            positions.append(((M.indices % q2) * q2 + rows - k * q2).astype(np.int32))
             data.append(M.data)
             sizes += np.bincount(k, minlength=K)
         indptr = np.concatenate([[0], np.cumsum(sizes)])
         return sp.csc_matrix((np.concatenate(data), np.concatenate(positions), indptr), shape=(q2 * q2, K))
 
-    def lower(self, weights: np.ndarray) -> np.ndarray:
-        """``weights`` (m × K) → (m, q₂, q₂) whose lower triangles are G diag(w) G' (the rest is not meaningful)."""
+    def lower(self, weights: np.ndarray) -> list[np.ndarray]:
+        """``weights`` (m × K) → m q₂ × q₂ arrays whose lower triangles are G diag(w) G' (the rest is not
+        meaningful)."""
         weights = np.atleast_2d(weights)
+        if self.method == "sparse per count":  # a product per row of weights, each written in order
+            return [(self.table @ w).reshape(self.q2, self.q2).T for w in weights]
+        if self.method != "per count":
+            return [self._by_columns(w[self.group]) for w in weights]
         out = np.zeros((len(weights), self.q2, self.q2))
         if self.method == "per count":
             width = max(256, CHUNK // len(self.counts))
@@ -191,15 +197,17 @@ class WeightedGram:
                 out[:, r0:r1, :r1] = flat.reshape(len(weights), r1 - r0, r1)
             diagonal = np.arange(self.q2)
             out[:, diagonal, diagonal] += weights @ self.diagonals
-            return out
-        if self.method == "sparse per count":  # a product per row of weights: each writes its output in order
-            return np.stack([(self.table @ w).reshape(self.q2, self.q2) for w in weights])
-        for i, w in enumerate(weights):
-            column_w = w[self.group]
-            if self.dense is not None:  # syrk writes the lower triangle of (G√w)(G√w)' (weights are positive)
-                out[i] = dsyrk(1.0, self.dense * np.sqrt(column_w[self.heavy]), lower=1)
-            if self.light is not None:
-                out[i] += (self.light.multiply(column_w[~self.heavy][None, :]).tocsc() @ self.light.T).toarray()
+            return list(out)
+
+    def _by_columns(self, column_w: np.ndarray) -> np.ndarray:
+        """G diag(w) G' (w by column) in Fortran order: syrk on the dense columns (its lower triangle, as the
+        weights are positive), the sparse product of the others."""
+        if self.dense is not None:
+            out = dsyrk(1.0, self.dense * np.sqrt(column_w[self.heavy]), lower=1)
+        else:
+            out = np.zeros((self.q2, self.q2), order="F")
+        if self.light is not None:
+            out += (self.light.multiply(column_w[~self.heavy][None, :]).tocsc() @ self.light.T).toarray(order="F")
         return out
 
     def _pattern_nnz(self) -> float:
