@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import nlopt
 import numpy as np
 
+from . import lbfgsb
 from .bfgs import bfgs
 
 
@@ -137,45 +138,6 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initi
     )
 
 
-def _scipy_symmetric(
-    f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = ""
-) -> OptSummary:
-    """scipy's ``method`` on f(x) given ``f_and_grad``, unbounded, in coordinates x·``scale``; the minimiser is
-    mapped by ``canonical``.  A run whose message contains ``stalled`` (the line search stopped at rounding
-    level) counts as converged: the checks of :func:`skmixed.convergence.minimize` then judge the point;
-    non-finite values are returned as a huge f so the line search backs off."""
-    from scipy.optimize import minimize as scipy_minimize  # lazily: import cost
-
-    x0 = np.asarray(x0, dtype=float)
-    scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
-    logged = _Logged(f_and_grad, [])
-
-    def fun(y):
-        val, grad = logged(y / scale)
-        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
-            return np.finfo(float).max / 1e10, np.zeros_like(y)
-        return val, grad / scale
-
-    res = scipy_minimize(fun, x0 * scale, jac=True, method=method, options=options)
-    limit = options.get("maxfun", options.get("maxiter"))
-    code = "MAXEVAL_REACHED" if res.nfev >= limit or res.nit >= options.get("maxiter", np.inf) else str(res.message)
-    converged = bool(res.success) or stalled in code
-    tolerances = {k: v for k, v in options.items() if k in ("ftol", "gtol")}
-    return OptSummary(
-        optimizer=f"scipy {method} (analytic gradient)",
-        theta_init=x0,
-        objective_init=logged.log[0][1],
-        theta=canonical(res.x / scale),
-        objective=float(res.fun),
-        n_evaluations=len(logged.log),
-        converged=converged,
-        return_code=code,
-        tolerances=tolerances,
-        maxeval=limit,
-        fitlog=logged.log,
-    )
-
-
 def lbfgsb_symmetric(
     f_and_grad, x0, *, maxiter=1000, maxfun=15_000, canonical=np.abs, scale=None, ftol=1e-12
 ) -> OptSummary:
@@ -187,10 +149,36 @@ def lbfgsb_symmetric(
     (the boundary probe of :func:`skmixed.convergence.minimize` covers the stationary point θ = 0 itself).  For a
     vector term f is unchanged when a column of its template T changes sign (ΛΛ' is), and the
     same holds with ``canonical`` flipping the columns whose diagonal is negative.  ``scale``
-    (per coordinate) is a diagonal preconditioner: the search runs in x·scale.
+    (per coordinate) is a diagonal preconditioner: the search runs in x·``scale``.  A run that stops abnormally
+    (the line search at rounding level) counts as converged: the checks of :func:`skmixed.convergence.minimize`
+    then judge the point; non-finite values are returned as a huge f so the line search backs off.
     """
-    options = {"maxiter": maxiter, "maxfun": maxfun, "ftol": ftol, "gtol": 1e-5}
-    return _scipy_symmetric(f_and_grad, x0, "L-BFGS-B", options, canonical, scale, stalled="ABNORMAL")
+    x0 = np.asarray(x0, dtype=float)
+    scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
+    logged = _Logged(f_and_grad, [])
+
+    def fun(y):
+        val, grad = logged(y / scale)
+        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+            return np.finfo(float).max / 1e10, np.zeros_like(y)
+        return val, grad / scale
+
+    gtol = 1e-5
+    res = lbfgsb.minimize(fun, x0 * scale, ftol=ftol, gtol=gtol, maxfun=maxfun, maxiter=maxiter)
+    code = "MAXEVAL_REACHED" if res.nfev >= maxfun or res.nit >= maxiter else res.message
+    return OptSummary(
+        optimizer="scipy L-BFGS-B (analytic gradient)",
+        theta_init=x0,
+        objective_init=logged.log[0][1],
+        theta=canonical(res.x / scale),
+        objective=float(res.fun),
+        n_evaluations=len(logged.log),
+        converged=res.success or "ABNORMAL" in code,
+        return_code=code,
+        tolerances={"ftol": ftol, "gtol": gtol},
+        maxeval=maxfun,
+        fitlog=logged.log,
+    )
 
 
 def bfgs_symmetric(f_and_grad, x0, *, canonical, gtol=1e-3, maxfun=1000, hess_inv0=None) -> OptSummary:
