@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -131,14 +132,16 @@ def is_arithmetic(expr: str) -> bool:
     return len(split_top(expr, "+-*/:%^")) > 1
 
 
-def _expression_names(expr: str) -> set[str]:
+@lru_cache(maxsize=256)
+def _expression_names(expr: str) -> frozenset[str]:
     """Names an R expression reads as values (``x`` in ``poly(x, 2)``, ``days.since`` in ``log(days.since)``;
     not ``poly``), factor by factor (:func:`skmixed.rnames.factor_variables`).
 
     formulaic's ``required_variables`` misses the arguments of its stateful transforms
-    (``poly``, ``scale``, ``center``), so rows missing x would reach them, and splits dotted names.
+    (``poly``, ``scale``, ``center``), so rows missing x would reach them, and splits dotted names.  Kept per
+    text, as formulaic's parse is (:func:`~skmixed.model_matrix.parsed_rhs`).
     """
-    return {name for term in parsed_rhs(expr) for factor in term.factors for name in factor_variables(factor)}
+    return frozenset(name for term in parsed_rhs(expr) for factor in term.factors for name in factor_variables(factor))
 
 
 def expression_variables(expr: str, data: pd.DataFrame) -> set[str]:
