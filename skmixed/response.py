@@ -40,6 +40,8 @@ _OPERATORS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.
 def _numbers(name: str, values: pd.Series, role: str) -> np.ndarray:
     if not (pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)):
         raise DataError(f"the {role} {name!r} must be numbers, not values of dtype {values.dtype}")
+    if isinstance(values.dtype, np.dtype):  # pandas' own conversion of plain numbers costs a fraction of numpy's
+        return values.to_numpy(dtype=float)
     return np.asarray(values, dtype=float)
 
 
