@@ -172,7 +172,7 @@ def lbfgsb_symmetric(
 
     def fun(y):
         val, grad = logged(y / scale)
-        if not (np.isfinite(val) and np.all(np.isfinite(grad))):
+        if not (np.isfinite(val) and np.isfinite(grad).all()):
             return np.finfo(float).max / 1e10, np.zeros_like(y)
         return val, grad / scale
 
