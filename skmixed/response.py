@@ -45,8 +45,13 @@ def _numbers(name: str, values: pd.Series, role: str) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def _column(name: str, data: pd.DataFrame, role: str) -> np.ndarray:
-    return _numbers(name, data[name], role)
+def _column(name: str, data: pd.DataFrame, role: str, seen: dict | None = None) -> np.ndarray:
+    """``data[name]`` as floats; ``seen`` keeps the columns already read (``cbind(s, n - s)`` reads s twice)."""
+    if seen is None:
+        return _numbers(name, data[name], role)
+    if name not in seen:
+        seen[name] = _numbers(name, data[name], role)
+    return seen[name]
 
 
 @lru_cache(maxsize=256)
@@ -58,7 +63,7 @@ def _arithmetic_tree(expr: str) -> ast.expr | None:
         return None
 
 
-def _plain_arithmetic(expr: str, data: pd.DataFrame, role: str) -> np.ndarray | None:
+def _plain_arithmetic(expr: str, data: pd.DataFrame, role: str, seen: dict | None = None) -> np.ndarray | None:
     """``a - b``, ``s / n``, ``2 * y``...: columns and numbers under + − × ÷ (the same in R and numpy), without the
     formula machinery (a small model's response is otherwise a good part of its fit); None for anything else."""
     tree = _arithmetic_tree(expr)
@@ -77,19 +82,19 @@ def _plain_arithmetic(expr: str, data: pd.DataFrame, role: str) -> np.ndarray | 
         if isinstance(node, ast.Name):
             if node.id not in data.columns:
                 raise DataError(f"{node.id!r} in the {role} {expr!r} is not a column of the data")
-            return _column(node.id, data, role)
+            return _column(node.id, data, role, seen)
         return None
 
     out = value(tree)
     return out if isinstance(out, np.ndarray) else None
 
 
-def _expression_vector(expr: str, data: pd.DataFrame, role: str) -> np.ndarray:
+def _expression_vector(expr: str, data: pd.DataFrame, role: str, seen: dict | None = None) -> np.ndarray:
     """A column or an R expression of columns; arithmetic such as ``a - b`` or ``s / n`` is evaluated as such."""
     if expr in data.columns:
-        return _column(expr, data, role)
+        return _column(expr, data, role, seen)
     if is_arithmetic(expr):
-        plain = _plain_arithmetic(expr, data, role)
+        plain = _plain_arithmetic(expr, data, role, seen)
         if plain is not None:
             return plain
         expr = f"I({expr})"
@@ -117,7 +122,8 @@ def _successes_and_trials(expr: str, args: list[str], data: pd.DataFrame) -> tup
         raise DataError(
             f"cbind() in a binomial response takes two columns (successes, failures), not {len(args)}: {expr!r}"
         )
-    s, f = (_expression_vector(a, data, "response") for a in args)
+    seen: dict[str, np.ndarray] = {}
+    s, f = (_expression_vector(a, data, "response", seen) for a in args)
     if not (np.all(np.isfinite(s)) and np.all(np.isfinite(f))):
         raise DataError(f"the counts in {expr!r} must be finite numbers of successes and failures")
     if np.any(s < 0) or np.any(f < 0):
