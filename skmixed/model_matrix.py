@@ -213,7 +213,7 @@ def _direct_columns(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str
             names.append(name)
             j += 1
             continue
-        levels = values.dtype.categories[1:]
+        levels = values.dtype.categories.tolist()[1:]  # a list: slicing an Index of Arrow strings costs more
         X[:, j : j + len(levels)] = values.array.codes[:, None] == np.arange(1, len(levels) + 1)
         names += [f"{name}{level}" for level in levels]
         j += len(levels)

@@ -28,10 +28,11 @@ def _is_text_or_factor(values: pd.Series) -> bool:
     )
 
 
-def _cbind_arguments(expr: str) -> list[str] | None:
-    """The arguments of ``cbind(a, b)``, or None if ``expr`` is not a cbind call."""
+@lru_cache(maxsize=256)
+def _cbind_arguments(expr: str) -> tuple[str, ...] | None:
+    """The arguments of ``cbind(a, b)``, or None if ``expr`` is not a cbind call (kept per text)."""
     m = re.match(r"^cbind\s*\((.*)\)$", expr.strip())
-    return [a for _, a in split_top(m.group(1), ",")] if m else None
+    return tuple(a for _, a in split_top(m.group(1), ",")) if m else None
 
 
 _OPERATORS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide}
@@ -116,7 +117,7 @@ def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
     return _expression_vector(expr, data, "response") if values is None else _numbers(expr, values, "response")
 
 
-def _successes_and_trials(expr: str, args: list[str], data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _successes_and_trials(expr: str, args: tuple[str, ...], data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``cbind(s, f)``: the proportion s/(s + f) (0 where there are no trials) and the trials s + f."""
     if len(args) != 2:
         raise DataError(

@@ -130,8 +130,10 @@ def drop_unused_categories(values: pd.Series) -> pd.Series:
     return values.cat.remove_unused_categories()
 
 
+@lru_cache(maxsize=256)
 def is_arithmetic(expr: str) -> bool:
-    """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b)."""
+    """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b); kept per
+    text."""
     return len(split_top(expr, "+-*/:%^")) > 1
 
 
