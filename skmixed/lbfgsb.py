@@ -6,8 +6,9 @@ The loop hands ``setulb`` the same values in the same order — f and ∇f at ev
 point answered from the last evaluation, the same stops on the counts of evaluations and iterations — so the
 iterates, the counts and the message are scipy's own, bit for bit (a test compares the two).  What it saves is
 scipy's machinery around each call (its ``ScalarFunction``, memoization and array-API checks), which costs more
-than the objective of a model with a few dozen random effects.  ``setulb`` took its present form in scipy 1.15;
-with an older scipy, :func:`minimize` calls scipy's ``minimize`` instead.
+than the objective of a model with a few dozen random effects.  ``setulb`` is scipy's private routine, in its
+present form since scipy 1.15: the loop is used only where it reproduces scipy's ``minimize`` on a small problem
+(checked once per process); elsewhere :func:`minimize` calls scipy's ``minimize`` itself.
 """
 
 from __future__ import annotations
@@ -30,17 +31,30 @@ class LbfgsbResult:
     message: str
 
 
+def _probe(x: np.ndarray) -> tuple[float, np.ndarray]:
+    """Rosenbrock's function and its gradient: the small problem on which the driver is checked against scipy."""
+    a, b = 1.0 - x[0], x[1] - x[0] ** 2
+    return a * a + 10.0 * b * b, np.array([-2.0 * a - 40.0 * x[0] * b, 20.0 * b])
+
+
 @lru_cache(maxsize=1)
 def _setulb():
-    """scipy's C ``setulb`` (scipy ≥ 1.15) and its message tables, or None for an older scipy."""
+    """scipy's C ``setulb`` (scipy ≥ 1.15) and its message tables where the loop of :func:`_drive` reproduces
+    scipy's ``minimize`` on a small problem, bit for bit; None otherwise (another scipy: its ``minimize`` is used)."""
     try:
         from scipy.optimize._lbfgsb import setulb
         from scipy.optimize._lbfgsb_py import status_messages, task_messages
     except ImportError:
         return None
-    import scipy
-
-    return (setulb, status_messages, task_messages) if np.lib.NumpyVersion(scipy.__version__) >= "1.15.0" else None
+    routine = (setulb, status_messages, task_messages)
+    options = {"ftol": 1e-12, "gtol": 1e-8, "maxfun": 200, "maxiter": 200}
+    try:  # an older or newer setulb may take other arguments, or the loop around it may differ
+        ours = _drive(routine, _probe, np.array([-1.2, 1.0]), **options)
+    except (TypeError, ValueError, IndexError, KeyError):  # other arguments, shapes or task codes
+        return None
+    ref = scipy_minimize(_probe, np.array([-1.2, 1.0]), **options)
+    same = np.array_equal(ours.x, ref.x) and ours.fun == ref.fun
+    return routine if same and (ours.nfev, ours.nit, ours.message) == (ref.nfev, ref.nit, ref.message) else None
 
 
 def minimize(f_and_grad, x0: np.ndarray, *, ftol: float, gtol: float, maxfun: int, maxiter: int) -> LbfgsbResult:
@@ -49,6 +63,11 @@ def minimize(f_and_grad, x0: np.ndarray, *, ftol: float, gtol: float, maxfun: in
     routine = _setulb()
     if routine is None:
         return scipy_minimize(f_and_grad, x0, ftol=ftol, gtol=gtol, maxfun=maxfun, maxiter=maxiter)
+    return _drive(routine, f_and_grad, x0, ftol=ftol, gtol=gtol, maxfun=maxfun, maxiter=maxiter)
+
+
+def _drive(routine, f_and_grad, x0, *, ftol: float, gtol: float, maxfun: int, maxiter: int) -> LbfgsbResult:
+    """The loop of scipy's ``_minimize_lbfgsb`` (scipy 1.15 on) around ``setulb``, without bounds."""
     setulb, status_messages, task_messages = routine
     m, maxls = 10, 20  # scipy's maxcor and maxls
     x = np.array(x0, dtype=np.float64).ravel()
