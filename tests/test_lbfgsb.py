@@ -77,3 +77,13 @@ def test_an_lmm_deviance_as_scipy():
 
     res = assert_same(f, moment_theta(model.cp, model.re, scale) * scale, **DEFAULTS)
     assert res.success and res.nfev > 5
+
+
+def test_without_the_routine_scipy_minimize_runs(monkeypatch):
+    from skmixed import lbfgsb
+
+    calls = []
+    monkeypatch.setattr(lbfgsb, "_setulb", lambda: None)
+    monkeypatch.setattr(lbfgsb, "_drive", lambda *args, **kwargs: calls.append(args))
+    res = lbfgsb.minimize(rosenbrock, np.array([-1.2, 1.0]), **DEFAULTS)
+    assert res.success and not calls
