@@ -240,13 +240,10 @@ def _check(summary: OptSummary, lower: np.ndarray, scale: np.ndarray, grad_tol: 
     free = _free(summary.theta, lower)
     g, H = summary.gradient, summary.hessian
     problems = []
-    if free.any():
-        if g is None or not np.all(np.isfinite(g[free])):
-            problems.append("unable to evaluate the gradient at the optimum")
-        else:
-            problems += _derivative_problems(
-                g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol
-            )
+    if free.all():  # the common case: no component on its bound, nothing to select
+        problems += _gradient_problems(g, H, scale, grad_tol)
+    elif free.any():
+        problems += _gradient_problems(g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol)
     if summary.return_code in ("MAXEVAL_REACHED", "MAXTIME_REACHED"):
         problems.insert(0, f"the optimizer ({summary.optimizer}) stopped at its limit of {summary.maxeval} evaluations")
     elif not summary.converged:
@@ -262,11 +259,19 @@ def _check(summary: OptSummary, lower: np.ndarray, scale: np.ndarray, grad_tol: 
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
+def _gradient_problems(g: np.ndarray | None, H: np.ndarray | None, scale: np.ndarray, grad_tol: float) -> list[str]:
+    """:func:`_derivative_problems` of the free components' derivatives, or that the gradient could not be had."""
+    if g is None or not np.isfinite(g).all():
+        return ["unable to evaluate the gradient at the optimum"]
+    return _derivative_problems(g, H, scale, grad_tol)
+
+
 def _derivative_problems(g: np.ndarray, H: np.ndarray | None, scale: np.ndarray, grad_tol: float) -> list[str]:
     """lme4's gradient check (scaled by the Hessian's Cholesky factor where it exists) and Hessian check."""
     problems = []
     scaled = None
-    if H is not None and np.all(np.isfinite(H)):
+    finite = H is not None and bool(np.isfinite(H).all())
+    if finite:
         try:  # R'⁻¹g for H = R'R: L⁻¹g with numpy's lower factor L = R' (scipy's wrappers cost more than the solve)
             scaled = np.linalg.solve(np.linalg.cholesky(H), g)
         except np.linalg.LinAlgError:
@@ -277,7 +282,7 @@ def _derivative_problems(g: np.ndarray, H: np.ndarray | None, scale: np.ndarray,
         problems.append(
             f"Model failed to converge with max|grad| = {worst_each[j]:.6g} (tol = {grad_tol}, component {j + 1})"
         )
-    if H is not None and np.all(np.isfinite(H)):
+    if finite:
         D = 1.0 / scale  # eigenvalues in coordinates where each parameter's typical size is 1
         ev = np.linalg.eigvalsh(H * np.outer(D, D))
         top = max(float(np.max(np.abs(ev))), np.finfo(float).tiny)

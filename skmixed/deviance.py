@@ -49,6 +49,7 @@ class StandardizedDeviance:
         self.model = model
         self.backend = choose_backend(model.cp, model.re, model.REML, krylov)
         self._last: tuple[np.ndarray, PlsSolution, np.ndarray] | None = None
+        self._final: tuple[np.ndarray, PlsSolution] | None = None
 
     @property
     def has_gradient(self) -> bool:
@@ -77,16 +78,26 @@ class StandardizedDeviance:
 
     def final_solution(self, theta: np.ndarray) -> PlsSolution:
         """The solution at the optimum with its penalized RSS recomputed from the residuals, as lme4 does: the
-        cross-product form ``y'y − ‖cu‖² − ‖cβ‖²`` cancels when the random effects explain most of the variance."""
-        model = self.model
+        cross-product form ``y'y − ‖cu‖² − ‖cβ‖²`` cancels when the random effects explain most of the variance.
+        The last one is kept: the optimizer's summary and the result both ask for it."""
+        theta = np.asarray(theta, dtype=float)
+        if self._final is not None and np.array_equal(self._final[0], theta):
+            return self._final[1]
         final = getattr(self.backend, "final_solve", None)  # an iterative path's exact solution, where affordable
-        sol = self.solve(theta) if final is None else final(np.asarray(theta, dtype=float))
-        r = model.y - model.X @ sol.beta - model.re.Z @ sol.b
-        pwrss = float(model.weights @ r**2 + sol.u @ sol.u)
+        sol = self.solve(theta) if final is None else final(theta)
         b = self.backend
-        return profiled_solution(
-            sol.theta, sol.beta, sol.u, sol.b, pwrss, sol.ldL2, sol.ldRX2, sol.RX, b.cp.n, b.p, b.cp.log_det_w, b.reml
-        )
+        solution = profiled_solution(
+            sol.theta, sol.beta, sol.u, sol.b, self._penalized_rss(sol), sol.ldL2, sol.ldRX2, sol.RX, b.cp.n, b.p,
+            b.cp.log_det_w, b.reml,
+        )  # fmt: skip
+        self._final = (theta.copy(), solution)
+        return solution
+
+    def _penalized_rss(self, sol: PlsSolution) -> float:
+        """‖W^½(y − Xβ − Zb)‖² + ‖u‖², from the rows."""
+        model = self.model
+        r = model.y - model.X @ sol.beta - model.re.Z @ sol.b
+        return float(model.weights @ r**2 + sol.u @ sol.u)
 
 
 class ProfiledDeviance:

@@ -84,6 +84,6 @@ def _optimize_lmm(devfun: ProfiledDeviance, start, check_conv: bool, maxeval: in
             hessian=hessian,
         )
     final = dev.final_solution(optsum.theta).deviance  # penalized RSS from the residuals
-    optsum.map(std.theta, lambda value: std.objective(value, model.REML))
+    optsum.map_rows(std.theta, lambda values: std.objective(values, model.REML))
     optsum.objective = std.objective(final, model.REML)
     return optsum

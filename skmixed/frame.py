@@ -141,7 +141,7 @@ def model_frame(parsed: ParsedFormula, data, weights=None, offset=None, binomial
     variables = model_variables(parsed, data)
     data, complete = prepare_data(variables, data)
     keep, n_dropped = _rows_used(complete, weight_values, offset_values)
-    used = drop_unused_levels(variables, data.loc[keep])
+    used = drop_unused_levels(variables, data.loc[keep], all_rows=bool(keep.all()))
     if n_dropped:
         warnings.warn(f"{n_dropped} rows with missing values were dropped", UserWarning, stacklevel=3)
 

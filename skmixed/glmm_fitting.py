@@ -159,6 +159,12 @@ class _SeUnits:
     def from_z(self, z: np.ndarray) -> np.ndarray:
         return np.concatenate([z[: self.k], self.beta0 + self.scale * z[self.k :]])
 
+    def from_z_rows(self, Z: np.ndarray) -> np.ndarray:
+        """:meth:`from_z` of each row of ``Z``."""
+        out = Z.copy()
+        out[:, self.k :] = self.beta0 + self.scale * Z[:, self.k :]
+        return out
+
     def gradient_in_z(self, grad: np.ndarray) -> np.ndarray:
         return np.concatenate([grad[: self.k], grad[self.k :] * self.scale])
 
@@ -171,7 +177,7 @@ class _SeUnits:
         """``search(z0)`` from x0's z, its summary re-expressed in (θ, β)."""
         opt = search(self.to_z(x0))
         opt.optimizer += " over (θ, β)"
-        opt.map(self.from_z, lambda value: value)
+        opt.map_rows(self.from_z_rows)
         return opt
 
 

@@ -128,9 +128,10 @@ def _summands(expr: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.Series]]] | None:
-    """(intercept, [(name, column)]) when ``expr`` is a sum of ``1``, ``0`` and distinct column names, else None."""
-    intercept, columns = True, {}
+def _sum_names(expr: str, columns: pd.Index) -> tuple[bool, list[str]] | None:
+    """(intercept, names) when ``expr`` is a sum of ``1``, ``0`` and distinct names of unique ``columns``, else None
+    (a duplicated column is left to the general path, which reports it)."""
+    intercept, names = True, []
     for sign, term in _summands(expr):
         if not term:
             continue
@@ -139,20 +140,25 @@ def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.
         if term in ("0", "1"):
             intercept = intercept and term == "1"
             continue
-        if not term.isidentifier() or keyword.iskeyword(term) or term in columns or term not in data.columns:
+        if not term.isidentifier() or keyword.iskeyword(term) or term in names or term not in columns:
             return None
-        values = data[term]
-        if isinstance(values, pd.DataFrame):
+        if not isinstance(columns.get_loc(term), (int, np.integer)):  # several columns of that name
             return None
-        columns[term] = values
-    return intercept, list(columns.items())
+        names.append(term)
+    return intercept, names
+
+
+def _sum_terms(expr: str, data: pd.DataFrame) -> tuple[bool, list[tuple[str, pd.Series]]] | None:
+    """(intercept, [(name, column)]) when ``expr`` is a sum of ``1``, ``0`` and distinct column names, else None."""
+    terms = _sum_names(expr, data.columns)
+    return None if terms is None else (terms[0], [(name, data[name]) for name in terms[1]])
 
 
 def sum_columns(expr: str, data: pd.DataFrame) -> list[str] | None:
     """The columns ``expr`` reads when it is a sum of ``1``, ``0`` and distinct column names (of any type), else
     None: then no formula parser is needed to name them."""
-    terms = _sum_terms(expr, data)
-    return None if terms is None else [name for name, _ in terms[1]]
+    terms = _sum_names(expr, data.columns)
+    return None if terms is None else terms[1]
 
 
 def plain_columns(expr: str, data: pd.DataFrame) -> tuple[bool, list[str]] | None:
@@ -207,7 +213,7 @@ def _direct_columns(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str
             names.append(name)
             j += 1
             continue
-        levels = values.dtype.categories[1:]
+        levels = values.dtype.categories.tolist()[1:]  # a list: slicing an Index of Arrow strings costs more
         X[:, j : j + len(levels)] = values.array.codes[:, None] == np.arange(1, len(levels) + 1)
         names += [f"{name}{level}" for level in levels]
         j += len(levels)

@@ -63,6 +63,19 @@ class OptSummary:
         self.objective_init, self.objective = objective(self.objective_init), objective(self.objective)
         self.fitlog = [(parameters(x), objective(f)) for x, f in self.fitlog]
 
+    def map_rows(self, parameters: Callable, objective: Callable | None = None) -> None:
+        """:meth:`map` for maps that treat each row of a stacked array as they treat that row alone (elementwise
+        arithmetic): one call for all the points, the same numbers; ``objective`` None leaves the values as they
+        are."""
+        points = parameters(np.array([self.theta_init, self.theta] + [x for x, _ in self.fitlog]))
+        self.theta_init, self.theta = points[0], points[1]
+        if objective is None:
+            self.fitlog = [(x, f) for x, (_, f) in zip(points[2:], self.fitlog)]
+            return
+        values = objective(np.array([self.objective_init, self.objective] + [f for _, f in self.fitlog]))
+        self.objective_init, self.objective = values[0], values[1]
+        self.fitlog = list(zip(points[2:], values[2:]))
+
 
 class _Logged:
     """f (returning a value, or a value and a gradient) that counts and logs its evaluations."""

@@ -159,7 +159,7 @@ class ScalarTerm:
         eta = linear_predictor(u)
         mu = pirls._mu(eta)
         pdev = pirls._pdev(mu, u)
-        ldL2, previous = np.nan, np.inf
+        h_last, previous = None, np.inf  # the last iteration's h where it is W's (for log|H| = Σ log h at the mode)
         for it in range(1, MAX_ITER + 1):
             if not np.isfinite(pdev):
                 return failure(it, "the linear predictor gives invalid means")
@@ -173,7 +173,7 @@ class ScalarTerm:
                 h = self.diagonal(theta2, W)
                 if not (h > 0).all():
                     return failure(it, "Λ'Z'WZΛ + I is not positive definite")
-            ldL2 = np.nan if newton else float(np.log(h).sum())
+            h_last = None if newton else h
             target = u + (lam * self.level_sums(W * resid) - u) / h
             new = pirls._halve(pdev, u, target, linear_predictor)
             if new is None:
@@ -182,7 +182,8 @@ class ScalarTerm:
             step = pirls._step_size(u_new - u, eta_new - eta, eta_new)
             u, eta, mu, pdev = u_new, eta_new, mu_new, pdev_new
             if pirls._converged(step, previous, full and (newton or canonical)):
-                if not (step < 1e-13 and np.isfinite(ldL2)):  # W moved since the last factor: log|H| at the mode
+                ldL2 = float(np.log(h_last).sum()) if step < 1e-13 and h_last is not None else np.nan
+                if not np.isfinite(ldL2):  # W moved since the last factor (or h was Newton's): log|H| at the mode
                     ldL2 = self.ldL2(theta2, pirls._working(eta, mu)[0])
                 return Mode(theta, beta, u, eta, mu, ldL2, pdev, True, it)
             previous = step

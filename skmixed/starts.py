@@ -65,7 +65,7 @@ def intercept_starts(ZtZ: sp.spmatrix, re: RandomEffects, Zty: np.ndarray, yty: 
     s = np.array([np.sum(counts[c] ** 2) for c in spans])
     levels = np.array([re.terms[i].n_levels for i in terms], dtype=float)
     M = np.empty((K + 1, K + 1))
-    M[:K, :K] = _trace_products(sp.csc_matrix(ZtZ), re, terms, counts) - s[None, :] / n
+    M[:K, :K] = _trace_products(_csc(ZtZ), re, terms, counts) - s[None, :] / n
     M[:K, K] = levels - 1
     M[K, :K], M[K, K] = n - s / n, n - 1
     sigma2 = np.maximum((SS_T[None, :] - SS) / n, 1e-12)  # one-way: the rest of the variance is noise ...
@@ -76,6 +76,11 @@ def intercept_starts(ZtZ: sp.spmatrix, re: RandomEffects, Zty: np.ndarray, yty: 
         tau2 = np.where(joint, solution[:K], tau2)
         sigma2 = np.where(joint, solution[K], sigma2)
     return terms, np.sqrt(np.maximum(tau2, TAU2_FLOOR * sigma2) / sigma2)
+
+
+def _csc(A: sp.spmatrix) -> sp.spmatrix:
+    """A in compressed columns: itself if it is (the cross-products' Z'Z is), else converted."""
+    return A if getattr(A, "format", None) == "csc" else sp.csc_matrix(A)
 
 
 def _trace_products(ZtZ: sp.csc_matrix, re: RandomEffects, terms: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -111,7 +116,7 @@ def vector_start(cp, re: RandomEffects, i: int) -> np.ndarray | None:
     t = re.terms[i]
     g, k, offset = t.n_levels, t.k, int(re.col_offsets[i])
     span = slice(offset, offset + t.q)
-    ZtZ = sp.csc_matrix(cp.ZtZ)
+    ZtZ = _csc(cp.ZtZ)
     entries = slice(ZtZ.indptr[offset], ZtZ.indptr[offset + t.q])  # the term's columns, then its rows among them
     rows = ZtZ.indices[entries] - offset
     cols = np.repeat(np.arange(t.q), np.diff(ZtZ.indptr[offset : offset + t.q + 1]))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -116,29 +117,36 @@ def value_column(name: str, values: pd.Series, role: str) -> pd.Series:
     )
 
 
+def _every_category_used(values: pd.Series) -> bool:
+    """Whether each category of the Categorical ``values`` occurs in it (checked on the codes)."""
+    codes = values.array.codes
+    return bool(np.bincount(codes[codes >= 0], minlength=len(values.dtype.categories)).all())
+
+
 def drop_unused_categories(values: pd.Series) -> pd.Series:
     """A Categorical without its unused categories (R's ``drop.unused.levels``), checked on the codes."""
-    if not isinstance(values.dtype, pd.CategoricalDtype):
-        return values
-    codes = values.array.codes
-    if np.bincount(codes[codes >= 0], minlength=len(values.dtype.categories)).all():
+    if not isinstance(values.dtype, pd.CategoricalDtype) or _every_category_used(values):
         return values
     return values.cat.remove_unused_categories()
 
 
+@lru_cache(maxsize=256)
 def is_arithmetic(expr: str) -> bool:
-    """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b)."""
+    """Operators outside parentheses, which formulaic would read as formula syntax (``a - b`` drops b); kept per
+    text."""
     return len(split_top(expr, "+-*/:%^")) > 1
 
 
-def _expression_names(expr: str) -> set[str]:
+@lru_cache(maxsize=256)
+def _expression_names(expr: str) -> frozenset[str]:
     """Names an R expression reads as values (``x`` in ``poly(x, 2)``, ``days.since`` in ``log(days.since)``;
     not ``poly``), factor by factor (:func:`skmixed.rnames.factor_variables`).
 
     formulaic's ``required_variables`` misses the arguments of its stateful transforms
-    (``poly``, ``scale``, ``center``), so rows missing x would reach them, and splits dotted names.
+    (``poly``, ``scale``, ``center``), so rows missing x would reach them, and splits dotted names.  Kept per
+    text, as formulaic's parse is (:func:`~skmixed.model_matrix.parsed_rhs`).
     """
-    return {name for term in parsed_rhs(expr) for factor in term.factors for name in factor_variables(factor)}
+    return frozenset(name for term in parsed_rhs(expr) for factor in term.factors for name in factor_variables(factor))
 
 
 def expression_variables(expr: str, data: pd.DataFrame) -> set[str]:
@@ -165,6 +173,7 @@ class ModelVariables:
     factor_columns: list[str] = field(
         default_factory=list
     )  # value columns that are Categoricals (found by prepare_data)
+    complete_factors: list[str] = field(default_factory=list)  # those with every category in the data's rows
 
 
 def model_variables(parsed: ParsedFormula, data: pd.DataFrame, response: bool = True, bars=None) -> ModelVariables:
@@ -217,6 +226,8 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
                 raise DataError(f"the offset variable {name!r} must be numeric, not of dtype {values.dtype}")
             if isinstance(values.dtype, pd.CategoricalDtype):
                 variables.factor_columns.append(name)
+                if _every_category_used(values):
+                    variables.complete_factors.append(name)
         ok = present(values)
         if fit and not ok.any():
             raise DataError(f"column {name!r} has only missing values: drop it from the formula or fill it")
@@ -224,10 +235,15 @@ def prepare_data(variables: ModelVariables, data: pd.DataFrame, fit: bool = True
     return (data.assign(**replaced) if replaced else data), keep
 
 
-def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame) -> pd.DataFrame:
-    """``used`` with the unused categories of its factor columns dropped, as R's model.frame drops unused levels."""
+def drop_unused_levels(variables: ModelVariables, used: pd.DataFrame, all_rows: bool = False) -> pd.DataFrame:
+    """``used`` with the unused categories of its factor columns dropped, as R's model.frame drops unused levels.
+
+    ``all_rows``: ``used`` holds every row the variables were prepared on, so a factor with every category there
+    (:attr:`ModelVariables.complete_factors`) has nothing to drop."""
     dropped = {}
     for name in variables.factor_columns:
+        if all_rows and name in variables.complete_factors:
+            continue
         values = used[name]
         pruned = drop_unused_categories(values)
         if pruned is not values:

@@ -25,7 +25,6 @@ from ..frame import ModelFrame
 from ..model import LinearMixedModel
 from ..model_matrix import Design
 from ..options import check_fit_options, switch
-from ..pls import profiled_solution
 from ..rank import drop_aliased, warn_rank_deficient
 from ..reterms import RandomEffects
 from ..standardize import _EXACT_FIT, Standardization
@@ -57,25 +56,12 @@ class DaskLinearMixedModel(LinearMixedModel):
 class DaskStandardizedDeviance(StandardizedDeviance):
     """The standardized deviance, with the penalized RSS at the optimum from a pass over the rows."""
 
-    def __init__(self, model: DaskLinearMixedModel):
-        super().__init__(model)
-        self._final: tuple[bytes, object] | None = None
-
-    def final_solution(self, theta: np.ndarray):
-        theta = np.asarray(theta, dtype=float)
-        if self._final is not None and self._final[0] == theta.tobytes():
-            return self._final[1]
-        model, sol = self.model, self.solve(theta)
+    def _penalized_rss(self, sol) -> float:
+        model = self.model
         rss = tree_reduce(
             model.source, residual_partition, add, model.coding, sol.beta, sol.b, what="4 (residuals at the optimum)"
         )
-        b = self.backend
-        final = profiled_solution(
-            sol.theta, sol.beta, sol.u, sol.b, rss + sol.u @ sol.u, sol.ldL2, sol.ldRX2, sol.RX, b.cp.n, b.p,
-            b.cp.log_det_w, b.reml,
-        )  # fmt: skip
-        self._final = (theta.tobytes(), final)
-        return final
+        return rss + sol.u @ sol.u
 
 
 class DaskDeviance(ProfiledDeviance):
