@@ -166,12 +166,12 @@ class WeightedGram:
         for c in np.unique(chunk):
             ks = np.flatnonzero(chunk == c)
             Hc = H[:, order[bounds[ks[0]] : bounds[ks[-1] + 1]]]
-            M = sp.tril(Hc @ Hc.T, format="csr")
-            M.sort_indices()
+            M = (Hc @ Hc.T).tocsr()
             rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
-            k = rows // q2
-            positions.append(((M.indices % q2) * q2 + rows - k * q2).astype(np.int32))
-            data.append(M.data)
+            lower = M.indices <= rows
+            rows, k = rows[lower], rows[lower] // q2
+            positions.append(((M.indices[lower] - k * q2) * q2 + rows - k * q2).astype(np.int32))
+            data.append(M.data[lower])
             sizes += np.bincount(k, minlength=K)
         indptr = np.concatenate([[0], np.cumsum(sizes)])
         return sp.csc_matrix((np.concatenate(data), np.concatenate(positions), indptr), shape=(q2 * q2, K))
