@@ -150,36 +150,70 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initi
     )
 
 
+#: at the optimum, L-BFGS-B's line search can spend up to 20 evaluations on points whose f equals the best one's
+#: within rounding (this relative difference): after this many in a row the run stops at the best point, and the
+#: checks of :func:`skmixed.convergence.minimize` judge it as they judge a run that scipy stopped abnormally there
+STALL_ROUNDING, STALL_EVALUATIONS = 1e-13, 3
+
+
+class _Stalled(Exception):
+    """The objective's values have stayed equal to the best within rounding for ``STALL_EVALUATIONS`` calls."""
+
+
+class _StallWatch:
+    """Counts the evaluations in a row whose value equals the best so far within rounding (neither lower by more
+    than rounding, which resets the count, nor higher, as a line search's overshoot is, which leaves it)."""
+
+    def __init__(self):
+        self.best, self.flat = np.inf, 0
+
+    def __call__(self, value: float) -> bool:
+        tol = STALL_ROUNDING * abs(self.best) if np.isfinite(self.best) else 0.0
+        if value < self.best - tol:
+            self.best, self.flat = value, 0
+        elif value <= self.best + tol:
+            self.best, self.flat = min(self.best, value), self.flat + 1
+        return self.flat >= STALL_EVALUATIONS
+
+
 def _scipy_symmetric(
     f_and_grad, x0, method: str, options: dict, canonical, scale=None, stalled: str = ""
 ) -> OptSummary:
     """scipy's ``method`` on f(x) given ``f_and_grad``, unbounded, in coordinates x·``scale``; the minimiser is
     mapped by ``canonical``.  A run whose message contains ``stalled`` (the line search stopped at rounding
-    level) counts as converged: the checks of :func:`skmixed.convergence.minimize` then judge the point;
-    non-finite values are returned as a huge f so the line search backs off."""
+    level), or that keeps evaluating points equal to the best within rounding (:data:`STALL_EVALUATIONS`), counts as
+    converged: the checks of :func:`skmixed.convergence.minimize` then judge the point; non-finite values are
+    returned as a huge f so the line search backs off."""
     from scipy.optimize import minimize as scipy_minimize  # lazily: import cost
 
     x0 = np.asarray(x0, dtype=float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, dtype=float)
-    logged = _Logged(f_and_grad, [])
+    logged, watch = _Logged(f_and_grad, []), _StallWatch()
 
     def fun(y):
         val, grad = logged(y / scale)
         if not (np.isfinite(val) and np.all(np.isfinite(grad))):
             return np.finfo(float).max / 1e10, np.zeros_like(y)
+        if watch(float(val)):
+            raise _Stalled
         return val, grad / scale
 
-    res = scipy_minimize(fun, x0 * scale, jac=True, method=method, options=options)
     limit = options.get("maxfun", options.get("maxiter"))
-    code = "MAXEVAL_REACHED" if res.nfev >= limit or res.nit >= options.get("maxiter", np.inf) else str(res.message)
-    converged = bool(res.success) or stalled in code
+    try:
+        res = scipy_minimize(fun, x0 * scale, jac=True, method=method, options=options)
+        x, fx = res.x / scale, float(res.fun)
+        code = "MAXEVAL_REACHED" if res.nfev >= limit or res.nit >= options.get("maxiter", np.inf) else str(res.message)
+        converged = bool(res.success) or stalled in code
+    except _Stalled:
+        (x, fx), converged = logged.best(), True
+        code = f"stopped at the best point: {STALL_EVALUATIONS} evaluations in a row equal to it within rounding"
     tolerances = {k: v for k, v in options.items() if k in ("ftol", "gtol")}
     return OptSummary(
         optimizer=f"scipy {method} (analytic gradient)",
         theta_init=x0,
         objective_init=logged.log[0][1],
-        theta=canonical(res.x / scale),
-        objective=float(res.fun),
+        theta=canonical(x),
+        objective=fx,
         n_evaluations=len(logged.log),
         converged=converged,
         return_code=code,

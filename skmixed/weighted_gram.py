@@ -50,12 +50,13 @@ EXACT_PATTERN_WORK, PATTERN_ROWS = 5e7, 64
 CHUNK = 1 << 17
 #: process-time nanoseconds per stored entry of T in the products T w of both weights (its index and value read and
 #: a multiply-add into the output, twice), per entry of the q₂ × q₂ outputs (zeroed, written, stacked and read by
-#: the traces), and per multiply-add of forming T (the sparse products, their lower triangles, T's indices)
-SPARSE_COUNT_NS, SPARSE_COUNT_PASS_NS, TABLE_BUILD_NS = 3.0, 8.0, 15.0
+#: the traces), per multiply-add of forming T (the sparse products, their lower triangles, T's indices), and per
+#: row of the products that form it (q₂ per count: a weighted model's counts are as many as its levels)
+SPARSE_COUNT_NS, SPARSE_COUNT_PASS_NS, TABLE_BUILD_NS, TABLE_ROW_NS = 3.0, 8.0, 15.0, 100.0
 #: T's entries are at most this many (0.24 GB: past it, its products no longer run from cache and forming it costs
 #: more than the evaluations save: ml1m's 1.5·10⁸), and the products that form T are taken a few counts at a time,
-#: at most this many multiply-adds (and output entries) each
-MAX_TABLE_ENTRIES, TABLE_CHUNK_WORK = 2e7, 2e7
+#: at most this many multiply-adds (and output entries) and rows each
+MAX_TABLE_ENTRIES, TABLE_CHUNK_WORK, TABLE_CHUNK_ROWS = 2e7, 2e7, 1 << 22
 
 
 class WeightedGram:
@@ -90,8 +91,8 @@ class WeightedGram:
         table_nnz = min((self.work + G.nnz) / 2, K * (self.pattern_nnz + q2) / 2)
         if table_nnz <= MAX_TABLE_ENTRIES and q2 * q2 < np.iinfo(np.int32).max:
             costs["sparse per count"] = (SPARSE_COUNT_NS * table_nnz + SPARSE_COUNT_PASS_NS * q2 * q2) / 2 + (
-                TABLE_BUILD_NS * self.work / EVALUATIONS
-            )
+                TABLE_BUILD_NS * self.work + TABLE_ROW_NS * q2 * K
+            ) / EVALUATIONS
         self.method = method or min(costs, key=costs.get)
         self.blocks = self._per_count_blocks(integral) if self.method == "per count" else None
         if self.method == "per count" and self.blocks is None:  # larger integers than a byte, past the budget
@@ -152,27 +153,30 @@ class WeightedGram:
     def _count_table(self) -> sp.csc_matrix:
         """T (q₂² × K): column k holds the lower triangle of Mₖ, entry (i ≥ j) in row j·q₂ + i (Fortran order).
 
-        The Mₖ come from sparse products of a few counts' columns at a time (at most :data:`TABLE_CHUNK_WORK`
-        multiply-adds, which bounds the product's temporary): with column s of G moved down to rows group(s)·q₂
-        (H), HH' is block diagonal with the Mₖ as its blocks, and its rows, in order, run through k, i, then j."""
+        The Mₖ come from sparse products of a few counts' columns at a time: with column s of G moved down to rows
+        (k(s) − k₀)·q₂ for the chunk's first count k₀ (H), HH' is block diagonal with the chunk's Mₖ as its blocks.
+        A chunk holds at most about :data:`TABLE_CHUNK_WORK` multiply-adds and :data:`TABLE_CHUNK_ROWS` rows of H
+        (its product's row pointers: a weighted model can have a distinct count for every level)."""
         q2, K = self.q2, len(self.counts)
-        column_group = np.repeat(self.group, np.diff(self.G.indptr))
-        H = sp.csc_matrix((self.G.data, self.G.indices + column_group * q2, self.G.indptr), shape=(q2 * K, self.q1))
-        work = np.bincount(self.group, np.diff(self.G.indptr).astype(float) ** 2, minlength=K)
-        chunk = np.floor(np.cumsum(work) / TABLE_CHUNK_WORK).astype(int)  # counts' chunk, non-decreasing in k
+        per_column = np.diff(self.G.indptr)
+        work = np.bincount(self.group, per_column.astype(float) ** 2, minlength=K)
+        # both bounds are non-decreasing in k, so each chunk is a run of consecutive counts
+        chunk = np.maximum(np.floor(np.cumsum(work) / TABLE_CHUNK_WORK), np.arange(K) * q2 // TABLE_CHUNK_ROWS)
         order = np.argsort(self.group, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(np.bincount(self.group, minlength=K))])
         data, positions, sizes = [], [], np.zeros(K, dtype=np.int64)
         for c in np.unique(chunk):
             ks = np.flatnonzero(chunk == c)
-            Hc = H[:, order[bounds[ks[0]] : bounds[ks[-1] + 1]]]
+            Gc = self.G[:, order[bounds[ks[0]] : bounds[ks[-1] + 1]]]
+            local = np.repeat(self.group[order[bounds[ks[0]] : bounds[ks[-1] + 1]]] - ks[0], np.diff(Gc.indptr))
+            Hc = sp.csc_matrix((Gc.data, Gc.indices + local * q2, Gc.indptr), shape=(q2 * len(ks), Gc.shape[1]))
             M = (Hc @ Hc.T).tocsr()
             rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
             lower = M.indices <= rows
             rows, k = rows[lower], rows[lower] // q2
             positions.append(((M.indices[lower] - k * q2) * q2 + rows - k * q2).astype(np.int32))
             data.append(M.data[lower])
-            sizes += np.bincount(k, minlength=K)
+            sizes += np.bincount(k + ks[0], minlength=K)
         indptr = np.concatenate([[0], np.cumsum(sizes)])
         return sp.csc_matrix((np.concatenate(data), np.concatenate(positions), indptr), shape=(q2 * q2, K))
 

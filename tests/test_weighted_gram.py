@@ -50,15 +50,21 @@ def test_per_count_gives_way_when_widened_integers_pass_the_budget(monkeypatch):
     np.testing.assert_allclose(np.tril(way.lower(np.ones(len(way.counts)))[0]), np.tril((G @ G.T).toarray()))
 
 
-def test_the_sparse_table_is_the_same_formed_a_few_counts_at_a_time(monkeypatch):
+@pytest.mark.parametrize("bound", ["TABLE_CHUNK_WORK", "TABLE_CHUNK_ROWS"])
+def test_the_sparse_table_is_the_same_formed_a_few_counts_at_a_time(monkeypatch, bound):
     G, n = _G(lambda size: np.random.default_rng(2).random(size))
-    whole = WeightedGram(G, n, "sparse per count").table
-    monkeypatch.setattr(weighted_gram, "TABLE_CHUNK_WORK", 40.0)  # a chunk of one or a few counts
-    chunked = WeightedGram(G, n, "sparse per count").table
-    group = np.unique(n, return_inverse=True)[1]
-    work = np.bincount(group, np.diff(G.indptr).astype(float) ** 2)  # each count's multiply-adds
-    assert len(np.unique(np.floor(np.cumsum(work) / 40.0))) > 5  # several products
-    assert (whole != chunked).nnz == 0 and np.array_equal(whole.indptr, chunked.indptr)
+    n = n + np.random.default_rng(3).random(len(n))  # weighted: a distinct count for every column
+    whole = WeightedGram(G, n, "sparse per count")
+    monkeypatch.setattr(weighted_gram, bound, 40.0 if bound == "TABLE_CHUNK_WORK" else 3 * G.shape[0])
+    chunked = WeightedGram(G, n, "sparse per count")
+    work = np.bincount(chunked.group, np.diff(G.indptr).astype(float) ** 2)  # each count's multiply-adds
+    rows = np.arange(len(work)) * G.shape[0] // weighted_gram.TABLE_CHUNK_ROWS  # each count's rows of H
+    chunks = np.maximum(np.floor(np.cumsum(work) / weighted_gram.TABLE_CHUNK_WORK), rows)
+    assert len(np.unique(chunks)) > 5  # several products
+    assert (whole.table != chunked.table).nnz == 0 and np.array_equal(whole.table.indptr, chunked.table.indptr)
+    w = np.random.default_rng(4).random(len(chunked.counts))
+    expected = np.tril((G.toarray() * w[chunked.group]) @ G.toarray().T)
+    np.testing.assert_allclose(np.tril(chunked.lower(w)[0]), expected, rtol=1e-13, atol=1e-14)
 
 
 def test_the_dense_way_takes_the_heavy_columns_and_leaves_the_rest_sparse():
