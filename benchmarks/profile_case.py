@@ -20,11 +20,11 @@ import json
 import pstats
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
-from .run_case import fit_function, pin_to_one_cpu
+from .run_case import cold_start, fit_function, pin_to_one_cpu
+from .table import fmt_seconds
 
 #: how many functions of the most own time are listed
 TOP = 6
@@ -100,22 +100,13 @@ def _slowest_imports(n: int = 5) -> list[list]:
 
 
 def profile_first_call() -> dict:
-    """The cold start by parts: ``import skmixed``, the data set's load and the first fit, in this fresh process."""
-    times = [time.perf_counter()]
-    import skmixed
-
-    times.append(time.perf_counter())
-    from skmixed import datasets
-
-    data = datasets.load("sleepstudy")
-    times.append(time.perf_counter())
-    skmixed.lmer("Reaction ~ Days + (Days | Subject)", data)
-    times.append(time.perf_counter())
-    parts = ["import skmixed", "load sleepstudy", "first fit"]
+    """The cold start by parts (:func:`~benchmarks.run_case.cold_start`) in this fresh process, and the packages
+    its import spends most time in."""
+    stages = cold_start()
     return {
         "profiled": False,
-        "total": times[-1] - times[0],
-        "stages": [[part, b - a] for part, a, b in zip(parts, times, times[1:])],
+        "total": sum(s for _, s in stages),
+        "stages": stages,
         "imports": _slowest_imports(),
     }
 
@@ -125,23 +116,19 @@ def describe(name: str, profile: dict) -> list[str]:
     if "error" in profile:
         return [f"- **{name}**: the profile failed: {profile['error']}"]
     total = profile["total"]
-    stages = ", ".join(f"{stage} {_seconds(s)} ({s / total:.0%})" for stage, s in profile["stages"] if s > 0)
+    stages = ", ".join(f"{stage} {fmt_seconds(s)} ({s / total:.0%})" for stage, s in profile["stages"] if s > 0)
     timed = "in this process" if profile.get("profiled") is False else "under the profiler"
-    head = f"- **{name}** ({_seconds(total)} {timed}){': ' + stages if stages else ''}"
+    head = f"- **{name}** ({fmt_seconds(total)} {timed}){': ' + stages if stages else ''}"
     if profile.get("evaluations"):
         head += f"; {profile['evaluations']} evaluations"
     lines = [head]
     if profile.get("own"):
-        own = "; ".join(f"{label} {_seconds(s)} ({calls} calls)" for label, s, calls in profile["own"])
+        own = "; ".join(f"{label} {fmt_seconds(s)} ({calls} calls)" for label, s, calls in profile["own"])
         lines.append(f"  - most time of their own: {own}")
     if profile.get("imports"):
-        imports = ", ".join(f"{p} {_seconds(s)}" for p, s in profile["imports"])
+        imports = ", ".join(f"{p} {fmt_seconds(s)}" for p, s in profile["imports"])
         lines.append(f"  - the import's time by package (its modules' own time, ``python -X importtime``): {imports}")
     return lines
-
-
-def _seconds(s: float) -> str:
-    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .exceptions import ConvergenceWarning
-from .optimizers import OptSummary
+from .optimizers import ROUNDING, OptSummary  # within ROUNDING, a Newton step is judged by its gradient
 
 GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
 HESS_TOL = 1e-6  # lme4's check.conv.hess tolerance (here relative to the largest eigenvalue)
@@ -40,8 +40,6 @@ PROBE_GAIN = 1e-6
 #: up to this many parameters a Hessian is built from differences of f alone: O(k²) evaluations, what BOBYQA
 #: itself spends on a model of that size (22 θ: 676 evaluations to converge, 276 for the Hessian)
 MAX_FD_HESSIAN = 50
-#: within this relative change f is flat to rounding: a Newton step there is judged by the gradient it leaves
-ROUNDING = 1e-13
 
 
 # --- derivatives --------------------------------------------------------------------------
@@ -240,10 +238,8 @@ def _check(summary: OptSummary, lower: np.ndarray, scale: np.ndarray, grad_tol: 
     free = _free(summary.theta, lower)
     g, H = summary.gradient, summary.hessian
     problems = []
-    if free.all():  # the common case: no component on its bound, nothing to select
-        problems += _gradient_problems(g, H, scale, grad_tol)
-    elif free.any():
-        problems += _gradient_problems(g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol)
+    if free.any():
+        problems += _gradient_problems(g, H, free, scale, grad_tol)
     if summary.return_code in ("MAXEVAL_REACHED", "MAXTIME_REACHED"):
         problems.insert(0, f"the optimizer ({summary.optimizer}) stopped at its limit of {summary.maxeval} evaluations")
     elif not summary.converged:
@@ -259,11 +255,13 @@ def _check(summary: OptSummary, lower: np.ndarray, scale: np.ndarray, grad_tol: 
         warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
-def _gradient_problems(g: np.ndarray | None, H: np.ndarray | None, scale: np.ndarray, grad_tol: float) -> list[str]:
-    """:func:`_derivative_problems` of the free components' derivatives, or that the gradient could not be had."""
-    if g is None or not np.isfinite(g).all():
+def _gradient_problems(g, H, free: np.ndarray, scale: np.ndarray, grad_tol: float) -> list[str]:
+    """:func:`_derivative_problems` of the ``free`` components' derivatives, or that the gradient could not be had."""
+    if g is None or not np.isfinite(g[free]).all():
         return ["unable to evaluate the gradient at the optimum"]
-    return _derivative_problems(g, H, scale, grad_tol)
+    if free.all():  # no component on its bound: nothing to select
+        return _derivative_problems(g, H, scale, grad_tol)
+    return _derivative_problems(g[free], None if H is None else H[np.ix_(free, free)], scale[free], grad_tol)
 
 
 def _derivative_problems(g: np.ndarray, H: np.ndarray | None, scale: np.ndarray, grad_tol: float) -> list[str]:

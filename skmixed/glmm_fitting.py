@@ -157,10 +157,10 @@ class _SeUnits:
         return np.concatenate([x[: self.k], (x[self.k :] - self.beta0) / self.scale])
 
     def from_z(self, z: np.ndarray) -> np.ndarray:
-        return np.concatenate([z[: self.k], self.beta0 + self.scale * z[self.k :]])
+        return self.from_z_rows(z[None, :])[0]
 
     def from_z_rows(self, Z: np.ndarray) -> np.ndarray:
-        """:meth:`from_z` of each row of ``Z``."""
+        """(θ, β) of each row of ``Z``: θ as it is, β = β₀ + scale · z."""
         out = Z.copy()
         out[:, self.k :] = self.beta0 + self.scale * Z[:, self.k :]
         return out

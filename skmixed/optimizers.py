@@ -150,10 +150,12 @@ def bobyqa(f, x0, lower, *, xtol_abs=1e-8, ftol_abs=1e-8, maxeval=100_000, initi
     )
 
 
+#: within this relative change f is flat to rounding
+ROUNDING = 1e-13
 #: at the optimum, L-BFGS-B's line search can spend up to 20 evaluations on points whose f equals the best one's
-#: within rounding (this relative difference): after this many in a row the run stops at the best point, and the
-#: checks of :func:`skmixed.convergence.minimize` judge it as they judge a run that scipy stopped abnormally there
-STALL_ROUNDING, STALL_EVALUATIONS = 1e-13, 3
+#: within rounding: after this many in a row the run stops at the best point, and the checks of
+#: :func:`skmixed.convergence.minimize` judge it as they judge a run that scipy stopped abnormally there
+STALL_EVALUATIONS = 3
 
 
 class _Stalled(Exception):
@@ -168,7 +170,7 @@ class _StallWatch:
         self.best, self.flat = np.inf, 0
 
     def __call__(self, value: float) -> bool:
-        tol = STALL_ROUNDING * abs(self.best) if np.isfinite(self.best) else 0.0
+        tol = ROUNDING * abs(self.best) if np.isfinite(self.best) else 0.0
         if value < self.best - tol:
             self.best, self.flat = value, 0
         elif value <= self.best + tol:

@@ -114,6 +114,11 @@ def response_vector(expr: str, data: pd.DataFrame) -> np.ndarray:
         raise DataError(
             f"{expr!r} is a binomial response (successes, failures): fit it with skmixed.glmer(..., family='binomial')"
         )
+    return _as_numbers(expr, values, data)
+
+
+def _as_numbers(expr: str, values: pd.Series | None, data: pd.DataFrame) -> np.ndarray:
+    """The response ``expr`` as floats: its column ``values`` where it is one, else its expression's values."""
     return _expression_vector(expr, data, "response") if values is None else _numbers(expr, values, "response")
 
 
@@ -154,4 +159,4 @@ def binomial_response(expr: str, data: pd.DataFrame) -> tuple[np.ndarray, np.nda
                 "(the second counts as success): recode it, e.g. (column == 'yes')"
             )
         return (codes == 1).astype(float), None
-    return (_expression_vector(expr, data, "response") if values is None else _numbers(expr, values, "response")), None
+    return _as_numbers(expr, values, data), None

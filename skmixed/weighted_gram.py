@@ -99,10 +99,14 @@ class WeightedGram:
             costs.pop("per count", None)
             self.method = min(costs, key=costs.get)
         self.table = self._count_table() if self.method == "sparse per count" else None
-        if self.method != "dense":
+        if self.method != "dense":  # the sparse way reads G as it is; the per-count ways read neither
             self.heavy[:] = False
-        self.dense = G[:, self.heavy].toarray() if self.heavy.any() else None
-        self.light = None if self.heavy.all() else G[:, ~self.heavy]
+        self.dense = self.light = None
+        if self.method in ("dense", "sparse"):
+            if self.heavy.any():
+                self.dense = G[:, self.heavy].toarray()
+            if not self.heavy.all():
+                self.light = G[:, ~self.heavy] if self.heavy.any() else G
 
     def _heavy_columns(self, per_column: np.ndarray) -> np.ndarray:
         """The columns whose sparse product costs more than BLAS's (cₛ² against q₂² multiply-adds at their prices),
@@ -167,8 +171,9 @@ class WeightedGram:
         data, positions, sizes = [], [], np.zeros(K, dtype=np.int64)
         for c in np.unique(chunk):
             ks = np.flatnonzero(chunk == c)
-            Gc = self.G[:, order[bounds[ks[0]] : bounds[ks[-1] + 1]]]
-            local = np.repeat(self.group[order[bounds[ks[0]] : bounds[ks[-1] + 1]]] - ks[0], np.diff(Gc.indptr))
+            columns = order[bounds[ks[0]] : bounds[ks[-1] + 1]]
+            Gc = self.G[:, columns]
+            local = np.repeat(self.group[columns] - ks[0], np.diff(Gc.indptr))
             Hc = sp.csc_matrix((Gc.data, Gc.indices + local * q2, Gc.indptr), shape=(q2 * len(ks), Gc.shape[1]))
             M = (Hc @ Hc.T).tocsr()
             rows = np.repeat(np.arange(M.shape[0]), np.diff(M.indptr))
@@ -189,19 +194,18 @@ class WeightedGram:
         if self.method != "per count":
             return [self._by_columns(w[self.group]) for w in weights]
         out = np.zeros((len(weights), self.q2, self.q2))
-        if self.method == "per count":
-            width = max(256, CHUNK // len(self.counts))
-            buffer = np.empty((len(self.counts), width))
-            for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
-                flat = np.empty((len(weights), block.shape[1]))
-                for c in range(0, block.shape[1], width):
-                    doubles = buffer[:, : min(width, block.shape[1] - c)]
-                    np.copyto(doubles, block[:, c : c + width])
-                    flat[:, c : c + width] = weights @ doubles
-                out[:, r0:r1, :r1] = flat.reshape(len(weights), r1 - r0, r1)
-            diagonal = np.arange(self.q2)
-            out[:, diagonal, diagonal] += weights @ self.diagonals
-            return list(out)
+        width = max(256, CHUNK // len(self.counts))
+        buffer = np.empty((len(self.counts), width))
+        for block, (r0, r1) in zip(self.blocks, self._row_blocks()):
+            flat = np.empty((len(weights), block.shape[1]))
+            for c in range(0, block.shape[1], width):
+                doubles = buffer[:, : min(width, block.shape[1] - c)]
+                np.copyto(doubles, block[:, c : c + width])
+                flat[:, c : c + width] = weights @ doubles
+            out[:, r0:r1, :r1] = flat.reshape(len(weights), r1 - r0, r1)
+        diagonal = np.arange(self.q2)
+        out[:, diagonal, diagonal] += weights @ self.diagonals
+        return list(out)
 
     def _by_columns(self, column_w: np.ndarray) -> np.ndarray:
         """G diag(w) G' (w by column) in Fortran order: syrk on the dense columns (its lower triangle, as the
